@@ -1,0 +1,1 @@
+//! Shell-word expansion with BuildKit's rules (placeholder, being written).
