@@ -1,1 +1,0 @@
-//! Shell-word expansion with BuildKit's rules (placeholder, being written).
