@@ -1,1 +1,32 @@
-fn main() {}
+//! The `hoist` binary: parse arguments, call the library, map errors to exit
+//! codes (0 success, 1 failure, 2 usage error; see docs/cli.md).
+
+mod cli;
+
+use clap::Parser;
+use cli::{Cli, Command};
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Parse(args) => cli::parse::run(args),
+        Command::Check(args) => cli::check::run(args),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(err) => {
+            // A closed pipe (`hoist parse ... | head`) is not an error.
+            if err.chain().any(|e| {
+                e.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
+                std::process::exit(0);
+            }
+            eprintln!("error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            std::process::exit(1);
+        }
+    }
+}

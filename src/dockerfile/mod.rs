@@ -4,4 +4,11 @@
 //! Dockerfile syntax), including its quirks, so that hoist never reads a
 //! Dockerfile differently from `docker build`. Never panics on any input.
 
+pub mod ast;
+pub mod dump;
+pub mod instructions;
+pub mod parser;
 pub mod shell;
+
+pub use ast::{Arg, Ast, Heredoc, Node, Span};
+pub use parser::{ParseError, parse};

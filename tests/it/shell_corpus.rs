@@ -5,26 +5,11 @@
 //! or `$HOIST_CORPUS/buildkit-shell`); their format is described in the
 //! corpus README. Every case runs, and the panic names every failing one.
 
-use std::path::PathBuf;
-
+use crate::common::corpus_dir;
 use hoist::dockerfile::shell::Lexer;
 
-fn corpus_dir() -> PathBuf {
-    let root = match std::env::var_os("HOIST_CORPUS") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus"),
-    };
-    let dir = root.join("buildkit-shell");
-    assert!(
-        dir.is_dir(),
-        "the BuildKit shell corpus is missing at {}: check out shared/ beside the repository or set HOIST_CORPUS",
-        dir.display()
-    );
-    dir
-}
-
 fn read(name: &str) -> String {
-    let path = corpus_dir().join(name);
+    let path = corpus_dir().join("buildkit-shell").join(name);
     std::fs::read_to_string(&path)
         .unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()))
 }

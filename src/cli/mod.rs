@@ -1,0 +1,55 @@
+//! Command-line definitions: one file per subcommand, each flag defined once
+//! with its help text next to it.
+
+pub mod check;
+pub mod parse;
+
+use clap::{Parser, Subcommand};
+
+/// hoist: a daemonless, OCI-native container image builder.
+#[derive(Debug, Parser)]
+#[command(name = "hoist", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Parse(parse::ParseArgs),
+    Check(check::CheckArgs),
+}
+
+/// Reads a Dockerfile from a path, or from stdin for `-`; returns the name to
+/// show in messages and the text (invalid UTF-8 replaced, as it cannot be
+/// part of any instruction BuildKit accepts).
+pub fn read_dockerfile(path: &std::path::Path) -> anyhow::Result<(String, String)> {
+    use anyhow::Context;
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    let name = if path.as_os_str() == "-" {
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .context("cannot read the Dockerfile from stdin")?;
+        "<stdin>".to_string()
+    } else {
+        bytes = std::fs::read(path).with_context(|| {
+            format!(
+                "cannot read {}: check the path given with -f or as FILE",
+                path.display()
+            )
+        })?;
+        path.display().to_string()
+    };
+    Ok((name, String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+/// Writes results to stdout; a closed pipe surfaces as an error that `main`
+/// treats as a clean exit (`println!` would panic instead).
+pub fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
