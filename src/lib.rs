@@ -7,4 +7,6 @@
 
 pub mod check;
 pub mod dockerfile;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod plan;
