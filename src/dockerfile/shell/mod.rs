@@ -14,6 +14,19 @@
 //! a command (no `$(...)`, no backquotes), never reads the process
 //! environment, never panics on any input, and takes time proportional to the
 //! input (patterns: input times pattern length).
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//! use hoist::dockerfile::shell::Lexer;
+//!
+//! let vars = BTreeMap::from([("VERSION".to_owned(), "1.2".to_owned())]);
+//! let lexer = Lexer::new('\\');
+//! assert_eq!(lexer.process_word("app-${VERSION:-dev}.tar", &vars)?, "app-1.2.tar");
+//! assert_eq!(lexer.process_words("a \"b c\" $VERSION", &vars)?, ["a", "b c", "1.2"]);
+//! let found = lexer.process_word_with_matches("$VERSION$ARCH", &vars)?;
+//! assert!(found.unmatched.contains("ARCH"));
+//! # Ok::<(), hoist::dockerfile::shell::ShellError>(())
+//! ```
 
 mod pattern;
 mod unicode;
@@ -158,6 +171,13 @@ pub struct Lexer {
     skip_process_quotes: bool,
 }
 
+impl Default for Lexer {
+    /// The lexer for a Dockerfile without an escape directive.
+    fn default() -> Lexer {
+        Lexer::new('\\')
+    }
+}
+
 impl Lexer {
     /// A lexer with the given escape character: `\` by default, `` ` `` after
     /// a `# escape=`` ` `` directive.
@@ -207,8 +227,12 @@ impl Lexer {
     }
 
     /// Expands `word` and splits it into words on white space that is neither
-    /// quoted, escaped nor inside a `${...}` operand. White space inside an
-    /// expanded value splits too, unless the expansion was quoted.
+    /// quoted nor escaped. White space that an unquoted `$` expansion
+    /// produces splits too, even when it came from quotes inside a `${...}`
+    /// operand (`${X:-"a b"}` gives two words). Empty words are dropped.
+    ///
+    /// As in BuildKit, a `${VAR<op>...}` drops the text before it in the
+    /// same word (`a${X:-b}` gives `["b"]`); see `Expander::word_buf`.
     pub fn process_words(&self, word: &str, vars: &dyn Vars) -> Result<Vec<String>, ShellError> {
         Ok(Expander::new(self, word, vars).run()?.1)
     }
@@ -1095,6 +1119,9 @@ mod tests {
         assert_eq!(words("a\"$S\"", &v), ["a 1  2 "]);
         assert_eq!(words("'a b' \"c d\" e\\ f", &v), ["a b", "c d", "e f"]);
         assert_eq!(words("a$X ${X}c", &v), ["ab", "bc"]);
+        // Quotes inside an operand do not keep its value together.
+        assert_eq!(words("${U:-\"a b\"}", &v), ["a", "b"]);
+        assert_eq!(words("\"${U:-a b}\"", &v), ["a b"]);
         // Empty quotes make no word.
         assert_eq!(words("a \"\" '' b", &v), ["a", "b"]);
         assert!(words("", &v).is_empty());
@@ -1155,6 +1182,7 @@ mod tests {
         );
         assert_eq!(no_quotes.process_words("'a b'", &x).unwrap(), ["'a", "b'"]);
         assert_eq!(no_quotes.escape(), '\\');
+        assert_eq!(Lexer::default(), Lexer::new('\\'));
     }
 
     #[test]
