@@ -14,6 +14,19 @@
 //! a command (no `$(...)`, no backquotes), never reads the process
 //! environment, never panics on any input, and takes time proportional to the
 //! input (patterns: input times pattern length).
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//! use hoist::dockerfile::shell::Lexer;
+//!
+//! let vars = BTreeMap::from([("VERSION".to_owned(), "1.2".to_owned())]);
+//! let lexer = Lexer::new('\\');
+//! assert_eq!(lexer.process_word("app-${VERSION:-dev}.tar", &vars)?, "app-1.2.tar");
+//! assert_eq!(lexer.process_words("a \"b c\" $VERSION", &vars)?, ["a", "b c", "1.2"]);
+//! let found = lexer.process_word_with_matches("$VERSION$ARCH", &vars)?;
+//! assert!(found.unmatched.contains("ARCH"));
+//! # Ok::<(), hoist::dockerfile::shell::ShellError>(())
+//! ```
 
 mod pattern;
 mod unicode;
@@ -158,6 +171,13 @@ pub struct Lexer {
     skip_process_quotes: bool,
 }
 
+impl Default for Lexer {
+    /// The lexer for a Dockerfile without an escape directive.
+    fn default() -> Lexer {
+        Lexer::new('\\')
+    }
+}
+
 impl Lexer {
     /// A lexer with the given escape character: `\` by default, `` ` `` after
     /// a `# escape=`` ` `` directive.
@@ -207,8 +227,12 @@ impl Lexer {
     }
 
     /// Expands `word` and splits it into words on white space that is neither
-    /// quoted, escaped nor inside a `${...}` operand. White space inside an
-    /// expanded value splits too, unless the expansion was quoted.
+    /// quoted nor escaped. White space that an unquoted `$` expansion
+    /// produces splits too, even when it came from quotes inside a `${...}`
+    /// operand (`${X:-"a b"}` gives two words). Empty words are dropped.
+    ///
+    /// As in BuildKit, a `${VAR<op>...}` drops the text before it in the
+    /// same word (`a${X:-b}` gives `["b"]`); see `Expander::word_buf`.
     pub fn process_words(&self, word: &str, vars: &dyn Vars) -> Result<Vec<String>, ShellError> {
         Ok(Expander::new(self, word, vars).run()?.1)
     }
@@ -695,5 +719,640 @@ fn invalid_pattern(offset: usize, pattern: &str, bad: pattern::BadEscape) -> She
         offset,
         pattern: pattern.to_owned(),
         message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|&(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+    }
+
+    fn word(input: &str, pairs: &[(&str, &str)]) -> Result<String, ShellError> {
+        Lexer::new('\\').process_word(input, &vars(pairs))
+    }
+
+    fn words(input: &str, pairs: &[(&str, &str)]) -> Vec<String> {
+        Lexer::new('\\').process_words(input, &vars(pairs)).unwrap()
+    }
+
+    fn names(list: &[&str]) -> BTreeSet<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// The cases of BuildKit's `TestProcessWithMatches`: value, matched and
+    /// unmatched names, or an error.
+    #[test]
+    fn matches_and_operators() {
+        struct Case {
+            input: &'static str,
+            vars: &'static [(&'static str, &'static str)],
+            expected: Option<&'static str>,
+            matched: &'static [&'static str],
+            unmatched: &'static [&'static str],
+        }
+        const FOO_BAR: &[(&str, &str)] = &[("FOO", "xxx"), ("BAR", "")];
+        const XXYY: &[(&str, &str)] = &[("FOO", "xxyy")];
+        let ok = |input, vars, expected, matched, unmatched| Case {
+            input,
+            vars,
+            expected: Some(expected),
+            matched,
+            unmatched,
+        };
+        let err = |input, vars| Case {
+            input,
+            vars,
+            expected: None,
+            matched: &[],
+            unmatched: &[],
+        };
+        let cases = [
+            ok("x", &[("DUMMY", "dummy")], "x", &[], &[]),
+            ok("x ${UNUSED}", &[("DUMMY", "dummy")], "x ", &[], &["UNUSED"]),
+            ok("x ${FOO}", &[("FOO", "y")], "x y", &["FOO"], &[]),
+            ok(
+                "${FOO-aaa} ${BAR-bbb} ${BAZ-ccc}",
+                FOO_BAR,
+                "xxx  ccc",
+                &["FOO", "BAR"],
+                &["BAZ"],
+            ),
+            ok(
+                "${FOO:-aaa} ${BAR:-bbb} ${BAZ:-ccc}",
+                FOO_BAR,
+                "xxx bbb ccc",
+                &["FOO", "BAR"],
+                &["BAZ"],
+            ),
+            ok("${FOO:-}", FOO_BAR, "xxx", &["FOO"], &[]),
+            ok("${FOO:-}", &[], "", &[], &["FOO"]),
+            ok(
+                "${FOO+aaa} ${BAR+bbb} ${BAZ+ccc}",
+                FOO_BAR,
+                "aaa bbb ",
+                &["FOO", "BAR"],
+                &["BAZ"],
+            ),
+            ok(
+                "${FOO:+aaa} ${BAR:+bbb} ${BAZ:+ccc}",
+                FOO_BAR,
+                "aaa  ",
+                &["FOO", "BAR"],
+                &["BAZ"],
+            ),
+            ok("${FOO?aaa}", FOO_BAR, "xxx", &["FOO"], &[]),
+            ok("${BAR?bbb}", FOO_BAR, "", &["BAR"], &[]),
+            err("${BAZ?ccc}", FOO_BAR),
+            ok("${FOO:?aaa}", FOO_BAR, "xxx", &["FOO"], &[]),
+            err("${BAR:?bbb}", FOO_BAR),
+            err("${BAZ:?ccc}", FOO_BAR),
+            err("${BAZ:?}", FOO_BAR),
+            err("${FOO=aaa}", FOO_BAR),
+            err("${FOO=:aaa}", FOO_BAR),
+            err("${FOO=}", &[]),
+            ok(
+                "${FOO#()[]{\\}^$.\\*\\?|\\\\}",
+                &[("FOO", "()[]{}^$.*?|\\x")],
+                "x",
+                &["FOO"],
+                &[],
+            ),
+            ok("${FOO%%\\**}", &[("FOO", "xx**")], "xx", &["FOO"], &[]),
+            ok("${FOO#*x*y}", XXYY, "y", &["FOO"], &[]),
+            ok("${FOO#*}", XXYY, "xxyy", &["FOO"], &[]),
+            ok(
+                "${FOO#$BAR}",
+                &[("FOO", "xxyy"), ("BAR", "x")],
+                "xyy",
+                &["FOO", "BAR"],
+                &[],
+            ),
+            ok(
+                "${FOO#$BAR}",
+                &[("FOO", "xxyy"), ("BAR", "")],
+                "xxyy",
+                &["FOO", "BAR"],
+                &[],
+            ),
+            ok("${FOO#}", XXYY, "xxyy", &["FOO"], &[]),
+            ok("${FOO##*x}", XXYY, "yy", &["FOO"], &[]),
+            ok("${FOO##}", XXYY, "xxyy", &["FOO"], &[]),
+            ok("${FOO#?\\?}", &[("FOO", "???y")], "?y", &["FOO"], &[]),
+            ok(
+                "${ABC:-.}${FOO%x}${ABC:-.}",
+                XXYY,
+                ".xxyy.",
+                &["FOO"],
+                &["ABC"],
+            ),
+            ok("${FOO%%\\**\\*}", &[("FOO", "a***yy*")], "a", &["FOO"], &[]),
+            ok("${FOO%}", XXYY, "xxyy", &["FOO"], &[]),
+            ok(
+                "${FOO%%$BAR}",
+                &[("FOO", "xxyy"), ("BAR", "")],
+                "xxyy",
+                &["FOO", "BAR"],
+                &[],
+            ),
+            err("${FOO:#}", &[]),
+            err("${FOO:##}", &[]),
+            err("${FOO:%}", &[]),
+            err("${FOO:%%}", &[]),
+            ok(
+                "${FOO/$NEEDLE/.} - ${FOO//$NEEDLE/.}",
+                &[("FOO", "/foo*/*/*.txt"), ("NEEDLE", "\\*/")],
+                "/foo.*/*.txt - /foo..*.txt",
+                &["FOO", "NEEDLE"],
+                &[],
+            ),
+            ok(
+                "${FOO/$NEEDLE/} - ${FOO//$NEEDLE/}",
+                &[("FOO", "/tmp/tmp/bar.txt"), ("NEEDLE", "/tmp")],
+                "/tmp/bar.txt - /bar.txt",
+                &["FOO", "NEEDLE"],
+                &[],
+            ),
+            ok(
+                "${FOO/$NEEDLE/$REPLACEMENT} - ${FOO//$NEEDLE/$REPLACEMENT}",
+                &[
+                    ("FOO", "/a/foo/b/c.txt"),
+                    ("NEEDLE", "/?/"),
+                    ("REPLACEMENT", "/"),
+                ],
+                "/foo/b/c.txt - /foo/c.txt",
+                &["FOO", "NEEDLE", "REPLACEMENT"],
+                &[],
+            ),
+            ok(
+                "${FOO/$NEEDLE/$REPLACEMENT}",
+                &[
+                    ("FOO", "http://google.de"),
+                    ("NEEDLE", "http://"),
+                    ("REPLACEMENT", "https://"),
+                ],
+                "https://google.de",
+                &["FOO", "NEEDLE", "REPLACEMENT"],
+                &[],
+            ),
+            ok(
+                "${FOO//\\//\\/}",
+                &[("FOO", "/tmp/foo.txt")],
+                "\\/tmp\\/foo.txt",
+                &["FOO"],
+                &[],
+            ),
+            ok(
+                "${FOO/$BAR/ww}",
+                &[("FOO", "xxyy"), ("BAR", "")],
+                "wwxxyy",
+                &["FOO", "BAR"],
+                &[],
+            ),
+            err("${FOO//ww}", XXYY),
+            err("${FOO//}", XXYY),
+            ok("${FOO///}", XXYY, "xxyy", &["FOO"], &[]),
+            ok("${FOO///}", &[], "", &[], &["FOO"]),
+        ];
+        let lexer = Lexer::new('\\');
+        let mut failures = Vec::new();
+        for case in &cases {
+            let got = lexer.process_word_with_matches(case.input, &vars(case.vars));
+            let want = case.expected.map(|value| Expansion {
+                value: value.to_owned(),
+                matched: names(case.matched),
+                unmatched: names(case.unmatched),
+            });
+            match (got, want) {
+                (Err(_), None) => {}
+                (Ok(got), Some(want)) if got == want => {}
+                (got, want) => {
+                    failures.push(format!("{:?}: got {got:?}, want {want:?}", case.input))
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn required_variables_carry_their_message() {
+        let no_empty = "${VAR:?message here$ARG}";
+        let no_unset = "${VAR?message here$ARG}";
+        let set = [("VAR", "plain"), ("ARG", "x")];
+        let empty = [("VAR", ""), ("ARG", "x")];
+        let unset = [("ARG", "x")];
+        assert_eq!(word(no_empty, &set).unwrap(), "plain");
+        assert_eq!(word(no_unset, &set).unwrap(), "plain");
+        assert_eq!(word(no_unset, &empty).unwrap(), "");
+        for (input, pairs) in [
+            (no_empty, &empty[..]),
+            (no_empty, &unset),
+            (no_unset, &unset),
+        ] {
+            let err = word(input, pairs).unwrap_err();
+            assert_eq!(err.to_string(), "VAR: message herex");
+            assert_eq!(err.offset(), 0);
+        }
+        assert_eq!(
+            word("ab${VAR:?}", &empty).unwrap_err().to_string(),
+            "VAR: is not allowed to be empty; set it with ARG, ENV or --build-arg"
+        );
+        assert_eq!(
+            word("ab${VAR?}", &[]).unwrap_err(),
+            ShellError::Required {
+                offset: 2,
+                name: "VAR".to_owned(),
+                message: "is not allowed to be unset; set it with ARG, ENV or --build-arg"
+                    .to_owned(),
+            }
+        );
+    }
+
+    #[test]
+    fn release_file_name_with_optional_variant() {
+        let input = "something-${VERSION}.${TARGETOS}-${TARGETARCH}${TARGETVARIANT:+-${TARGETVARIANT}}.tar.gz";
+        let base = [("VERSION", "v1.2.3"), ("TARGETOS", "linux")];
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut all = base.to_vec();
+            all.extend_from_slice(extra);
+            word(input, &all).unwrap()
+        };
+        assert_eq!(
+            with(&[("TARGETARCH", "arm"), ("TARGETVARIANT", "v7")]),
+            "something-v1.2.3.linux-arm-v7.tar.gz"
+        );
+        assert_eq!(
+            with(&[("TARGETARCH", "arm64"), ("TARGETVARIANT", "")]),
+            "something-v1.2.3.linux-arm64.tar.gz"
+        );
+        assert_eq!(
+            with(&[("TARGETARCH", "arm64")]),
+            "something-v1.2.3.linux-arm64.tar.gz"
+        );
+    }
+
+    #[test]
+    fn trim_operators() {
+        let path = [("P", "/usr/local/lib/libz.so.1.3"), ("E", "")];
+        assert_eq!(word("${P#*/}", &path).unwrap(), "usr/local/lib/libz.so.1.3");
+        assert_eq!(word("${P##*/}", &path).unwrap(), "libz.so.1.3");
+        assert_eq!(word("${P%.*}", &path).unwrap(), "/usr/local/lib/libz.so.1");
+        assert_eq!(word("${P%%.*}", &path).unwrap(), "/usr/local/lib/libz");
+        assert_eq!(word("${P%/*}", &path).unwrap(), "/usr/local/lib");
+        assert_eq!(word("${P#/usr}", &path).unwrap(), "/local/lib/libz.so.1.3");
+        assert_eq!(
+            word("${P#nope}", &path).unwrap(),
+            "/usr/local/lib/libz.so.1.3"
+        );
+        assert_eq!(word("${P#/???/}", &path).unwrap(), "local/lib/libz.so.1.3");
+        // Unset and empty variables trim to nothing.
+        assert_eq!(word("${NONE#*}${E%%*}", &path).unwrap(), "");
+        // The operand is expanded first, quotes included.
+        assert_eq!(
+            word("${P#\"/usr/\"}", &path).unwrap(),
+            "local/lib/libz.so.1.3"
+        );
+        assert_eq!(
+            word("${P%'.3'}", &path).unwrap(),
+            "/usr/local/lib/libz.so.1"
+        );
+        // `##` is recognised after expansion.
+        assert_eq!(
+            word("${P#$H}", &[("P", "a/b/c"), ("H", "#*/")]).unwrap(),
+            "c"
+        );
+        // Korean text trims by characters.
+        assert_eq!(word("${K#한}", &[("K", "한국어")]).unwrap(), "국어");
+        assert_eq!(word("${K%?}", &[("K", "한국어")]).unwrap(), "한국");
+    }
+
+    #[test]
+    fn bracket_expressions_are_literal() {
+        // BuildKit escapes `[` and `]` into the regular expression: no classes.
+        let v = [("V", "abc"), ("B", "[ab]c")];
+        assert_eq!(word("${V#[ab]}", &v).unwrap(), "abc");
+        assert_eq!(word("${B#[ab]}", &v).unwrap(), "c");
+        assert_eq!(word("${V/[a-c]/x}", &v).unwrap(), "abc");
+        assert_eq!(word("${B//[ab]/x}", &v).unwrap(), "xc");
+        assert_eq!(word("${B%[!ab]c}", &v).unwrap(), "[ab]c");
+    }
+
+    #[test]
+    fn bad_pattern_escapes_are_errors() {
+        let v = [("V", "abc")];
+        let err = word("x${V#\\a}", &v).unwrap_err();
+        assert!(
+            matches!(err, ShellError::InvalidPattern { offset: 1, .. }),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with("invalid pattern `\\a` in the substitution at byte 1")
+        );
+        assert!(word("${V/$P/x}", &[("V", "a"), ("P", "a\\")]).is_err());
+        assert!(word("${V%$P}", &[("V", "a"), ("P", "a\\")]).is_err());
+    }
+
+    #[test]
+    fn replace_operators() {
+        let v = [("V", "a-b-c"), ("E", "")];
+        assert_eq!(word("${V/-/+}", &v).unwrap(), "a+b-c");
+        assert_eq!(word("${V//-/+}", &v).unwrap(), "a+b+c");
+        // `}` does not end the pattern, only `/` does.
+        assert_eq!(word("${V/-}x/y}", &v).unwrap(), "a-b-c");
+        assert!(word("${V//-}x}", &v).is_err());
+        assert_eq!(word("${V/*/x}", &v).unwrap(), "x");
+        assert_eq!(word("${V/b*/x}", &v).unwrap(), "a-x");
+        assert_eq!(word("${V//?/.}", &v).unwrap(), ".....");
+        // Every-match replacement reads `$0` as the match, as Go's
+        // ReplaceAllString does; the first-match form splices text as is.
+        let r = [("V", "a-b-c"), ("R", "[$0]")];
+        assert_eq!(word("${V//-/$R}", &r).unwrap(), "a[-]b[-]c");
+        assert_eq!(word("${V/-/$R}", &r).unwrap(), "a[$0]b-c");
+        // Operands keep their escapes, so an escaped `$` leaves a backslash.
+        assert_eq!(word("${V//-/<\\$0>}", &v).unwrap(), "a<\\->b<\\->c");
+        // Unset variables still run through the pattern.
+        assert_eq!(word("${NONE/$E/x}", &v).unwrap(), "x");
+        assert_eq!(word("${NONE//a/x}", &v).unwrap(), "");
+        assert!(matches!(
+            word("${V/a", &v),
+            Err(ShellError::MissingSlash { offset: 0 })
+        ));
+        assert!(matches!(
+            word("${V/a/b", &v),
+            Err(ShellError::MissingBrace { offset: 0 })
+        ));
+    }
+
+    #[test]
+    fn backquote_escape() {
+        let lexer = Lexer::new('`');
+        let v = vars(&[("X", "x"), ("V", "*x")]);
+        let w = |input: &str| lexer.process_word(input, &v).unwrap();
+        assert_eq!(w("a`$X"), "a$X");
+        assert_eq!(w("C:\\path\\$X"), "C:\\path\\x");
+        assert_eq!(w("a``b"), "a`b");
+        assert_eq!(w("end`"), "end");
+        assert_eq!(w("\"a`\"b\""), "a\"b");
+        assert_eq!(w("\"a`tb\""), "a`tb");
+        // A backslash is an ordinary character, even before a quote.
+        assert_eq!(w("\"a\\b\" c"), "a\\b c");
+        assert!(lexer.process_word("\"a\\\"b\"c", &v).is_err());
+        assert_eq!(lexer.process_words("a` b c", &v).unwrap(), ["a b", "c"]);
+        // Patterns keep using `\` for their own escapes; the backquote only
+        // escapes for the lexer, and stays in the pattern as a literal.
+        assert_eq!(w("${V#\\*}"), "x");
+        assert_eq!(w("${V#`*}"), "*x");
+        assert_eq!(w("${V#`$X}"), "*x");
+    }
+
+    #[test]
+    fn word_splitting() {
+        let v = [("X", "b"), ("S", " 1  2 ")];
+        assert_eq!(words("a   b\tc\nd", &v), ["a", "b", "c", "d"]);
+        assert_eq!(words("a$S", &v), ["a", "1", "2"]);
+        assert_eq!(words("a\"$S\"", &v), ["a 1  2 "]);
+        assert_eq!(words("'a b' \"c d\" e\\ f", &v), ["a b", "c d", "e f"]);
+        assert_eq!(words("a$X ${X}c", &v), ["ab", "bc"]);
+        // Quotes inside an operand do not keep its value together.
+        assert_eq!(words("${U:-\"a b\"}", &v), ["a", "b"]);
+        assert_eq!(words("\"${U:-a b}\"", &v), ["a b"]);
+        // Empty quotes make no word.
+        assert_eq!(words("a \"\" '' b", &v), ["a", "b"]);
+        assert!(words("", &v).is_empty());
+        // `<<` and the blanks after it stay together for heredoc detection.
+        assert_eq!(words("cat << EOF >x", &v), ["cat", "<< EOF", ">x"]);
+        assert_eq!(words("a<b", &v), ["a<b"]);
+    }
+
+    #[test]
+    fn operators_drop_the_partial_word_in_process_words() {
+        // BuildKit's shared word buffer: a `${X<op>...}` empties it, so the
+        // text before it in the same word is lost. process_word is not
+        // affected.
+        assert_eq!(words("a${X:-b}", &[]), ["b"]);
+        assert_eq!(words("a ${X:-b}c", &[]), ["a", "bc"]);
+        assert_eq!(words("x\"a${X:-b}c\"", &[]), ["abc"]);
+        assert_eq!(words("8${P/x/y}0", &[("P", "x")]), ["y0"]);
+        assert_eq!(word("a${X:-b}", &[]).unwrap(), "ab");
+    }
+
+    #[test]
+    fn options() {
+        let none = vars(&[]);
+        let skip = Lexer::new('\\').skip_unset_env(true);
+        assert_eq!(
+            skip.process_word("$A ${B} ${C:-x} ${D/a/b} ${E//a/b} ${F:=y} ${G?} $1", &none)
+                .unwrap(),
+            "$A ${B} ${C:-x} ${D/a/b} ${E/a/b} ${F:=y} ${G?} $1"
+        );
+        assert_eq!(skip.process_word("${A:-$B}", &none).unwrap(), "${A:-$B}");
+        assert!(skip.process_word("${A:#x}", &none).is_err());
+        assert_eq!(skip.process_word("$A", &vars(&[("A", "a")])).unwrap(), "a");
+
+        let raw_quotes = Lexer::new('\\').raw_quotes(true);
+        assert_eq!(
+            raw_quotes.process_word("'a' \"b\"", &none).unwrap(),
+            "'a' \"b\""
+        );
+        assert_eq!(
+            raw_quotes.process_words("'a b' c", &none).unwrap(),
+            ["'a b'", "c"]
+        );
+
+        let raw_escapes = Lexer::new('\\').raw_escapes(true);
+        assert_eq!(
+            raw_escapes
+                .process_word("a\\ b \"\\x\\\"\"", &none)
+                .unwrap(),
+            "a\\ b \\\\x\\\""
+        );
+        assert_eq!(raw_escapes.process_word("end\\", &none).unwrap(), "end\\");
+
+        let no_quotes = Lexer::new('\\').skip_process_quotes(true);
+        let x = vars(&[("X", "x")]);
+        assert_eq!(
+            no_quotes.process_word("'$X' \"$X\"", &x).unwrap(),
+            "'x' \"x\""
+        );
+        assert_eq!(no_quotes.process_words("'a b'", &x).unwrap(), ["'a", "b'"]);
+        assert_eq!(no_quotes.escape(), '\\');
+        assert_eq!(Lexer::default(), Lexer::new('\\'));
+    }
+
+    #[test]
+    fn special_and_positional_parameters_are_unmatched() {
+        let got = Lexer::new('\\')
+            .process_word_with_matches("$1$@${#}${001:-d}$$$PWD", &vars(&[("PWD", "/")]))
+            .unwrap();
+        assert_eq!(got.value, "d/");
+        assert_eq!(got.matched, names(&["PWD"]));
+        assert_eq!(got.unmatched, names(&["1", "@", "#", "001", "$"]));
+        // `${#VAR}` (length) is not supported: `#` is read as the name.
+        assert!(word("${#PWD}", &[("PWD", "/")]).is_err());
+        // An operator without a name looks up the empty name.
+        let got = Lexer::new('\\')
+            .process_word_with_matches("${+x}${%y}", &vars(&[]))
+            .unwrap();
+        assert_eq!(got.value, "");
+        assert_eq!(got.unmatched, names(&[""]));
+    }
+
+    #[test]
+    fn names_use_go_unicode_classes() {
+        let v = [("PWD", "/home"), ("안녕", "hi"), ("_a1", "u")];
+        assert_eq!(word("$PWD²", &v).unwrap(), "/home²");
+        assert_eq!(word("$PWDⅫ", &v).unwrap(), "/homeⅫ");
+        assert_eq!(word("$안녕!", &v).unwrap(), "hi!");
+        assert_eq!(word("$_a1-", &v).unwrap(), "u-");
+        assert_eq!(word("${٣:-digits}", &v).unwrap(), "digits");
+        assert_eq!(word("$PWD\u{a0}x", &v).unwrap(), "/home\u{a0}x");
+        assert_eq!(words("$PWD\u{a0}x", &v), ["/home", "x"]);
+    }
+
+    #[test]
+    fn byte_order_mark_and_nul() {
+        let v = [("X", "x")];
+        assert_eq!(word("\u{feff}$X", &v).unwrap(), "x");
+        assert_eq!(word("a\u{feff}$X", &v).unwrap(), "a\u{feff}x");
+        assert_eq!(word("a\0$X", &v).unwrap(), "a\0x");
+    }
+
+    #[test]
+    fn errors_point_at_the_construct() {
+        let e = |input: &str| word(input, &[]).unwrap_err();
+        assert_eq!(
+            e("ab'cd"),
+            ShellError::UnterminatedQuote {
+                offset: 2,
+                quote: '\''
+            }
+        );
+        assert_eq!(
+            e("ab\"cd"),
+            ShellError::UnterminatedQuote {
+                offset: 2,
+                quote: '"'
+            }
+        );
+        assert_eq!(
+            e("ab\"cd\\"),
+            ShellError::UnterminatedQuote {
+                offset: 2,
+                quote: '"'
+            }
+        );
+        assert_eq!(e("x${"), ShellError::MissingBrace { offset: 1 });
+        assert_eq!(e("x${A"), ShellError::MissingBrace { offset: 1 });
+        assert_eq!(e("x${A:-'b}"), ShellError::MissingBrace { offset: 1 });
+        assert_eq!(e("${A:-${B:-c}"), ShellError::MissingBrace { offset: 0 });
+        assert_eq!(e("é${}").offset(), 2);
+        assert!(matches!(
+            e("x${}"),
+            ShellError::BadSubstitution { offset: 1, .. }
+        ));
+        assert!(matches!(
+            e("${{a}"),
+            ShellError::BadSubstitution { offset: 0, .. }
+        ));
+        assert!(matches!(
+            e("${.}"),
+            ShellError::UnsupportedModifier { offset: 0, .. }
+        ));
+        assert_eq!(
+            e("x${A:=b}"),
+            ShellError::UnsupportedModifier {
+                offset: 1,
+                modifier: ":=".to_owned()
+            }
+        );
+        assert_eq!(
+            e("ab'cd").to_string(),
+            "unterminated ' quote at byte 2: close it with a matching ', or escape it"
+        );
+        assert_eq!(
+            e("x${A").to_string(),
+            "unterminated variable substitution at byte 1: close the `${` with `}`"
+        );
+        assert_eq!(
+            e("x${}").to_string(),
+            "bad substitution at byte 1: `${}` has no variable name: write `${NAME}` or escape the `$`"
+        );
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let nested = |depth: usize| format!("{}x{}", "${A:-\"".repeat(depth), "\"}".repeat(depth));
+        assert_eq!(word(&nested(MAX_NESTING - 1), &[]).unwrap(), "x");
+        assert!(matches!(
+            word(&nested(MAX_NESTING), &[]),
+            Err(ShellError::TooDeep { .. })
+        ));
+        assert!(matches!(
+            word(&nested(100_000), &[]),
+            Err(ShellError::TooDeep { .. })
+        ));
+    }
+
+    #[test]
+    fn vars_implementations() {
+        let pairs = vec![
+            ("A".to_owned(), "1".to_owned()),
+            ("A".to_owned(), "2".to_owned()),
+        ];
+        let lexer = Lexer::new('\\');
+        assert_eq!(lexer.process_word("$A", &pairs).unwrap(), "2");
+        assert_eq!(lexer.process_word("$A", &pairs.as_slice()).unwrap(), "2");
+        let map: HashMap<String, String> = pairs.into_iter().collect();
+        assert_eq!(lexer.process_word("$A-$B", &map).unwrap(), "2-");
+    }
+
+    /// Arbitrary words never panic, hang or overflow the stack, and the
+    /// three entry points agree on success.
+    #[test]
+    fn arbitrary_input_never_panics() {
+        const ALPHABET: &[char] = &[
+            '$', '{', '}', ':', '-', '+', '?', '#', '%', '/', '\\', '`', '\'', '"', '<', ' ', '\t',
+            '\n', 'a', 'A', '_', '1', '0', '@', '*', '!', '=', '[', ']', '.', '한', '\0',
+            '\u{feff}', '²', '\u{85}',
+        ];
+        let v = vars(&[("a", "a*b\\"), ("A", ""), ("1", "x y"), ("_", "${a}")]);
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            // xorshift64*: deterministic, good enough to spread the cases.
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        };
+        for _ in 0..20_000 {
+            let len = (next() % 24) as usize;
+            let input: String = (0..len)
+                .map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize])
+                .collect();
+            let bits = next();
+            let lexer = Lexer::new(if bits & 1 == 0 { '\\' } else { '`' })
+                .raw_quotes(bits & 2 != 0)
+                .raw_escapes(bits & 4 != 0)
+                .skip_unset_env(bits & 8 != 0)
+                .skip_process_quotes(bits & 16 != 0);
+            let one = lexer.process_word(&input, &v);
+            let split = lexer.process_words(&input, &v);
+            let with = lexer.process_word_with_matches(&input, &v);
+            assert_eq!(one.is_ok(), split.is_ok(), "{input:?}");
+            if let (Ok(one), Ok(with)) = (&one, &with) {
+                assert_eq!(one, &with.value, "{input:?}");
+                assert!(with.matched.is_disjoint(&with.unmatched), "{input:?}");
+            }
+            if let Err(err) = &one {
+                assert!(err.offset() <= input.len(), "{input:?}: {err:?}");
+                assert!(input.is_char_boundary(err.offset()), "{input:?}: {err:?}");
+            }
+        }
     }
 }
