@@ -1,1 +1,2 @@
 mod shell_corpus;
+mod shell_differential;

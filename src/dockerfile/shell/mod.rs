@@ -264,10 +264,11 @@ struct Expander<'a> {
     /// Whether escapes are kept; `#`, `%` and `/` operands turn it on.
     raw_escapes: bool,
     /// The word being built for `process_words`. BuildKit shares this one
-    /// buffer between nested operands (since v0.15): every `${VAR<op>...}`
-    /// empties it, so in `process_words` the text before such a substitution,
-    /// back to the last word break, is lost (`a${X:-b}` gives `["b"]`).
-    /// EXPOSE and heredoc detection depend on it, so it is kept.
+    /// buffer with the nested calls that read `${VAR<op>...}` operands
+    /// (since v0.15, commit 4c935cf), and each of them leaves it empty, so
+    /// in `process_words` the text before such a substitution, back to the
+    /// last word break, is lost (`a${X:-b}` gives `["b"]`). EXPOSE and
+    /// heredoc detection go through this path, so the quirk is kept.
     word_buf: String,
     depth: usize,
     matched: BTreeSet<String>,
