@@ -36,7 +36,8 @@ use std::hash::BuildHasher;
 
 use self::unicode::{is_digit, is_letter, is_space};
 
-/// How deeply `${...}` and quotes may nest in one word.
+/// How deeply `${VAR<op>...}` operands may nest in one word (the word itself
+/// counts as one level).
 ///
 /// BuildKit has no limit (Go stacks grow); a limit keeps a hostile word from
 /// overflowing the thread's stack. No real Dockerfile comes near it.
@@ -137,7 +138,7 @@ pub enum ShellError {
         pattern: String,
         message: String,
     },
-    /// More than [`MAX_NESTING`] levels of `${...}` and quotes.
+    /// `${VAR<op>...}` operands nested more than [`MAX_NESTING`] deep.
     #[error(
         "substitutions nest too deeply at byte {offset}: at most {MAX_NESTING} levels are supported"
     )]
