@@ -6,3 +6,4 @@ mod fuzz_replay;
 mod parser_corpus;
 mod reference_examples;
 mod shell_corpus;
+mod shell_differential;

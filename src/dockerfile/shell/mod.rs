@@ -36,7 +36,8 @@ use std::hash::BuildHasher;
 
 use self::unicode::{is_digit, is_letter, is_space};
 
-/// How deeply `${...}` and quotes may nest in one word.
+/// How deeply `${VAR<op>...}` operands may nest in one word (the word itself
+/// counts as one level).
 ///
 /// BuildKit has no limit (Go stacks grow); a limit keeps a hostile word from
 /// overflowing the thread's stack. No real Dockerfile comes near it.
@@ -137,7 +138,7 @@ pub enum ShellError {
         pattern: String,
         message: String,
     },
-    /// More than [`MAX_NESTING`] levels of `${...}` and quotes.
+    /// `${VAR<op>...}` operands nested more than [`MAX_NESTING`] deep.
     #[error(
         "substitutions nest too deeply at byte {offset}: at most {MAX_NESTING} levels are supported"
     )]
@@ -264,10 +265,11 @@ struct Expander<'a> {
     /// Whether escapes are kept; `#`, `%` and `/` operands turn it on.
     raw_escapes: bool,
     /// The word being built for `process_words`. BuildKit shares this one
-    /// buffer between nested operands (since v0.15): every `${VAR<op>...}`
-    /// empties it, so in `process_words` the text before such a substitution,
-    /// back to the last word break, is lost (`a${X:-b}` gives `["b"]`).
-    /// EXPOSE and heredoc detection depend on it, so it is kept.
+    /// buffer with the nested calls that read `${VAR<op>...}` operands
+    /// (since v0.15, commit 4c935cf), and each of them leaves it empty, so
+    /// in `process_words` the text before such a substitution, back to the
+    /// last word break, is lost (`a${X:-b}` gives `["b"]`). EXPOSE and
+    /// heredoc detection go through this path, so the quirk is kept.
     word_buf: String,
     depth: usize,
     matched: BTreeSet<String>,
