@@ -281,7 +281,13 @@ fn undefined_vars(ast: &Ast, plan: &Plan) -> Vec<Finding> {
                 continue;
             };
             for name in unmatched {
-                if STANDARD.contains(&name.as_str()) || PROXY_ARGS.contains(&name.as_str()) {
+                // Positional and special parameters ($1, $@...) are the
+                // shell's, never a Dockerfile variable.
+                let positional = !name.starts_with(|c: char| c.is_alphabetic() || c == '_');
+                if positional
+                    || STANDARD.contains(&name.as_str())
+                    || PROXY_ARGS.contains(&name.as_str())
+                {
                     continue;
                 }
                 let mut known: Vec<&str> = scope.keys().collect();

@@ -93,6 +93,12 @@ fn undefined_variables_in_expanded_words() {
     assert_eq!((f[0].rule, f[0].line), ("UndefinedVar", 4));
     assert!(f[0].message.contains("$VERSON"));
     assert_eq!(f[0].hint.as_deref(), Some("did you mean $VERSION?"));
+    let positional = "FROM a:1\nWORKDIR /x$1\nUSER 1\n";
+    assert_eq!(
+        rules(positional),
+        [],
+        "positional parameters are not variables"
+    );
 }
 
 #[test]
