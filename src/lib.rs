@@ -5,4 +5,5 @@
 //! build pipeline (see `docs/architecture.md`): data flows one way, from the
 //! Dockerfile text to the outputs, and no module reaches back up the chain.
 
+pub mod context;
 pub mod dockerfile;
