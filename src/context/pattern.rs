@@ -616,6 +616,9 @@ struct Nfa {
     at: Vec<bool>,
     /// `inside[i]`: inside the `.*` of the `AnyDirs` token `i`, before its `/`.
     inside: Vec<bool>,
+    /// Buffers for the next step, kept to avoid allocating per character.
+    next_at: Vec<bool>,
+    next_inside: Vec<bool>,
 }
 
 impl Nfa {
@@ -623,6 +626,8 @@ impl Nfa {
         let mut nfa = Nfa {
             at: vec![false; tokens.len() + 1],
             inside: vec![false; tokens.len()],
+            next_at: vec![false; tokens.len() + 1],
+            next_inside: vec![false; tokens.len()],
         };
         nfa.at[0] = true;
         nfa.close(tokens);
@@ -640,8 +645,9 @@ impl Nfa {
 
     /// Consumes `c`; returns whether any state is still alive.
     fn step(&mut self, tokens: &[Token], c: char) -> bool {
-        let mut at = vec![false; tokens.len() + 1];
-        let mut inside = vec![false; tokens.len()];
+        let (at, inside) = (&mut self.next_at, &mut self.next_inside);
+        at.fill(false);
+        inside.fill(false);
         for (i, token) in tokens.iter().enumerate() {
             if self.at[i] {
                 match token {
@@ -661,8 +667,8 @@ impl Nfa {
                 at[i + 1] |= c == '/';
             }
         }
-        self.at = at;
-        self.inside = inside;
+        std::mem::swap(&mut self.at, &mut self.next_at);
+        std::mem::swap(&mut self.inside, &mut self.next_inside);
         self.close(tokens);
         self.at.iter().chain(&self.inside).any(|&live| live)
     }
