@@ -10,7 +10,10 @@
 //!
 //! - [`pattern`]: Docker's path patterns, shared by `.dockerignore` and
 //!   `COPY --exclude`.
+//! - [`dockerignore`]: which ignore file applies and how it is read.
 
+pub mod dockerignore;
 pub mod pattern;
 
+pub use dockerignore::{DockerIgnore, IgnoreError};
 pub use pattern::{DirMatches, InvalidPattern, Pattern, PatternError, PatternSet};
