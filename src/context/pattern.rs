@@ -12,12 +12,15 @@
 //! translation of each pattern into a Go regular expression (plus three fast
 //! paths for literal, `prefix**` and `**suffix` patterns). Where the two agree
 //! hoist follows them; where the translation gives a pattern a meaning that
-//! `filepath.Match` does not (a `\d` escape becomes "any digit", an unescaped
-//! `^` becomes an anchor, `*` inside `[...]` is mangled), or makes it fail
-//! only once matching starts (`[z-a]`), hoist rejects the pattern when it is
-//! parsed and says how to write it. So a pattern hoist accepts selects exactly
-//! the paths Docker selects, and one it refuses would have surprised the user
-//! under Docker too.
+//! `filepath.Match` does not (a `\d` escape becomes "any digit", `*` inside
+//! `[...]` is mangled), or makes it fail only once matching starts
+//! (`[z-a]`), hoist rejects the pattern when it is parsed and says how to
+//! write it. So a pattern hoist accepts selects exactly the paths Docker
+//! selects, and one it refuses would have surprised the user under Docker
+//! too. The one regular-expression accident simple enough to reproduce is
+//! kept: an unescaped `^` outside a class is a start-of-path anchor in
+//! patterns Docker runs as regular expressions (`^*.log` acts like `*.log`,
+//! `a^b*` matches nothing), and a plain character in the others (`a^b`).
 
 use std::fmt;
 
@@ -62,12 +65,6 @@ pub enum PatternError {
         "Docker reads `[:` inside `[...]` as the start of a POSIX class like `[:alpha:]`; escape the inner `[` as `\\[`"
     )]
     PosixClass,
-    /// An unescaped `^` outside a class in a pattern Docker runs as a regular
-    /// expression, where it is an anchor rather than a character.
-    #[error(
-        "Docker reads an unescaped `^` outside `[...]` as a regular-expression anchor; write `\\^` to match the character"
-    )]
-    Caret,
     /// A leading U+FEFF: Go's text scanner drops it while Docker's fast paths
     /// keep it, so the pattern means different things in different places.
     #[error("the pattern starts with an invisible byte-order mark (U+FEFF); delete it")]
@@ -122,6 +119,9 @@ enum Token {
     AnyChar,
     /// `[...]`, passed to the regular expression as written.
     Class(Class),
+    /// An unescaped `^` outside a class: Go's `^`, which matches nothing and
+    /// only succeeds at the start of the path.
+    Start,
     /// `**` (and `**/`) before more pattern: `(.*/)?`, any number of whole
     /// directories, including none. `.` does not match `\n` in Go.
     AnyDirs,
@@ -447,7 +447,6 @@ fn compile(text: &str) -> Result<Kind, PatternError> {
     let chars: Vec<char> = text.chars().collect();
     let mut tokens = Vec::new();
     let mut detected = Detected::Exact;
-    let mut caret = false;
     let mut pos = 0;
     let mut first = true;
     while let Some(&c) = chars.get(pos) {
@@ -503,10 +502,8 @@ fn compile(text: &str) -> Result<Kind, PatternError> {
                 tokens.push(Token::Literal(']'));
                 detected = Detected::Regexp;
             }
-            '^' => {
-                caret = true;
-                tokens.push(Token::Literal('^'));
-            }
+            // Literal in the string fast paths, an anchor in the regexp.
+            '^' => tokens.push(Token::Start),
             other => tokens.push(Token::Literal(other)),
         }
         first = false;
@@ -516,7 +513,6 @@ fn compile(text: &str) -> Result<Kind, PatternError> {
         // Both fast paths cut two bytes, the `**`, from the cleaned text.
         Detected::Prefix => Kind::Prefix(text[..text.len() - 2].to_owned()),
         Detected::Suffix => Kind::Suffix(text[2..].to_owned()),
-        Detected::Regexp if caret => return Err(PatternError::Caret),
         Detected::Regexp => Kind::Glob(tokens),
     })
 }
@@ -630,14 +626,20 @@ impl Nfa {
             next_inside: vec![false; tokens.len()],
         };
         nfa.at[0] = true;
-        nfa.close(tokens);
+        nfa.close(tokens, true);
         nfa
     }
 
-    /// Follows the tokens that may match nothing.
-    fn close(&mut self, tokens: &[Token]) {
+    /// Follows the tokens that may match nothing; `^` only does so before
+    /// the first character.
+    fn close(&mut self, tokens: &[Token], at_start: bool) {
         for (i, token) in tokens.iter().enumerate() {
-            if self.at[i] && matches!(token, Token::Star | Token::AnyDirs | Token::AnyRest) {
+            let empty = match token {
+                Token::Star | Token::AnyDirs | Token::AnyRest => true,
+                Token::Start => at_start,
+                Token::Literal(_) | Token::AnyChar | Token::Class(_) => false,
+            };
+            if self.at[i] && empty {
                 self.at[i + 1] = true;
             }
         }
@@ -660,6 +662,7 @@ impl Nfa {
                         inside[i] |= c != '\n';
                         at[i + 1] |= c == '/';
                     }
+                    Token::Start => {}
                 }
             }
             if self.inside[i] {
@@ -669,7 +672,7 @@ impl Nfa {
         }
         std::mem::swap(&mut self.at, &mut self.next_at);
         std::mem::swap(&mut self.inside, &mut self.next_inside);
-        self.close(tokens);
+        self.close(tokens, false);
         self.at.iter().chain(&self.inside).any(|&live| live)
     }
 
@@ -814,9 +817,17 @@ mod tests {
         ("\\#note", "#note", Exact),
         ("\\!keep", "!keep", Exact),
         // `^` is literal where Docker compares strings instead of running
-        // its regular expression.
+        // its regular expression, and an anchor where it runs it.
         ("a^b", "a^b", Exact),
         ("**/a^b", "x/a^b", Exact),
+        ("a^b*", "a^bc", No),
+        ("a^b*", "abc", No),
+        ("^*.log", "x.log", Exact),
+        ("^*.log", "^x.log", Exact),
+        ("*^.log", "x.log", No),
+        ("*^.log", ".log", Exact),
+        ("**/^x*", "x1", Exact),
+        ("**/^x*", "d/x1", No),
         // `?` and classes match a newline, `.*` does not (Go's `.`); the
         // string fast paths do not care.
         ("a?b", "a\nb", Exact),
@@ -1098,8 +1109,6 @@ mod tests {
             ("[*]", E::WildcardInClass('*')),
             ("[a?]", E::WildcardInClass('?')),
             ("[[:alpha:]]", E::PosixClass),
-            ("a^b*", E::Caret),
-            ("^foo/*", E::Caret),
             ("\u{feff}foo", E::ByteOrderMark),
         ];
         for (raw, want) in cases {
@@ -1255,26 +1264,28 @@ mod tests {
 
     /// Docker's regular expression evaluated by plain backtracking: slow but
     /// obviously right, to check the automaton against.
-    fn reference(tokens: &[Token], text: &[char]) -> bool {
+    fn reference(tokens: &[Token], text: &[char], at_start: bool) -> bool {
         let Some((token, rest)) = tokens.split_first() else {
             return text.is_empty();
         };
-        let one = |ok: bool| ok && reference(rest, &text[1..]);
+        // Goes on with the rest of the tokens after `k` characters.
+        let after = |k: usize| reference(rest, &text[k..], at_start && k == 0);
         match token {
-            Token::Literal(l) => text.first() == Some(l) && one(true),
-            Token::AnyChar => text.first().is_some_and(|&c| c != '/') && one(true),
-            Token::Class(class) => text.first().is_some_and(|&c| class.contains(c)) && one(true),
+            Token::Literal(l) => text.first() == Some(l) && after(1),
+            Token::AnyChar => text.first().is_some_and(|&c| c != '/') && after(1),
+            Token::Class(class) => text.first().is_some_and(|&c| class.contains(c)) && after(1),
+            Token::Start => at_start && after(0),
             Token::Star => (0..=text.len())
                 .take_while(|&k| k == 0 || text[k - 1] != '/')
-                .any(|k| reference(rest, &text[k..])),
+                .any(after),
             Token::AnyRest => (0..=text.len())
                 .take_while(|&k| k == 0 || text[k - 1] != '\n')
-                .any(|k| reference(rest, &text[k..])),
+                .any(after),
             Token::AnyDirs => {
-                reference(rest, text)
+                after(0)
                     || (0..text.len())
                         .take_while(|&k| k == 0 || text[k - 1] != '\n')
-                        .any(|k| text[k] == '/' && reference(rest, &text[k + 1..]))
+                        .any(|k| text[k] == '/' && after(k + 1))
             }
         }
     }
@@ -1306,7 +1317,7 @@ mod tests {
                     let chars: Vec<char> = path.chars().collect();
                     assert_eq!(
                         glob_matches(tokens, &path),
-                        reference(tokens, &chars),
+                        reference(tokens, &chars, true),
                         "{pattern} on {path:?}"
                     );
                 }
