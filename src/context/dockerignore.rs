@@ -407,6 +407,69 @@ mod tests {
         assert_eq!(ignore.pattern_set().patterns().len(), 2);
     }
 
+    /// Cases whose expected results come from moby/patternmatcher itself
+    /// (see `fixtures/dockerignore/README.md`); every failure is reported.
+    #[test]
+    fn docker_corpus() {
+        let corpus = include_str!("../../fixtures/dockerignore/patternmatcher-corpus.jsonl");
+        let mut failures = Vec::new();
+        let mut cases = 0;
+        for (index, line) in corpus.lines().enumerate() {
+            let case: serde_json::Value = serde_json::from_str(line).expect("corpus line is JSON");
+            let name = format!("corpus line {}", index + 1);
+            let text = case["file"].as_str().expect("file");
+            let paths: Vec<&str> = case["paths"]
+                .as_array()
+                .expect("paths")
+                .iter()
+                .map(|p| p.as_str().expect("path"))
+                .collect();
+            cases += 1;
+            let parsed = DockerIgnore::parse(text);
+            if case["error"] == true {
+                if parsed.is_ok() {
+                    failures.push(format!("{name}: Docker refuses {text:?}, hoist accepts it"));
+                }
+                continue;
+            }
+            let ignore = match parsed {
+                Ok(ignore) => ignore,
+                Err(err) => {
+                    failures.push(format!("{name}: {err}"));
+                    continue;
+                }
+            };
+            let want: Vec<&str> = case["patterns"]
+                .as_array()
+                .expect("patterns")
+                .iter()
+                .map(|p| p.as_str().expect("pattern"))
+                .collect();
+            if shown(&ignore) != want {
+                failures.push(format!(
+                    "{name}: patterns {:?}, Docker {want:?}",
+                    shown(&ignore)
+                ));
+            }
+            for (i, path) in paths.iter().enumerate() {
+                let walk = ignore.is_excluded(path);
+                let direct = ignore.pattern_set().matches_or_parent_matches(path);
+                if case["walk"][i] != walk || case["direct"][i] != direct {
+                    failures.push(format!(
+                        "{name}: {path:?} walk={walk} direct={direct}, Docker walk={} direct={}",
+                        case["walk"][i], case["direct"][i]
+                    ));
+                }
+            }
+        }
+        assert!(cases > 400, "corpus has only {cases} cases");
+        assert!(
+            failures.is_empty(),
+            "failing cases:\n{}",
+            failures.join("\n")
+        );
+    }
+
     fn write(path: &Path, text: &str) {
         fs::create_dir_all(path.parent().unwrap()).unwrap();
         fs::write(path, text).unwrap();
