@@ -15,8 +15,10 @@
 //!   `foo`, and `a/../b` means `b`.
 //! - Only a line whose very first character is `#` is a comment. The check
 //!   comes before whitespace is trimmed, so `  # note` is the pattern `# note`.
-//!   Leading and trailing whitespace is trimmed from every pattern, so unlike
-//!   gitignore no pattern can match a name that starts or ends with a space.
+//!   Leading and trailing whitespace is trimmed from every pattern: a name
+//!   starting with a space needs `\ ` (`\ lead`), and unlike gitignore no
+//!   pattern can match a name that ends with one (`trail\ ` trims to a
+//!   pattern ending in a lone `\`).
 //! - Classes negate with `[^...]` only; `[!...]` is a class containing `!`.
 //!   `**` is special anywhere, not only as a whole path segment (see the
 //!   `pattern` module).
@@ -361,6 +363,9 @@ mod tests {
         ("file[^0-9].txt", "filex.txt", true),
         ("[!x]y", "!y", true),
         ("[!x]y", "zy", false),
+        // Whitespace is trimmed; an escaped space survives at the start.
+        ("\\ lead", " lead", true),
+        (" lead", " lead", false),
         // Comments and blanks do not exclude anything.
         ("# secret\n\n", "# secret", false),
         // The ignore file and the Dockerfile are excluded like any file.

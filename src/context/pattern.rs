@@ -21,6 +21,12 @@
 //! kept: an unescaped `^` outside a class is a start-of-path anchor in
 //! patterns Docker runs as regular expressions (`^*.log` acts like `*.log`,
 //! `a^b*` matches nothing), and a plain character in the others (`a^b`).
+//!
+//! There is no regex crate behind this: Docker's expressions use a handful of
+//! constructs, and a small automaton over them reproduces Go's semantics
+//! exactly (`.` in `**` does not match `\n`, a negated class does), runs in
+//! time linear in the path, and cannot be handed a construct Go would read
+//! differently.
 
 use std::fmt;
 
