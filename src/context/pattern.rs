@@ -329,20 +329,23 @@ impl PatternSet {
         // Like Go, an empty `DirMatches` means "check the parents directly".
         let inherited = Some(parent.matched.as_slice())
             .filter(|m| !m.is_empty() && m.len() == self.patterns.len());
+        let mut parents = None;
         let mut selected = false;
         let mut matched = vec![false; self.patterns.len()];
         for (i, pattern) in self.patterns.iter().enumerate() {
             let mut hit = inherited.is_some_and(|m| m[i]);
             if !hit {
-                // An exception cannot change an unselected path, nor a
-                // pattern a selected one: Docker skips both, and so must we,
-                // because a skipped pattern is recorded as not matching.
+                // An exception cannot change an unselected path, nor an
+                // ordinary pattern a selected one: Docker skips both, and so
+                // must we, because a skipped pattern is recorded as not
+                // matching and its children will not inherit it.
                 if pattern.exception != selected {
                     continue;
                 }
                 hit = pattern.matches_path(path);
                 if !hit && inherited.is_none() {
-                    hit = parent_dirs(path).iter().any(|d| pattern.matches_path(d));
+                    let parents = parents.get_or_insert_with(|| parent_dirs(path));
+                    hit = parents.iter().any(|d| pattern.matches_path(d));
                 }
             }
             matched[i] = hit;
