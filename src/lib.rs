@@ -6,6 +6,7 @@
 //! Dockerfile text to the outputs, and no module reaches back up the chain.
 
 pub mod check;
+pub mod context;
 pub mod dockerfile;
 #[doc(hidden)]
 pub mod fuzzing;

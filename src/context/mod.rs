@@ -1,0 +1,19 @@
+//! The build context: the directory tree `docker build` sends to the builder.
+//!
+//! This module decides which files of the context directory a build can see
+//! (walking it, applying `.dockerignore`, hashing contents for cache keys).
+//! It takes a context directory and, for the ignore file, the Dockerfile's
+//! path; it returns the rules and, later, the selected entries. It reads the
+//! context but never writes to it, and it decides what is excluded exactly as
+//! Docker does, so a context never holds a file that `docker build` would have
+//! left out, nor misses one it would have sent.
+//!
+//! - [`pattern`]: Docker's path patterns, shared by `.dockerignore` and
+//!   `COPY --exclude`.
+//! - [`dockerignore`]: which ignore file applies and how it is read.
+
+pub mod dockerignore;
+pub mod pattern;
+
+pub use dockerignore::{DockerIgnore, IgnoreError};
+pub use pattern::{DirMatches, InvalidPattern, Pattern, PatternError, PatternSet};
