@@ -6,3 +6,4 @@
 //! Dockerfile text to the outputs, and no module reaches back up the chain.
 
 pub mod dockerfile;
+pub mod layer;
