@@ -7,17 +7,20 @@
 //! digest), returning both digests and both sizes in [`LayerDigests`].
 //! The same entries give the same bytes on any machine, in any directory,
 //! with any number of threads. [`compress_tar`] does the same for a tar
-//! stream that already exists. Nothing in this module holds a whole layer
+//! stream that already exists, and [`extract`] unpacks a layer into a
+//! directory without ever writing outside it. Nothing in this module holds a whole layer
 //! in memory: file contents stream from disk into the compressor, and at
 //! most a few compressed blocks per thread wait to be written.
 
 pub mod digest;
+pub mod extract;
 pub mod gzip;
 pub mod tar;
 
 use std::io::{self, Read, Write};
 
 pub use digest::{Digest, DigestError, DigestWriter};
+pub use extract::{ExtractError, ExtractOptions, ExtractSummary, extract};
 pub use gzip::{GzipError, GzipOptions};
 pub use tar::{
     Content, Entry, EntryKind, TarError, TarOptions, TarWriter, WalkOptions, sort_entries, walk,
