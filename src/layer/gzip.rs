@@ -39,6 +39,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::num::NonZeroUsize;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Mutex, mpsc};
 use std::thread;
 
@@ -104,6 +105,8 @@ pub enum GzipError {
         block: u64,
         source: flate2::CompressError,
     },
+    #[error("a compression worker panicked on block {block}")]
+    Panicked { block: u64 },
     #[error("a compression worker stopped before finishing its blocks")]
     WorkerLost,
 }
@@ -119,7 +122,7 @@ struct Job {
 /// A worker's result for one block.
 struct Done {
     index: u64,
-    result: Result<Vec<u8>, flate2::CompressError>,
+    result: Result<Vec<u8>, GzipError>,
     crc: Crc,
 }
 
@@ -182,10 +185,7 @@ impl<W: Write> GzipSink<'_, W> {
         let done = self.done.recv().map_err(|_| GzipError::WorkerLost)?;
         self.waiting.insert(done.index, done);
         while let Some(done) = self.waiting.remove(&self.next_write) {
-            let bytes = done.result.map_err(|source| GzipError::Deflate {
-                block: done.index,
-                source,
-            })?;
+            let bytes = done.result?;
             self.out
                 .write_all(&bytes)
                 .map_err(|source| GzipError::Write { source })?;
@@ -329,7 +329,16 @@ fn worker(jobs: &Mutex<mpsc::Receiver<Job>>, done: mpsc::Sender<Done>, level: Co
         let Ok(job) = job else { return };
         let mut crc = Crc::new();
         crc.update(&job.data);
-        let result = deflate_block(level, &job.dict, &job.data, job.last);
+        // A panic must come back as a result: the writer waits for every
+        // block in order and would otherwise wait forever for this one.
+        let block = job.index;
+        let result = match panic::catch_unwind(AssertUnwindSafe(|| {
+            deflate_block(level, &job.dict, &job.data, job.last)
+        })) {
+            Ok(Ok(bytes)) => Ok(bytes),
+            Ok(Err(source)) => Err(GzipError::Deflate { block, source }),
+            Err(_) => Err(GzipError::Panicked { block }),
+        };
         let reply = Done {
             index: job.index,
             result,

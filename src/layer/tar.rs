@@ -19,6 +19,7 @@
 //! is why hoist's extractor applies whiteouts correctly in any order.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -568,6 +569,9 @@ pub struct WalkOptions {
     /// Owner for every entry instead of the one on disk (COPY --chown).
     pub uid: Option<u64>,
     pub gid: Option<u64>,
+    /// Record extended attributes (all but `security.selinux`, which is the
+    /// host's labelling, not the file's content).
+    pub xattrs: bool,
 }
 
 /// Lists everything under `root` (not `root` itself) as sorted entries:
@@ -627,7 +631,10 @@ pub fn walk(root: &Path, options: &WalkOptions) -> Result<Vec<Entry>, TarError> 
             uid: options.uid.unwrap_or(u64::from(meta.uid())),
             gid: options.gid.unwrap_or(u64::from(meta.gid())),
             mtime: u64::try_from(meta.mtime()).unwrap_or(0),
-            xattrs: BTreeMap::new(),
+            xattrs: match options.xattrs {
+                true => read_xattrs(item.path()).map_err(walk_error)?,
+                false => BTreeMap::new(),
+            },
         });
     }
 
@@ -651,6 +658,64 @@ pub fn walk(root: &Path, options: &WalkOptions) -> Result<Vec<Entry>, TarError> 
     }
     sort_entries(&mut entries);
     Ok(entries)
+}
+
+/// The extended attributes of `path` itself (symlinks are not followed).
+fn read_xattrs(path: &Path) -> io::Result<BTreeMap<Vec<u8>, Vec<u8>>> {
+    let c_path = CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    let mut out = BTreeMap::new();
+    // SAFETY (both calls): c_path and c_name are NUL-terminated and each
+    // buffer is passed with its real length.
+    let names = sized_read(|buf| unsafe {
+        libc::llistxattr(c_path.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+    });
+    let names = match names {
+        Ok(names) => names,
+        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for name in names.split(|&b| b == 0).filter(|name| !name.is_empty()) {
+        if name == b"security.selinux" {
+            continue;
+        }
+        let c_name = CString::new(name).map_err(io::Error::other)?;
+        let value = sized_read(|buf| unsafe {
+            libc::lgetxattr(
+                c_path.as_ptr(),
+                c_name.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        });
+        match value {
+            Ok(value) => {
+                out.insert(name.to_vec(), value);
+            }
+            // Removed between listing and reading it.
+            Err(e) if e.raw_os_error() == Some(libc::ENODATA) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+/// Calls a size-returning xattr function with a buffer that grows until
+/// the answer fits (the attribute can grow between two calls: ERANGE).
+fn sized_read(mut call: impl FnMut(&mut [u8]) -> libc::ssize_t) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; 256];
+    loop {
+        let n = call(&mut buf);
+        if n >= 0 {
+            buf.truncate(n as usize);
+            return Ok(buf);
+        }
+        let error = io::Error::last_os_error();
+        if error.raw_os_error() != Some(libc::ERANGE) || buf.len() > 1 << 24 {
+            return Err(error);
+        }
+        let len = buf.len() * 4;
+        buf.resize(len, 0);
+    }
 }
 
 #[cfg(test)]
@@ -810,10 +875,23 @@ mod tests {
                 let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime as u64);
                 filetime_set(&root.join(p), t);
             }
+            let note = CString::new(root.join("z").as_os_str().as_bytes()).unwrap();
+            // SAFETY: NUL-terminated strings and a value of the given length.
+            let rc = unsafe {
+                libc::lsetxattr(
+                    note.as_ptr(),
+                    c"user.note".as_ptr(),
+                    b"\xff\0v".as_ptr().cast(),
+                    3,
+                    0,
+                )
+            };
+            assert_eq!(rc, 0, "{}", io::Error::last_os_error());
             let options = WalkOptions {
                 prefix: b"app".to_vec(),
                 uid: Some(0),
                 gid: Some(0),
+                xattrs: true,
             };
             let entries = walk(root, &options).unwrap();
             let kinds: Vec<_> = entries.iter().map(|e| lossy(&e.path)).collect();
@@ -834,6 +912,10 @@ mod tests {
                     target: b"app/a".to_vec()
                 }
             );
+            // The xattr belongs to the inode, so both names carry it.
+            let note = BTreeMap::from([(b"user.note".to_vec(), b"\xff\0v".to_vec())]);
+            assert_eq!((&entries[0].xattrs, &entries[5].xattrs), (&note, &note));
+            assert!(entries[1].xattrs.is_empty());
             tar_bytes(&entries, 0)
         }
         let one = tempfile::tempdir().unwrap();
