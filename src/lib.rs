@@ -10,4 +10,5 @@ pub mod context;
 pub mod dockerfile;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod layer;
 pub mod plan;

@@ -1,0 +1,918 @@
+//! Safe layer extraction: a gzip or plain tar layer -> files under a
+//! destination directory, with OCI whiteouts applied.
+//!
+//! [`extract`] reads the stream once, entry by entry, and returns an
+//! [`ExtractSummary`]. It must never write, chmod, chown or link anything
+//! outside the destination, whatever the archive says: entry names are
+//! cleaned (a leading `/` and `.` components are dropped, `..` is refused),
+//! and every parent directory is resolved component by component inside
+//! the destination, the way a chroot would see it: a symlink met on the way
+//! is read and its target resolved from the destination root (absolute
+//! targets and `..` stop at the root), never followed by the kernel. The
+//! final component is never followed either: whatever is there is removed
+//! and the new entry created with `O_EXCL`. Hardlink targets are resolved
+//! the same way and must already exist; `link(2)` links a symlink itself,
+//! never what it points to.
+//!
+//! Whiteouts follow the OCI layer spec (layer.md, "Whiteouts"): `.wh.<name>`
+//! removes `<name>` and `.wh..wh..opq` empties its directory, but only of
+//! what lower layers put there. Entries from this layer survive whatever
+//! the order of the stream, so the extractor remembers the paths this layer
+//! wrote (memory grows with the number of entries, not their size).
+//!
+//! Modes keep setuid, setgid and sticky bits (applied after `chown`, which
+//! clears them). Ownership is applied when running as root and skipped
+//! otherwise, as are device nodes, which an unprivileged user cannot make.
+//! Directory modes and mtimes are applied last, so a read-only directory
+//! can still be filled. The destination is assumed not to change under
+//! the extractor while it runs (the store locks it).
+
+use std::collections::{HashSet, VecDeque};
+use std::ffi::{CString, OsStr};
+use std::fs::{self, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use ::tar::EntryType;
+
+use super::tar::{OPAQUE_MARKER, WHITEOUT_PREFIX};
+
+/// Symlinks followed while resolving one path, as Linux's MAXSYMLINKS.
+const MAX_SYMLINKS: usize = 40;
+
+/// How to extract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExtractOptions {
+    /// Apply the uid/gid of each entry (needs root or a user namespace
+    /// that maps them). Defaults to whether the process runs as root.
+    pub chown: bool,
+}
+
+impl Default for ExtractOptions {
+    fn default() -> ExtractOptions {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let root = unsafe { libc::geteuid() } == 0;
+        ExtractOptions { chown: root }
+    }
+}
+
+/// What an extraction did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExtractSummary {
+    /// Entries read from the stream, whiteouts included.
+    pub entries: u64,
+    /// Whiteouts and opaque markers applied.
+    pub whiteouts: u64,
+    /// Entries not created, with why (device nodes without privileges).
+    pub skipped: Vec<(String, String)>,
+}
+
+/// Why an extraction stopped. `entry` is the name as written in the layer.
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    #[error("cannot read the layer stream")]
+    Read { source: io::Error },
+    #[error("refusing layer entry `{entry}`: {reason}")]
+    Unsafe { entry: String, reason: String },
+    #[error("layer entry `{entry}` has unsupported type {kind:?}")]
+    Unsupported { entry: String, kind: char },
+    #[error("cannot extract layer entry `{entry}` to `{path}`")]
+    Io {
+        entry: String,
+        path: PathBuf,
+        source: io::Error,
+    },
+}
+
+/// Extracts the layer `input` (gzip or plain tar, detected from its first
+/// bytes) into `dest`, an existing directory.
+pub fn extract(
+    input: impl Read,
+    dest: &Path,
+    options: &ExtractOptions,
+) -> Result<ExtractSummary, ExtractError> {
+    let read = |source| ExtractError::Read { source };
+    let mut input = BufReader::with_capacity(64 * 1024, input);
+    let gzip = input.fill_buf().map_err(read)?.starts_with(&[0x1f, 0x8b]);
+    let input: Box<dyn Read> = if gzip {
+        Box::new(flate2::bufread::MultiGzDecoder::new(input))
+    } else {
+        Box::new(input)
+    };
+    let mut archive = ::tar::Archive::new(input);
+    let mut extractor = Extractor {
+        root: dest,
+        options: *options,
+        written: HashSet::new(),
+        dirs: Vec::new(),
+        summary: ExtractSummary::default(),
+    };
+    for entry in archive.entries().map_err(read)? {
+        let mut entry = entry.map_err(read)?;
+        extractor.summary.entries += 1;
+        extractor.apply(&mut entry)?;
+    }
+    extractor.finish_dirs()?;
+    Ok(extractor.summary)
+}
+
+/// A path relative to the destination root whose every component is a
+/// real directory inside it (no symlinks), as the resolver found it.
+type Resolved = PathBuf;
+
+struct Extractor<'a> {
+    root: &'a Path,
+    options: ExtractOptions,
+    /// Paths (relative to the root) that this layer created or replaced.
+    written: HashSet<Resolved>,
+    /// Directories whose mode and mtime wait until the end.
+    dirs: Vec<(Resolved, u32, u64, String)>,
+    summary: ExtractSummary,
+}
+
+/// An entry's metadata, read once from its header.
+struct Meta {
+    name: String,
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    mtime: u64,
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Extractor<'_> {
+    fn apply<R: Read>(&mut self, entry: &mut ::tar::Entry<'_, R>) -> Result<(), ExtractError> {
+        let raw_name = entry.path_bytes().into_owned();
+        let name = String::from_utf8_lossy(&raw_name).into_owned();
+        let kind = entry.header().entry_type();
+        if matches!(kind, EntryType::XGlobalHeader) {
+            return Ok(());
+        }
+        let parts = clean(&raw_name, &name)?;
+        let Some((last, parents)) = parts.split_last() else {
+            // The root itself ("./"): its metadata belongs to the
+            // destination, which the caller owns.
+            return Ok(());
+        };
+
+        if let Some(deleted) = last.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
+            return self.whiteout(parents, last, deleted, &name);
+        }
+
+        let parent = self.resolve_dir(parents, true, &name)?.expect("created");
+        let rel = parent.join(OsStr::from_bytes(last));
+        let path = self.root.join(&rel);
+        let io = |source| ExtractError::Io {
+            entry: name.clone(),
+            path: path.clone(),
+            source,
+        };
+        let bad_header = |e: io::Error| unsafe_entry(&name, &format!("malformed header: {e}"));
+        let xattrs = xattrs(entry).map_err(bad_header)?;
+        let header = entry.header();
+        let meta = Meta {
+            name: name.clone(),
+            mode: header.mode().map_err(bad_header)? & 0o7777,
+            uid: header.uid().map_err(bad_header)?,
+            gid: header.gid().map_err(bad_header)?,
+            mtime: header.mtime().map_err(bad_header)?,
+            xattrs,
+        };
+
+        match kind {
+            EntryType::Directory => {
+                let existing = fs::symlink_metadata(&path);
+                if !matches!(&existing, Ok(m) if m.is_dir()) {
+                    remove_existing(&path).map_err(io)?;
+                    fs::create_dir(&path).map_err(io)?;
+                }
+                self.chown(&path, &meta)?;
+                self.set_xattrs(&path, &meta)?;
+                self.dirs
+                    .push((rel.clone(), meta.mode, meta.mtime, name.clone()));
+            }
+            EntryType::Regular | EntryType::Continuous => {
+                remove_existing(&path).map_err(io)?;
+                let mut file = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&path)
+                    .map_err(io)?;
+                io::copy(entry, &mut file).map_err(io)?;
+                drop(file);
+                self.finish_node(&path, &meta, true)?;
+            }
+            EntryType::Symlink => {
+                let target = entry.link_name_bytes().unwrap_or_default().into_owned();
+                remove_existing(&path).map_err(io)?;
+                std::os::unix::fs::symlink(OsStr::from_bytes(&target), &path).map_err(io)?;
+                self.finish_node(&path, &meta, false)?;
+            }
+            EntryType::Link => {
+                let target = entry.link_name_bytes().unwrap_or_default().into_owned();
+                let source = self.resolve_link_target(&target, &name)?;
+                if source == path {
+                    return Err(unsafe_entry(&name, "hardlink to itself"));
+                }
+                remove_existing(&path).map_err(io)?;
+                // linkat(2) without AT_SYMLINK_FOLLOW: a symlink target is
+                // linked as the symlink, never as what it points to.
+                fs::hard_link(&source, &path).map_err(io)?;
+            }
+            EntryType::Char | EntryType::Block | EntryType::Fifo => {
+                let fifo = kind == EntryType::Fifo;
+                if !fifo && !self.options.chown {
+                    let why = "device nodes need root".to_string();
+                    self.summary.skipped.push((name.clone(), why));
+                    return Ok(());
+                }
+                let header = entry.header();
+                let major = header.device_major().ok().flatten().unwrap_or(0);
+                let minor = header.device_minor().ok().flatten().unwrap_or(0);
+                let file_type = match kind {
+                    EntryType::Char => libc::S_IFCHR,
+                    EntryType::Block => libc::S_IFBLK,
+                    _ => libc::S_IFIFO,
+                };
+                remove_existing(&path).map_err(io)?;
+                let c_path = c_path(&path).map_err(io)?;
+                let dev = libc::makedev(major, minor);
+                // SAFETY: c_path is a valid NUL-terminated path.
+                let rc = unsafe { libc::mknod(c_path.as_ptr(), file_type | 0o600, dev) };
+                if rc != 0 {
+                    return Err(io(io::Error::last_os_error()));
+                }
+                self.finish_node(&path, &meta, true)?;
+            }
+            other => {
+                let kind = other.as_byte() as char;
+                return Err(ExtractError::Unsupported {
+                    entry: name.clone(),
+                    kind,
+                });
+            }
+        }
+        self.written.insert(rel);
+        Ok(())
+    }
+
+    /// Applies `.wh.<name>` or `.wh..wh..opq` in the directory `parents`.
+    fn whiteout(
+        &mut self,
+        parents: &[&[u8]],
+        last: &[u8],
+        deleted: &[u8],
+        name: &str,
+    ) -> Result<(), ExtractError> {
+        let is_opaque = last == OPAQUE_MARKER.as_bytes();
+        if !is_opaque && deleted.starts_with(WHITEOUT_PREFIX.as_bytes()) {
+            // Other `.wh..wh.` names are aufs bookkeeping, not whiteouts.
+            return Ok(());
+        }
+        if !is_opaque && matches!(deleted, b"" | b"." | b"..") {
+            return Err(unsafe_entry(name, "whiteout of an empty, `.` or `..` name"));
+        }
+        // Nothing below a missing directory can need hiding.
+        let Some(parent) = self.resolve_dir(parents, false, name)? else {
+            return Ok(());
+        };
+        self.summary.whiteouts += 1;
+        if is_opaque {
+            return self.clear_lower(&parent, name);
+        }
+        let rel = parent.join(OsStr::from_bytes(deleted));
+        if self.written.contains(&rel) {
+            return Ok(());
+        }
+        let path = self.root.join(&rel);
+        remove_existing(&path).map_err(|source| ExtractError::Io {
+            entry: name.into(),
+            path,
+            source,
+        })
+    }
+
+    /// Removes everything under `dir` that this layer did not write,
+    /// keeping this layer's entries (and recursing into its directories,
+    /// which may have merged with lower ones).
+    fn clear_lower(&self, dir: &Path, name: &str) -> Result<(), ExtractError> {
+        let path = self.root.join(dir);
+        let io = |path: &Path, source| ExtractError::Io {
+            entry: name.into(),
+            path: path.to_path_buf(),
+            source,
+        };
+        for child in fs::read_dir(&path).map_err(|e| io(&path, e))? {
+            let child = child.map_err(|e| io(&path, e))?;
+            let rel = dir.join(child.file_name());
+            let child_path = child.path();
+            if !self.written.contains(&rel) {
+                remove_existing(&child_path).map_err(|e| io(&child_path, e))?;
+            } else if child.file_type().map_err(|e| io(&child_path, e))?.is_dir() {
+                self.clear_lower(&rel, name)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves directory components inside the root as a chroot would:
+    /// symlinks are read and resolved from the root, `..` stops at the
+    /// root. Missing directories are created (and count as this layer's)
+    /// when `create` is set, else `None` is returned.
+    fn resolve_dir(
+        &mut self,
+        parts: &[&[u8]],
+        create: bool,
+        name: &str,
+    ) -> Result<Option<Resolved>, ExtractError> {
+        let mut resolved = PathBuf::new();
+        let mut pending: VecDeque<Vec<u8>> = parts.iter().map(|p| p.to_vec()).collect();
+        let mut links = 0;
+        while let Some(part) = pending.pop_front() {
+            match &part[..] {
+                b"" | b"." => continue,
+                b".." => {
+                    resolved.pop();
+                    continue;
+                }
+                _ => {}
+            }
+            let rel = resolved.join(OsStr::from_bytes(&part));
+            let path = self.root.join(&rel);
+            let io = |source| ExtractError::Io {
+                entry: name.into(),
+                path: path.clone(),
+                source,
+            };
+            match fs::symlink_metadata(&path) {
+                Ok(meta) if meta.is_dir() => resolved = rel,
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    links += 1;
+                    if links > MAX_SYMLINKS {
+                        return Err(unsafe_entry(name, "too many levels of symbolic links"));
+                    }
+                    let target = fs::read_link(&path).map_err(io)?;
+                    let target = target.as_os_str().as_bytes();
+                    if target.starts_with(b"/") {
+                        resolved = PathBuf::new();
+                    }
+                    for piece in target.split(|&b| b == b'/').rev() {
+                        pending.push_front(piece.to_vec());
+                    }
+                }
+                Ok(_) => {
+                    let reason = format!("`{}` is not a directory", rel.display());
+                    return Err(unsafe_entry(name, &reason));
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
+                    fs::create_dir(&path).map_err(io)?;
+                    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).map_err(io)?;
+                    self.written.insert(rel.clone());
+                    resolved = rel;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(io(e)),
+            }
+        }
+        Ok(Some(resolved))
+    }
+
+    /// The host path a hardlink entry should link to: an existing
+    /// non-directory inside the root.
+    fn resolve_link_target(&mut self, target: &[u8], name: &str) -> Result<PathBuf, ExtractError> {
+        let target_name = String::from_utf8_lossy(target);
+        let parts = clean(target, name)?;
+        let missing = || {
+            unsafe_entry(
+                name,
+                &format!("hardlink target `{target_name}` does not exist in the layer or below"),
+            )
+        };
+        let Some((last, parents)) = parts.split_last() else {
+            return Err(unsafe_entry(name, "hardlink to the root directory"));
+        };
+        let parent = self
+            .resolve_dir(parents, false, name)?
+            .ok_or_else(missing)?;
+        let path = self.root.join(parent.join(OsStr::from_bytes(last)));
+        match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_dir() => Err(unsafe_entry(
+                name,
+                &format!("hardlink target `{target_name}` is a directory"),
+            )),
+            Ok(_) => Ok(path),
+            Err(_) => Err(missing()),
+        }
+    }
+
+    /// Ownership, mode, xattrs and mtime of a just-created non-directory.
+    fn finish_node(&self, path: &Path, meta: &Meta, chmod: bool) -> Result<(), ExtractError> {
+        self.chown(path, meta)?;
+        let io = |source| ExtractError::Io {
+            entry: meta.name.clone(),
+            path: path.to_path_buf(),
+            source,
+        };
+        // After chown: chown(2) clears setuid and setgid.
+        if chmod {
+            fs::set_permissions(path, fs::Permissions::from_mode(meta.mode)).map_err(io)?;
+        }
+        // After chown too: it clears security.capability.
+        self.set_xattrs(path, meta)?;
+        set_mtime(path, meta.mtime).map_err(io)
+    }
+
+    fn chown(&self, path: &Path, meta: &Meta) -> Result<(), ExtractError> {
+        if !self.options.chown {
+            return Ok(());
+        }
+        let io = |source| ExtractError::Io {
+            entry: meta.name.clone(),
+            path: path.to_path_buf(),
+            source,
+        };
+        let uid = u32::try_from(meta.uid).map_err(|_| io(io::Error::other("uid out of range")))?;
+        let gid = u32::try_from(meta.gid).map_err(|_| io(io::Error::other("gid out of range")))?;
+        std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(io)
+    }
+
+    /// Sets xattrs without following symlinks. Without privileges, or on
+    /// file systems without xattrs, attributes that cannot be set are
+    /// dropped, as rootless builders do.
+    fn set_xattrs(&self, path: &Path, meta: &Meta) -> Result<(), ExtractError> {
+        for (key, value) in &meta.xattrs {
+            let io = |source| ExtractError::Io {
+                entry: meta.name.clone(),
+                path: path.to_path_buf(),
+                source,
+            };
+            let c_path = c_path(path).map_err(io)?;
+            let c_key = CString::new(key.clone()).map_err(|e| io(io::Error::other(e)))?;
+            // SAFETY: both strings are NUL-terminated and value outlives the call.
+            let rc = unsafe {
+                libc::lsetxattr(
+                    c_path.as_ptr(),
+                    c_key.as_ptr(),
+                    value.as_ptr().cast(),
+                    value.len(),
+                    0,
+                )
+            };
+            if rc != 0 {
+                let error = io::Error::last_os_error();
+                let ignorable = error.raw_os_error() == Some(libc::EOPNOTSUPP)
+                    || (!self.options.chown && error.raw_os_error() == Some(libc::EPERM));
+                if !ignorable {
+                    return Err(io(error));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies directory modes and mtimes, children before parents (a
+    /// child's creation would change its parent's mtime). Each path is
+    /// checked again to still be a real directory, so a later entry that
+    /// replaced one with a symlink cannot redirect the chmod.
+    fn finish_dirs(&mut self) -> Result<(), ExtractError> {
+        for (rel, mode, mtime, name) in std::mem::take(&mut self.dirs).into_iter().rev() {
+            if !self.is_real_dir(&rel) {
+                continue;
+            }
+            let path = self.root.join(&rel);
+            let io = |source| ExtractError::Io {
+                entry: name.clone(),
+                path: path.clone(),
+                source,
+            };
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).map_err(io)?;
+            set_mtime(&path, mtime).map_err(io)?;
+        }
+        Ok(())
+    }
+
+    fn is_real_dir(&self, rel: &Path) -> bool {
+        let mut path = self.root.to_path_buf();
+        rel.components().all(|part| {
+            path.push(part);
+            fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir())
+        })
+    }
+}
+
+fn unsafe_entry(name: &str, reason: &str) -> ExtractError {
+    ExtractError::Unsafe {
+        entry: name.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Splits an entry name into components: a leading `/`, empty and `.`
+/// components are dropped (absolute names are read as relative to the
+/// root, as Docker does); `..` and NUL are refused.
+fn clean<'a>(raw: &'a [u8], name: &str) -> Result<Vec<&'a [u8]>, ExtractError> {
+    if raw.contains(&0) {
+        return Err(unsafe_entry(name, "the name contains a NUL byte"));
+    }
+    let mut parts = Vec::new();
+    for part in raw.split(|&b| b == b'/') {
+        match part {
+            b"" | b"." => {}
+            b".." => return Err(unsafe_entry(name, "the name has a `..` component")),
+            _ => parts.push(part),
+        }
+    }
+    Ok(parts)
+}
+
+/// Removes whatever is at `path` (a directory with its content) without
+/// following a symlink there; a missing path is fine.
+fn remove_existing(path: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn c_path(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)
+}
+
+/// Sets atime and mtime to `mtime` without following a symlink.
+fn set_mtime(path: &Path, mtime: u64) -> io::Result<()> {
+    let c_path = c_path(path)?;
+    let time = libc::timespec {
+        tv_sec: mtime.min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: 0,
+    };
+    let times = [time, time];
+    // SAFETY: c_path is NUL-terminated and times has the two entries
+    // utimensat reads.
+    let rc = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c_path.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The entry's `SCHILY.xattr.*` PAX records, as (name, raw value).
+fn xattrs<R: Read>(entry: &mut ::tar::Entry<'_, R>) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut out = Vec::new();
+    if let Some(extensions) = entry.pax_extensions()? {
+        for extension in extensions {
+            let extension = extension?;
+            if let Some(key) = extension.key_bytes().strip_prefix(b"SCHILY.xattr.") {
+                out.push((key.to_vec(), extension.value_bytes().to_vec()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+    use super::*;
+    use crate::layer::{Entry, LayerOptions, TarOptions, sort_entries, write_layer, write_tar};
+
+    /// A tar written field by field with the `tar` crate's raw header, so
+    /// names our own writer refuses (`..`, absolute) can be tested.
+    fn raw_tar(entries: &[(&str, EntryType, &str, &[u8])]) -> Vec<u8> {
+        let mut builder = ::tar::Builder::new(Vec::new());
+        for (name, kind, link, data) in entries {
+            let mut header = ::tar::Header::new_ustar();
+            let ustar = header.as_ustar_mut().unwrap();
+            ustar.name[..name.len()].copy_from_slice(name.as_bytes());
+            ustar.linkname[..link.len()].copy_from_slice(link.as_bytes());
+            header.set_entry_type(*kind);
+            header.set_size(data.len() as u64);
+            header.set_uid(0);
+            header.set_gid(0);
+            header.set_mtime(0);
+            header.set_mode(if *kind == EntryType::Directory {
+                0o755
+            } else {
+                0o644
+            });
+            header.set_cksum();
+            builder.append(&header, *data).unwrap();
+        }
+        builder.into_inner().unwrap()
+    }
+
+    fn run(tar: &[u8], dest: &Path) -> Result<ExtractSummary, ExtractError> {
+        extract(tar, dest, &ExtractOptions::default())
+    }
+
+    /// Two sibling directories: the destination and an "outside" one that
+    /// nothing may touch.
+    fn dirs() -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        let outside = tmp.path().join("outside");
+        fs::create_dir(&root).unwrap();
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("secret"), b"secret").unwrap();
+        (tmp, root, outside)
+    }
+
+    fn assert_outside_untouched(outside: &Path) {
+        let names: Vec<_> = fs::read_dir(outside)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["secret"]);
+        assert_eq!(fs::read(outside.join("secret")).unwrap(), b"secret");
+        let meta = fs::metadata(outside.join("secret")).unwrap();
+        assert_eq!((meta.nlink(), meta.mode() & 0o7777), (1, 0o644));
+    }
+
+    fn mode(path: &Path) -> u32 {
+        fs::symlink_metadata(path).unwrap().mode() & 0o7777
+    }
+
+    #[test]
+    fn extracts_every_kind_with_its_metadata() {
+        let mut entries = vec![
+            Entry::dir("app").with_mode(0o750).with_mtime(3_000),
+            Entry::file("app/tool", b"#!/bin/sh\n".to_vec())
+                .with_mode(0o4755)
+                .with_owner(1000, 1001)
+                .with_mtime(4_000),
+            Entry::hardlink("app/tool2", "app/tool"),
+            Entry::symlink("app/link", "tool").with_mtime(2_000),
+            Entry::file("app/note", b"n".to_vec())
+                .with_xattr("user.hoist", b"\x00\xffraw".to_vec()),
+            Entry::dir("tmp").with_mode(0o1777),
+            Entry::dir("ro").with_mode(0o555),
+            Entry::file("ro/inside", b"i".to_vec()),
+            Entry::fifo("app/pipe"),
+            Entry::char_device("app/null", 1, 3),
+        ];
+        sort_entries(&mut entries);
+        let options = LayerOptions {
+            tar: TarOptions {
+                source_date_epoch: 10_000,
+            },
+            ..LayerOptions::default()
+        };
+        let (_, blob) = write_layer(&entries, &options, Vec::new()).unwrap();
+        let (_tmp, root, _) = dirs();
+        let summary = run(&blob, &root).unwrap();
+        assert_eq!(summary.entries, entries.len() as u64);
+
+        let tool = fs::metadata(root.join("app/tool")).unwrap();
+        assert_eq!(fs::read(root.join("app/tool")).unwrap(), b"#!/bin/sh\n");
+        assert_eq!(tool.mode() & 0o7777, 0o4755);
+        assert_eq!(tool.mtime(), 4_000);
+        assert_eq!(tool.nlink(), 2);
+        assert_eq!(
+            fs::metadata(root.join("app/tool2")).unwrap().ino(),
+            tool.ino()
+        );
+        if ExtractOptions::default().chown {
+            assert_eq!((tool.uid(), tool.gid()), (1000, 1001));
+            let null = fs::metadata(root.join("app/null")).unwrap();
+            assert!(null.file_type().is_char_device());
+            assert_eq!((libc::major(null.rdev()), libc::minor(null.rdev())), (1, 3));
+        } else {
+            assert_eq!(summary.skipped.len(), 1);
+        }
+        assert_eq!(
+            fs::read_link(root.join("app/link")).unwrap(),
+            Path::new("tool")
+        );
+        assert_eq!(
+            fs::symlink_metadata(root.join("app/link")).unwrap().mtime(),
+            2_000
+        );
+        assert!(
+            fs::metadata(root.join("app/pipe"))
+                .unwrap()
+                .file_type()
+                .is_fifo()
+        );
+        assert_eq!(mode(&root.join("app")), 0o750);
+        assert_eq!(fs::metadata(root.join("app")).unwrap().mtime(), 3_000);
+        assert_eq!(mode(&root.join("tmp")), 0o1777);
+        assert_eq!(mode(&root.join("ro")), 0o555);
+        assert_eq!(fs::read(root.join("ro/inside")).unwrap(), b"i");
+
+        let mut value = [0u8; 16];
+        let path = c_path(&root.join("app/note")).unwrap();
+        // SAFETY: NUL-terminated strings and a buffer of the given length.
+        let n = unsafe {
+            libc::lgetxattr(
+                path.as_ptr(),
+                c"user.hoist".as_ptr(),
+                value.as_mut_ptr().cast(),
+                16,
+            )
+        };
+        assert_eq!(&value[..n as usize], b"\x00\xffraw");
+    }
+
+    #[test]
+    fn whiteouts_remove_only_lower_content() {
+        let (_tmp, root, _) = dirs();
+        for dir in ["etc", "var/cache/apt", "opq/sub"] {
+            fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        for file in [
+            "etc/passwd",
+            "etc/keep",
+            "var/cache/apt/pkg",
+            "opq/lower",
+            "opq/sub/lower",
+        ] {
+            fs::write(root.join(file), b"lower").unwrap();
+        }
+        // `+new` and `sub/` sort before the opaque marker: this layer's own
+        // entries must survive it. `.wh.same` comes after `same` was written.
+        let tar = raw_tar(&[
+            ("etc/.wh.passwd", EntryType::Regular, "", b""),
+            ("opq/", EntryType::Directory, "", b""),
+            ("opq/+new", EntryType::Regular, "", b"upper"),
+            ("opq/sub/", EntryType::Directory, "", b""),
+            ("opq/sub/mine", EntryType::Regular, "", b"upper"),
+            ("opq/.wh..wh..opq", EntryType::Regular, "", b""),
+            ("same", EntryType::Regular, "", b"upper"),
+            (".wh.same", EntryType::Regular, "", b""),
+            ("var/.wh.cache", EntryType::Regular, "", b""),
+            ("missing/.wh.x", EntryType::Regular, "", b""),
+        ]);
+        let summary = run(&tar, &root).unwrap();
+        assert!(!root.join("etc/passwd").exists());
+        assert!(root.join("etc/keep").exists());
+        assert!(!root.join("var/cache").exists());
+        assert!(root.join("var").is_dir());
+        assert!(!root.join("opq/lower").exists());
+        assert!(!root.join("opq/sub/lower").exists());
+        assert_eq!(fs::read(root.join("opq/+new")).unwrap(), b"upper");
+        assert_eq!(fs::read(root.join("opq/sub/mine")).unwrap(), b"upper");
+        assert_eq!(fs::read(root.join("same")).unwrap(), b"upper");
+        assert!(!root.join("missing").exists());
+        assert!(
+            !root.join("etc/.wh.passwd").exists(),
+            "markers are not extracted"
+        );
+        assert_eq!(summary.whiteouts, 4);
+    }
+
+    #[test]
+    fn dotdot_names_are_refused_with_the_entry_named() {
+        let (_tmp, root, outside) = dirs();
+        for name in [
+            "../outside/pwned",
+            "a/../../outside/pwned",
+            "/../outside/pwned",
+        ] {
+            let tar = raw_tar(&[(name, EntryType::Regular, "", b"x")]);
+            let err = run(&tar, &root).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("refusing layer entry `{name}`: the name has a `..` component")
+            );
+        }
+        let tar = raw_tar(&[("hl", EntryType::Link, "../outside/secret", b"")]);
+        assert!(matches!(run(&tar, &root), Err(ExtractError::Unsafe { .. })));
+        assert_outside_untouched(&outside);
+    }
+
+    #[test]
+    fn absolute_names_land_inside_the_root() {
+        let (_tmp, root, outside) = dirs();
+        let name = format!("{}/pwned", outside.display());
+        let tar = raw_tar(&[(&name, EntryType::Regular, "", b"x")]);
+        run(&tar, &root).unwrap();
+        assert_eq!(fs::read(root.join(&name[1..])).unwrap(), b"x");
+        assert_outside_untouched(&outside);
+    }
+
+    #[test]
+    fn symlinked_parents_are_resolved_inside_the_root() {
+        let (_tmp, root, outside) = dirs();
+        let absolute = outside.display().to_string();
+        let tar = raw_tar(&[
+            ("abs", EntryType::Symlink, &absolute, b""),
+            ("abs/pwned", EntryType::Regular, "", b"1"),
+            ("up", EntryType::Symlink, "../../../../..", b""),
+            ("up/pwned", EntryType::Regular, "", b"2"),
+            ("loop", EntryType::Symlink, "loop", b""),
+        ]);
+        run(&tar, &root).unwrap();
+        // The link still points where it said; the write went inside.
+        assert_eq!(fs::read_link(root.join("abs")).unwrap(), outside);
+        assert_eq!(
+            fs::read(root.join(&absolute[1..]).join("pwned")).unwrap(),
+            b"1"
+        );
+        assert_eq!(fs::read(root.join("pwned")).unwrap(), b"2");
+        assert_outside_untouched(&outside);
+
+        let tar = raw_tar(&[("loop/x", EntryType::Regular, "", b"")]);
+        let err = run(&tar, &root).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "refusing layer entry `loop/x`: too many levels of symbolic links"
+        );
+    }
+
+    #[test]
+    fn hardlinks_never_reach_outside() {
+        let (_tmp, root, outside) = dirs();
+        let absolute = outside.display().to_string();
+        let secret = format!("{absolute}/secret");
+        // Through a symlinked parent: resolved inside the root, where no
+        // `secret` exists.
+        let tar = raw_tar(&[
+            ("out", EntryType::Symlink, &absolute, b""),
+            ("hl", EntryType::Link, "out/secret", b""),
+        ]);
+        let err = run(&tar, &root).unwrap_err();
+        assert!(err.to_string().contains("does not exist"), "{err}");
+        // An absolute target is read inside the root as well.
+        let tar = raw_tar(&[("hl", EntryType::Link, &secret, b"")]);
+        assert!(run(&tar, &root).is_err());
+        // A hardlink to a symlink that points outside links the symlink.
+        let tar = raw_tar(&[
+            ("sl", EntryType::Symlink, &secret, b""),
+            ("hl2", EntryType::Link, "sl", b""),
+        ]);
+        run(&tar, &root).unwrap();
+        assert!(fs::symlink_metadata(root.join("hl2")).unwrap().is_symlink());
+        assert_outside_untouched(&outside);
+    }
+
+    #[test]
+    fn an_existing_symlink_is_replaced_not_followed() {
+        let (_tmp, root, outside) = dirs();
+        std::os::unix::fs::symlink(outside.join("secret"), root.join("f")).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("d")).unwrap();
+        let tar = raw_tar(&[
+            ("f", EntryType::Regular, "", b"mine"),
+            ("d", EntryType::Directory, "", b""),
+        ]);
+        run(&tar, &root).unwrap();
+        assert_eq!(fs::read(root.join("f")).unwrap(), b"mine");
+        assert!(fs::symlink_metadata(root.join("d")).unwrap().is_dir());
+        assert_outside_untouched(&outside);
+    }
+
+    #[test]
+    fn directory_metadata_is_not_applied_through_a_later_symlink() {
+        let (_tmp, root, outside) = dirs();
+        let absolute = outside.display().to_string();
+        // `d/` is recorded for a deferred chmod 0755, then replaced by a
+        // symlink to the outside directory: the chmod must not follow it.
+        fs::set_permissions(&outside, fs::Permissions::from_mode(0o700)).unwrap();
+        let tar = raw_tar(&[
+            ("d/", EntryType::Directory, "", b""),
+            ("d", EntryType::Symlink, &absolute, b""),
+        ]);
+        run(&tar, &root).unwrap();
+        assert_eq!(mode(&outside), 0o700);
+        assert_outside_untouched(&outside);
+    }
+
+    #[test]
+    fn a_file_in_the_way_of_a_parent_is_an_error_naming_both() {
+        let (_tmp, root, _) = dirs();
+        let tar = raw_tar(&[
+            ("a", EntryType::Regular, "", b""),
+            ("a/b", EntryType::Regular, "", b""),
+        ]);
+        let err = run(&tar, &root).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "refusing layer entry `a/b`: `a` is not a directory"
+        );
+    }
+
+    #[test]
+    fn plain_tar_and_gzip_give_the_same_tree() {
+        let entries = [Entry::dir("d"), Entry::file("d/f", b"x".to_vec())];
+        let tar = write_tar(&entries, TarOptions::default(), Vec::new()).unwrap();
+        let (_, blob) = write_layer(&entries, &LayerOptions::default(), Vec::new()).unwrap();
+        for input in [&tar, &blob] {
+            let (_tmp, root, _) = dirs();
+            run(input, &root).unwrap();
+            assert_eq!(fs::read(root.join("d/f")).unwrap(), b"x");
+        }
+    }
+}

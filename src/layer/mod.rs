@@ -1,0 +1,113 @@
+//! Layers: deterministic tar streams, their digests, compression and safe
+//! extraction.
+//!
+//! [`write_layer`] takes sorted [`Entry`] values and writes a gzip layer
+//! blob to any `Write` (the store hands it a temp file) in one streaming
+//! pass: tar -> SHA-256 (the diffID) -> parallel gzip -> SHA-256 (the blob
+//! digest), returning both digests and both sizes in [`LayerDigests`].
+//! The same entries give the same bytes on any machine, in any directory,
+//! with any number of threads. [`compress_tar`] does the same for a tar
+//! stream that already exists, and [`extract`] unpacks a layer into a
+//! directory without ever writing outside it. Nothing in this module holds a whole layer
+//! in memory: file contents stream from disk into the compressor, and at
+//! most a few compressed blocks per thread wait to be written.
+
+pub mod digest;
+pub mod extract;
+pub mod gzip;
+pub mod tar;
+
+use std::io::{self, Read, Write};
+
+pub use digest::{Digest, DigestError, DigestWriter};
+pub use extract::{ExtractError, ExtractOptions, ExtractSummary, extract};
+pub use gzip::{GzipError, GzipOptions};
+pub use tar::{
+    Content, Entry, EntryKind, TarError, TarOptions, TarWriter, WalkOptions, sort_entries, walk,
+    write_tar,
+};
+
+/// What the store and the image config need to know about a layer blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerDigests {
+    /// SHA-256 of the uncompressed tar (the config's `rootfs.diff_ids`).
+    pub diff_id: Digest,
+    /// SHA-256 of the compressed blob (the manifest's layer digest).
+    pub digest: Digest,
+    /// Bytes of the compressed blob.
+    pub size: u64,
+    /// Bytes of the uncompressed tar.
+    pub uncompressed_size: u64,
+}
+
+/// Everything that shapes a layer's bytes, plus the thread count, which
+/// does not.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LayerOptions {
+    pub tar: TarOptions,
+    pub gzip: GzipOptions,
+}
+
+/// Why a layer could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    #[error(transparent)]
+    Tar(#[from] TarError),
+    #[error(transparent)]
+    Gzip(#[from] GzipError),
+    #[error("cannot read the tar stream to compress")]
+    Read { source: io::Error },
+}
+
+/// Writes `entries` (sorted, see [`sort_entries`]) as a gzip layer into
+/// `out`, and returns its digests with `out`.
+pub fn write_layer<W: Write>(
+    entries: &[Entry],
+    options: &LayerOptions,
+    out: W,
+) -> Result<(LayerDigests, W), LayerError> {
+    digest_pipeline(out, &options.gzip, |tar| {
+        write_tar(entries, options.tar, tar)?;
+        Ok(())
+    })
+}
+
+/// Compresses an existing tar stream into `out` as a layer blob, and
+/// returns its digests with `out`.
+pub fn compress_tar<W: Write>(
+    input: &mut impl Read,
+    options: &GzipOptions,
+    out: W,
+) -> Result<(LayerDigests, W), LayerError> {
+    digest_pipeline(out, options, |tar| {
+        io::copy(input, tar).map_err(|source| LayerError::Read { source })?;
+        Ok(())
+    })
+}
+
+/// The one pass every layer takes: `produce` writes the tar, which is
+/// hashed, compressed, hashed again and written to `out`.
+fn digest_pipeline<W: Write>(
+    out: W,
+    options: &GzipOptions,
+    produce: impl FnOnce(&mut dyn Write) -> Result<(), LayerError>,
+) -> Result<(LayerDigests, W), LayerError> {
+    let mut blob = DigestWriter::new(out);
+    let ((diff_id, uncompressed_size), _summary) = gzip::compress(&mut blob, options, |sink| {
+        let mut tar = DigestWriter::new(sink);
+        produce(&mut tar)?;
+        let (diff_id, len, _) = tar.finish();
+        Ok::<_, LayerError>((diff_id, len))
+    })?;
+    let (digest, size, out) = blob.finish();
+    let digests = LayerDigests {
+        diff_id,
+        digest,
+        size,
+        uncompressed_size,
+    };
+    Ok((digests, out))
+}
+
+#[cfg(test)]
+mod tests;
