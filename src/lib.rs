@@ -5,6 +5,7 @@
 //! build pipeline (see `docs/architecture.md`): data flows one way, from the
 //! Dockerfile text to the outputs, and no module reaches back up the chain.
 
+pub mod build;
 pub mod check;
 pub mod context;
 pub mod dockerfile;

@@ -14,6 +14,8 @@
 
 pub mod dockerignore;
 pub mod pattern;
+pub mod walk;
 
 pub use dockerignore::{DockerIgnore, IgnoreError};
-pub use pattern::{DirMatches, InvalidPattern, Pattern, PatternError, PatternSet};
+pub use pattern::{DirMatches, InvalidPattern, Pattern, PatternError, PatternSet, filepath_match};
+pub use walk::walk_context;

@@ -602,6 +602,36 @@ fn class_char(chars: &[char], pos: &mut usize) -> Option<Result<char, PatternErr
     Some(Ok(c))
 }
 
+/// Go's `filepath.Match(pattern, name)` on `/`-separated paths, as COPY
+/// and ADD use it for wildcard sources: `*` and `?` never match `/`, `**`
+/// is just two stars, `\\x` is a literal `x`, classes as in `.dockerignore`.
+pub fn filepath_match(pattern: &str, name: &str) -> Result<bool, PatternError> {
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut tokens = Vec::new();
+    let mut pos = 0;
+    while let Some(&c) = chars.get(pos) {
+        pos += 1;
+        match c {
+            '*' => tokens.push(Token::Star),
+            '?' => tokens.push(Token::AnyChar),
+            '\\' => {
+                let Some(&escaped) = chars.get(pos) else {
+                    return Err(PatternError::TrailingBackslash);
+                };
+                pos += 1;
+                tokens.push(Token::Literal(escaped));
+            }
+            '[' => {
+                let (class, next) = parse_class(&chars, pos)?;
+                pos = next;
+                tokens.push(Token::Class(class));
+            }
+            other => tokens.push(Token::Literal(other)),
+        }
+    }
+    Ok(glob_matches(&tokens, name))
+}
+
 /// Runs Docker's regular expression `^tokens$` over `text`.
 fn glob_matches(tokens: &[Token], text: &str) -> bool {
     let mut run = Nfa::new(tokens);

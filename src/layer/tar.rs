@@ -579,13 +579,52 @@ pub struct WalkOptions {
 /// an inode become hardlinks to the first of them in path order; sockets
 /// are skipped, as tar does. Symlinks are recorded, never followed.
 pub fn walk(root: &Path, options: &WalkOptions) -> Result<Vec<Entry>, TarError> {
+    walk_filtered(root, options, |_, _| Visit::Keep)
+}
+
+/// What a filtered walk does with one path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visit {
+    Keep,
+    /// Leave the directory out but look inside it: it is kept after all
+    /// (as a parent) if anything below it is kept.
+    Descend,
+    /// Leave it and everything below it out.
+    Prune,
+}
+
+/// [`walk`], asking `visit` about every path (relative to `root`, and
+/// whether it is a directory) before listing it.
+pub fn walk_filtered(
+    root: &Path,
+    options: &WalkOptions,
+    mut visit: impl FnMut(&Path, bool) -> Visit,
+) -> Result<Vec<Entry>, TarError> {
     let mut entries = Vec::new();
     let mut inodes: Vec<(u64, u64, usize)> = Vec::new();
-    for item in walkdir::WalkDir::new(root).min_depth(1).follow_links(false) {
+    let decisions = std::cell::RefCell::new(HashMap::new());
+    let mut descended: HashMap<Vec<u8>, Entry> = HashMap::new();
+    let walker = walkdir::WalkDir::new(root)
+        .min_depth(1)
+        .follow_links(false)
+        .into_iter()
+        .filter_entry(|e| {
+            let relative = e.path().strip_prefix(root).unwrap_or(e.path());
+            let decision = visit(relative, e.file_type().is_dir());
+            decisions
+                .borrow_mut()
+                .insert(e.path().to_path_buf(), decision);
+            decision != Visit::Prune
+        });
+    for item in walker {
         let item = item.map_err(|e| TarError::Walk {
             path: e.path().unwrap_or(root).to_path_buf(),
             source: e.into(),
         })?;
+        let decision = decisions
+            .borrow_mut()
+            .remove(item.path())
+            .unwrap_or(Visit::Keep);
         let walk_error = |source| TarError::Walk {
             path: item.path().to_path_buf(),
             source,
@@ -624,7 +663,7 @@ pub fn walk(root: &Path, options: &WalkOptions) -> Result<Vec<Entry>, TarError> 
         } else {
             continue;
         };
-        entries.push(Entry {
+        let entry = Entry {
             path,
             kind,
             mode: meta.mode() & 0o7777,
@@ -635,7 +674,29 @@ pub fn walk(root: &Path, options: &WalkOptions) -> Result<Vec<Entry>, TarError> 
                 true => read_xattrs(item.path()).map_err(walk_error)?,
                 false => BTreeMap::new(),
             },
-        });
+        };
+        if decision == Visit::Descend {
+            if matches!(entry.kind, EntryKind::File { .. }) && meta.nlink() > 1 {
+                inodes.pop();
+            }
+            descended.insert(entry.path.clone(), entry);
+            continue;
+        }
+        entries.push(entry);
+    }
+    // Directories left out but holding kept paths come back as parents.
+    if !descended.is_empty() {
+        let mut parents = Vec::new();
+        for entry in &entries {
+            let mut path = entry.path.as_slice();
+            while let Some(cut) = path.iter().rposition(|&b| b == b'/') {
+                path = &path[..cut];
+                if let Some(parent) = descended.remove(path) {
+                    parents.push(parent);
+                }
+            }
+        }
+        entries.extend(parents);
     }
 
     // Hardlinks: the first path (in byte order) of each inode keeps the

@@ -1,0 +1,7 @@
+//! The build engine: runs a plan's stages into images.
+//!
+//! - [`view`]: the merged file system of a stage, from its layers.
+//! - [`copy`]: COPY and ADD's file semantics over views.
+
+pub mod copy;
+pub mod view;
