@@ -569,6 +569,9 @@ pub struct WalkOptions {
     /// Owner for every entry instead of the one on disk (COPY --chown).
     pub uid: Option<u64>,
     pub gid: Option<u64>,
+    /// Permission bits for every file and directory instead of the ones on
+    /// disk (COPY --chmod); symlinks keep 0777.
+    pub mode: Option<u32>,
     /// Record extended attributes (all but `security.selinux`, which is the
     /// host's labelling, not the file's content).
     pub xattrs: bool,
@@ -627,7 +630,10 @@ pub fn walk(root: &Path, options: &WalkOptions) -> Result<Vec<Entry>, TarError> 
         entries.push(Entry {
             path,
             kind,
-            mode: meta.mode() & 0o7777,
+            mode: match options.mode {
+                Some(mode) if !file_type.is_symlink() => mode & 0o7777,
+                _ => meta.mode() & 0o7777,
+            },
             uid: options.uid.unwrap_or(u64::from(meta.uid())),
             gid: options.gid.unwrap_or(u64::from(meta.gid())),
             mtime: u64::try_from(meta.mtime()).unwrap_or(0),
@@ -891,6 +897,7 @@ mod tests {
                 prefix: b"app".to_vec(),
                 uid: Some(0),
                 gid: Some(0),
+                mode: None,
                 xattrs: true,
             };
             let entries = walk(root, &options).unwrap();
@@ -916,6 +923,12 @@ mod tests {
             let note = BTreeMap::from([(b"user.note".to_vec(), b"\xff\0v".to_vec())]);
             assert_eq!((&entries[0].xattrs, &entries[5].xattrs), (&note, &note));
             assert!(entries[1].xattrs.is_empty());
+            let chmod = WalkOptions {
+                mode: Some(0o2750),
+                ..options
+            };
+            let modes: Vec<u32> = walk(root, &chmod).unwrap().iter().map(|e| e.mode).collect();
+            assert_eq!(modes, [0o2750, 0o2750, 0o2750, 0o2750, 0o777, 0o2750]);
             tar_bytes(&entries, 0)
         }
         let one = tempfile::tempdir().unwrap();
