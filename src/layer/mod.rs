@@ -7,7 +7,7 @@
 //! digest), returning both digests and both sizes in [`LayerDigests`].
 //! The same entries give the same bytes on any machine, in any directory,
 //! with any number of threads. [`compress_tar`] does the same for a tar
-//! stream that already exists, and [`extract`] unpacks a layer into a
+//! stream that already exists, and [`extract()`] unpacks a layer into a
 //! directory without ever writing outside it. Nothing in this module holds a whole layer
 //! in memory: file contents stream from disk into the compressor, and at
 //! most a few compressed blocks per thread wait to be written.
