@@ -16,6 +16,7 @@ pub mod digest;
 pub mod extract;
 pub mod gzip;
 pub mod tar;
+pub mod walk;
 
 use std::io::{self, Read, Write};
 
@@ -23,9 +24,9 @@ pub use digest::{Digest, DigestError, DigestWriter};
 pub use extract::{ExtractError, ExtractOptions, ExtractSummary, extract};
 pub use gzip::{GzipError, GzipOptions};
 pub use tar::{
-    Content, Entry, EntryKind, TarError, TarOptions, TarWriter, WalkOptions, sort_entries, walk,
-    write_tar,
+    Content, Entry, EntryKind, TarError, TarOptions, TarWriter, sort_entries, write_tar,
 };
+pub use walk::{WalkError, WalkOptions, walk};
 
 /// What the store and the image config need to know about a layer blob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
