@@ -21,7 +21,7 @@ use super::tar::{Content, Entry, EntryKind, sort_entries};
 /// Why a tree could not be listed.
 #[derive(Debug, thiserror::Error)]
 pub enum WalkError {
-    #[error("cannot read `{path}` while listing the build context")]
+    #[error("cannot read `{path}` while listing files for a layer")]
     Io { path: PathBuf, source: io::Error },
 }
 
