@@ -6,11 +6,12 @@
 //! Modes, symlinks and hardlinks are kept. Contents are not read here.
 
 use super::DockerIgnore;
-use crate::layer::tar::{Entry, TarError, Visit, WalkOptions, walk_filtered};
+use crate::layer::tar::Entry;
+use crate::layer::walk::{Visit, WalkError, WalkOptions, walk_filtered};
 use std::path::Path;
 
 /// The entries of the context directory a build can see, sorted.
-pub fn walk_context(dir: &Path, ignore: Option<&DockerIgnore>) -> Result<Vec<Entry>, TarError> {
+pub fn walk_context(dir: &Path, ignore: Option<&DockerIgnore>) -> Result<Vec<Entry>, WalkError> {
     let options = WalkOptions {
         uid: Some(0),
         gid: Some(0),

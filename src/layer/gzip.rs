@@ -22,19 +22,20 @@
 //! `layer::tests` guards all three.
 //!
 //! Measured on the 2-core machine described in `bench/README.md` (medians
-//! of 3 runs, a noisy shared machine: single runs vary by up to 40%), on
-//! 100 MiB of mixed input (alternating 1 MiB runs of log lines and random
-//! bytes), level 6. hoist: `cargo run --release --example gzip_speed --
-//! /tmp/mixed.bin`; the others: `time gzip -6 -c /tmp/mixed.bin >/dev/null`
-//! (gzip 1.12) and `time pigz -6 -p N -c ...` (pigz 2.6).
+//! of 5 interleaved runs; the machine is shared, single runs vary by up to
+//! 80%), on 100 MiB of mixed input (alternating 1 MiB runs of log lines
+//! and random bytes), level 6. hoist: `cargo run --release --example
+//! gzip_speed -- /tmp/mixed.bin`, which also writes the input; the others:
+//! `time gzip -6 -c /tmp/mixed.bin >/dev/null` (gzip 1.12) and
+//! `time pigz -6 -p N -c /tmp/mixed.bin >/dev/null` (pigz 2.6).
 //!
 //! | compressor         | time   | MB/s | output bytes | vs `gzip -6` |
 //! | ------------------ | ------ | ---- | ------------ | ------------ |
-//! | hoist, 1 thread    | 1.49 s |   70 | 58,283,889   | +0.05%       |
-//! | hoist, 2 threads   | 0.93 s |  113 | 58,283,889   | +0.05%       |
-//! | `gzip -6`          | 1.91 s |   55 | 58,253,009   |              |
-//! | `pigz -6 -p 1`     | 1.53 s |   69 | 58,173,713   | -0.14%       |
-//! | `pigz -6 -p 2`     | 0.80 s |  131 | 58,173,713   | -0.14%       |
+//! | hoist, 1 thread    | 1.41 s |   74 | 58,283,889   | +0.05%       |
+//! | hoist, 2 threads   | 0.82 s |  128 | 58,283,889   | +0.05%       |
+//! | `gzip -6`          | 1.84 s |   57 | 58,253,009   |              |
+//! | `pigz -6 -p 1`     | 1.56 s |   67 | 58,173,713   | -0.14%       |
+//! | `pigz -6 -p 2`     | 0.82 s |  128 | 58,173,713   | -0.14%       |
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
@@ -152,7 +153,7 @@ impl<W: Write> GzipSink<'_, W> {
         io::Error::other(message)
     }
 
-    fn check(&mut self) -> io::Result<()> {
+    fn check(&self) -> io::Result<()> {
         match &self.error {
             Some(error) => Err(io::Error::other(error.to_string())),
             None => Ok(()),

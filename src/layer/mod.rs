@@ -7,7 +7,7 @@
 //! digest), returning both digests and both sizes in [`LayerDigests`].
 //! The same entries give the same bytes on any machine, in any directory,
 //! with any number of threads. [`compress_tar`] does the same for a tar
-//! stream that already exists, and [`extract`] unpacks a layer into a
+//! stream that already exists, and [`extract()`] unpacks a layer into a
 //! directory without ever writing outside it. Nothing in this module holds a whole layer
 //! in memory: file contents stream from disk into the compressor, and at
 //! most a few compressed blocks per thread wait to be written.
@@ -16,6 +16,7 @@ pub mod digest;
 pub mod extract;
 pub mod gzip;
 pub mod tar;
+pub mod walk;
 
 use std::io::{self, Read, Write};
 
@@ -23,9 +24,9 @@ pub use digest::{Digest, DigestError, DigestWriter};
 pub use extract::{ExtractError, ExtractOptions, ExtractSummary, extract};
 pub use gzip::{GzipError, GzipOptions};
 pub use tar::{
-    Content, Entry, EntryKind, TarError, TarOptions, TarWriter, WalkOptions, sort_entries, walk,
-    write_tar,
+    Content, Entry, EntryKind, TarError, TarOptions, TarWriter, sort_entries, write_tar,
 };
+pub use walk::{Visit, WalkError, WalkOptions, walk, walk_filtered};
 
 /// What the store and the image config need to know about a layer blob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,6 +5,7 @@ use std::io::Read;
 use std::num::NonZeroUsize;
 
 use super::*;
+use crate::layer::extract::extract;
 
 /// Deterministic bytes that are neither all text nor all noise.
 fn generated(len: usize) -> Vec<u8> {
@@ -226,4 +227,175 @@ fn gnu_tar_lists_every_entry() {
         format!("lrwxrwxrwx 0/0 0 1970-01-01 00:00:00 deep/to-long -> {long}"),
     ];
     assert_eq!(listing, expected);
+}
+
+/// Builds a small tree with every kind of entry `walk` and `extract`
+/// handle without privileges beyond the current user's.
+fn sample_tree(root: &std::path::Path) {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    let long = root.join(LONG_DIR);
+    std::fs::create_dir_all(&long).unwrap();
+    std::fs::create_dir_all(root.join("app/empty")).unwrap();
+    std::fs::write(root.join("app/big.bin"), generated(200 * 1024)).unwrap();
+    std::fs::write(root.join("app/tool"), b"#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(
+        root.join("app/tool"),
+        std::fs::Permissions::from_mode(0o4755),
+    )
+    .unwrap();
+    std::fs::hard_link(root.join("app/tool"), root.join("app/tool-link")).unwrap();
+    std::fs::write(long.join("file-with-a-long-name.txt"), b"long").unwrap();
+    symlink("../app/tool", root.join("deep/rel-link")).unwrap();
+    symlink("/etc/passwd", root.join("deep/abs-link")).unwrap();
+    std::fs::set_permissions(root.join("deep"), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let c_path = std::ffi::CString::new(format!("{}/app/big.bin", root.display())).unwrap();
+    // SAFETY: NUL-terminated strings and a value of the given length.
+    let rc = unsafe {
+        libc::lsetxattr(
+            c_path.as_ptr(),
+            c"user.origin".as_ptr(),
+            b"\x01\xfe".as_ptr().cast(),
+            2,
+            0,
+        )
+    };
+    assert_eq!(rc, 0);
+}
+
+/// Entries with file contents replaced by their digests, so two trees
+/// compare by what is in them rather than where they are (and a failure
+/// prints a readable diff).
+fn snapshot(root: &std::path::Path) -> Vec<Entry> {
+    let options = WalkOptions {
+        xattrs: true,
+        ..WalkOptions::default()
+    };
+    walk(root, &options)
+        .unwrap()
+        .into_iter()
+        .map(|mut entry| {
+            if let EntryKind::File {
+                content: Content::Path(path),
+                size,
+            } = &entry.kind
+            {
+                let bytes = std::fs::read(path).unwrap();
+                assert_eq!(bytes.len() as u64, *size);
+                entry.kind = EntryKind::File {
+                    size: *size,
+                    content: Content::Bytes(Digest::of(&bytes).to_string().into_bytes()),
+                };
+            }
+            entry
+        })
+        .collect()
+}
+
+/// walk -> layer -> extract -> walk gives back every path, kind, mode,
+/// owner, mtime, link, xattr and byte (mtimes kept by an epoch in the
+/// future).
+#[test]
+fn a_tree_survives_walk_layer_and_extract() {
+    let source = tempfile::tempdir().unwrap();
+    sample_tree(source.path());
+    let entries = walk(
+        source.path(),
+        &WalkOptions {
+            xattrs: true,
+            ..WalkOptions::default()
+        },
+    )
+    .unwrap();
+    let options = LayerOptions {
+        tar: TarOptions {
+            source_date_epoch: u64::MAX,
+        },
+        ..LayerOptions::default()
+    };
+    let (_, blob) = write_layer(&entries, &options, Vec::new()).unwrap();
+    let dest = tempfile::tempdir().unwrap();
+    extract(&blob[..], dest.path(), &ExtractOptions::default()).unwrap();
+    let before = snapshot(source.path());
+    let after = snapshot(dest.path());
+    assert_eq!(before.len(), after.len());
+    for (before, after) in before.iter().zip(&after) {
+        assert_eq!(before, after, "{}", String::from_utf8_lossy(&before.path));
+    }
+}
+
+/// GNU tar reads hoist's layers into the same tree, and hoist's extractor
+/// reads GNU tar's archives (GNU and PAX formats, with long names, links
+/// and xattrs) into the same tree: both directions against the reference.
+#[test]
+fn gnu_tar_and_hoist_agree_in_both_directions() {
+    let source = tempfile::tempdir().unwrap();
+    sample_tree(source.path());
+    let expected = snapshot(source.path());
+    let tar = |args: &[&str], dir: &std::path::Path| {
+        let output = std::process::Command::new("tar")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "tar {args:?}: {stderr}");
+    };
+
+    // hoist writes, GNU tar extracts.
+    let entries = walk(
+        source.path(),
+        &WalkOptions {
+            xattrs: true,
+            ..WalkOptions::default()
+        },
+    )
+    .unwrap();
+    let options = TarOptions {
+        source_date_epoch: u64::MAX,
+    };
+    let work = tempfile::tempdir().unwrap();
+    let archive = work.path().join("hoist.tar");
+    std::fs::write(&archive, write_tar(&entries, options, Vec::new()).unwrap()).unwrap();
+    let dest = tempfile::tempdir().unwrap();
+    let archive_arg = archive.to_str().unwrap();
+    tar(
+        &[
+            "--xattrs",
+            "--xattrs-include=*",
+            "--same-permissions",
+            "-xf",
+            archive_arg,
+        ],
+        dest.path(),
+    );
+    assert_eq!(
+        snapshot(dest.path()),
+        expected,
+        "GNU tar extracting hoist's tar"
+    );
+
+    // GNU tar writes, hoist extracts.
+    for format in ["--format=gnu", "--format=pax"] {
+        let archive = work.path().join(format!("{}.tar", &format[9..]));
+        let archive_arg = archive.to_str().unwrap();
+        let mut args = vec![format, "--xattrs", "--xattrs-include=*", "-cf", archive_arg];
+        if format == "--format=gnu" {
+            // GNU format cannot hold xattrs.
+            args.retain(|a| !a.starts_with("--xattrs"));
+        }
+        args.extend(["app", "deep"]);
+        tar(&args, source.path());
+        let dest = tempfile::tempdir().unwrap();
+        let file = std::fs::File::open(&archive).unwrap();
+        extract(file, dest.path(), &ExtractOptions::default()).unwrap();
+        let mut got = snapshot(dest.path());
+        if format == "--format=gnu" {
+            let mut stripped = expected.clone();
+            stripped.iter_mut().for_each(|e| e.xattrs.clear());
+            got.iter_mut().for_each(|e| e.xattrs.clear());
+            assert_eq!(got, stripped, "hoist extracting GNU tar's {format}");
+        } else {
+            assert_eq!(got, expected, "hoist extracting GNU tar's {format}");
+        }
+    }
 }
