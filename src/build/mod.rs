@@ -4,4 +4,6 @@
 //! - [`copy`]: COPY and ADD's file semantics over views.
 
 pub mod copy;
+pub mod hasher;
+pub mod user;
 pub mod view;
