@@ -10,5 +10,6 @@ pub mod context;
 pub mod dockerfile;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod image;
 pub mod layer;
 pub mod plan;
