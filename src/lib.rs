@@ -11,5 +11,6 @@ pub mod context;
 pub mod dockerfile;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod image;
 pub mod layer;
 pub mod plan;

@@ -269,6 +269,58 @@ impl<W: Write> TarWriter<W> {
 
     /// Writes one entry: its headers, then its content padded to a block.
     pub fn append(&mut self, entry: &Entry) -> Result<(), TarError> {
+        self.append_with(entry, |out, size| match &entry.kind {
+            EntryKind::File {
+                content: Content::Bytes(bytes),
+                ..
+            } => out
+                .write_all(bytes)
+                .map_err(|source| TarError::Write { source }),
+            EntryKind::File {
+                content: Content::Path(path),
+                ..
+            } => {
+                let mut file = File::open(path).map_err(|source| TarError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                copy_exact(&mut file, path, size, out)
+            }
+            _ => Ok(()),
+        })
+    }
+
+    /// Writes a regular file whose `size` bytes stream from `reader`
+    /// (blobs copied into an image archive). `path`, `mode`, owner and
+    /// mtime are as for [`Entry::file`] with `with_mode`; `origin` names
+    /// the reader in errors. Fails if `reader` gives more or fewer than
+    /// `size` bytes, since the header already promised `size`.
+    pub fn append_reader(
+        &mut self,
+        path: impl Into<Vec<u8>>,
+        mode: u32,
+        size: u64,
+        reader: &mut dyn Read,
+        origin: &Path,
+    ) -> Result<(), TarError> {
+        let entry = Entry::new(
+            path,
+            EntryKind::File {
+                size,
+                content: Content::Bytes(Vec::new()),
+            },
+            mode,
+        );
+        self.append_with(&entry, |out, size| copy_exact(reader, origin, size, out))
+    }
+
+    /// Checks order and links, writes the headers of `entry`, lets
+    /// `content` write a file's `size` bytes, then pads to a block.
+    fn append_with(
+        &mut self,
+        entry: &Entry,
+        content: impl FnOnce(&mut W, u64) -> Result<(), TarError>,
+    ) -> Result<(), TarError> {
         validate_path(&entry.path)?;
         if let Some(previous) = &self.previous
             && entry.path <= *previous
@@ -290,11 +342,8 @@ impl<W: Write> TarWriter<W> {
         let headers = encode_headers(entry, self.options.source_date_epoch)?;
         let write = |source| TarError::Write { source };
         self.out.write_all(&headers).map_err(write)?;
-        if let EntryKind::File { size, content } = &entry.kind {
-            match content {
-                Content::Bytes(bytes) => self.out.write_all(bytes).map_err(write)?,
-                Content::Path(path) => copy_file(path, *size, &mut self.out)?,
-            }
+        if let EntryKind::File { size, .. } = &entry.kind {
+            content(&mut self.out, *size)?;
             self.out
                 .write_all(&[0; BLOCK][..padding(*size)])
                 .map_err(write)?;
@@ -354,20 +403,25 @@ fn validate_path(path: &[u8]) -> Result<(), TarError> {
     }
 }
 
-/// Streams exactly `size` bytes of `path` into `out`, failing if the file
-/// is shorter or longer than it was when the entry was made: a header that
-/// promised another size would corrupt the rest of the stream.
-fn copy_file(path: &Path, size: u64, out: &mut impl Write) -> Result<(), TarError> {
+/// Streams exactly `size` bytes of `reader` (named `path` in errors) into
+/// `out`, failing if it holds fewer or more: a header that promised another
+/// size would corrupt the rest of the stream (a file changed while it was
+/// read, or a blob whose descriptor lies about its size).
+fn copy_exact(
+    reader: &mut dyn Read,
+    path: &Path,
+    size: u64,
+    out: &mut impl Write,
+) -> Result<(), TarError> {
     let read_error = |source| TarError::Read {
         path: path.to_path_buf(),
         source,
     };
-    let mut file = File::open(path).map_err(read_error)?;
     let mut buf = vec![0u8; 64 * 1024];
     let mut done = 0u64;
     while done < size {
         let want = buf.len().min((size - done) as usize);
-        let n = match file.read(&mut buf[..want]) {
+        let n = match reader.read(&mut buf[..want]) {
             Ok(0) => {
                 return Err(TarError::Changed {
                     path: path.to_path_buf(),
@@ -383,13 +437,19 @@ fn copy_file(path: &Path, size: u64, out: &mut impl Write) -> Result<(), TarErro
             .map_err(|source| TarError::Write { source })?;
         done += n as u64;
     }
-    match file.read(&mut buf[..1]).map_err(read_error)? {
-        0 => Ok(()),
-        _ => Err(TarError::Changed {
-            path: path.to_path_buf(),
-            expected: size,
-            found: size + 1,
-        }),
+    loop {
+        match reader.read(&mut buf[..1]) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {
+                return Err(TarError::Changed {
+                    path: path.to_path_buf(),
+                    expected: size,
+                    found: size + 1,
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_error(e)),
+        }
     }
 }
 

@@ -1,0 +1,351 @@
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use super::*;
+use crate::image::{Document, ImageConfig, RootFs, media_type};
+use crate::layer::{LayerOptions, write_layer};
+
+/// A scratch image with one gzip layer holding `hello.txt`, stored in
+/// `MemoryBlobs`; returns the manifest's descriptor and the source.
+fn scratch_image(content: &str) -> (Descriptor, MemoryBlobs) {
+    let mut blobs = MemoryBlobs::new();
+    let entries = [Entry::file("hello.txt", content.as_bytes().to_vec())];
+    let (layer, bytes) = write_layer(&entries, &LayerOptions::default(), Vec::new()).unwrap();
+    assert_eq!(blobs.insert(bytes), layer.digest);
+    let config = ImageConfig {
+        architecture: "amd64".into(),
+        os: "linux".into(),
+        rootfs: RootFs {
+            diff_ids: vec![layer.diff_id],
+            ..RootFs::default()
+        },
+        ..ImageConfig::default()
+    }
+    .encode();
+    blobs.insert(config.bytes.clone());
+    let manifest = Manifest::new(
+        config.descriptor(media_type::OCI_CONFIG),
+        vec![Descriptor::new(
+            media_type::OCI_LAYER_TAR_GZIP,
+            layer.digest,
+            layer.size,
+        )],
+    )
+    .encode();
+    blobs.insert(manifest.bytes.clone());
+    (manifest.descriptor(media_type::OCI_MANIFEST), blobs)
+}
+
+fn export(manifest: &Descriptor, names: &[&str]) -> Vec<ExportImage> {
+    vec![ExportImage {
+        manifest: manifest.clone(),
+        names: names.iter().map(|n| n.to_string()).collect(),
+    }]
+}
+
+/// One tar entry as read back: path, type, mode, uid, gid, mtime, bytes.
+type TarEntry = (String, char, u32, u64, u64, u64, Vec<u8>);
+
+/// Every entry of a tar, checking that no user or group name is set.
+fn read_tar(bytes: &[u8]) -> Vec<TarEntry> {
+    let mut archive = tar::Archive::new(bytes);
+    let mut out = Vec::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let header = entry.header().clone();
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).unwrap();
+        assert_eq!(header.username().unwrap(), Some(""));
+        assert_eq!(header.groupname().unwrap(), Some(""));
+        out.push((
+            String::from_utf8(entry.path_bytes().into_owned()).unwrap(),
+            header.entry_type().as_byte() as char,
+            header.mode().unwrap(),
+            header.uid().unwrap(),
+            header.gid().unwrap(),
+            header.mtime().unwrap(),
+            data,
+        ));
+    }
+    out
+}
+
+fn blob(blobs: &MemoryBlobs, digest: &Digest) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    blobs.open(digest).unwrap().read_to_end(&mut bytes).unwrap();
+    bytes
+}
+
+fn expected_layout_entries(
+    manifest: &Descriptor,
+    blobs: &MemoryBlobs,
+    extra: BTreeMap<&str, Vec<u8>>,
+    index: &Index,
+) -> Vec<TarEntry> {
+    let parsed = Manifest::from_json(&blob(blobs, &manifest.digest)).unwrap();
+    let mut digests = [
+        manifest.digest,
+        parsed.config.digest,
+        parsed.layers[0].digest,
+    ];
+    digests.sort();
+    let mut files: BTreeMap<String, Vec<u8>> = digests
+        .iter()
+        .map(|d| (format!("blobs/sha256/{}", d.hex()), blob(blobs, d)))
+        .collect();
+    files.insert("index.json".into(), index.encode().bytes);
+    files.insert(
+        "oci-layout".into(),
+        br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
+    );
+    for (path, bytes) in extra {
+        files.insert(path.into(), bytes);
+    }
+    let mut entries = vec![
+        ("blobs/".to_owned(), '5', 0o755, 0, 0, 0, vec![]),
+        ("blobs/sha256/".to_owned(), '5', 0o755, 0, 0, 0, vec![]),
+    ];
+    entries.extend(
+        files
+            .into_iter()
+            .map(|(path, bytes)| (path, '0', 0o644, 0, 0, 0, bytes)),
+    );
+    entries
+}
+
+fn tagged_index(manifest: &Descriptor, refs: &[(&str, &str)]) -> Index {
+    Index::new(
+        refs.iter()
+            .map(|(full, tag)| {
+                manifest
+                    .clone()
+                    .with_annotation(CONTAINERD_IMAGE_NAME, full)
+                    .with_annotation(REF_NAME, tag)
+            })
+            .collect(),
+    )
+}
+
+#[test]
+fn oci_archive_holds_exactly_the_layout() {
+    let (manifest, blobs) = scratch_image("hello from hoist\n");
+    let out = write_oci_archive(Vec::new(), &export(&manifest, &["app:1.0"]), &blobs).unwrap();
+    let index = tagged_index(&manifest, &[("app:1.0", "1.0")]);
+    assert_eq!(
+        read_tar(&out),
+        expected_layout_entries(&manifest, &blobs, BTreeMap::new(), &index)
+    );
+}
+
+#[test]
+fn docker_archive_adds_manifest_json_and_repositories() {
+    let (manifest, blobs) = scratch_image("hello from hoist\n");
+    let images = export(&manifest, &["localhost:5000/team/app", "app:v2"]);
+    let out = write_docker_archive(Vec::new(), &images, &blobs).unwrap();
+
+    let parsed = Manifest::from_json(&blob(&blobs, &manifest.digest)).unwrap();
+    let (config, layer) = (parsed.config.digest.hex(), parsed.layers[0].digest.hex());
+    let manifest_json = format!(
+        r#"[{{"Config":"blobs/sha256/{config}","Layers":["blobs/sha256/{layer}"],"RepoTags":["localhost:5000/team/app:latest","app:v2"]}}]"#
+    );
+    let repositories = format!(
+        r#"{{"app":{{"v2":"{config}"}},"localhost:5000/team/app":{{"latest":"{config}"}}}}"#
+    );
+    let index = tagged_index(
+        &manifest,
+        &[
+            ("localhost:5000/team/app:latest", "latest"),
+            ("app:v2", "v2"),
+        ],
+    );
+    let extra = BTreeMap::from([
+        ("manifest.json", manifest_json.into_bytes()),
+        ("repositories", repositories.into_bytes()),
+    ]);
+    assert_eq!(
+        read_tar(&out),
+        expected_layout_entries(&manifest, &blobs, extra, &index)
+    );
+}
+
+#[test]
+fn archives_are_byte_identical_across_runs_and_share_blobs() {
+    let (manifest, blobs) = scratch_image("same\n");
+    let mut images = export(&manifest, &["a:1"]);
+    images.extend(export(&manifest, &["b:2"]));
+    let first = write_docker_archive(Vec::new(), &images, &blobs).unwrap();
+    let second = write_docker_archive(Vec::new(), &images, &blobs).unwrap();
+    assert_eq!(first, second);
+    // Three blobs, each once, although two images use them.
+    let blob_entries = read_tar(&first)
+        .into_iter()
+        .filter(|e| e.0.starts_with("blobs/sha256/") && e.1 == '0')
+        .count();
+    assert_eq!(blob_entries, 3);
+}
+
+#[test]
+fn an_untagged_image_gets_one_plain_index_entry() {
+    let (manifest, blobs) = scratch_image("x");
+    let out = write_oci_archive(Vec::new(), &export(&manifest, &[]), &blobs).unwrap();
+    let index = read_tar(&out)
+        .into_iter()
+        .find(|e| e.0 == "index.json")
+        .unwrap()
+        .6;
+    assert_eq!(
+        Index::from_json(&index).unwrap(),
+        Index::new(vec![manifest])
+    );
+}
+
+/// A source whose blob under one digest holds other bytes.
+struct Lying(MemoryBlobs, Digest, Vec<u8>);
+
+impl BlobSource for Lying {
+    fn open(&self, digest: &Digest) -> io::Result<Box<dyn Read + '_>> {
+        if *digest == self.1 {
+            Ok(Box::new(&self.2[..]))
+        } else {
+            self.0.open(digest)
+        }
+    }
+    fn size(&self, digest: &Digest) -> io::Result<u64> {
+        self.0.size(digest)
+    }
+}
+
+#[test]
+fn corrupt_or_missing_blobs_fail_the_export() {
+    let (manifest, blobs) = scratch_image("content\n");
+    let parsed = Manifest::from_json(&blob(&blobs, &manifest.digest)).unwrap();
+    let layer = parsed.layers[0].digest;
+    let mut flipped = blob(&blobs, &layer);
+    *flipped.last_mut().unwrap() ^= 1;
+    let images = export(&manifest, &["a:1"]);
+
+    let err =
+        write_oci_archive(Vec::new(), &images, &Lying(blobs.clone(), layer, flipped)).unwrap_err();
+    assert!(
+        matches!(err, ArchiveError::Digest { digest, .. } if digest == layer),
+        "{err:?}"
+    );
+
+    let short = blob(&blobs, &layer)[1..].to_vec();
+    let err =
+        write_oci_archive(Vec::new(), &images, &Lying(blobs.clone(), layer, short)).unwrap_err();
+    assert!(matches!(err, ArchiveError::Size { .. }), "{err:?}");
+
+    let err = write_oci_archive(Vec::new(), &images, &MemoryBlobs::new()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "cannot read blob {} from the store; the store may be incomplete, pull or rebuild the image",
+            manifest.digest
+        )
+    );
+}
+
+#[test]
+fn indexes_and_digest_names_are_refused() {
+    let (manifest, blobs) = scratch_image("x");
+    let mut index = manifest.clone();
+    index.media_type = media_type::OCI_INDEX.into();
+    let err = write_oci_archive(Vec::new(), &export(&index, &[]), &blobs).unwrap_err();
+    assert!(matches!(err, ArchiveError::NotAManifest { .. }), "{err:?}");
+
+    let name = format!("app@{}", manifest.digest);
+    let err = write_docker_archive(Vec::new(), &export(&manifest, &[&name]), &blobs).unwrap_err();
+    assert!(
+        err.to_string().starts_with("image name `app@sha256:"),
+        "{err}"
+    );
+}
+
+#[test]
+fn names_split_at_the_tag_not_at_a_registry_port() {
+    let cases = [
+        ("app", "app", "latest"),
+        ("app:1.0", "app", "1.0"),
+        ("localhost:5000/app", "localhost:5000/app", "latest"),
+        (
+            "localhost:5000/team/app:v2",
+            "localhost:5000/team/app",
+            "v2",
+        ),
+    ];
+    for (name, repository, tag) in cases {
+        let parsed = ImageName::parse(name).unwrap();
+        assert_eq!((&parsed.repository[..], &parsed.tag[..]), (repository, tag));
+        assert_eq!(parsed.full, format!("{repository}:{tag}"));
+    }
+    for bad in ["", "app:", ":tag", "a b"] {
+        assert!(ImageName::parse(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn oci_layout_writes_blobs_and_merges_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, mut blobs) = scratch_image("one\n");
+    write_oci_layout(
+        dir.path(),
+        &export(&first, &["app:1", "app:latest"]),
+        &blobs,
+    )
+    .unwrap();
+
+    let (second, more) = scratch_image("two\n");
+    blobs.insert(blob(&more, &second.digest));
+    let parsed = Manifest::from_json(&blob(&more, &second.digest)).unwrap();
+    blobs.insert(blob(&more, &parsed.config.digest));
+    blobs.insert(blob(&more, &parsed.layers[0].digest));
+    write_oci_layout(dir.path(), &export(&second, &["app:latest"]), &blobs).unwrap();
+
+    let index = Index::from_json(&fs::read(dir.path().join("index.json")).unwrap()).unwrap();
+    let refs: Vec<(&str, Digest)> = index
+        .manifests
+        .iter()
+        .map(|d| (d.annotations[REF_NAME].as_str(), d.digest))
+        .collect();
+    assert_eq!(refs, [("1", first.digest), ("latest", second.digest)]);
+    assert_eq!(
+        fs::read(dir.path().join("oci-layout")).unwrap(),
+        br#"{"imageLayoutVersion":"1.0.0"}"#
+    );
+
+    let mut names: Vec<String> = fs::read_dir(dir.path().join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    // Two images of three blobs each, no temp files left.
+    assert_eq!(names.len(), 6, "{names:?}");
+    for name in names {
+        let digest: Digest = format!("sha256:{name}").parse().unwrap();
+        let bytes = fs::read(dir.path().join("blobs/sha256").join(&name)).unwrap();
+        assert_eq!(Digest::of(&bytes), digest);
+    }
+}
+
+#[test]
+fn a_failed_layout_blob_leaves_no_file_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let (manifest, blobs) = scratch_image("content\n");
+    let parsed = Manifest::from_json(&blob(&blobs, &manifest.digest)).unwrap();
+    let layer = parsed.layers[0].digest;
+    let source = Lying(blobs, layer, b"not the layer".to_vec());
+    let err = write_oci_layout(dir.path(), &export(&manifest, &["a:1"]), &source).unwrap_err();
+    assert!(matches!(err, ArchiveError::Size { .. }), "{err:?}");
+    let names: Vec<_> = fs::read_dir(dir.path().join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| *n != *layer.hex() && !n.to_string_lossy().ends_with(".tmp")),
+        "{names:?}"
+    );
+    assert!(!dir.path().join("index.json").exists());
+}

@@ -1,0 +1,214 @@
+//! The image configuration (image-spec `config.md`, Docker's image spec
+//! v1.2): what a runtime needs to start a container, plus the layer
+//! diffIDs and the history. The same struct reads OCI and Docker configs;
+//! Docker-only top-level fields (`container`, `container_config`,
+//! `docker_version`) are ignored on read and never written.
+//!
+//! `Healthcheck`, `Shell` and `OnBuild` are not in the OCI spec, but
+//! BuildKit writes them into OCI configs and Docker and podman read them
+//! there, so hoist keeps them too.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::serde_util::{is_false, is_zero, key_set, nullable};
+use crate::layer::Digest;
+
+/// An image configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ImageConfig {
+    /// RFC 3339 time of creation; hoist writes `SOURCE_DATE_EPOCH` here
+    /// (never the build's clock) and keeps parsed text as it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    pub architecture: String,
+    pub os: String,
+    #[serde(
+        rename = "os.version",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub os_version: Option<String>,
+    #[serde(
+        rename = "os.features",
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub os_features: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    /// The container defaults. Docker reads a config without it, but
+    /// hoist always writes it (Docker and BuildKit always do).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<RunConfig>,
+    pub rootfs: RootFs,
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub history: Vec<History>,
+}
+
+/// The `config` object: defaults for containers run from the image. Field
+/// names are Go's (capitalised), as both specs spell them.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RunConfig {
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub user: String,
+    /// `"80/tcp"`, `"53/udp"`; written as `{"80/tcp": {}}`.
+    #[serde(default, with = "key_set", skip_serializing_if = "BTreeSet::is_empty")]
+    pub exposed_ports: BTreeSet<String>,
+    /// `NAME=value`, in the order the Dockerfile set them (order matters:
+    /// a later entry may not repeat a name, but readers print them as is).
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub env: Vec<String>,
+    /// `None` when unset; `Some(vec![])` is an explicit empty entrypoint,
+    /// which differs from unset (it clears a base image's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    /// `None` when unset; see `entrypoint`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmd: Option<Vec<String>>,
+    #[serde(default, with = "key_set", skip_serializing_if = "BTreeSet::is_empty")]
+    pub volumes: BTreeSet<String>,
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub working_dir: String,
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub labels: BTreeMap<String, String>,
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub stop_signal: String,
+    /// Windows-only in practice: the command line is already escaped.
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "is_false"
+    )]
+    pub args_escaped: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<Healthcheck>,
+    /// `SHELL`'s command, e.g. `["/bin/sh", "-c"]`.
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub shell: Vec<String>,
+    /// `ONBUILD` instructions, each as its Dockerfile text.
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub on_build: Vec<String>,
+}
+
+/// `HEALTHCHECK`, as Docker stores it: durations in nanoseconds (Go's
+/// `time.Duration`), zero meaning "inherit the default".
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Healthcheck {
+    /// `[]` inherit, `["NONE"]` disable, `["CMD", args...]` or
+    /// `["CMD-SHELL", command]`.
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub test: Vec<String>,
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "is_zero"
+    )]
+    pub interval: i64,
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "is_zero"
+    )]
+    pub timeout: i64,
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "is_zero"
+    )]
+    pub start_period: i64,
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "is_zero"
+    )]
+    pub start_interval: i64,
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "is_zero"
+    )]
+    pub retries: i64,
+}
+
+/// The layers' uncompressed digests, bottom first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootFs {
+    /// Always `layers`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub diff_ids: Vec<Digest>,
+}
+
+impl Default for RootFs {
+    fn default() -> RootFs {
+        RootFs {
+            kind: "layers".to_owned(),
+            diff_ids: Vec::new(),
+        }
+    }
+}
+
+/// One build step, with or without a layer of its own.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct History {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// True for steps that changed only the config (ENV, LABEL, ...): they
+    /// have no entry in `rootfs.diff_ids`.
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "is_false"
+    )]
+    pub empty_layer: bool,
+}
