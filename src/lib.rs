@@ -12,3 +12,4 @@ pub mod dockerfile;
 pub mod fuzzing;
 pub mod layer;
 pub mod plan;
+pub mod store;

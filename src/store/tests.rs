@@ -1,0 +1,129 @@
+//! Tests of the store as a whole: opening, and (below) several threads and
+//! processes sharing one store, and processes killed mid-write.
+
+use std::fs;
+
+use super::*;
+
+fn read(path: impl AsRef<Path>) -> String {
+    fs::read_to_string(path).unwrap()
+}
+
+#[test]
+fn open_creates_the_oci_layout_and_hoists_own_parts() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("a/b/store");
+    let store = Store::open(&root).unwrap();
+    assert_eq!(store.root(), root);
+    assert_eq!(
+        read(root.join("oci-layout")),
+        r#"{"imageLayoutVersion":"1.0.0"}"#
+    );
+    assert_eq!(
+        read(root.join("index.json")),
+        r#"{"manifests":[],"mediaType":"application/vnd.oci.image.index.v1+json","schemaVersion":2}"#
+    );
+    assert_eq!(read(root.join("hoist.json")), r#"{"hoistStoreVersion":1}"#);
+    for dir in ["blobs/sha256", "cache", "snapshots", "tmp", "locks"] {
+        assert!(root.join(dir).is_dir(), "{dir}");
+    }
+    drop(store);
+    // Opening again changes nothing.
+    let before = read(root.join("index.json"));
+    Store::open(&root).unwrap();
+    assert_eq!(read(root.join("index.json")), before);
+}
+
+#[test]
+fn open_refuses_a_store_from_a_newer_hoist_without_touching_it() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("hoist.json"), r#"{"hoistStoreVersion":99}"#).unwrap();
+    let err = Store::open(dir.path()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::UnsupportedVersion {
+                found: 99,
+                supported: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("upgrade hoist"), "{err}");
+    assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn open_refuses_a_directory_with_other_files() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("notes.txt"), "mine").unwrap();
+    let err = Store::open(dir.path()).unwrap_err();
+    assert!(matches!(err, StoreError::NotAStore { .. }), "{err:?}");
+    assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    let file = dir.path().join("notes.txt");
+    assert!(matches!(
+        Store::open(&file).unwrap_err(),
+        StoreError::NotAStore { .. }
+    ));
+}
+
+#[test]
+fn open_adopts_an_oci_layout_written_by_another_tool() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("oci-layout"),
+        r#"{ "imageLayoutVersion": "1.0.0" }"#,
+    )
+    .unwrap();
+    let index = r#"{"schemaVersion":2,"manifests":[],"annotations":{"x":"y"}}"#;
+    fs::write(dir.path().join("index.json"), index).unwrap();
+    fs::write(dir.path().join("README"), "other tool").unwrap();
+    Store::open(dir.path()).unwrap();
+    assert_eq!(read(dir.path().join("index.json")), index);
+    assert!(dir.path().join("hoist.json").is_file());
+}
+
+#[test]
+fn open_refuses_damaged_or_foreign_layout_files() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("oci-layout"),
+        r#"{"imageLayoutVersion":"2.0.0"}"#,
+    )
+    .unwrap();
+    let err = Store::open(dir.path()).unwrap_err();
+    assert!(matches!(err, StoreError::UnsupportedLayout { ref version, .. } if version == "2.0.0"));
+
+    let dir = tempfile::tempdir().unwrap();
+    Store::open(dir.path()).unwrap();
+    fs::write(dir.path().join("index.json"), "{\"manifests\":").unwrap();
+    let err = Store::open(dir.path()).unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { ref path, .. } if path.ends_with("index.json")));
+}
+
+#[test]
+fn default_dir_follows_xdg_then_home() {
+    let dir = |xdg: Option<&str>, home: Option<&str>| {
+        default_dir_from(xdg.map(Into::into), home.map(Into::into))
+    };
+    assert_eq!(
+        dir(Some("/x/cache"), Some("/home/u")).unwrap(),
+        Path::new("/x/cache/hoist")
+    );
+    assert_eq!(
+        dir(None, Some("/home/u")).unwrap(),
+        Path::new("/home/u/.cache/hoist")
+    );
+    // A relative XDG_CACHE_HOME is invalid by the XDG spec and ignored.
+    assert_eq!(
+        dir(Some("rel"), Some("/home/u")).unwrap(),
+        Path::new("/home/u/.cache/hoist")
+    );
+    assert_eq!(
+        dir(Some(""), Some("/h")).unwrap(),
+        Path::new("/h/.cache/hoist")
+    );
+    assert!(matches!(dir(None, None), Err(StoreError::NoDefaultDir)));
+    assert!(matches!(dir(None, Some("")), Err(StoreError::NoDefaultDir)));
+}
