@@ -24,12 +24,38 @@
 //! whole to a temp file and renamed over the old one: a reader sees the old
 //! or the new file, never a torn one. Nothing here holds a whole blob in
 //! memory except [`Store::read_blob_bytes`], which is capped.
+//!
+//! # Sharing a store: the lock protocol
+//!
+//! Any number of hoist processes (and threads, each with its own handle)
+//! may use one store at once. Two `flock(2)` locks in `locks/` keep them
+//! apart; the kernel releases them when a process dies, so a crash never
+//! leaves the store locked.
+//!
+//! - `locks/store.lock`: every [`Store`] handle holds it *shared* from
+//!   [`Store::open`] until it is dropped, so a handle is a promise that
+//!   blobs it writes stay put until it is gone. Prune and image removal
+//!   upgrade their handle to *exclusive* (they take `&mut self`, so no call
+//!   on that handle is in flight) and therefore run only while no other
+//!   handle is open anywhere: prune can never delete a blob that a running
+//!   build has written but not yet tagged or cached. A build should hold
+//!   one handle for its whole run, and no longer.
+//! - `locks/index.lock`: taken *exclusive*, briefly, around every
+//!   read-modify-write of `index.json` (tag, untag) and around setting a
+//!   store up, so concurrent tags are never lost. Readers take no lock:
+//!   `index.json` is replaced by rename, never rewritten in place.
+//!
+//! Blobs need no lock of their own: a blob's name is its content, so two
+//! writers of one blob write the same bytes, and the rename that names it
+//! is atomic. Cache records likewise are each one file replaced by rename.
+//! Locks are always taken in the order store lock, then index lock.
 
 mod blob;
 mod error;
 mod fsutil;
 mod index;
 mod json;
+mod lock;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -40,6 +66,7 @@ pub use json::{Descriptor, OCI_INDEX, OCI_MANIFEST, REF_NAME, canonical};
 
 use error::io_error;
 use fsutil::{ensure_dir, write_atomically};
+use lock::{ExclusiveLock, INDEX_LOCK, StoreLock};
 
 /// The format of hoist's own parts of the store (cache records, snapshots,
 /// locks). Bump it when an older hoist would misread a newer store.
@@ -66,6 +93,9 @@ const STORE_ENTRIES: &[&str] = &[
 #[derive(Debug)]
 pub struct Store {
     root: PathBuf,
+    /// Shared for as long as the handle lives (see the protocol above).
+    #[cfg_attr(not(test), allow(dead_code))] // until prune lands
+    lock: StoreLock,
 }
 
 impl Store {
@@ -80,11 +110,16 @@ impl Store {
     /// written by a newer hoist.
     pub fn open(dir: impl AsRef<Path>) -> Result<Store> {
         let root = dir.as_ref().to_path_buf();
-        let store = Store { root };
         // Check before touching anything, so hoist never writes into a
         // stranger's directory or a newer hoist's store.
-        store.check_claimable()?;
-        store.check_version()?;
+        check_claimable(&root)?;
+        check_version(&root)?;
+        ensure_dir(&root.join("locks"))?;
+        let lock = StoreLock::shared(&root)?;
+        let store = Store { root, lock };
+        // Two processes may create one store at once: one sets it up, the
+        // other then finds it complete.
+        let _index = ExclusiveLock::wait(&store.root, INDEX_LOCK)?;
         store.init()?;
         Ok(store)
     }
@@ -100,37 +135,6 @@ impl Store {
 
     fn tmp_dir(&self) -> PathBuf {
         self.path("tmp")
-    }
-
-    fn check_claimable(&self) -> Result<()> {
-        let entries = match fs::read_dir(&self.root) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
-                return Err(StoreError::NotAStore {
-                    path: self.root.clone(),
-                });
-            }
-            Err(e) => return Err(io_error("read directory", &self.root)(e)),
-        };
-        let mut known = true;
-        for entry in entries {
-            let entry = entry.map_err(io_error("read directory", &self.root))?;
-            let name = entry.file_name();
-            if name == "oci-layout" {
-                // An OCI layout written by another tool: hoist adds its own
-                // parts beside it and keeps every image it lists.
-                return Ok(());
-            }
-            known &= name.to_str().is_some_and(|n| STORE_ENTRIES.contains(&n));
-        }
-        if known {
-            Ok(())
-        } else {
-            Err(StoreError::NotAStore {
-                path: self.root.clone(),
-            })
-        }
     }
 
     /// Creates whatever part of the layout is missing and checks the rest.
@@ -174,33 +178,64 @@ impl Store {
             let doc = serde_json::json!({ "hoistStoreVersion": STORE_VERSION });
             write_atomically(&tmp, &version, &json::canonical(&doc))?;
         }
-        self.check_version()
+        check_version(&self.root)
     }
+}
 
-    /// Refuses a store whose `hoist.json` names a version this hoist does
-    /// not know; a missing file is a store still being created.
-    fn check_version(&self) -> Result<()> {
-        let path = self.path("hoist.json");
-        let Some(doc) = read_json_file(&path)? else {
-            return Ok(());
-        };
-        let found = doc
-            .get("hoistStoreVersion")
-            .and_then(|v| v.as_u64())
-            .filter(|&v| v >= 1)
-            .ok_or_else(|| StoreError::Corrupt {
-                path: path.clone(),
-                reason: "it has no positive integer `hoistStoreVersion`".into(),
-            })?;
-        if found > STORE_VERSION {
-            return Err(StoreError::UnsupportedVersion {
-                path: self.root.clone(),
-                found,
-                supported: STORE_VERSION,
+fn check_claimable(root: &Path) -> Result<()> {
+    let entries = match fs::read_dir(root) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+            return Err(StoreError::NotAStore {
+                path: root.to_path_buf(),
             });
         }
-        Ok(())
+        Err(e) => return Err(io_error("read directory", root)(e)),
+    };
+    let mut known = true;
+    for entry in entries {
+        let entry = entry.map_err(io_error("read directory", root))?;
+        let name = entry.file_name();
+        if name == "oci-layout" {
+            // An OCI layout written by another tool: hoist adds its own
+            // parts beside it and keeps every image it lists.
+            return Ok(());
+        }
+        known &= name.to_str().is_some_and(|n| STORE_ENTRIES.contains(&n));
     }
+    if known {
+        Ok(())
+    } else {
+        Err(StoreError::NotAStore {
+            path: root.to_path_buf(),
+        })
+    }
+}
+
+/// Refuses a store whose `hoist.json` names a version this hoist does
+/// not know; a missing file is a store still being created.
+fn check_version(root: &Path) -> Result<()> {
+    let path = root.join("hoist.json");
+    let Some(doc) = read_json_file(&path)? else {
+        return Ok(());
+    };
+    let found = doc
+        .get("hoistStoreVersion")
+        .and_then(|v| v.as_u64())
+        .filter(|&v| v >= 1)
+        .ok_or_else(|| StoreError::Corrupt {
+            path: path.clone(),
+            reason: "it has no positive integer `hoistStoreVersion`".into(),
+        })?;
+    if found > STORE_VERSION {
+        return Err(StoreError::UnsupportedVersion {
+            path: root.to_path_buf(),
+            found,
+            supported: STORE_VERSION,
+        });
+    }
+    Ok(())
 }
 
 /// [`Store::default_dir`] with the environment passed in, for tests.

@@ -127,3 +127,23 @@ fn default_dir_follows_xdg_then_home() {
     assert!(matches!(dir(None, None), Err(StoreError::NoDefaultDir)));
     assert!(matches!(dir(None, Some("")), Err(StoreError::NoDefaultDir)));
 }
+
+#[test]
+fn the_store_lock_is_exclusive_only_while_no_other_handle_is_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = Store::open(dir.path()).unwrap();
+    let second = Store::open(dir.path()).unwrap();
+    let err = first.with_exclusive(false, |_| Ok(())).unwrap_err();
+    assert!(matches!(err, StoreError::Busy { .. }), "{err:?}");
+    assert!(err.to_string().contains("in use by another hoist process"));
+    // The refused handle still holds its shared lock and keeps working.
+    first.put_blob_bytes(b"still usable", None).unwrap();
+    drop(second);
+    assert_eq!(first.with_exclusive(false, |_| Ok(7)).unwrap(), 7);
+    // Afterwards the handle is shared again: others can open beside it,
+    // and then it cannot be exclusive.
+    let third = Store::open(dir.path()).unwrap();
+    assert!(first.with_exclusive(false, |_| Ok(())).is_err());
+    drop(third);
+    assert!(first.with_exclusive(true, |_| Ok(())).is_ok());
+}
