@@ -51,6 +51,7 @@
 //! Locks are always taken in the order store lock, then index lock.
 
 mod blob;
+mod cache;
 mod error;
 mod fsutil;
 mod index;
@@ -61,6 +62,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 pub use blob::BlobWriter;
+pub use cache::CacheRecord;
 pub use error::{Result, StoreError};
 pub use json::{Descriptor, OCI_INDEX, OCI_MANIFEST, REF_NAME, canonical};
 
