@@ -61,7 +61,6 @@ impl Store {
 
     /// Every cache record file, with its key and its record (or why it
     /// could not be read), in key order.
-    #[cfg_attr(not(test), allow(dead_code))] // until prune lands
     pub(crate) fn cache_records(&self) -> Result<Vec<(PathBuf, Result<CacheRecord>)>> {
         let cache = self.path("cache");
         let mut records = Vec::new();
@@ -141,7 +140,6 @@ fn read_record(path: &Path, key: &str) -> Result<Option<CacheRecord>> {
     }))
 }
 
-#[cfg_attr(not(test), allow(dead_code))] // until prune lands
 fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut paths = fs::read_dir(dir)
         .and_then(|entries| {

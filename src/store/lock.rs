@@ -29,7 +29,6 @@ fn open_lock_file(path: &Path) -> Result<File> {
 
 /// The store-wide lock, shared while the handle lives.
 #[derive(Debug)]
-#[cfg_attr(not(test), allow(dead_code))] // until prune lands
 pub(crate) struct StoreLock {
     file: File,
     path: PathBuf,
@@ -67,7 +66,6 @@ impl Store {
     ///
     /// `&mut self` makes the borrow checker prove that no blob writer or
     /// other call on this very handle is in flight.
-    #[cfg_attr(not(test), allow(dead_code))] // until prune lands
     pub(crate) fn with_exclusive<T>(
         &mut self,
         wait: bool,

@@ -54,6 +54,7 @@ mod blob;
 mod cache;
 mod error;
 mod fsutil;
+mod gc;
 mod index;
 mod json;
 mod lock;
@@ -64,6 +65,7 @@ use std::path::{Path, PathBuf};
 pub use blob::BlobWriter;
 pub use cache::CacheRecord;
 pub use error::{Result, StoreError};
+pub use gc::{PruneOptions, PruneReport, RemovedImage, VerifyReport};
 pub use json::{Descriptor, OCI_INDEX, OCI_MANIFEST, REF_NAME, canonical};
 
 use error::io_error;
@@ -96,7 +98,6 @@ const STORE_ENTRIES: &[&str] = &[
 pub struct Store {
     root: PathBuf,
     /// Shared for as long as the handle lives (see the protocol above).
-    #[cfg_attr(not(test), allow(dead_code))] // until prune lands
     lock: StoreLock,
 }
 

@@ -3,6 +3,8 @@
 
 use std::fs;
 
+use crate::layer::Digest;
+
 use super::*;
 
 fn read(path: impl AsRef<Path>) -> String {
@@ -146,4 +148,28 @@ fn the_store_lock_is_exclusive_only_while_no_other_handle_is_open() {
     assert!(first.with_exclusive(false, |_| Ok(())).is_err());
     drop(third);
     assert!(first.with_exclusive(true, |_| Ok(())).is_ok());
+}
+
+/// Stores an image (its layers, a config naming it, a manifest) and returns
+/// the manifest's descriptor and the digests of its config and layers.
+pub(super) fn put_image(store: &Store, name: &str, layers: &[&[u8]]) -> (Descriptor, Vec<Digest>) {
+    let config = serde_json::json!({ "config": { "Labels": { "name": name } } });
+    let (config_digest, config_size) = store.put_blob_bytes(&canonical(&config), None).unwrap();
+    let mut blobs = vec![config_digest];
+    let mut layer_descriptors = Vec::new();
+    for layer in layers {
+        let (digest, size) = store.put_blob_bytes(layer, None).unwrap();
+        blobs.push(digest);
+        layer_descriptors.push(
+            Descriptor::new("application/vnd.oci.image.layer.v1.tar+gzip", digest, size).to_json(),
+        );
+    }
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": Descriptor::new("application/vnd.oci.image.config.v1+json", config_digest, config_size).to_json(),
+        "layers": layer_descriptors,
+    });
+    let (digest, size) = store.put_blob_bytes(&canonical(&manifest), None).unwrap();
+    (Descriptor::new(OCI_MANIFEST, digest, size), blobs)
 }
