@@ -14,3 +14,4 @@ pub mod fuzzing;
 pub mod image;
 pub mod layer;
 pub mod plan;
+pub mod store;

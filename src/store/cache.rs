@@ -1,0 +1,261 @@
+//! The build cache index: one small JSON file per step cache key, under
+//! `cache/<first two hex digits>/<key>.json`, holding an opaque result
+//! (what the build needs to skip the step) and the digests of every blob
+//! that result uses, which keeps those blobs alive through `prune`.
+//!
+//! A record is never written for a blob the store does not hold, never
+//! rewritten in place (each write replaces the file by rename, so no lock
+//! is needed: the last writer of a key wins, with a whole record), and
+//! never returned when one of its blobs has gone missing: that is a miss.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::Store;
+use super::error::{Result, StoreError, io_error};
+use super::fsutil::{ensure_dir, write_atomically};
+use super::json::canonical;
+use crate::layer::Digest;
+
+/// What the cache remembers about one step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheRecord {
+    /// The step's result, as the build wants it back.
+    pub value: Value,
+    /// Every blob the result refers to (layers, configs).
+    pub blobs: Vec<Digest>,
+}
+
+impl Store {
+    /// The record stored under `key`, if any and if all its blobs are
+    /// still in the store.
+    pub fn cache_get(&self, key: &str) -> Result<Option<CacheRecord>> {
+        let path = self.cache_path(key)?;
+        let Some(record) = read_record(&path, key)? else {
+            return Ok(None);
+        };
+        if record.blobs.iter().all(|digest| self.has_blob(digest)) {
+            Ok(Some(record))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Stores `record` under `key`, replacing any earlier record. Every
+    /// blob it lists must already be in the store.
+    pub fn cache_put(&self, key: &str, record: &CacheRecord) -> Result<()> {
+        let path = self.cache_path(key)?;
+        if let Some(missing) = record.blobs.iter().find(|d| !self.has_blob(d)) {
+            return Err(StoreError::BlobNotFound { digest: *missing });
+        }
+        let doc = serde_json::json!({
+            "key": key,
+            "value": record.value,
+            "blobs": record.blobs,
+        });
+        ensure_dir(path.parent().expect("a cache path has a shard directory"))?;
+        write_atomically(&self.tmp_dir(), &path, &canonical(&doc))
+    }
+
+    /// Every cache record file, with its key and its record (or why it
+    /// could not be read), in key order.
+    pub(crate) fn cache_records(&self) -> Result<Vec<(PathBuf, Result<CacheRecord>)>> {
+        let cache = self.path("cache");
+        let mut records = Vec::new();
+        for shard in read_dir_sorted(&cache)? {
+            if !shard.is_dir() {
+                continue;
+            }
+            for path in read_dir_sorted(&shard)? {
+                let key = path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or_default();
+                let record = match check_key(key) {
+                    Ok(()) => read_record(&path, key).and_then(|r| {
+                        r.ok_or_else(|| {
+                            io_error("read", &path)(std::io::ErrorKind::NotFound.into())
+                        })
+                    }),
+                    Err(_) => Err(StoreError::CorruptCacheRecord {
+                        path: path.clone(),
+                        reason: "its name is not a cache key".into(),
+                    }),
+                };
+                records.push((path, record));
+            }
+        }
+        Ok(records)
+    }
+
+    fn cache_path(&self, key: &str) -> Result<PathBuf> {
+        check_key(key)?;
+        Ok(self
+            .path("cache")
+            .join(&key[..2])
+            .join(format!("{key}.json")))
+    }
+}
+
+/// Cache keys are hex digests; the length is left open so the key's hash
+/// can change with the cache key format.
+fn check_key(key: &str) -> Result<()> {
+    let hex = key.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if hex && (2..=128).contains(&key.len()) {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidCacheKey { key: key.into() })
+    }
+}
+
+fn read_record(path: &Path, key: &str) -> Result<Option<CacheRecord>> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_error("read", path)(e)),
+    };
+    let damaged = |reason: String| StoreError::CorruptCacheRecord {
+        path: path.to_path_buf(),
+        reason,
+    };
+    #[derive(serde::Deserialize)]
+    struct Stored {
+        key: String,
+        value: Value,
+        blobs: Vec<Digest>,
+    }
+    let stored: Stored = serde_json::from_slice(&bytes)
+        .map_err(|e| damaged(format!("it is not a cache record ({e})")))?;
+    if stored.key != key {
+        return Err(damaged(format!(
+            "it holds the record for key `{}`",
+            stored.key
+        )));
+    }
+    Ok(Some(CacheRecord {
+        value: stored.value,
+        blobs: stored.blobs,
+    }))
+}
+
+fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut paths = fs::read_dir(dir)
+        .and_then(|entries| {
+            entries
+                .map(|e| e.map(|e| e.path()))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(io_error("read directory", dir))?;
+    paths.sort();
+    Ok(paths)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs::Permissions;
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    const KEY: &str = "ab12cd34ef56ab12cd34ef56ab12cd34ef56ab12cd34ef56ab12cd34ef56ab12";
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        (dir, store)
+    }
+
+    fn record(store: &Store, layer: &[u8]) -> CacheRecord {
+        let (digest, size) = store.put_blob_bytes(layer, None).unwrap();
+        CacheRecord {
+            value: serde_json::json!({ "layer": digest, "size": size, "env": ["A=1"] }),
+            blobs: vec![digest],
+        }
+    }
+
+    #[test]
+    fn put_then_get_round_trips_in_a_sharded_file() {
+        let (dir, store) = store();
+        assert_eq!(store.cache_get(KEY).unwrap(), None);
+        let record = record(&store, b"layer one");
+        store.cache_put(KEY, &record).unwrap();
+        assert_eq!(store.cache_get(KEY).unwrap(), Some(record.clone()));
+        let file = dir.path().join("cache/ab").join(format!("{KEY}.json"));
+        let text = fs::read_to_string(file).unwrap();
+        assert!(text.starts_with(r#"{"blobs":["sha256:"#), "{text}");
+        assert!(text.contains(&format!(r#""key":"{KEY}""#)), "{text}");
+
+        let newer = self::record(&store, b"layer two");
+        store.cache_put(KEY, &newer).unwrap();
+        assert_eq!(store.cache_get(KEY).unwrap(), Some(newer));
+        assert_eq!(fs::read_dir(store.tmp_dir()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn keys_must_be_lowercase_hex() {
+        let (_dir, store) = store();
+        for key in ["", "a", "ABCD", "../etc", "ab/cd", &"a".repeat(129)] {
+            assert!(
+                matches!(
+                    store.cache_get(key),
+                    Err(StoreError::InvalidCacheKey { .. })
+                ),
+                "{key}"
+            );
+        }
+        assert_eq!(store.cache_get("ab").unwrap(), None);
+    }
+
+    #[test]
+    fn records_need_their_blobs() {
+        let (_dir, store) = store();
+        let missing = CacheRecord {
+            value: Value::Null,
+            blobs: vec![Digest::of(b"never stored")],
+        };
+        let err = store.cache_put(KEY, &missing).unwrap_err();
+        assert!(matches!(err, StoreError::BlobNotFound { .. }), "{err:?}");
+        assert_eq!(store.cache_get(KEY).unwrap(), None);
+
+        let record = record(&store, b"layer");
+        store.cache_put(KEY, &record).unwrap();
+        let path = store.blob_path(&record.blobs[0]);
+        fs::set_permissions(&path, Permissions::from_mode(0o644)).unwrap();
+        fs::remove_file(path).unwrap();
+        assert_eq!(
+            store.cache_get(KEY).unwrap(),
+            None,
+            "a record without its blobs is a miss"
+        );
+    }
+
+    #[test]
+    fn damaged_records_are_reported() {
+        let (dir, store) = store();
+        let shard = dir.path().join("cache/ab");
+        fs::create_dir_all(&shard).unwrap();
+        fs::write(shard.join(format!("{KEY}.json")), b"{\"key\":").unwrap();
+        let err = store.cache_get(KEY).unwrap_err();
+        assert!(
+            matches!(err, StoreError::CorruptCacheRecord { .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("hoist prune"), "{err}");
+
+        fs::write(
+            shard.join("abcd.json"),
+            format!(r#"{{"key":"{KEY}","value":1,"blobs":[]}}"#),
+        )
+        .unwrap();
+        let err = store.cache_get("abcd").unwrap_err();
+        assert!(
+            err.to_string().contains("holds the record for key"),
+            "{err}"
+        );
+        let records = store.cache_records().unwrap();
+        assert_eq!(records.len(), 2);
+        assert!(records.iter().all(|(_, r)| r.is_err()));
+    }
+}

@@ -1,0 +1,98 @@
+//! File locks (`flock(2)` through `std::fs::File::lock`) that let several
+//! hoist processes share one store. The protocol is described in the
+//! module docs of [`crate::store`].
+//!
+//! Each lock is taken on a file descriptor of its own, so threads of one
+//! process exclude each other exactly as processes do. The kernel drops a
+//! process's locks when it dies, so a crash never leaves the store locked.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
+
+use super::Store;
+use super::error::{Result, StoreError, io_error};
+
+/// Held by every open [`Store`] (shared) and by prune (exclusive).
+pub(crate) const STORE_LOCK: &str = "locks/store.lock";
+/// Held (exclusive) around every read-modify-write of `index.json`.
+pub(crate) const INDEX_LOCK: &str = "locks/index.lock";
+
+fn open_lock_file(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(io_error("open lock file", path))
+}
+
+/// The store-wide lock, shared while the handle lives.
+#[derive(Debug)]
+pub(crate) struct StoreLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl StoreLock {
+    /// Takes the shared lock, waiting while a prune holds it exclusively.
+    pub(crate) fn shared(root: &Path) -> Result<StoreLock> {
+        let path = root.join(STORE_LOCK);
+        let file = open_lock_file(&path)?;
+        file.lock_shared().map_err(io_error("lock", &path))?;
+        Ok(StoreLock { file, path })
+    }
+}
+
+/// An exclusive lock released when dropped (closing the descriptor
+/// releases it).
+#[derive(Debug)]
+pub(crate) struct ExclusiveLock(#[allow(dead_code)] File);
+
+impl ExclusiveLock {
+    /// Takes the exclusive lock on `root/name`, waiting for other holders.
+    pub(crate) fn wait(root: &Path, name: &str) -> Result<ExclusiveLock> {
+        let path = root.join(name);
+        let file = open_lock_file(&path)?;
+        file.lock().map_err(io_error("lock", &path))?;
+        Ok(ExclusiveLock(file))
+    }
+}
+
+impl Store {
+    /// Runs `f` while this handle holds the store lock exclusively: no
+    /// other handle, in this process or another, is open meanwhile. With
+    /// `wait` false, fails with [`StoreError::Busy`] instead of waiting.
+    ///
+    /// `&mut self` makes the borrow checker prove that no blob writer or
+    /// other call on this very handle is in flight.
+    pub(crate) fn with_exclusive<T>(
+        &mut self,
+        wait: bool,
+        f: impl FnOnce(&Store) -> Result<T>,
+    ) -> Result<T> {
+        let lock = &self.lock;
+        // flock converts a shared lock to an exclusive one by dropping it
+        // first; doing it in two explicit steps makes that visible (and two
+        // handles upgrading at once cannot deadlock).
+        lock.file.unlock().map_err(io_error("unlock", &lock.path))?;
+        let taken = if wait {
+            lock.file.lock().map_err(io_error("lock", &lock.path))
+        } else {
+            match lock.file.try_lock() {
+                Ok(()) => Ok(()),
+                Err(TryLockError::WouldBlock) => Err(StoreError::Busy {
+                    path: self.root.clone(),
+                }),
+                Err(TryLockError::Error(e)) => Err(io_error("lock", &lock.path)(e)),
+            }
+        };
+        let result = taken.and_then(|()| f(self));
+        // Back to shared, as every open handle holds it.
+        lock.file
+            .unlock()
+            .and_then(|()| lock.file.lock_shared())
+            .map_err(io_error("lock", &lock.path))?;
+        result
+    }
+}
