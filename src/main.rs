@@ -8,9 +8,19 @@ use cli::{Cli, Command};
 
 fn main() {
     let cli = Cli::parse();
+    let store = || -> anyhow::Result<std::path::PathBuf> {
+        match &cli.store {
+            Some(dir) => Ok(dir.clone()),
+            None => Ok(hoist::store::Store::default_dir()?),
+        }
+    };
     let result = match &cli.command {
         Command::Parse(args) => cli::parse::run(args),
         Command::Check(args) => cli::check::run(args),
+        Command::Build(args) => store().and_then(|s| cli::build::run(args, &s)),
+        Command::Images(args) => store().and_then(|s| cli::images::run(args, &s)),
+        Command::Rmi(args) => store().and_then(|s| cli::rmi::run(args, &s)),
+        Command::Prune(args) => store().and_then(|s| cli::prune::run(args, &s)),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -78,7 +78,10 @@ impl ContentHasher {
             std::fs::create_dir_all(dir)?;
         }
         let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-        std::fs::write(&tmp, serde_json::to_vec(&self.records).map_err(io::Error::other)?)?;
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec(&self.records).map_err(io::Error::other)?,
+        )?;
         std::fs::rename(&tmp, path)?;
         self.dirty = false;
         Ok(())
@@ -165,7 +168,11 @@ mod tests {
 
         std::fs::write(&file, "two").unwrap();
         filetime::set_file_mtime(&file, old).unwrap();
-        assert_eq!(h.digest(&Content::Path(file.clone())).unwrap(), Digest::of(b"two"), "ctime moved");
+        assert_eq!(
+            h.digest(&Content::Path(file.clone())).unwrap(),
+            Digest::of(b"two"),
+            "ctime moved"
+        );
         assert_eq!(h.files_read, 1);
     }
 

@@ -3,7 +3,10 @@
 //! - [`view`]: the merged file system of a stage, from its layers.
 //! - [`copy`]: COPY and ADD's file semantics over views.
 
+pub mod base;
 pub mod copy;
+pub mod engine;
 pub mod hasher;
+pub mod meta;
 pub mod user;
 pub mod view;

@@ -87,7 +87,10 @@ fn lookup(text: &str, name: &str, index: usize) -> Option<(u64, u64)> {
             continue;
         }
         let first = fields.get(index)?.parse().ok()?;
-        let second = fields.get(index + 1).and_then(|f| f.parse().ok()).unwrap_or(0);
+        let second = fields
+            .get(index + 1)
+            .and_then(|f| f.parse().ok())
+            .unwrap_or(0);
         return Some((first, second));
     }
     None
@@ -116,10 +119,14 @@ pub fn read_file(view: &FsView, path: &str) -> Result<String, UserError> {
         EntryKind::File { size, .. } if *size > MAX_USER_FILE => {
             return Err(err(format!("it is larger than {MAX_USER_FILE} bytes")));
         }
-        EntryKind::File { content: Content::Bytes(b), .. } => b.clone(),
-        EntryKind::File { content: Content::Path(p), .. } => {
-            std::fs::read(p).map_err(|e| err(e.to_string()))?
-        }
+        EntryKind::File {
+            content: Content::Bytes(b),
+            ..
+        } => b.clone(),
+        EntryKind::File {
+            content: Content::Path(p),
+            ..
+        } => std::fs::read(p).map_err(|e| err(e.to_string()))?,
         _ => return Ok(String::new()),
     };
     Ok(String::from_utf8_lossy(&bytes).into_owned())
@@ -135,7 +142,10 @@ mod tests {
     fn image() -> FsView {
         FsView::new(vec![Arc::new(LayerIndex::from_entries([
             Entry::dir("etc"),
-            Entry::file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n# comment\napp:x:1001:1002::/home/app:/bin/sh\n"),
+            Entry::file(
+                "etc/passwd",
+                "root:x:0:0:root:/root:/bin/sh\n# comment\napp:x:1001:1002::/home/app:/bin/sh\n",
+            ),
             Entry::file("etc/group", "root:x:0:\nappuser:x:1001:\nstaff:x:50:app\n"),
         ]))])
     }
@@ -146,11 +156,24 @@ mod tests {
         assert_eq!(resolve_chown("1001", &v), Ok((1001, 1001)));
         assert_eq!(resolve_chown("1001:50", &v), Ok((1001, 50)));
         assert_eq!(resolve_chown("root", &v), Ok((0, 0)));
-        assert_eq!(resolve_chown("app", &v), Ok((1001, 1002)), "primary group from passwd");
+        assert_eq!(
+            resolve_chown("app", &v),
+            Ok((1001, 1002)),
+            "primary group from passwd"
+        );
         assert_eq!(resolve_chown("app:staff", &v), Ok((1001, 50)));
         assert_eq!(resolve_chown("10:appuser", &v), Ok((10, 1001)));
-        assert!(matches!(resolve_chown("nobody", &v), Err(UserError::UnknownUser { .. })));
-        assert!(matches!(resolve_chown("0:wheel", &v), Err(UserError::UnknownGroup { .. })));
-        assert!(matches!(resolve_chown("app", &FsView::default()), Err(UserError::UnknownUser { .. })));
+        assert!(matches!(
+            resolve_chown("nobody", &v),
+            Err(UserError::UnknownUser { .. })
+        ));
+        assert!(matches!(
+            resolve_chown("0:wheel", &v),
+            Err(UserError::UnknownGroup { .. })
+        ));
+        assert!(matches!(
+            resolve_chown("app", &FsView::default()),
+            Err(UserError::UnknownUser { .. })
+        ));
     }
 }

@@ -70,6 +70,7 @@ impl LayerIndex {
     /// included, sorted by path.
     pub fn to_tar_entries(&self) -> Vec<Entry> {
         let mut out: Vec<Entry> = self.entries.values().cloned().collect();
+        normalise_hardlinks(&mut out);
         out.extend(self.whiteouts.iter().map(|p| Entry::whiteout(p)));
         out.extend(self.opaque.iter().map(|p| Entry::opaque(p)));
         crate::layer::tar::sort_entries(&mut out);
@@ -91,6 +92,52 @@ impl LayerIndex {
                     .get(a)
                     .is_some_and(|e| !matches!(e.kind, EntryKind::Dir))
         })
+    }
+}
+
+/// A tar can only link to a file written before: in each group of
+/// hardlinked entries, the first path in byte order holds the content and
+/// the others link to it, whichever was copied first.
+fn normalise_hardlinks(entries: &mut [Entry]) {
+    let mut groups: BTreeMap<Vec<u8>, Vec<usize>> = BTreeMap::new();
+    for (i, e) in entries.iter().enumerate() {
+        if let EntryKind::Hardlink { target } = &e.kind {
+            groups.entry(target.clone()).or_default().push(i);
+        }
+    }
+    let positions: BTreeMap<Vec<u8>, usize> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.path.clone(), i))
+        .collect();
+    for (target, links) in groups {
+        let Some(&file) = positions.get(&target) else {
+            continue;
+        };
+        let first = links
+            .iter()
+            .copied()
+            .chain([file])
+            .min_by(|a, b| entries[*a].path.cmp(&entries[*b].path))
+            .expect("a group has its target");
+        if first == file {
+            continue;
+        }
+        let first_path = entries[first].path.clone();
+        let content = std::mem::replace(
+            &mut entries[file].kind,
+            EntryKind::Hardlink {
+                target: first_path.clone(),
+            },
+        );
+        entries[first].kind = content;
+        for i in links {
+            if i != first {
+                entries[i].kind = EntryKind::Hardlink {
+                    target: first_path.clone(),
+                };
+            }
+        }
     }
 }
 
@@ -318,6 +365,30 @@ mod tests {
         );
         assert!(view.children(b"opt").is_empty());
         assert_eq!(view.children(b"var"), [b"new".to_vec()]);
+    }
+
+    #[test]
+    fn hardlinks_point_to_the_first_path_in_byte_order() {
+        let index = LayerIndex::from_entries([
+            Entry::file("z", "data"),
+            Entry::hardlink("a", "z"),
+            Entry::hardlink("m", "z"),
+        ]);
+        let out = index.to_tar_entries();
+        assert!(matches!(out[0].kind, EntryKind::File { .. }));
+        assert_eq!(
+            out[1].kind,
+            EntryKind::Hardlink {
+                target: b"a".to_vec()
+            }
+        );
+        assert_eq!(
+            out[2].kind,
+            EntryKind::Hardlink {
+                target: b"a".to_vec()
+            }
+        );
+        crate::layer::tar::write_tar(&out, Default::default(), Vec::new()).unwrap();
     }
 
     #[test]

@@ -1,8 +1,12 @@
 //! Command-line definitions: one file per subcommand, each flag defined once
 //! with its help text next to it.
 
+pub mod build;
 pub mod check;
+pub mod images;
 pub mod parse;
+pub mod prune;
+pub mod rmi;
 
 use clap::{Parser, Subcommand};
 
@@ -10,14 +14,22 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "hoist", version, about, long_about = None)]
 pub struct Cli {
+    /// The store holding images, layers and the build cache
+    /// (default: $XDG_CACHE_HOME/hoist).
+    #[arg(long, global = true, env = "HOIST_STORE")]
+    pub store: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    Parse(parse::ParseArgs),
+    Build(build::BuildArgs),
     Check(check::CheckArgs),
+    Images(images::ImagesArgs),
+    Parse(parse::ParseArgs),
+    Prune(prune::PruneArgs),
+    Rmi(rmi::RmiArgs),
 }
 
 /// Reads a Dockerfile from a path, or from stdin for `-`; returns the name to

@@ -1,0 +1,310 @@
+//! Base images from the store: their manifest, config and a view of their
+//! layers, so that COPY can read from them and write over them.
+//!
+//! A layer's entries are read from its tar headers; file contents are
+//! extracted once into `snapshots/<diffID>/content` in the store, where
+//! COPY reads them. Ownership and modes come from the tar headers (the
+//! index), never from the extracted files, so extracting needs no
+//! privilege. Paths are sanitised: nothing is ever written outside the
+//! snapshot directory, and no symlink is created there.
+
+use super::view::LayerIndex;
+use crate::image::{ImageConfig, Manifest, ManifestOrIndex, media_type};
+use crate::layer::Digest;
+use crate::layer::tar::{Content, Entry, EntryKind};
+use crate::plan::Platform;
+use crate::store::Store;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Documents larger than this are not manifests or configs.
+const MAX_DOCUMENT: u64 = 8 << 20;
+
+/// Why a base image cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum BaseError {
+    #[error("cannot read {what} {digest} from the store")]
+    Store {
+        what: &'static str,
+        digest: Digest,
+        #[source]
+        source: crate::store::StoreError,
+    },
+    #[error("{what} {digest} is not valid: {reason}")]
+    Invalid {
+        what: &'static str,
+        digest: Digest,
+        reason: String,
+    },
+    #[error("the image index {digest} has no manifest for {platform}")]
+    NoPlatform { digest: Digest, platform: String },
+    #[error("cannot read layer {digest}")]
+    Layer {
+        digest: Digest,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A resolved image: its manifest and config.
+#[derive(Debug, Clone)]
+pub struct StoredImage {
+    pub manifest_digest: Digest,
+    pub manifest: Manifest,
+    pub config: ImageConfig,
+}
+
+/// Reads the image a manifest or index descriptor names, choosing
+/// `platform` from an index.
+pub fn load_image(
+    store: &Store,
+    digest: &Digest,
+    platform: &Platform,
+) -> Result<StoredImage, BaseError> {
+    let bytes = read(store, "manifest", digest)?;
+    let invalid = |what, digest: &Digest, reason: String| BaseError::Invalid {
+        what,
+        digest: *digest,
+        reason,
+    };
+    let (manifest_digest, manifest) = match ManifestOrIndex::from_json(&bytes)
+        .map_err(|e| invalid("manifest", digest, e.to_string()))?
+    {
+        ManifestOrIndex::Manifest(m) => (*digest, m),
+        ManifestOrIndex::Index(index) => {
+            let chosen = index
+                .manifests
+                .iter()
+                .find(|d| {
+                    d.platform.as_ref().is_some_and(|p| {
+                        p.os == platform.os
+                            && p.architecture == platform.architecture
+                            && (platform.variant.is_none()
+                                || p.variant == platform.variant
+                                || p.variant.is_none())
+                    })
+                })
+                .ok_or_else(|| BaseError::NoPlatform {
+                    digest: *digest,
+                    platform: platform.to_string(),
+                })?;
+            let bytes = read(store, "manifest", &chosen.digest)?;
+            let m = Manifest::from_json(&bytes)
+                .map_err(|e| invalid("manifest", &chosen.digest, e.to_string()))?;
+            (chosen.digest, m)
+        }
+    };
+    let config_bytes = read(store, "config", &manifest.config.digest)?;
+    let config = ImageConfig::from_json(&config_bytes)
+        .map_err(|e| invalid("config", &manifest.config.digest, e.to_string()))?;
+    if config.rootfs.diff_ids.len() != manifest.layers.len() {
+        return Err(invalid(
+            "config",
+            &manifest.config.digest,
+            format!(
+                "it lists {} layers where the manifest has {}",
+                config.rootfs.diff_ids.len(),
+                manifest.layers.len()
+            ),
+        ));
+    }
+    Ok(StoredImage {
+        manifest_digest,
+        manifest,
+        config,
+    })
+}
+
+fn read(store: &Store, what: &'static str, digest: &Digest) -> Result<Vec<u8>, BaseError> {
+    store
+        .read_blob_bytes(digest, MAX_DOCUMENT)
+        .map_err(|source| BaseError::Store {
+            what,
+            digest: *digest,
+            source,
+        })
+}
+
+/// The index of one layer blob, its file contents extracted into the
+/// store's snapshot for `diff_id` (once; later calls reuse them).
+pub fn load_layer(
+    store: &Store,
+    blob: &Digest,
+    media: &str,
+    diff_id: &Digest,
+) -> Result<Arc<LayerIndex>, BaseError> {
+    let layer_err = |source| BaseError::Layer {
+        digest: *blob,
+        source,
+    };
+    let snapshot = store.root().join("snapshots").join(diff_id.hex());
+    let content = snapshot.join("content");
+    let done = snapshot.join("complete");
+    let extract = !done.exists();
+    if extract {
+        // A partial snapshot from a crash: start again.
+        let _ = std::fs::remove_dir_all(&snapshot);
+        std::fs::create_dir_all(&content).map_err(layer_err)?;
+    }
+    let file = store.open_blob(blob).map_err(|source| BaseError::Store {
+        what: "layer",
+        digest: *blob,
+        source,
+    })?;
+    let reader: Box<dyn Read> = match media_type::layer_compression(media) {
+        Some(media_type::Compression::Gzip) => {
+            Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(file)))
+        }
+        Some(media_type::Compression::None) => Box::new(io::BufReader::new(file)),
+        _ => {
+            return Err(BaseError::Invalid {
+                what: "layer",
+                digest: *blob,
+                reason: format!(
+                    "media type {media} is not supported (gzip or uncompressed tar only)"
+                ),
+            });
+        }
+    };
+    let entries = read_entries(reader, &content, extract).map_err(layer_err)?;
+    if extract {
+        std::fs::write(&done, b"").map_err(layer_err)?;
+    }
+    Ok(Arc::new(LayerIndex::from_entries(entries)))
+}
+
+/// Reads a layer tar: entries from the headers, file contents written
+/// under `content` (when `extract`) at their sanitised paths.
+fn read_entries(reader: impl Read, content: &Path, extract: bool) -> io::Result<Vec<Entry>> {
+    let mut archive = tar::Archive::new(reader);
+    let mut entries = Vec::new();
+    for item in archive.entries()? {
+        let mut item = item?;
+        let raw = item.path_bytes().into_owned();
+        let Some(path) = sanitise(&raw) else { continue };
+        let header = item.header();
+        let mode = header.mode()? & 0o7777;
+        let uid = header.uid()?;
+        let gid = header.gid()?;
+        let mtime = header.mtime()?;
+        let link = item.link_name_bytes().map(|l| l.into_owned());
+        let kind = match header.entry_type() {
+            tar::EntryType::Directory => EntryKind::Dir,
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                let local = snapshot_path(content, &path);
+                if extract {
+                    if let Some(parent) = local.parent() {
+                        std::fs::create_dir_all(parent)?;
+                    }
+                    let mut out = std::fs::File::create(&local)?;
+                    io::copy(&mut item, &mut out)?;
+                }
+                EntryKind::File {
+                    size: item.size(),
+                    content: Content::Path(local),
+                }
+            }
+            tar::EntryType::Symlink => EntryKind::Symlink {
+                target: link.unwrap_or_default(),
+            },
+            tar::EntryType::Link => match link.as_deref().and_then(sanitise) {
+                Some(target) => EntryKind::Hardlink { target },
+                None => continue,
+            },
+            tar::EntryType::Char => EntryKind::CharDevice {
+                major: header.device_major()?.unwrap_or(0),
+                minor: header.device_minor()?.unwrap_or(0),
+            },
+            tar::EntryType::Block => EntryKind::BlockDevice {
+                major: header.device_major()?.unwrap_or(0),
+                minor: header.device_minor()?.unwrap_or(0),
+            },
+            tar::EntryType::Fifo => EntryKind::Fifo,
+            _ => continue,
+        };
+        let mut xattrs = std::collections::BTreeMap::new();
+        if let Some(exts) = item.pax_extensions()? {
+            for ext in exts {
+                let ext = ext?;
+                if let Some(name) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") {
+                    xattrs.insert(name.to_vec(), ext.value_bytes().to_vec());
+                }
+            }
+        }
+        entries.push(Entry {
+            path,
+            kind,
+            mode,
+            uid,
+            gid,
+            mtime,
+            xattrs,
+        });
+    }
+    Ok(entries)
+}
+
+/// A tar path made relative and free of `.`/`..` components; `None` for
+/// one that would leave the root or names nothing.
+fn sanitise(raw: &[u8]) -> Option<Vec<u8>> {
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for part in raw.split(|&b| b == b'/') {
+        match part {
+            b"" | b"." => {}
+            b".." => return None,
+            p => parts.push(p),
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join(&b'/'))
+}
+
+/// Where a file's content lives in a snapshot. Directories in the
+/// snapshot are plain directories (no symlink is ever created there), so
+/// joining sanitised components can only land inside `content`.
+fn snapshot_path(content: &Path, path: &[u8]) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    content.join(std::ffi::OsStr::from_bytes(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sanitise_refuses_escapes() {
+        assert_eq!(sanitise(b"./a/b/"), Some(b"a/b".to_vec()));
+        assert_eq!(sanitise(b"/etc/passwd"), Some(b"etc/passwd".to_vec()));
+        assert_eq!(sanitise(b"a/../../x"), None);
+        assert_eq!(sanitise(b"./"), None);
+    }
+
+    #[test]
+    fn layer_tar_round_trips_through_the_index() {
+        let entries = vec![
+            Entry::dir("etc").with_mode(0o755),
+            Entry::file("etc/passwd", "root:x:0:0::/:/bin/sh\n").with_owner(0, 0),
+            Entry::symlink("bin", "usr/bin"),
+            Entry::file("s", "x").with_mode(0o4755).with_owner(10, 20),
+            Entry::hardlink("z", "s"),
+        ];
+        let mut sorted = entries.clone();
+        crate::layer::tar::sort_entries(&mut sorted);
+        let tar = crate::layer::tar::write_tar(&sorted, Default::default(), Vec::new()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let read = read_entries(&tar[..], dir.path(), true).unwrap();
+        let index = LayerIndex::from_entries(read);
+        let s = index.get(b"s").unwrap();
+        assert_eq!((s.mode, s.uid, s.gid), (0o4755, 10, 20));
+        assert_eq!(
+            index.get(b"z").unwrap().kind,
+            EntryKind::Hardlink {
+                target: b"s".to_vec()
+            }
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("etc/passwd")).unwrap(),
+            b"root:x:0:0::/:/bin/sh\n"
+        );
+    }
+}

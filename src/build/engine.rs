@@ -1,0 +1,1070 @@
+//! The executor: a plan's stages, step by step, into an image in the store.
+//!
+//! Takes the parsed Dockerfile, the build context and the options; returns
+//! the image's manifest descriptor after writing every blob (layers,
+//! config, manifest) to the store. Each step first computes its cache key;
+//! a key the store already holds gives the step's result without doing the
+//! work. COPY and ADD layers are computed as views (no file is copied on
+//! disk), then written in one streaming pass: tar, sha256, parallel gzip,
+//! sha256, store. Metadata steps change the config and make no layer.
+//! Nothing here holds a whole layer in memory or writes outside the store.
+
+use super::base::{BaseError, load_image, load_layer};
+use super::copy::{CopyError, CopyRequest, copy};
+use super::hasher::ContentHasher;
+use super::meta;
+use super::user::{UserError, resolve_chown};
+use super::view::{FsView, LayerIndex};
+use crate::context::{DockerIgnore, PatternSet, walk_context};
+use crate::dockerfile::instructions::{Instruction, Kind, parse_instruction};
+use crate::dockerfile::shell::Lexer;
+use crate::dockerfile::{Ast, parse};
+use crate::image::{Descriptor, History, ImageConfig, Manifest, digest_of, media_type};
+use crate::layer::digest::{Digest, Sha256};
+use crate::layer::tar::{Entry, EntryKind, TarOptions};
+use crate::layer::{GzipOptions, LayerOptions, write_layer};
+use crate::plan::{Base, Options, Plan, Scope, expand_instruction, plan};
+use crate::store::{CacheRecord, Store};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Bumped whenever a change makes equal keys mean different results.
+const CACHE_VERSION: &str = "hoist-cache-v1";
+/// BuildKit's history comment for Dockerfile steps.
+const HISTORY_COMMENT: &str = "buildkit.dockerfile.v0";
+
+/// Everything a build needs.
+#[derive(Debug, Clone)]
+pub struct BuildRequest {
+    /// The build context directory.
+    pub context: PathBuf,
+    /// The Dockerfile's text and the name to show in messages.
+    pub dockerfile: String,
+    pub dockerfile_name: String,
+    /// The Dockerfile's path, for `<Dockerfile>.dockerignore`; `None` when
+    /// it came from stdin.
+    pub dockerfile_path: Option<PathBuf>,
+    pub options: Options,
+    /// `--label` values, added to the final image.
+    pub labels: BTreeMap<String, String>,
+    pub no_cache: bool,
+    /// Clamps every timestamp; also the image's `created` time.
+    pub source_date_epoch: u64,
+    pub gzip: GzipOptions,
+}
+
+/// A step's progress, for the display.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Step {
+        number: usize,
+        total: usize,
+        stage: String,
+        text: String,
+    },
+    Done {
+        number: usize,
+        cached: bool,
+        layer_bytes: Option<u64>,
+        seconds: f64,
+    },
+}
+
+/// The outcome of a build.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// The manifest, as stored and as exports and pushes use it.
+    pub manifest: Descriptor,
+    pub config_digest: Digest,
+    pub layers: usize,
+    /// Compressed size of all layers.
+    pub size: u64,
+    pub steps: usize,
+    pub cached_steps: usize,
+    /// Files whose content was read (not answered by the stat cache).
+    pub files_read: u64,
+}
+
+/// Why a build failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("{file}:{line}:{column}: {message}")]
+    Dockerfile {
+        file: String,
+        line: usize,
+        column: usize,
+        message: String,
+        hint: Option<String>,
+    },
+    #[error("{file}:{line}: {instruction}: {message}")]
+    Step {
+        file: String,
+        line: usize,
+        instruction: String,
+        message: String,
+        hint: Option<String>,
+    },
+    #[error("cannot read the build context {path}")]
+    Context {
+        path: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("cannot write a layer")]
+    Layer(#[from] crate::layer::LayerError),
+}
+
+impl BuildError {
+    /// The hint to show under the message, if any.
+    pub fn hint(&self) -> Option<&str> {
+        match self {
+            BuildError::Dockerfile { hint, .. } | BuildError::Step { hint, .. } => hint.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// The state of one stage while it is built.
+#[derive(Clone)]
+struct StageState {
+    view: FsView,
+    layers: Vec<(Descriptor, Digest)>,
+    config: ImageConfig,
+    key: Digest,
+    scope: Scope,
+    cmd_set: bool,
+}
+
+impl StageState {
+    fn run(&self) -> &crate::image::RunConfig {
+        static EMPTY: std::sync::OnceLock<crate::image::RunConfig> = std::sync::OnceLock::new();
+        self.config
+            .config
+            .as_ref()
+            .unwrap_or_else(|| EMPTY.get_or_init(Default::default))
+    }
+}
+
+/// Builds the request's target into the store; returns the image.
+pub fn build(
+    store: &Store,
+    request: &BuildRequest,
+    events: &mut dyn FnMut(Event),
+) -> Result<Built, BuildError> {
+    let file = request.dockerfile_name.clone();
+    let ast = parse(&request.dockerfile).map_err(|e| BuildError::Dockerfile {
+        file: file.clone(),
+        line: e.line,
+        column: e.column,
+        message: e.message,
+        hint: e.hint,
+    })?;
+    let planned = plan(&ast, &request.options).map_err(|e| plan_error(&file, e))?;
+    let mut builder = Builder::new(store, request, &ast)?;
+    let total: usize = planned
+        .order
+        .iter()
+        .map(|&i| planned.stages[i].instructions.len() + 1)
+        .sum();
+    let mut states: HashMap<usize, StageState> = HashMap::new();
+    for &index in &planned.order {
+        let state = builder.build_stage(&planned, index, &states, total, events)?;
+        states.insert(index, state);
+    }
+    let target = states
+        .remove(&planned.target)
+        .expect("the target is built last");
+    let built = builder.finish(target)?;
+    builder
+        .hasher
+        .save(&store.root().join("cache/stat-cache.json"))
+        .map_err(|e| BuildError::Context {
+            path: store.root().to_path_buf(),
+            source: Box::new(e),
+        })?;
+    Ok(built)
+}
+
+fn plan_error(file: &str, e: crate::plan::PlanError) -> BuildError {
+    use crate::plan::PlanError;
+    match e {
+        PlanError::Instruction(i) => BuildError::Dockerfile {
+            file: file.to_string(),
+            line: i.line,
+            column: i.column,
+            message: i.message,
+            hint: i.hint,
+        },
+        PlanError::Invalid {
+            line,
+            column,
+            message,
+            hint,
+        } => BuildError::Dockerfile {
+            file: file.to_string(),
+            line,
+            column,
+            message,
+            hint,
+        },
+        PlanError::UnknownTarget { target, hint } => BuildError::Dockerfile {
+            file: file.to_string(),
+            line: 1,
+            column: 1,
+            message: format!("target stage \"{target}\" could not be found"),
+            hint,
+        },
+    }
+}
+
+struct Builder<'a> {
+    store: &'a Store,
+    request: &'a BuildRequest,
+    lexer: Lexer,
+    context: Option<FsView>,
+    hasher: ContentHasher,
+    step: usize,
+    cached: usize,
+}
+
+impl<'a> Builder<'a> {
+    fn new(
+        store: &'a Store,
+        request: &'a BuildRequest,
+        ast: &Ast,
+    ) -> Result<Builder<'a>, BuildError> {
+        Ok(Builder {
+            store,
+            request,
+            lexer: Lexer::new(ast.escape),
+            context: None,
+            hasher: ContentHasher::load(&store.root().join("cache/stat-cache.json")),
+            step: 0,
+            cached: 0,
+        })
+    }
+
+    fn file(&self) -> String {
+        self.request.dockerfile_name.clone()
+    }
+
+    fn step_error(
+        &self,
+        instr: &Instruction,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) -> BuildError {
+        BuildError::Step {
+            file: self.file(),
+            line: instr.span.start_line,
+            instruction: instr.original.trim().chars().take(60).collect(),
+            message: message.into(),
+            hint,
+        }
+    }
+
+    /// The build context as a view, listed once per build.
+    fn context_view(&mut self) -> Result<&FsView, BuildError> {
+        if self.context.is_none() {
+            let dir = &self.request.context;
+            let ctx_err = |source: Box<dyn std::error::Error + Send + Sync>| BuildError::Context {
+                path: dir.clone(),
+                source,
+            };
+            let ignore = DockerIgnore::load(dir, self.request.dockerfile_path.as_deref())
+                .map_err(|e| ctx_err(Box::new(e)))?
+                .map(|(_, ignore)| ignore);
+            let entries = walk_context(dir, ignore.as_ref()).map_err(|e| ctx_err(Box::new(e)))?;
+            self.context = Some(FsView::new(vec![Arc::new(LayerIndex::from_entries(
+                entries,
+            ))]));
+        }
+        Ok(self.context.as_ref().expect("listed above"))
+    }
+
+    fn build_stage(
+        &mut self,
+        planned: &Plan,
+        index: usize,
+        done: &HashMap<usize, StageState>,
+        total: usize,
+        events: &mut dyn FnMut(Event),
+    ) -> Result<StageState, BuildError> {
+        let stage = &planned.stages[index];
+        let name = stage.display_name();
+        let platform = match &stage.platform {
+            Some(p) => crate::plan::Platform::parse(p)
+                .unwrap_or_else(|_| self.request.options.target_platform.clone()),
+            None => self.request.options.target_platform.clone(),
+        };
+        self.step += 1;
+        let started = Instant::now();
+        events(Event::Step {
+            number: self.step,
+            total,
+            stage: name.clone(),
+            text: stage.from.original.trim().to_string(),
+        });
+        let mut state = match &stage.base {
+            Base::Scratch => StageState {
+                view: FsView::default(),
+                layers: Vec::new(),
+                config: meta::empty_config(
+                    &platform.os,
+                    &platform.architecture,
+                    platform.variant.as_deref(),
+                ),
+                key: key_of(&[CACHE_VERSION, "scratch", &platform.to_string()]),
+                scope: Scope::default(),
+                cmd_set: false,
+            },
+            Base::Stage(i) => {
+                let mut s = done[i].clone();
+                s.scope = Scope::default();
+                s.cmd_set = false;
+                s
+            }
+            Base::Image(reference) => self.image_state(&stage.from, reference, &platform)?,
+        };
+        for entry in &state.run().env.clone() {
+            if let Some((k, v)) = entry.split_once('=') {
+                state.scope.set(k, v);
+            }
+        }
+        events(Event::Done {
+            number: self.step,
+            cached: false,
+            layer_bytes: None,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+
+        // ONBUILD triggers of the base run first, and are not inherited.
+        let triggers = std::mem::take(&mut meta::run_config(&mut state.config).on_build);
+        for trigger in triggers {
+            let ast = parse(&format!("{trigger}\n")).map_err(|e| {
+                self.step_error(
+                    &stage.from,
+                    format!("ONBUILD trigger `{trigger}` does not parse: {}", e.message),
+                    None,
+                )
+            })?;
+            for node in &ast.nodes {
+                let mut instr = parse_instruction(node).map_err(|e| {
+                    self.step_error(
+                        &stage.from,
+                        format!("ONBUILD trigger `{trigger}`: {}", e.message),
+                        e.hint,
+                    )
+                })?;
+                instr.span = stage.from.span;
+                self.dispatch(planned, &instr, &mut state, done, total, events)?;
+            }
+        }
+        for instr in &stage.instructions {
+            self.dispatch(planned, instr, &mut state, done, total, events)?;
+        }
+        Ok(state)
+    }
+
+    /// A stage built on an image from the store.
+    fn image_state(
+        &mut self,
+        from: &Instruction,
+        reference: &str,
+        platform: &crate::plan::Platform,
+    ) -> Result<StageState, BuildError> {
+        let normalised = crate::registry::Reference::parse(reference).map_err(|e| {
+            self.step_error(
+                from,
+                e.to_string(),
+                Some(
+                    "image names are lowercase, e.g. node:14-alpine or localhost:5000/team/app:v1"
+                        .into(),
+                ),
+            )
+        })?;
+        let descriptor = self.store.resolve(&normalised.to_string())?.ok_or_else(|| {
+            self.step_error(
+                from,
+                format!("base image {reference} is not in the store"),
+                Some("load it first (hoist pull, or build it with -t); pulling from registries during a build is not available yet".into()),
+            )
+        })?;
+        let image = load_image(self.store, &descriptor.digest, platform)
+            .map_err(|e| self.base_error(from, e))?;
+        let mut view = FsView::default();
+        let mut layers = Vec::new();
+        for (layer, diff_id) in image
+            .manifest
+            .layers
+            .iter()
+            .zip(&image.config.rootfs.diff_ids)
+        {
+            let index = load_layer(self.store, &layer.digest, &layer.media_type, diff_id)
+                .map_err(|e| self.base_error(from, e))?;
+            view.push(index);
+            let mut d = layer.clone();
+            d.media_type = oci_layer_type(&layer.media_type);
+            layers.push((d, *diff_id));
+        }
+        Ok(StageState {
+            view,
+            layers,
+            config: image.config,
+            key: key_of(&[
+                CACHE_VERSION,
+                "image",
+                &image.manifest_digest.to_string(),
+                &platform.to_string(),
+            ]),
+            scope: Scope::default(),
+            cmd_set: false,
+        })
+    }
+
+    fn base_error(&self, from: &Instruction, e: BaseError) -> BuildError {
+        self.step_error(
+            from,
+            e.to_string(),
+            Some("the store may be damaged: run `hoist prune` and pull the image again".into()),
+        )
+    }
+
+    fn dispatch(
+        &mut self,
+        planned: &Plan,
+        instr: &Instruction,
+        state: &mut StageState,
+        done: &HashMap<usize, StageState>,
+        total: usize,
+        events: &mut dyn FnMut(Event),
+    ) -> Result<(), BuildError> {
+        self.step += 1;
+        let number = self.step;
+        let started = Instant::now();
+        let (expanded, _) = expand_instruction(instr, &state.scope, &self.lexer)
+            .map_err(|e| self.step_error(instr, e.to_string(), None))?;
+        events(Event::Step {
+            number,
+            total,
+            stage: String::new(),
+            text: instr.original.trim().to_string(),
+        });
+        let mut layer_bytes = None;
+        let mut cached = false;
+        let history = match &expanded.kind {
+            Kind::From { .. } => unreachable!("FROM starts a stage"),
+            Kind::Arg { args } => {
+                let mut parts = Vec::new();
+                for a in args {
+                    let provided = self.request.options.build_args.get(&a.key).cloned();
+                    let global = planned
+                        .global_args
+                        .iter()
+                        .find(|g| g.key == a.key)
+                        .and_then(|g| g.value.clone());
+                    let value = provided
+                        .clone()
+                        .or(a.default.clone())
+                        .or(if a.default.is_none() { global } else { None });
+                    if let Some(v) = &value {
+                        state.scope.set(&a.key, v);
+                    }
+                    // Values given with --build-arg stay out of the history.
+                    parts.push(match (&a.default, provided) {
+                        (Some(d), None) => format!("{}={d}", a.key),
+                        _ => a.key.clone(),
+                    });
+                    state.key = key_of(&[
+                        &state.key.to_string(),
+                        "ARG",
+                        &a.key,
+                        value.as_deref().unwrap_or("\u{0}"),
+                    ]);
+                }
+                Some(format!("ARG {}", parts.join(" ")))
+            }
+            Kind::Env { pairs } => {
+                for p in pairs {
+                    state.scope.set(&p.key, &p.value);
+                }
+                Some(meta::env(&mut state.config, pairs))
+            }
+            Kind::Label { pairs } => Some(meta::label(&mut state.config, pairs)),
+            Kind::Maintainer { maintainer } => {
+                state.config.author = Some(maintainer.clone());
+                Some(format!("MAINTAINER {maintainer}"))
+            }
+            Kind::User { user } => {
+                meta::run_config(&mut state.config).user = user.clone();
+                Some(format!("USER {user}"))
+            }
+            Kind::Expose { ports } => {
+                let mut all = Vec::new();
+                for p in ports {
+                    all.extend(meta::parse_ports(p).map_err(|e| {
+                        self.step_error(instr, e, Some("write EXPOSE 3000 or EXPOSE 53/udp".into()))
+                    })?);
+                }
+                meta::run_config(&mut state.config)
+                    .exposed_ports
+                    .extend(all.iter().cloned());
+                Some(format!("EXPOSE {}", meta::go_list(&all)))
+            }
+            Kind::Volume { paths } => {
+                meta::run_config(&mut state.config)
+                    .volumes
+                    .extend(paths.iter().cloned());
+                Some(format!("VOLUME {}", meta::go_list(paths)))
+            }
+            Kind::Cmd { command } => {
+                state.cmd_set = true;
+                Some(meta::cmd(&mut state.config, command))
+            }
+            Kind::Entrypoint { command } => {
+                Some(meta::entrypoint(&mut state.config, command, state.cmd_set))
+            }
+            Kind::Shell { shell } => {
+                meta::run_config(&mut state.config).shell = shell.clone();
+                Some(format!("SHELL {}", meta::go_list(shell)))
+            }
+            Kind::Healthcheck(health) => Some(meta::healthcheck(&mut state.config, health)),
+            Kind::Stopsignal { signal } => {
+                if !meta::valid_signal(signal) {
+                    return Err(self.step_error(
+                        instr,
+                        format!("invalid signal: {signal}"),
+                        Some("use a name such as SIGTERM or SIGINT, or a number".into()),
+                    ));
+                }
+                meta::run_config(&mut state.config).stop_signal = signal.clone();
+                Some(format!("STOPSIGNAL {signal}"))
+            }
+            Kind::Onbuild { expression } => {
+                meta::run_config(&mut state.config)
+                    .on_build
+                    .push(expression.clone());
+                None
+            }
+            Kind::Workdir { path } => {
+                let current = state.run().working_dir.clone();
+                let wd = meta::normalize_workdir(&current, path);
+                meta::run_config(&mut state.config).working_dir = wd.clone();
+                let (made, hit) = self.workdir_layer(instr, state, &wd)?;
+                layer_bytes = made;
+                cached = hit;
+                state.key = key_of(&[&state.key.to_string(), "WORKDIR", &wd]);
+                Some(format!("WORKDIR {wd}"))
+            }
+            Kind::Copy(_) | Kind::Add(_) => {
+                let (bytes, hit, history) =
+                    self.copy_step(instr, &expanded, state, done, planned)?;
+                layer_bytes = Some(bytes);
+                cached = hit;
+                Some(history)
+            }
+            Kind::Run { .. } => {
+                return Err(self.step_error(
+                    instr,
+                    "RUN is not supported yet: hoist cannot run commands in a sandbox",
+                    Some("build COPY-only images for now; RUN support is being written".into()),
+                ));
+            }
+        };
+        if !matches!(
+            expanded.kind,
+            Kind::Copy(_) | Kind::Add(_) | Kind::Workdir { .. } | Kind::Arg { .. }
+        ) {
+            state.key = key_of(&[
+                &state.key.to_string(),
+                &expanded.original,
+                &format!("{:?}", expanded.kind),
+            ]);
+        }
+        if let Some(created_by) = history {
+            let with_layer = layer_bytes.is_some();
+            state.config.history.push(History {
+                created: Some(rfc3339(self.request.source_date_epoch)),
+                created_by: Some(if with_layer {
+                    format!("{created_by} # buildkit")
+                } else {
+                    created_by
+                }),
+                comment: Some(HISTORY_COMMENT.into()),
+                empty_layer: !with_layer,
+                ..History::default()
+            });
+        }
+        if cached {
+            self.cached += 1;
+        }
+        events(Event::Done {
+            number,
+            cached,
+            layer_bytes,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+        Ok(())
+    }
+
+    /// WORKDIR creates its directory (owned by the stage's USER) when missing.
+    fn workdir_layer(
+        &mut self,
+        instr: &Instruction,
+        state: &mut StageState,
+        wd: &str,
+    ) -> Result<(Option<u64>, bool), BuildError> {
+        let path = state
+            .view
+            .resolve(wd.trim_start_matches('/').as_bytes(), true)
+            .map_err(|e| self.step_error(instr, e.to_string(), None))?;
+        if path.is_empty() || state.view.is_dir(&path) {
+            return Ok((None, false));
+        }
+        let user = state.run().user.clone();
+        let (uid, gid) = if user.is_empty() {
+            (0, 0)
+        } else {
+            resolve_chown(&user, &state.view).map_err(|e| self.user_error(instr, e))?
+        };
+        let mut changes = LayerIndex::default();
+        let mut current = Vec::new();
+        for part in super::view::components(&path) {
+            current = super::view::join(&current, part);
+            if state.view.get(&current).is_none() {
+                changes.insert(
+                    Entry::dir(current.clone())
+                        .with_mode(0o755)
+                        .with_owner(uid, gid),
+                );
+            } else if let Some(dir) = state.view.get(&current) {
+                changes.insert(dir.clone());
+            }
+        }
+        let (bytes, hit) = self.commit_layer(state, "WORKDIR", wd, changes)?;
+        Ok((Some(bytes), hit))
+    }
+
+    fn user_error(&self, instr: &Instruction, e: UserError) -> BuildError {
+        self.step_error(instr, e.to_string(), Some("create the user in an earlier step (RUN adduser ...) or use numeric ids such as --chown=1001:1001".into()))
+    }
+
+    /// COPY and ADD.
+    fn copy_step(
+        &mut self,
+        instr: &Instruction,
+        expanded: &Instruction,
+        state: &mut StageState,
+        done: &HashMap<usize, StageState>,
+        planned: &Plan,
+    ) -> Result<(u64, bool, String), BuildError> {
+        let (Kind::Copy(args) | Kind::Add(args)) = &expanded.kind else {
+            unreachable!("copy_step takes COPY and ADD")
+        };
+        let is_add = matches!(expanded.kind, Kind::Add(_));
+        let keyword = if is_add { "ADD" } else { "COPY" };
+        if args.parents {
+            return Err(self.step_error(instr, "COPY --parents is not supported yet", None));
+        }
+        if let Some(s) = args.sources.iter().find(|s| {
+            s.starts_with("http://") || s.starts_with("https://") || s.starts_with("git@")
+        }) {
+            return Err(self.step_error(
+                instr,
+                format!("{keyword} of a URL ({s}) is not supported yet"),
+                Some("download the file into the build context and COPY it".into()),
+            ));
+        }
+        let chown = match &args.chown {
+            Some(spec) => {
+                Some(resolve_chown(spec, &state.view).map_err(|e| self.user_error(instr, e))?)
+            }
+            None => None,
+        };
+        let chmod = match &args.chmod {
+            Some(m) => Some(u32::from_str_radix(m, 8).ok().filter(|m| *m <= 0o7777).ok_or_else(|| {
+                self.step_error(instr, format!("invalid chmod parameter: {m}"), Some("use an octal mode such as --chmod=0755; symbolic modes are not supported yet".into()))
+            })?),
+            None => None,
+        };
+        let excludes = if args.excludes.is_empty() {
+            None
+        } else {
+            Some(
+                PatternSet::new(args.excludes.iter())
+                    .map_err(|e| self.step_error(instr, e.to_string(), None))?,
+            )
+        };
+        let workdir = state.run().working_dir.clone();
+        let dest = if args.dest.starts_with('/') {
+            args.dest.clone()
+        } else {
+            let base = if workdir.is_empty() {
+                "/".to_string()
+            } else {
+                workdir
+            };
+            let rel = if args.dest.is_empty() || args.dest == "." {
+                "./"
+            } else {
+                args.dest.as_str()
+            };
+            let joined = format!("{}/{rel}", base.trim_end_matches('/'));
+            let trailing = rel.ends_with('/') || rel.ends_with("/.") || rel == ".";
+            let mut clean = format!("/{}", String::from_utf8_lossy(&super::copy::clean(&joined)));
+            if trailing && !clean.ends_with('/') {
+                clean.push('/');
+            }
+            clean
+        };
+        let request = CopyRequest {
+            sources: args.sources.clone(),
+            dest: dest.clone(),
+            chown,
+            chmod,
+            excludes,
+            wildcards: true,
+        };
+        // Where the sources come from.
+        let source_view: FsView = match &args.from {
+            None => self.context_view()?.clone(),
+            Some(from) => match planned.stage_by_ref(from) {
+                Some(i) => done.get(&i).map(|s| s.view.clone()).ok_or_else(|| {
+                    self.step_error(
+                        instr,
+                        format!("stage {from} is not built before this step"),
+                        None,
+                    )
+                })?,
+                None => {
+                    let platform = self.request.options.target_platform.clone();
+                    self.image_state(instr, from, &platform)?.view
+                }
+            },
+        };
+        if is_add && args.from.is_none() {
+            self.refuse_archives(instr, &source_view, &args.sources)?;
+        }
+        let dest_view = if args.link {
+            FsView::default()
+        } else {
+            state.view.clone()
+        };
+        let mut changes =
+            copy(&source_view, &dest_view, &request).map_err(|e| self.copy_error(instr, e))?;
+        for content in &args.contents {
+            let file = FsView::new(vec![Arc::new(LayerIndex::from_entries([Entry::file(
+                content.path.clone(),
+                content.data.clone(),
+            )
+            .with_mode(0o644)]))]);
+            let base = FsView::new(vec![Arc::new(changes.clone())]);
+            let mut view = dest_view.clone();
+            view.push(Arc::new(changes.clone()));
+            let heredoc = CopyRequest {
+                sources: vec![content.path.clone()],
+                wildcards: false,
+                ..request.clone()
+            };
+            let more = copy(&file, &view, &heredoc).map_err(|e| self.copy_error(instr, e))?;
+            drop(base);
+            for e in more.entries() {
+                changes.insert(e.clone());
+            }
+        }
+        let mut history = String::from(keyword);
+        if let Some(c) = &args.chown {
+            history.push_str(&format!(" --chown={c}"));
+        }
+        if let Some(m) = &args.chmod {
+            history.push_str(&format!(" --chmod={m}"));
+        }
+        for s in &args.sources {
+            history.push_str(&format!(" {s}"));
+        }
+        for c in &args.contents {
+            history.push_str(&format!(" <<{}", c.path));
+        }
+        history.push_str(&format!(" {}", args.dest));
+        let (bytes, hit) = self.commit_layer(state, keyword, &expanded.original, changes)?;
+        Ok((bytes, hit, history))
+    }
+
+    /// ADD extracts local archives; until hoist does, refuse them rather
+    /// than copy them unextracted.
+    fn refuse_archives(
+        &self,
+        instr: &Instruction,
+        view: &FsView,
+        sources: &[String],
+    ) -> Result<(), BuildError> {
+        for s in sources {
+            let path = super::copy::clean(s);
+            if let Some(Entry {
+                kind: EntryKind::File { content, .. },
+                ..
+            }) = view.get(&path)
+            {
+                let head = match content {
+                    crate::layer::tar::Content::Bytes(b) => {
+                        b.iter().take(262).copied().collect::<Vec<u8>>()
+                    }
+                    crate::layer::tar::Content::Path(p) => {
+                        let mut buf = vec![0u8; 262];
+                        let n = std::fs::File::open(p)
+                            .and_then(|mut f| std::io::Read::read(&mut f, &mut buf))
+                            .unwrap_or(0);
+                        buf.truncate(n);
+                        buf
+                    }
+                };
+                let archive = head.starts_with(&[0x1f, 0x8b])
+                    || head.starts_with(b"BZh")
+                    || head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0])
+                    || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
+                    || head.get(257..262) == Some(b"ustar");
+                if archive {
+                    return Err(self.step_error(
+                        instr,
+                        format!("ADD of the archive {s} is not supported yet (it would have to be extracted)"),
+                        Some("extract it into the build context and COPY the result".into()),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn copy_error(&self, instr: &Instruction, e: CopyError) -> BuildError {
+        let hint = match &e {
+            CopyError::NotFound { .. } => Some(
+                "check the path is relative to the build context and not excluded by .dockerignore"
+                    .into(),
+            ),
+            _ => None,
+        };
+        self.step_error(instr, e.to_string(), hint)
+    }
+
+    /// Turns a step's changes into a layer (from the cache when the store
+    /// has it), pushes it onto the stage; returns its size and whether it
+    /// was cached.
+    fn commit_layer(
+        &mut self,
+        state: &mut StageState,
+        keyword: &str,
+        text: &str,
+        changes: LayerIndex,
+    ) -> Result<(u64, bool), BuildError> {
+        let key = self.layer_key(state, keyword, text, &changes)?;
+        let hex = key.hex();
+        let record = if self.request.no_cache {
+            None
+        } else {
+            self.store.cache_get(&hex)?
+        };
+        let (descriptor, diff_id, hit) = match record.and_then(|r| layer_from_record(&r.value)) {
+            Some((d, diff)) => (d, diff, true),
+            None => {
+                let entries = changes.to_tar_entries();
+                let options = LayerOptions {
+                    tar: TarOptions {
+                        source_date_epoch: self.request.source_date_epoch,
+                    },
+                    gzip: self.request.gzip,
+                };
+                let writer = self.store.blob_writer()?;
+                let (digests, writer) = write_layer(&entries, &options, writer)?;
+                let (digest, size) = writer.commit(Some(&digests.digest))?;
+                let descriptor = Descriptor::new(media_type::OCI_LAYER_TAR_GZIP, digest, size);
+                let value = serde_json::json!({
+                    "digest": digest,
+                    "size": size,
+                    "diffID": digests.diff_id,
+                });
+                self.store.cache_put(
+                    &hex,
+                    &CacheRecord {
+                        value,
+                        blobs: vec![digest],
+                    },
+                )?;
+                (descriptor, digests.diff_id, false)
+            }
+        };
+        let size = descriptor.size;
+        state.view.push(Arc::new(changes));
+        state.layers.push((descriptor, diff_id));
+        state.key = key;
+        Ok((size, hit))
+    }
+
+    /// The key of a layer step: the stage's key so far, the step, and every
+    /// entry of the layer it makes with its content digest.
+    fn layer_key(
+        &mut self,
+        state: &StageState,
+        keyword: &str,
+        text: &str,
+        changes: &LayerIndex,
+    ) -> Result<Digest, BuildError> {
+        let mut h = Sha256::new();
+        for part in [
+            CACHE_VERSION,
+            &state.key.to_string(),
+            keyword,
+            text,
+            &format!("gzip-level-{}", self.request.gzip.level),
+            &self.request.source_date_epoch.to_string(),
+        ] {
+            h.update(part.as_bytes());
+            h.update(&[0]);
+        }
+        for entry in changes.to_tar_entries() {
+            h.update(&entry.path);
+            h.update(&[0]);
+            let kind = match &entry.kind {
+                EntryKind::File { content, size } => {
+                    let digest = self
+                        .hasher
+                        .digest(content)
+                        .map_err(|e| BuildError::Context {
+                            path: match content {
+                                crate::layer::tar::Content::Path(p) => p.clone(),
+                                _ => PathBuf::new(),
+                            },
+                            source: Box::new(e),
+                        })?;
+                    format!("f{size}:{digest}")
+                }
+                EntryKind::Dir => "d".into(),
+                EntryKind::Symlink { target } => format!("l{}", String::from_utf8_lossy(target)),
+                EntryKind::Hardlink { target } => format!("h{}", String::from_utf8_lossy(target)),
+                EntryKind::CharDevice { major, minor } => format!("c{major},{minor}"),
+                EntryKind::BlockDevice { major, minor } => format!("b{major},{minor}"),
+                EntryKind::Fifo => "p".into(),
+            };
+            h.update(
+                format!(
+                    "{kind}\0{:o}\0{}\0{}\0{}\0",
+                    entry.mode,
+                    entry.uid,
+                    entry.gid,
+                    entry.mtime.min(self.request.source_date_epoch)
+                )
+                .as_bytes(),
+            );
+            for (k, v) in &entry.xattrs {
+                h.update(k);
+                h.update(&[0]);
+                h.update(v);
+                h.update(&[0]);
+            }
+        }
+        Ok(h.finish())
+    }
+
+    /// Writes the target's config and manifest; tags nothing.
+    fn finish(&mut self, mut state: StageState) -> Result<Built, BuildError> {
+        let created = rfc3339(self.request.source_date_epoch);
+        state.config.created = Some(created);
+        state.config.rootfs.diff_ids = state.layers.iter().map(|(_, d)| *d).collect();
+        for (k, v) in &self.request.labels {
+            meta::run_config(&mut state.config)
+                .labels
+                .insert(k.clone(), v.clone());
+        }
+        let config = digest_of(&state.config).expect("configs serialise");
+        let (config_digest, config_size) = self
+            .store
+            .put_blob_bytes(&config.bytes, Some(&config.digest))?;
+        let layers: Vec<Descriptor> = state.layers.iter().map(|(d, _)| d.clone()).collect();
+        let manifest = Manifest::new(
+            Descriptor::new(media_type::OCI_CONFIG, config_digest, config_size),
+            layers.clone(),
+        );
+        let encoded = digest_of(&manifest).expect("manifests serialise");
+        let (digest, size) = self
+            .store
+            .put_blob_bytes(&encoded.bytes, Some(&encoded.digest))?;
+        Ok(Built {
+            manifest: Descriptor::new(media_type::OCI_MANIFEST, digest, size),
+            config_digest,
+            layers: layers.len(),
+            size: layers.iter().map(|l| l.size).sum(),
+            steps: self.step,
+            cached_steps: self.cached,
+            files_read: self.hasher.files_read,
+        })
+    }
+}
+
+fn layer_from_record(value: &serde_json::Value) -> Option<(Descriptor, Digest)> {
+    let digest: Digest = value.get("digest")?.as_str()?.parse().ok()?;
+    let size = value.get("size")?.as_u64()?;
+    let diff_id: Digest = value.get("diffID")?.as_str()?.parse().ok()?;
+    Some((
+        Descriptor::new(media_type::OCI_LAYER_TAR_GZIP, digest, size),
+        diff_id,
+    ))
+}
+
+/// Docker media types of a base image's layers become their OCI names in
+/// the OCI manifest hoist writes (the blobs are the same bytes).
+fn oci_layer_type(media: &str) -> String {
+    match media {
+        media_type::DOCKER_LAYER_TAR_GZIP => media_type::OCI_LAYER_TAR_GZIP.into(),
+        media_type::DOCKER_LAYER_TAR => media_type::OCI_LAYER_TAR.into(),
+        media_type::DOCKER_LAYER_TAR_ZSTD => media_type::OCI_LAYER_TAR_ZSTD.into(),
+        other => other.into(),
+    }
+}
+
+/// A chain key: the SHA-256 of the parts, each ended by a NUL.
+fn key_of(parts: &[&str]) -> Digest {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update(&[0]);
+    }
+    h.finish()
+}
+
+/// Seconds since the epoch as RFC 3339 UTC (`1970-01-01T00:00:00Z`).
+pub fn rfc3339(secs: u64) -> String {
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+}

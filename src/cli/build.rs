@@ -1,0 +1,318 @@
+//! `hoist build`: build a Dockerfile into an image.
+
+use super::{emit, read_dockerfile};
+use anyhow::{Context, bail};
+use clap::Args;
+use hoist::build::engine::{BuildRequest, Event, build};
+use hoist::image::{
+    BlobSource, ExportImage, write_docker_archive, write_oci_archive, write_oci_layout,
+};
+use hoist::layer::{Digest, GzipOptions};
+use hoist::plan::{Options, Platform, resolve_build_arg};
+use hoist::registry::Reference;
+use hoist::store::Store;
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Build an image from a Dockerfile, with no daemon.
+///
+/// The image's manifest digest (the one a push uploads and `--output`
+/// exports) is printed on stdout; progress goes to stderr.
+///
+/// Examples:
+///   hoist build -t web-app:v1 fixtures/tutorial/web-app
+///   hoist build -t app --output type=docker,dest=- . | docker load
+///   hoist build --output type=oci,dest=out/ --build-arg VERSION=1.2 .
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The Dockerfile (default: CONTEXT/Dockerfile); `-` reads stdin.
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<PathBuf>,
+    /// Name and tag the image in the store (repeatable).
+    #[arg(short = 't', long = "tag")]
+    pub tags: Vec<String>,
+    /// Set a build-time variable: `K=V`, or `K` to take it from the environment.
+    #[arg(long = "build-arg")]
+    pub build_args: Vec<String>,
+    /// Build this stage instead of the last one.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// The platform to build for (`linux/amd64`, `linux/arm64`...).
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Add a label to the image (`K=V`, repeatable).
+    #[arg(long = "label")]
+    pub labels: Vec<String>,
+    /// Do not use the build cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Always fetch base images from their registry.
+    #[arg(long)]
+    pub pull: bool,
+    /// Export the image: `type=oci,dest=DIR`, `type=docker,dest=FILE|-`,
+    /// `type=oci-archive,dest=FILE|-`.
+    #[arg(long)]
+    pub output: Vec<String>,
+    /// Write the manifest digest to this file.
+    #[arg(long)]
+    pub digest_file: Option<PathBuf>,
+    /// Write the config digest (Docker's image ID) to this file.
+    #[arg(long)]
+    pub iidfile: Option<PathBuf>,
+    /// Print only the digest.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// The build context directory.
+    pub context: PathBuf,
+}
+
+/// One `--output` request.
+enum Output {
+    Oci(PathBuf),
+    Docker(Option<PathBuf>),
+    OciArchive(Option<PathBuf>),
+}
+
+fn parse_output(spec: &str) -> anyhow::Result<Output> {
+    let mut kind = None;
+    let mut dest = None;
+    for part in spec.split(',') {
+        match part.split_once('=') {
+            Some(("type", v)) => kind = Some(v.to_string()),
+            Some(("dest", v)) => dest = Some(v.to_string()),
+            _ => bail!(
+                "--output {spec}: expected type=TYPE,dest=PATH (types: oci, docker, oci-archive)"
+            ),
+        }
+    }
+    let stdout_or = |d: Option<String>| match d.as_deref() {
+        None | Some("-") => None,
+        Some(p) => Some(PathBuf::from(p)),
+    };
+    match kind.as_deref() {
+        Some("oci") => Ok(Output::Oci(PathBuf::from(
+            dest.context("--output type=oci needs dest=DIR")?,
+        ))),
+        Some("docker") => Ok(Output::Docker(stdout_or(dest))),
+        Some("oci-archive") => Ok(Output::OciArchive(stdout_or(dest))),
+        Some(other) => {
+            bail!("--output type={other} is not supported; use oci, docker or oci-archive")
+        }
+        None => bail!("--output {spec}: missing type= (oci, docker or oci-archive)"),
+    }
+}
+
+/// The store as a blob source for exports.
+pub struct StoreBlobs<'a>(pub &'a Store);
+
+impl BlobSource for StoreBlobs<'_> {
+    fn open(&self, digest: &Digest) -> io::Result<Box<dyn Read + '_>> {
+        self.0
+            .open_blob(digest)
+            .map(|f| Box::new(io::BufReader::new(f)) as Box<dyn Read>)
+            .map_err(io::Error::other)
+    }
+    fn size(&self, digest: &Digest) -> io::Result<u64> {
+        self.0.blob_size(digest).map_err(io::Error::other)
+    }
+}
+
+pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
+    let outputs: Vec<Output> = args
+        .output
+        .iter()
+        .map(|s| parse_output(s))
+        .collect::<anyhow::Result<_>>()?;
+    let to_stdout = outputs
+        .iter()
+        .filter(|o| matches!(o, Output::Docker(None) | Output::OciArchive(None)))
+        .count();
+    if to_stdout > 1 {
+        bail!("only one --output can write to stdout");
+    }
+    let tags: Vec<Reference> = args
+        .tags
+        .iter()
+        .map(|t| Reference::parse(t).with_context(|| format!("-t {t}")))
+        .collect::<anyhow::Result<_>>()?;
+    if !args.context.is_dir() {
+        bail!(
+            "build context {} is not a directory",
+            args.context.display()
+        );
+    }
+    let dockerfile_path = match &args.file {
+        Some(p) if p.as_os_str() == "-" => None,
+        Some(p) => Some(p.clone()),
+        None => Some(args.context.join("Dockerfile")),
+    };
+    let (name, text) = read_dockerfile(dockerfile_path.as_deref().unwrap_or(Path::new("-")))?;
+    let mut options = Options::default();
+    for spec in &args.build_args {
+        if let Some((k, v)) = resolve_build_arg(spec, |k| std::env::var(k).ok()) {
+            options.build_args.insert(k, v);
+        }
+    }
+    if let Some(p) = &args.platform {
+        options.target_platform = Platform::parse(p).map_err(anyhow::Error::msg)?;
+    }
+    options.target = args.target.clone();
+    let mut labels = BTreeMap::new();
+    for l in &args.labels {
+        let (k, v) = l
+            .split_once('=')
+            .with_context(|| format!("--label {l}: expected KEY=VALUE"))?;
+        labels.insert(k.to_string(), v.to_string());
+    }
+    let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.is_empty() => v
+            .parse()
+            .with_context(|| format!("SOURCE_DATE_EPOCH={v} is not a number of seconds"))?,
+        _ => 0,
+    };
+    if args.pull {
+        eprintln!("note: --pull has no effect yet: base images come from the store");
+    }
+    let store = Store::open(store_dir)
+        .with_context(|| format!("cannot open the store at {}", store_dir.display()))?;
+    let request = BuildRequest {
+        context: args.context.clone(),
+        dockerfile: text,
+        dockerfile_name: name,
+        dockerfile_path,
+        options,
+        labels,
+        no_cache: args.no_cache,
+        source_date_epoch,
+        gzip: GzipOptions::default(),
+    };
+    let started = std::time::Instant::now();
+    let quiet = args.quiet;
+    let mut progress = |event: Event| {
+        if quiet {
+            return;
+        }
+        match event {
+            Event::Step {
+                number,
+                total,
+                stage,
+                text,
+            } => {
+                let stage = if stage.is_empty() {
+                    String::new()
+                } else {
+                    format!("[{stage}] ")
+                };
+                eprint!("#{number}/{total} {stage}{text}");
+            }
+            Event::Done {
+                cached,
+                layer_bytes,
+                seconds,
+                ..
+            } => {
+                let what = if cached {
+                    "CACHED".to_string()
+                } else {
+                    format!("{seconds:.2}s")
+                };
+                match layer_bytes {
+                    Some(b) => eprintln!(" ... {what}, layer {}", human_bytes(b)),
+                    None => eprintln!(" ... {what}"),
+                }
+            }
+        }
+    };
+    let built = match build(&store, &request, &mut progress) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e}");
+            if let Some(hint) = e.hint() {
+                eprintln!("  hint: {hint}");
+            }
+            return Ok(1);
+        }
+    };
+    let manifest = hoist::store::Descriptor::new(
+        built.manifest.media_type.clone(),
+        built.manifest.digest,
+        built.manifest.size,
+    );
+    for tag in &tags {
+        store.tag(&tag.to_string(), &manifest)?;
+    }
+    let names: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+    let export = [ExportImage {
+        manifest: built.manifest.clone(),
+        names,
+    }];
+    let blobs = StoreBlobs(&store);
+    for output in &outputs {
+        match output {
+            Output::Oci(dir) => write_oci_layout(dir, &export, &blobs)?,
+            Output::Docker(dest) | Output::OciArchive(dest) => {
+                let docker = matches!(output, Output::Docker(_));
+                let sink: Box<dyn Write> = match dest {
+                    Some(path) => Box::new(io::BufWriter::new(
+                        std::fs::File::create(path)
+                            .with_context(|| format!("cannot create {}", path.display()))?,
+                    )),
+                    None => Box::new(io::BufWriter::new(io::stdout().lock())),
+                };
+                let mut sink = if docker {
+                    write_docker_archive(sink, &export, &blobs)?
+                } else {
+                    write_oci_archive(sink, &export, &blobs)?
+                };
+                sink.flush()?;
+            }
+        }
+    }
+    let digest = built.manifest.digest.to_string();
+    if let Some(f) = &args.digest_file {
+        std::fs::write(f, &digest).with_context(|| format!("cannot write {}", f.display()))?;
+    }
+    if let Some(f) = &args.iidfile {
+        std::fs::write(f, built.config_digest.to_string())
+            .with_context(|| format!("cannot write {}", f.display()))?;
+    }
+    if !quiet {
+        eprintln!(
+            "built {} in {:.2}s: {} layers, {}, {}/{} steps cached, {} files read",
+            tags.first()
+                .map(|t| t.familiar())
+                .unwrap_or_else(|| "image".into()),
+            started.elapsed().as_secs_f64(),
+            built.layers,
+            human_bytes(built.size),
+            built.cached_steps,
+            built.steps,
+            built.files_read
+        );
+    }
+    // With an archive on stdout, the digest goes to stderr so the pipe
+    // carries only the archive.
+    if to_stdout > 0 {
+        eprintln!("{digest}");
+    } else {
+        emit(&format!("{digest}\n"))?;
+    }
+    Ok(0)
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1000.0 && unit < UNITS.len() - 1 {
+        v /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}

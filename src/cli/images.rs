@@ -1,0 +1,48 @@
+//! `hoist images`: list the images tagged in the store.
+
+use super::emit;
+use clap::Args;
+use hoist::registry::Reference;
+use hoist::store::Store;
+use std::path::Path;
+
+/// List the images in the store: name, manifest digest, size.
+///
+/// Example:
+///   hoist images
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// Print the full digests.
+    #[arg(long)]
+    pub no_trunc: bool,
+}
+
+pub fn run(args: &ImagesArgs, store_dir: &Path) -> anyhow::Result<i32> {
+    let store = Store::open(store_dir)?;
+    let mut out = String::from("REPOSITORY:TAG\tDIGEST\tSIZE\n");
+    for (name, descriptor) in store.list()? {
+        let shown = Reference::parse(&name)
+            .map(|r| r.familiar())
+            .unwrap_or(name);
+        let digest = descriptor.digest.to_string();
+        let digest = if args.no_trunc {
+            digest
+        } else {
+            digest[..19].to_string()
+        };
+        let size = image_size(&store, &descriptor.digest).unwrap_or(descriptor.size);
+        out.push_str(&format!(
+            "{shown}\t{digest}\t{}\n",
+            super::build::human_bytes(size)
+        ));
+    }
+    emit(&out)?;
+    Ok(0)
+}
+
+/// Compressed size of an image: its manifest, config and layers.
+fn image_size(store: &Store, manifest: &hoist::layer::Digest) -> Option<u64> {
+    let bytes = store.read_blob_bytes(manifest, 8 << 20).ok()?;
+    let m = hoist::image::Manifest::from_json(&bytes).ok()?;
+    Some(bytes.len() as u64 + m.config.size + m.layers.iter().map(|l| l.size).sum::<u64>())
+}

@@ -1,0 +1,38 @@
+//! `hoist prune`: reclaim store space.
+
+use clap::Args;
+use hoist::store::{PruneOptions, Store};
+use std::path::Path;
+
+/// Delete every blob no tagged image or cache entry uses, and the
+/// leftovers of interrupted writes.
+///
+/// Examples:
+///   hoist prune
+///   hoist prune --verify     # also re-hash every blob and drop damaged ones
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Re-hash every blob and remove damaged ones (reads the whole store).
+    #[arg(long)]
+    pub verify: bool,
+}
+
+pub fn run(args: &PruneArgs, store_dir: &Path) -> anyhow::Result<i32> {
+    let mut store = Store::open(store_dir)?;
+    let report = store.prune_with(&PruneOptions {
+        verify: args.verify,
+        ..PruneOptions::default()
+    })?;
+    eprintln!(
+        "removed {} blobs ({}), {} temp files, {} cache records; {} damaged blobs",
+        report.removed_blobs.len(),
+        super::build::human_bytes(report.freed_bytes),
+        report.removed_temps,
+        report.removed_cache_records,
+        report.corrupt.len()
+    );
+    for digest in &report.corrupt {
+        eprintln!("damaged: {digest}");
+    }
+    Ok(0)
+}
