@@ -24,7 +24,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    Build(build::BuildArgs),
+    Build(Box<build::BuildArgs>),
     Check(check::CheckArgs),
     Images(images::ImagesArgs),
     Parse(parse::ParseArgs),
