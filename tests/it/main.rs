@@ -3,7 +3,10 @@
 mod cli_front_end;
 mod common;
 mod fuzz_replay;
+mod oracle_fixtures;
 mod parser_corpus;
+mod real_components;
 mod reference_examples;
 mod shell_corpus;
 mod shell_differential;
+mod support;
