@@ -74,7 +74,9 @@ fn podman_loads_and_runs_a_scratch_busybox_image() {
         "FROM scratch\nCOPY bin /bin\nCMD [\"/bin/sh\", \"-c\", \"echo $((6 * 7))\"]\n",
     )
     .unwrap();
-    let image = "localhost/hoist-it/podman-smoke:1";
+    // Unique per process: buildah and podman share one image store with any other
+    // test run on the machine.
+    let image = &format!("localhost/hoist-it/podman-smoke:{}", std::process::id());
     run_ok(
         buildah()
             .args(["bud", "--isolation", "chroot", "-q", "-t", image])
