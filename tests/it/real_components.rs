@@ -3,8 +3,8 @@
 //! itself reports (skopeo, docker, podman), not by the helper's own word.
 
 use crate::support::{
-    Dockerd, Registry, buildah, busybox_context, http_status, podman, podman_load, podman_run,
-    run_ok, skopeo, tree_of_image,
+    Dockerd, HTTP_FIXTURES_PORT, Registry, buildah, busybox_context, http_fixtures, http_status,
+    podman, podman_load, podman_run, run_ok, skopeo, tree_of_image, unpack_oci_image,
 };
 use serde_json::{Value, json};
 use std::os::unix::fs::{PermissionsExt, symlink};
@@ -36,6 +36,33 @@ fn shared_registry_serves_the_busybox_base_images() {
         let config: Value = serde_json::from_str(&config).unwrap();
         assert_eq!(config["config"]["Cmd"], json!(["/bin/sh"]), "{name}");
     }
+}
+
+#[test]
+fn the_busybox_base_image_unpacks_to_the_documented_tree() {
+    let registry = Registry::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    run_ok(
+        skopeo()
+            .args(["copy", "-q", "--src-tls-verify=false"])
+            .args([
+                format!("docker://{}/library/busybox:latest", registry.addr()),
+                format!("oci:{}:busybox", layout.display()),
+            ]),
+    );
+    let rootfs = unpack_oci_image(&layout, "busybox", &dir.path().join("bundle"));
+    let tree = tree_of_image(&rootfs).unwrap();
+    let entry = |path: &str| {
+        tree.iter()
+            .find(|e| e["path"] == path)
+            .unwrap_or_else(|| panic!("{path} not in the base image"))
+    };
+    assert_eq!(entry("/bin/busybox")["mode"], "0755");
+    assert_eq!(entry("/bin/sh")["target"], "busybox");
+    assert_eq!(entry("/tmp")["mode"], "1777");
+    let passwd = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap();
+    assert!(passwd.contains("app:x:1001:1001:"), "{passwd}");
 }
 
 #[test]
@@ -132,4 +159,13 @@ fn tree_of_image_describes_types_modes_owners_and_hardlinks() {
              "target": "d/f"},
         ])
     );
+}
+
+#[test]
+fn http_fixtures_serve_the_add_url_files_on_the_fixed_port() {
+    http_fixtures();
+    let addr = format!("127.0.0.1:{HTTP_FIXTURES_PORT}");
+    assert_eq!(http_status(&addr, "/hello.txt"), Some(200));
+    assert_eq!(http_status(&addr, "/data/config.json"), Some(200));
+    assert_eq!(http_status(&addr, "/missing"), Some(404));
 }

@@ -355,6 +355,20 @@ pub fn buildah() -> Command {
     Command::new(require("buildah", "buildah"))
 }
 
+/// Unpacks the image tagged `tag` in the OCI layout `layout` into `bundle` with
+/// umoci (layers applied in order, whiteouts honoured, owners kept: the tests run
+/// as root); returns the root file system, ready for [`tree_of_image`].
+pub fn unpack_oci_image(layout: &Path, tag: &str, bundle: &Path) -> PathBuf {
+    run_ok(
+        Command::new(require("umoci", "umoci"))
+            .arg("unpack")
+            .arg("--image")
+            .arg(format!("{}:{tag}", layout.display()))
+            .arg(bundle),
+    );
+    bundle.join("rootfs")
+}
+
 // ------------------------------------------------------------------ contexts
 
 /// Writes into `dir` what a `FROM scratch` image needs to run commands: Debian's
