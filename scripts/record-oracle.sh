@@ -14,7 +14,7 @@
 #      filled by scripts/make-base-images.sh and reached through a docker.io mirror
 #      (dockerd --registry-mirror; a registries.conf mirror for buildah), so the
 #      Dockerfiles stay unmodified;
-#   3. the image is exported (docker save / buildah push oci:), unpacked with umoci,
+#   3. the image is exported (docker save / buildah push oci:), unpacked with umoci raw,
 #      its config read as the builder wrote it (dockerd's image store, the OCI layout),
 #      and described by `cargo run --example tree` (tests/it/support/tree.rs);
 #   4. fixtures/differential/<case>/expected.<oracle>.json gets the tree and the
@@ -165,6 +165,12 @@ print(json.dumps(blob(manifest["config"]["digest"])))
 PY
 }
 
+# `raw`: plain `umoci unpack` also generates a runtime config, which fails on a
+# USER name the image has no /etc/passwd entry for. Its progress lines go to a log.
+unpack() { # LAYOUT:TAG ROOTFS
+  umoci raw unpack --image "$1" "$2" >"$2.log" 2>&1 || { cat "$2.log" >&2; exit 1; }
+}
+
 build_args() { # CASE_JSON -> flags, one per line
   python3 - "$1" <<'PY'
 import json, sys
@@ -194,8 +200,8 @@ record_buildkit() { # CASE CTX FLAGS...
   else
     docker_ save -o "$out/image.tar" "hoist-oracle/$case"
     skopeo copy -q "docker-archive:$out/image.tar" "oci:$out/layout:img"
-    umoci unpack --image "$out/layout:img" "$out/bundle" >/dev/null
-    "$TREE" "$out/bundle/rootfs" >"$out/tree.json"
+    unpack "$out/layout:img" "$out/rootfs"
+    "$TREE" "$out/rootfs" >"$out/tree.json"
   fi
   write_expected "$case" buildkit "docker $DOCKER_VERSION (BuildKit, DOCKER_BUILDKIT=1)" \
     "$out/config.json" "$out/tree.json" "$CASES_DIR/$case/expected.buildkit.json"
@@ -212,8 +218,8 @@ record_buildah() { # CASE CTX FLAGS...
     >"$out/build.log" 2>&1 || { cat "$out/build.log" >&2; exit 1; }
   buildah_ push -q "hoist-oracle/$case" "oci:$out/layout:img"
   oci_config "$out/layout" "$out/config.json"
-  umoci unpack --image "$out/layout:img" "$out/bundle" >/dev/null
-  "$TREE" "$out/bundle/rootfs" >"$out/tree.json"
+  unpack "$out/layout:img" "$out/rootfs"
+  "$TREE" "$out/rootfs" >"$out/tree.json"
   write_expected "$case" buildah "buildah $BUILDAH_VERSION (bud --isolation chroot --identity-label=false, OCI format)" \
     "$out/config.json" "$out/tree.json" "$CASES_DIR/$case/expected.buildah.json"
   buildah_ rmi -f "hoist-oracle/$case" >/dev/null

@@ -51,7 +51,8 @@ fn the_busybox_base_image_unpacks_to_the_documented_tree() {
                 format!("oci:{}:busybox", layout.display()),
             ]),
     );
-    let rootfs = unpack_oci_image(&layout, "busybox", &dir.path().join("bundle"));
+    let rootfs = dir.path().join("rootfs");
+    unpack_oci_image(&layout, "busybox", &rootfs);
     let tree = tree_of_image(&rootfs).unwrap();
     let entry = |path: &str| {
         tree.iter()

@@ -355,18 +355,18 @@ pub fn buildah() -> Command {
     Command::new(require("buildah", "buildah"))
 }
 
-/// Unpacks the image tagged `tag` in the OCI layout `layout` into `bundle` with
-/// umoci (layers applied in order, whiteouts honoured, owners kept: the tests run
-/// as root); returns the root file system, ready for [`tree_of_image`].
-pub fn unpack_oci_image(layout: &Path, tag: &str, bundle: &Path) -> PathBuf {
+/// Unpacks the image tagged `tag` in the OCI layout `layout` into the new
+/// directory `rootfs` with `umoci raw unpack` (layers applied in order, whiteouts
+/// honoured, owners kept: the tests run as root), ready for [`tree_of_image`].
+/// `raw`: plain `umoci unpack` also writes a runtime config and fails on a `USER`
+/// name the image has no /etc/passwd entry for, which images may well have.
+pub fn unpack_oci_image(layout: &Path, tag: &str, rootfs: &Path) {
     run_ok(
         Command::new(require("umoci", "umoci"))
-            .arg("unpack")
-            .arg("--image")
+            .args(["raw", "unpack", "--image"])
             .arg(format!("{}:{tag}", layout.display()))
-            .arg(bundle),
+            .arg(rootfs),
     );
-    bundle.join("rootfs")
 }
 
 // ------------------------------------------------------------------ contexts
