@@ -170,3 +170,18 @@ fn http_fixtures_serve_the_add_url_files_on_the_fixed_port() {
     assert_eq!(http_status(&addr, "/data/config.json"), Some(200));
     assert_eq!(http_status(&addr, "/missing"), Some(404));
 }
+
+#[test]
+fn an_owned_dockerd_stops_and_leaves_nothing_on_drop() {
+    let dockerd = Dockerd::start(None);
+    let info = run_ok(
+        dockerd
+            .docker()
+            .args(["info", "--format", "{{.ServerVersion}}"]),
+    );
+    assert!(info.starts_with("20.10."), "Debian's engine, not {info}");
+    let socket = dockerd.host().trim_start_matches("unix://").to_owned();
+    let root = std::path::Path::new(&socket).parent().unwrap().to_owned();
+    drop(dockerd);
+    assert!(!root.exists(), "{} left behind", root.display());
+}
