@@ -17,6 +17,7 @@ DEBIAN_PACKAGES=(
   pigz hyperfine    # compression reference, benchmarks
   python3 python3-pip   # PyPI tools below; `python3 -m http.server` for ADD <url>
   xz-utils bzip2 gzip   # the recorder writes ADD archive fixtures
+  curl              # the recorder waits for its servers with it
 )
 
 # PyPI tools the tests need. Add new ones here, one per line, pinned when it matters.

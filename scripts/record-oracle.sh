@@ -30,7 +30,7 @@ HTTP_PORT=38080
 DOCKER=/usr/bin/docker   # Debian's 20.10 client: the newer one on PATH lacks buildx
 
 [ "$(id -u)" -eq 0 ] || { echo "record-oracle.sh: run as root (dockerd, buildah, umoci)" >&2; exit 1; }
-for tool in dockerd "$DOCKER" docker-registry buildah skopeo umoci python3 cargo; do
+for tool in dockerd "$DOCKER" docker-registry buildah skopeo umoci python3 curl cargo; do
   command -v "$tool" >/dev/null || {
     echo "record-oracle.sh: $tool not found; run scripts/install-test-deps.sh" >&2
     exit 1
@@ -58,7 +58,12 @@ current=
 cleanup() {
   local status=$?
   if [ "$status" -ne 0 ] && [ -n "$current" ]; then
-    echo "record-oracle.sh: failed while recording $current (logs in the output above)" >&2
+    echo "record-oracle.sh: failed while recording $current (build output above)" >&2
+  elif [ "$status" -ne 0 ]; then
+    # Failed while setting up: the servers' logs say why.
+    for log in "$work"/*.log; do
+      [ -s "$log" ] && { echo "--- last lines of $(basename "$log")" >&2; tail -n 20 "$log" >&2; }
+    done
   fi
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
@@ -77,7 +82,7 @@ REG_PORT=$(free_port)
 REG=127.0.0.1:$REG_PORT
 cat >"$work/registry.yml" <<EOF
 version: 0.1
-log: {level: warn}
+log: {level: warn, accesslog: {disabled: true}}
 storage: {filesystem: {rootdirectory: $work/registry}}
 http: {addr: $REG}
 EOF
@@ -238,6 +243,7 @@ fi
 t=$(date +%s.%N)
 for case in "${cases[@]}"; do
   dir=$CASES_DIR/$case
+  current=$case
   [ -f "$dir/case.json" ] || { echo "record-oracle.sh: $dir/case.json missing" >&2; exit 1; }
   ctx=$work/ctx/$case
   bash "$REPO/scripts/differential-context.sh" "$dir" "$ctx"

@@ -156,7 +156,7 @@ impl Registry {
             std::fs::write(
                 &config,
                 format!(
-                    "version: 0.1\nlog: {{level: warn}}\n\
+                    "version: 0.1\nlog: {{level: warn, accesslog: {{disabled: true}}}}\n\
                      storage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\n\
                      http: {{addr: {addr}}}\n",
                     dir.path().join("data").display()
