@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Installs the real components hoist's test suite drives (see DESIGN.md, "Real
+# components used by tests"), on a fresh Debian 12 machine of this project's kind.
+# Idempotent: running it again changes nothing. Run as root (scripts/test.sh calls it).
+set -euo pipefail
+
+# Debian packages the tests (and the oracle recorder) need.
+DEBIAN_PACKAGES=(
+  docker-registry   # registry:2 on a loopback port
+  podman runc       # run built images
+  buildah           # differential oracle
+  skopeo umoci oci-image-tool   # inspect, convert and unpack images
+  busybox-static debootstrap    # base image material, built offline
+  docker.io         # dockerd on a private socket, BuildKit oracle, docker load/run
+  uidmap            # rootless RUN
+  apache2-utils openssl golang-docker-credential-helpers pass   # registry auth
+  pigz hyperfine    # compression reference, benchmarks
+  python3 python3-pip   # PyPI tools below; `python3 -m http.server` for ADD <url>
+  xz-utils bzip2 gzip   # the recorder writes ADD archive fixtures
+  curl              # the recorder waits for its servers with it
+)
+
+# PyPI tools the tests need. Add new ones here, one per line, pinned when it matters.
+PYPI_PACKAGES=(
+  # kubernetes-validate   # --strict validation of generated manifests (Kubernetes work, later)
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-test-deps.sh: run as root (it calls apt-get and writes /etc/containers)" >&2
+  exit 1
+fi
+
+# apt-get only when something is missing: `apt-get update` costs ~10 s and needs the
+# network, and a machine that already has everything should not depend on either.
+missing=()
+for pkg in "${DEBIAN_PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$pkg")
+  fi
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-test-deps: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# podman on these machines: the default ulimits exceed the container's hard limits,
+# there is no systemd to manage cgroups, and crun is not installed.
+CONTAINERS_CONF='[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=1000:1000"]
+
+[engine]
+cgroup_manager = "cgroupfs"
+runtime = "runc"'
+mkdir -p /etc/containers
+if [ ! -f /etc/containers/containers.conf ] ||
+  [ "$(cat /etc/containers/containers.conf)" != "$CONTAINERS_CONF" ]; then
+  echo "install-test-deps: writing /etc/containers/containers.conf"
+  printf '%s\n' "$CONTAINERS_CONF" >/etc/containers/containers.conf
+fi
+
+if [ ${#PYPI_PACKAGES[@]} -gt 0 ]; then
+  # The machine's python3 may be Debian's (PEP 668 "externally managed") or a
+  # user-installed one; --break-system-packages is harmless for the latter.
+  for pkg in "${PYPI_PACKAGES[@]}"; do
+    name=${pkg%%[=<>]*}
+    if ! python3 -m pip show -q "$name" >/dev/null 2>&1; then
+      python3 -m pip install -q --break-system-packages "$pkg" ||
+        python3 -m pip install -q "$pkg"
+    fi
+  done
+fi

@@ -1,0 +1,450 @@
+//! Real components for the integration tests: a registry:2, a private dockerd,
+//! podman, build contexts and the canonical file-tree format (DESIGN.md, "Real
+//! components used by tests").
+//!
+//! Every component is the Debian package's binary. A missing one fails the test
+//! with the command that installs it: a test that silently skips checks nothing.
+//! Nothing here listens anywhere but 127.0.0.1, and every process started is
+//! stopped: by `Drop` for the ones a test owns, and through `PR_SET_PDEATHSIG` when
+//! the test process exits for the shared ones (which a `static` never drops).
+
+// Test support is a toolbox: not every test binary configuration uses every tool.
+#![allow(dead_code)]
+
+pub mod process;
+pub mod tree;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use process::{ProcessDir, spawn_tied, stop};
+pub use tree::tree_of_image;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Panics, naming the package to install, unless `binary` exists.
+pub fn require(binary: &str, package: &str) -> PathBuf {
+    let found = if binary.contains('/') {
+        Some(PathBuf::from(binary)).filter(|p| p.exists())
+    } else {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(binary))
+                .find(|p| p.is_file())
+        })
+    };
+    found.unwrap_or_else(|| {
+        panic!(
+            "{binary} not found: install it with `apt-get install -y {package}` \
+             (or run `bash scripts/install-test-deps.sh` as root)"
+        )
+    })
+}
+
+/// A free TCP port on 127.0.0.1, as the kernel hands it out. Another process may
+/// take it before ours binds it: callers retry when their server fails to start.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local address").port()
+}
+
+/// The HTTP status of `GET path` on `addr`, or `None` when nothing answers.
+pub fn http_status(addr: &str, path: &str) -> Option<u16> {
+    let timeout = Duration::from_secs(2);
+    let mut stream = TcpStream::connect_timeout(&addr.parse().ok()?, timeout).ok()?;
+    stream.set_read_timeout(Some(timeout)).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).ok()?;
+    // "HTTP/1.1 200"
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+/// Waits until `ready` holds, or panics after `limit` naming `what`. `alive` is
+/// checked on every round so a server that died says so at once.
+pub fn wait_until(
+    what: &str,
+    limit: Duration,
+    mut alive: impl FnMut() -> Result<(), String>,
+    mut ready: impl FnMut() -> bool,
+) {
+    let deadline = Instant::now() + limit;
+    loop {
+        if ready() {
+            return;
+        }
+        if let Err(why) = alive() {
+            panic!("{what} stopped before it was ready: {why}");
+        }
+        if Instant::now() >= deadline {
+            panic!("{what} was not ready after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn exited(child: &mut Child, log: &Path) -> Result<(), String> {
+    match child.try_wait() {
+        Ok(None) => Ok(()),
+        Ok(Some(status)) => Err(format!(
+            "{status}; its log ({}):\n{}",
+            log.display(),
+            std::fs::read_to_string(log).unwrap_or_default()
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Runs `cmd`, panicking with its output unless it succeeds; returns stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+// ------------------------------------------------------------------ registry
+
+/// A `docker-registry serve` (registry:2) on a free 127.0.0.1 port with its own
+/// storage directory. Plain HTTP: clients need `--tls-verify=false` (podman,
+/// skopeo, buildah); dockerd treats 127.0.0.0/8 as insecure already.
+pub struct Registry {
+    child: Child,
+    addr: String,
+    dir: ProcessDir,
+}
+
+impl Registry {
+    /// Starts a registry owned by the caller, stopped and deleted on drop.
+    pub fn start() -> Registry {
+        Registry::start_in(ProcessDir::owned("registry"))
+    }
+
+    /// One registry for the whole test run, holding the busybox base images
+    /// (`library/busybox:latest`, `bench/busybox:1`; scripts/make-base-images.sh).
+    pub fn shared() -> &'static Registry {
+        static SHARED: OnceLock<Registry> = OnceLock::new();
+        SHARED.get_or_init(|| {
+            let registry = Registry::start_in(ProcessDir::shared("registry"));
+            registry.push_base_images();
+            registry
+        })
+    }
+
+    fn start_in(dir: ProcessDir) -> Registry {
+        let binary = require("docker-registry", "docker-registry");
+        // A port taken between free_port() and the registry's bind makes it exit:
+        // try a few ports before giving up.
+        let mut last_error = String::new();
+        for _ in 0..3 {
+            let addr = format!("127.0.0.1:{}", free_port());
+            let config = dir.path().join("config.yml");
+            std::fs::write(
+                &config,
+                format!(
+                    "version: 0.1\nlog: {{level: warn, accesslog: {{disabled: true}}}}\n\
+                     storage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\n\
+                     http: {{addr: {addr}}}\n",
+                    dir.path().join("data").display()
+                ),
+            )
+            .expect("write registry config");
+            let log = dir.path().join("registry.log");
+            let mut cmd = Command::new(&binary);
+            cmd.arg("serve").arg(&config);
+            let mut child = spawn_tied(cmd, &log);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                if http_status(&addr, "/v2/") == Some(200) {
+                    return Registry { child, addr, dir };
+                }
+                if let Err(why) = exited(&mut child, &log) {
+                    last_error = why;
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    stop(&mut child, Duration::from_secs(5));
+                    panic!("registry on {addr} did not answer GET /v2/ within 20 s");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        panic!("registry did not start: {last_error}")
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Builds the busybox base images offline and pushes them here.
+    pub fn push_base_images(&self) {
+        require("umoci", "umoci");
+        require("skopeo", "skopeo");
+        run_ok(
+            Command::new("bash")
+                .arg(repo_root().join("scripts/make-base-images.sh"))
+                .arg(self.addr()),
+        );
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        stop(&mut self.child, Duration::from_secs(5));
+    }
+}
+
+// ------------------------------------------------------------------ dockerd
+
+/// Debian's Docker 20.10 client. The `docker` earlier on PATH is a newer client
+/// without buildx, with which `DOCKER_BUILDKIT=1` builds fail.
+pub const DOCKER_CLIENT: &str = "/usr/bin/docker";
+
+/// A private dockerd: its own socket, data root and exec root, no iptables and no
+/// bridge (builds need `--network=host`, `docker run` `--network host` or `none`).
+pub struct Dockerd {
+    child: Child,
+    socket: PathBuf,
+    dir: ProcessDir,
+}
+
+impl Dockerd {
+    /// Starts a dockerd owned by the caller. `mirror` (a registry address) becomes
+    /// `--registry-mirror http://ADDR` and `--insecure-registry ADDR`, so that
+    /// `FROM busybox` resolves to that registry's `library/busybox`.
+    pub fn start(mirror: Option<&str>) -> Dockerd {
+        Dockerd::start_in(ProcessDir::owned("dockerd"), mirror)
+    }
+
+    /// One dockerd for the whole test run (it takes about a second to start and
+    /// more to stop), mirroring docker.io to [`Registry::shared`].
+    pub fn shared() -> &'static Dockerd {
+        static SHARED: OnceLock<Dockerd> = OnceLock::new();
+        SHARED.get_or_init(|| {
+            let mirror = Registry::shared().addr().to_owned();
+            Dockerd::start_in(ProcessDir::shared("dockerd"), Some(&mirror))
+        })
+    }
+
+    fn start_in(dir: ProcessDir, mirror: Option<&str>) -> Dockerd {
+        let binary = require("dockerd", "docker.io");
+        require(DOCKER_CLIENT, "docker.io");
+        let root = dir.path();
+        let socket = root.join("docker.sock");
+        let mut cmd = Command::new(binary);
+        cmd.arg("--host")
+            .arg(format!("unix://{}", socket.display()))
+            .arg("--data-root")
+            .arg(root.join("data"))
+            .arg("--exec-root")
+            .arg(root.join("exec"))
+            .arg("--pidfile")
+            .arg(root.join("docker.pid"))
+            .args(["--iptables=false", "--bridge=none"]);
+        if let Some(addr) = mirror {
+            cmd.arg("--registry-mirror")
+                .arg(format!("http://{addr}"))
+                .arg("--insecure-registry")
+                .arg(addr);
+        }
+        let log = root.join("dockerd.log");
+        let mut child = spawn_tied(cmd, &log);
+        let host = format!("unix://{}", socket.display());
+        wait_until(
+            "dockerd",
+            Duration::from_secs(60),
+            || exited(&mut child, &log),
+            || {
+                Command::new(DOCKER_CLIENT)
+                    .args(["-H", &host, "info"])
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            },
+        );
+        Dockerd { child, socket, dir }
+    }
+
+    /// `unix:///…/docker.sock`, for `-H` or `DOCKER_HOST`.
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+
+    /// Debian's `/usr/bin/docker` talking to this daemon.
+    pub fn docker(&self) -> Command {
+        let mut cmd = Command::new(DOCKER_CLIENT);
+        cmd.arg("-H").arg(self.host());
+        cmd
+    }
+
+    /// `docker build` with BuildKit and the host network (there is no bridge).
+    pub fn buildkit_build(&self) -> Command {
+        let mut cmd = self.docker();
+        cmd.env("DOCKER_BUILDKIT", "1")
+            .args(["build", "--network=host"]);
+        cmd
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        // dockerd stops its containerd and unmounts its layers on SIGTERM; give it
+        // time, or the data root cannot be deleted.
+        stop(&mut self.child, Duration::from_secs(30));
+    }
+}
+
+// ------------------------------------------------------------------ podman
+
+/// podman with the settings these machines need as flags, so a test does not
+/// depend on /etc/containers/containers.conf (install-test-deps.sh writes it too,
+/// with the default ulimits that only the file can set; see [`podman_run`]).
+pub fn podman() -> Command {
+    let mut cmd = Command::new(require("podman", "podman"));
+    cmd.args(["--cgroup-manager=cgroupfs", "--runtime=runc"]);
+    cmd
+}
+
+/// `podman run --rm` with no network and the ulimits the container's hard
+/// limits allow here; append the image and the command.
+pub fn podman_run() -> Command {
+    let mut cmd = podman();
+    cmd.args([
+        "run",
+        "--rm",
+        "--network=none",
+        "--ulimit=nofile=1024:1024",
+        "--ulimit=nproc=1000:1000",
+    ]);
+    cmd
+}
+
+/// Loads a docker-archive or oci-archive into podman; returns what it loaded
+/// (`localhost/name:tag` or an image ID).
+pub fn podman_load(archive: &Path) -> String {
+    let out = run_ok(podman().args(["load", "-q", "-i"]).arg(archive));
+    // "Loaded image: NAME" or "Loaded image(s): NAME"
+    out.lines()
+        .filter_map(|l| l.split_once(": "))
+        .map(|(_, name)| name.trim().to_owned())
+        .next_back()
+        .unwrap_or_else(|| panic!("podman load printed no image name: {out}"))
+}
+
+/// `skopeo`, which needs `--tls-verify=false` (per subcommand) for our registries.
+pub fn skopeo() -> Command {
+    Command::new(require("skopeo", "skopeo"))
+}
+
+/// `buildah`; builds need `bud --isolation chroot` on these machines.
+pub fn buildah() -> Command {
+    Command::new(require("buildah", "buildah"))
+}
+
+/// Unpacks the image tagged `tag` in the OCI layout `layout` into the new
+/// directory `rootfs` with `umoci raw unpack` (layers applied in order, whiteouts
+/// honoured, owners kept: the tests run as root), ready for [`tree_of_image`].
+/// `raw`: plain `umoci unpack` also writes a runtime config and fails on a `USER`
+/// name the image has no /etc/passwd entry for, which images may well have.
+pub fn unpack_oci_image(layout: &Path, tag: &str, rootfs: &Path) {
+    run_ok(
+        Command::new(require("umoci", "umoci"))
+            .args(["raw", "unpack", "--image"])
+            .arg(format!("{}:{tag}", layout.display()))
+            .arg(rootfs),
+    );
+}
+
+// ------------------------------------------------------------------ contexts
+
+/// Writes into `dir` what a `FROM scratch` image needs to run commands: Debian's
+/// static busybox as `bin/busybox` and one relative symlink `bin/<applet> ->
+/// busybox` per applet (`bin/sh`, `bin/cat`, `bin/ls`, ...).
+pub fn busybox_context(dir: &Path) {
+    let busybox = require("/bin/busybox", "busybox-static");
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).expect("create bin/");
+    std::fs::copy(&busybox, bin.join("busybox")).expect("copy /bin/busybox");
+    let list = run_ok(Command::new(&busybox).arg("--list"));
+    for applet in list.lines().filter(|a| !a.is_empty() && *a != "busybox") {
+        std::os::unix::fs::symlink("busybox", bin.join(applet))
+            .unwrap_or_else(|e| panic!("symlink bin/{applet}: {e}"));
+    }
+}
+
+/// The differential cases under fixtures/differential (names starting with `_`
+/// are shared material, not cases), sorted.
+pub fn differential_cases() -> Vec<PathBuf> {
+    let dir = repo_root().join("fixtures/differential");
+    crate::common::sorted_dirs(&dir)
+        .into_iter()
+        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('_'))
+        .collect()
+}
+
+/// Materialises a differential case's build context into `out`, exactly as the
+/// oracle recorder did (scripts/differential-context.sh).
+pub fn differential_context(case: &Path, out: &Path) {
+    run_ok(
+        Command::new("bash")
+            .arg(repo_root().join("scripts/differential-context.sh"))
+            .arg(case)
+            .arg(out),
+    );
+}
+
+/// The fixed loopback port that ADD <url> cases fetch from: the URL is part of
+/// each Dockerfile and of the recorded results, so it cannot be chosen at run time.
+pub const HTTP_FIXTURES_PORT: u16 = 38080;
+
+/// Serves fixtures/differential/_served on 127.0.0.1:38080 for the whole test run.
+pub fn http_fixtures() -> &'static HttpServer {
+    static SHARED: OnceLock<HttpServer> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let addr = format!("127.0.0.1:{HTTP_FIXTURES_PORT}");
+        assert!(
+            http_status(&addr, "/").is_none(),
+            "port {HTTP_FIXTURES_PORT} is taken; the ADD <url> fixtures need it free"
+        );
+        let dir = ProcessDir::shared("http");
+        let log = dir.path().join("http.log");
+        let mut cmd = Command::new(require("python3", "python3"));
+        cmd.args(["-m", "http.server", &HTTP_FIXTURES_PORT.to_string()])
+            .args(["--bind", "127.0.0.1", "--directory"])
+            .arg(repo_root().join("fixtures/differential/_served"));
+        let mut child = spawn_tied(cmd, &log);
+        wait_until(
+            "http fixtures server",
+            Duration::from_secs(20),
+            || exited(&mut child, &log),
+            || http_status(&addr, "/hello.txt") == Some(200),
+        );
+        HttpServer { child, dir }
+    })
+}
+
+/// A `python3 -m http.server`.
+pub struct HttpServer {
+    child: Child,
+    dir: ProcessDir,
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        stop(&mut self.child, Duration::from_secs(5));
+    }
+}
