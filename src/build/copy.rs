@@ -21,7 +21,8 @@
 //!   root (or `--chown`); an existing destination directory keeps its own
 //!   metadata, directories below it take the source's;
 //! - owner and mode come from the source unless `--chown`/`--chmod` say
-//!   otherwise; files sharing an inode stay hardlinked;
+//!   otherwise; files sharing an inode stay hardlinked within one source
+//!   (each source is its own copy, so `COPY a b /d/` breaks a link);
 //! - the destination is resolved inside the root: symlinks in it are
 //!   followed but can never lead outside.
 
@@ -92,6 +93,9 @@ pub fn copy(
             vec![clean(src)]
         };
         for m in matches {
+            // BuildKit runs one copier per source path, each with its own
+            // inode map: hardlinks survive within a source, not across.
+            copier.inodes.clear();
             copier.copy_one(&m, src)?;
         }
     }

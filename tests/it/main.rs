@@ -2,6 +2,7 @@
 
 mod cli_front_end;
 mod common;
+mod differential;
 mod fuzz_replay;
 mod oci_schema;
 mod oracle_fixtures;

@@ -1,0 +1,227 @@
+//! hoist against BuildKit: every case under fixtures/differential is built
+//! with hoist and its file tree and config compared with what BuildKit
+//! (Docker 20.10) built, as recorded by scripts/record-oracle.sh.
+//!
+//! Cases that need what hoist cannot do yet are listed in `NOT_YET` with the
+//! reason; the test fails if one of them starts to pass (so the list shrinks
+//! as features land) as much as when a supported case differs.
+
+use crate::support::{
+    Registry, differential_cases, differential_context, repo_root, require, run_ok, tree_of_image,
+    unpack_oci_image,
+};
+use hoist::store::Store;
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+
+/// Cases hoist cannot build yet, and why.
+const NOT_YET: &[(&str, &str)] = &[
+    (
+        "add-local",
+        "ADD of a local archive (extraction) is not implemented",
+    ),
+    (
+        "add-tar-bz2",
+        "ADD of a local archive (extraction) is not implemented",
+    ),
+    (
+        "add-tar-gz",
+        "ADD of a local archive (extraction) is not implemented",
+    ),
+    (
+        "add-tar-xz",
+        "ADD of a local archive (extraction) is not implemented",
+    ),
+    ("add-url", "ADD of a URL is not implemented"),
+    ("run-basic", "RUN is not implemented"),
+    ("run-opaque", "RUN is not implemented"),
+    ("shell", "RUN is not implemented"),
+    ("user-workdir", "RUN is not implemented"),
+];
+
+const CONFIG_FIELDS: [&str; 12] = [
+    "Cmd",
+    "Entrypoint",
+    "Env",
+    "ExposedPorts",
+    "Healthcheck",
+    "Labels",
+    "OnBuild",
+    "Shell",
+    "StopSignal",
+    "User",
+    "Volumes",
+    "WorkingDir",
+];
+
+/// Copies the busybox base images of the shared registry into `store`,
+/// tagged as `FROM busybox` and `bench/busybox:1` resolve.
+fn import_bases(store_dir: &Path, registry: &Registry) {
+    let store = Store::open(store_dir).unwrap();
+    for (remote, name) in [
+        ("library/busybox:latest", "docker.io/library/busybox:latest"),
+        ("bench/busybox:1", "docker.io/bench/busybox:1"),
+    ] {
+        let layout = tempfile::tempdir().unwrap();
+        run_ok(
+            Command::new(require("skopeo", "skopeo"))
+                .args(["copy", "--src-tls-verify=false"])
+                .arg(format!("docker://{}/{remote}", registry.addr()))
+                .arg(format!("oci:{}:x", layout.path().display())),
+        );
+        let index: Value =
+            serde_json::from_slice(&std::fs::read(layout.path().join("index.json")).unwrap())
+                .unwrap();
+        for blob in std::fs::read_dir(layout.path().join("blobs/sha256")).unwrap() {
+            let blob = blob.unwrap().path();
+            let digest = format!("sha256:{}", blob.file_name().unwrap().to_string_lossy())
+                .parse()
+                .unwrap();
+            store
+                .put_blob(std::fs::File::open(&blob).unwrap(), Some(&digest))
+                .unwrap();
+        }
+        let m = &index["manifests"][0];
+        let descriptor = hoist::store::Descriptor::new(
+            m["mediaType"].as_str().unwrap(),
+            m["digest"].as_str().unwrap().parse().unwrap(),
+            m["size"].as_u64().unwrap(),
+        );
+        store.tag(name, &descriptor).unwrap();
+    }
+}
+
+/// The 12 recorded config fields of the image in an OCI layout.
+fn config_of(layout: &Path) -> Value {
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let blob = |d: &str| {
+        layout
+            .join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(blob(index["manifests"][0]["digest"].as_str().unwrap())).unwrap(),
+    )
+    .unwrap();
+    let config: Value = serde_json::from_slice(
+        &std::fs::read(blob(manifest["config"]["digest"].as_str().unwrap())).unwrap(),
+    )
+    .unwrap();
+    let run = &config["config"];
+    let mut out = serde_json::Map::new();
+    for field in CONFIG_FIELDS {
+        let v = run.get(field).cloned().unwrap_or(Value::Null);
+        let empty = matches!(&v, Value::String(s) if s.is_empty())
+            || matches!(&v, Value::Array(a) if a.is_empty())
+            || matches!(&v, Value::Object(o) if o.is_empty());
+        out.insert(field.to_string(), if empty { Value::Null } else { v });
+    }
+    Value::Object(out)
+}
+
+/// Builds one case with hoist; returns the differences from BuildKit.
+fn run_case(case: &Path, store: &Path) -> Result<(), String> {
+    let spec: Value =
+        serde_json::from_slice(&std::fs::read(case.join("case.json")).unwrap()).unwrap();
+    let expected: Value = serde_json::from_slice(
+        &std::fs::read(case.join("expected.buildkit.json")).map_err(|e| e.to_string())?,
+    )
+    .unwrap();
+    let ctx = tempfile::tempdir().unwrap();
+    differential_context(case, ctx.path());
+    let out = tempfile::tempdir().unwrap();
+    let layout = out.path().join("oci");
+    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("hoist"));
+    cmd.arg("--store")
+        .arg(store)
+        .args(["build", "-q", "-t", "case:test", "-f"])
+        .arg(case.join("Dockerfile"));
+    cmd.arg("--output")
+        .arg(format!("type=oci,dest={}", layout.display()));
+    if let Some(t) = spec["target"].as_str() {
+        cmd.args(["--target", t]);
+    }
+    if let Some(args) = spec["build_args"].as_object() {
+        for (k, v) in args {
+            cmd.arg("--build-arg")
+                .arg(format!("{k}={}", v.as_str().unwrap_or_default()));
+        }
+    }
+    cmd.arg(ctx.path());
+    let result = cmd.output().unwrap();
+    if !result.status.success() {
+        return Err(format!(
+            "hoist build failed: {}",
+            String::from_utf8_lossy(&result.stderr)
+        ));
+    }
+    let rootfs = out.path().join("rootfs");
+    unpack_oci_image(&layout, "test", &rootfs);
+    let tree = tree_of_image(&rootfs).unwrap();
+    let mut problems = Vec::new();
+    let want_tree = expected["tree"].as_array().unwrap();
+    if &tree != want_tree {
+        let got: Vec<String> = tree.iter().map(|v| v.to_string()).collect();
+        let want: Vec<String> = want_tree.iter().map(|v| v.to_string()).collect();
+        for w in want.iter().filter(|w| !got.contains(w)).take(6) {
+            problems.push(format!("  missing: {w}"));
+        }
+        for g in got.iter().filter(|g| !want.contains(g)).take(6) {
+            problems.push(format!("  extra:   {g}"));
+        }
+    }
+    let config = config_of(&layout);
+    for field in CONFIG_FIELDS {
+        if config[field] != expected["config"][field] {
+            problems.push(format!(
+                "  config {field}: hoist {} buildkit {}",
+                config[field], expected["config"][field]
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
+}
+
+#[test]
+fn hoist_builds_what_buildkit_builds() {
+    let registry = Registry::shared();
+    registry.push_base_images();
+    let _server = crate::support::http_fixtures();
+    let store = tempfile::tempdir().unwrap();
+    import_bases(store.path(), registry);
+    let mut failures = Vec::new();
+    let mut passed = 0;
+    let mut not_yet = 0;
+    for case in differential_cases() {
+        let name = case.file_name().unwrap().to_string_lossy().into_owned();
+        let outcome = run_case(&case, store.path());
+        match (NOT_YET.iter().find(|(n, _)| *n == name), outcome) {
+            (None, Ok(())) => passed += 1,
+            (None, Err(e)) => failures.push(format!("{name}:\n{e}")),
+            (Some((_, why)), Err(_)) => {
+                println!("not yet: {name} ({why})");
+                not_yet += 1;
+            }
+            (Some(_), Ok(())) => failures.push(format!(
+                "{name}: now matches BuildKit; remove it from NOT_YET"
+            )),
+        }
+    }
+    println!(
+        "differential vs BuildKit: {passed} passed, {} failed, {not_yet} not yet supported",
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "cases differing from BuildKit:\n{}",
+        failures.join("\n")
+    );
+    assert!(passed >= 25, "expected most cases to run, {passed} passed");
+    let _ = repo_root();
+}
