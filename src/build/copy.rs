@@ -287,7 +287,11 @@ impl Copier<'_> {
         if !include && !is_dir {
             return Ok(());
         }
-        let existing = self.view.get(target).cloned();
+        // The root always exists and is never an entry of a layer.
+        let existing = match target.is_empty() {
+            true => Some(root_dir()),
+            false => self.view.get(target).cloned(),
+        };
         if !is_dir && include && existing.as_ref().is_some_and(|e| e.kind == EntryKind::Dir) {
             return Err(CopyError::ReplaceDirWithFile {
                 path: String::from_utf8_lossy(target).into_owned(),

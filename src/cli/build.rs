@@ -229,6 +229,11 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
         Ok(b) => b,
         Err(e) => {
             eprintln!("error: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                eprintln!("  caused by: {cause}");
+                source = cause.source();
+            }
             if let Some(hint) = e.hint() {
                 eprintln!("  hint: {hint}");
             }

@@ -205,6 +205,13 @@ fn excludes_skip_matching_paths_below_the_source() {
 }
 
 #[test]
+fn copying_into_the_root_never_writes_the_root_itself() {
+    let l = copy(&context(), &FsView::default(), &req(&["."], "/")).unwrap();
+    assert!(l.get(b"").is_none());
+    assert!(l.get(b"src/a.txt").is_some());
+}
+
+#[test]
 fn clean_and_wildcard_detection() {
     assert_eq!(clean("/a/./b/../c/"), b"a/c");
     assert_eq!(clean("."), b"");

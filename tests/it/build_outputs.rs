@@ -1,0 +1,388 @@
+//! `hoist build` end to end: images that Docker, podman, skopeo, umoci and
+//! oci-image-tool accept and run; reproducible digests; the cache; the
+//! store commands.
+
+use crate::support::{Dockerd, busybox_context, podman, podman_load, podman_run, require, run_ok};
+use assert_cmd::Command as Cmd;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+fn hoist(store: &Path) -> Cmd {
+    let mut cmd = Cmd::cargo_bin("hoist").unwrap();
+    cmd.arg("--store").arg(store);
+    cmd
+}
+
+/// A FROM scratch image holding Debian's static busybox and one data file.
+fn busybox_app(dir: &Path, message: &str) {
+    busybox_context(dir);
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    std::fs::write(dir.join("data/message"), message).unwrap();
+    std::fs::write(
+        dir.join("Dockerfile"),
+        "FROM scratch\nCOPY bin /bin/\nCOPY data/message /srv/message\nUSER 1001\nCMD [\"cat\", \"/srv/message\"]\n",
+    )
+    .unwrap();
+}
+
+fn digest_of_build(out: &[u8]) -> String {
+    let text = String::from_utf8_lossy(out);
+    let digest = text.trim().to_string();
+    assert!(
+        digest.starts_with("sha256:") && digest.len() == 71,
+        "stdout is the digest: {text}"
+    );
+    digest
+}
+
+#[test]
+fn busybox_image_runs_under_podman_and_docker() {
+    let ctx = tempfile::tempdir().unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let message = format!("hello from hoist {}\n", std::process::id());
+    busybox_app(ctx.path(), &message);
+    let name = format!("hoist-it/busybox-{}:v1", std::process::id());
+    let archive = out.path().join("image.tar");
+    let built = hoist(store.path())
+        .args(["build", "-q", "-t", &name, "--output"])
+        .arg(format!("type=docker,dest={}", archive.display()))
+        .arg(ctx.path())
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    digest_of_build(&built.stdout);
+
+    let loaded = podman_load(&archive);
+    let ran = run_ok(podman_run().arg(&loaded).args(["cat", "/srv/message"]));
+    assert_eq!(ran, message);
+    let whoami = run_ok(podman_run().arg(&loaded).args(["id", "-u"]));
+    assert_eq!(whoami.trim(), "1001");
+    run_ok(podman().args(["rmi", "-f"]).arg(&loaded));
+
+    // docker load straight from hoist's stdout.
+    let dockerd = Dockerd::shared();
+    let mut build = std::process::Command::new(assert_cmd::cargo::cargo_bin("hoist"))
+        .arg("--store")
+        .arg(store.path())
+        .args(["build", "-q", "-t", &name, "--output", "type=docker,dest=-"])
+        .arg(ctx.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let load = dockerd
+        .docker()
+        .arg("load")
+        .stdin(build.stdout.take().unwrap())
+        .output()
+        .unwrap();
+    assert!(build.wait().unwrap().success());
+    assert!(
+        load.status.success(),
+        "docker load: {}",
+        String::from_utf8_lossy(&load.stderr)
+    );
+    let ran = run_ok(
+        dockerd
+            .docker()
+            .args(["run", "--rm", "--network", "none", &name]),
+    );
+    assert_eq!(ran, message, "the image's CMD prints the file");
+    run_ok(dockerd.docker().args(["rmi", &name]));
+}
+
+#[test]
+fn outputs_are_accepted_by_skopeo_umoci_and_oci_image_tool() {
+    let ctx = tempfile::tempdir().unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    busybox_app(ctx.path(), "layout\n");
+    let layout = out.path().join("layout");
+    let oci_archive = out.path().join("image.oci.tar");
+    let docker_archive = out.path().join("image.docker.tar");
+    let built = hoist(store.path())
+        .args(["build", "-q", "-t", "app:v1"])
+        .arg("--output")
+        .arg(format!("type=oci,dest={}", layout.display()))
+        .arg("--output")
+        .arg(format!("type=oci-archive,dest={}", oci_archive.display()))
+        .arg("--output")
+        .arg(format!("type=docker,dest={}", docker_archive.display()))
+        .arg(ctx.path())
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let digest = digest_of_build(&built.stdout);
+    let skopeo = require("skopeo", "skopeo");
+    for source in [
+        format!("oci:{}:v1", layout.display()),
+        format!("oci-archive:{}:v1", oci_archive.display()),
+        format!("docker-archive:{}", docker_archive.display()),
+    ] {
+        let inspect = run_ok(Command::new(&skopeo).args(["inspect", &source]));
+        let doc: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+        assert_eq!(doc["Architecture"], "amd64", "{source}");
+        if !source.starts_with("docker-archive") {
+            assert_eq!(doc["Digest"], digest.as_str(), "{source}");
+        }
+    }
+    run_ok(
+        Command::new(require("oci-image-tool", "oci-image-tool"))
+            .args(["validate", "--type", "image"])
+            .arg(&layout),
+    );
+    let bundle = out.path().join("bundle");
+    run_ok(
+        Command::new(require("umoci", "umoci"))
+            .args(["unpack", "--rootless", "--image"])
+            .arg(format!("{}:v1", layout.display()))
+            .arg(&bundle),
+    );
+    assert_eq!(
+        std::fs::read_to_string(bundle.join("rootfs/srv/message")).unwrap(),
+        "layout\n"
+    );
+}
+
+/// Copies a directory tree, setting every mtime to `mtime`.
+fn copy_tree(from: &Path, to: &Path, mtime: i64) {
+    run_ok(Command::new("cp").arg("-a").arg(from).arg(to));
+    let stamp = filetime::FileTime::from_unix_time(mtime, 0);
+    for entry in walkdir::WalkDir::new(to) {
+        let entry = entry.unwrap();
+        filetime::set_symlink_file_times(entry.path(), stamp, stamp).unwrap();
+    }
+}
+
+#[test]
+fn same_sources_give_the_same_digest_anywhere() {
+    let src = tempfile::tempdir().unwrap();
+    busybox_app(src.path(), "same\n");
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    copy_tree(src.path(), &a.path().join("ctx"), 1_000_000_000);
+    copy_tree(src.path(), &b.path().join("elsewhere"), 1_500_000_000);
+    let build = |ctx: &Path, store: &Path, epoch: Option<&str>| {
+        let mut cmd = hoist(store);
+        cmd.args(["build", "-q"]).arg(ctx);
+        if let Some(e) = epoch {
+            cmd.env("SOURCE_DATE_EPOCH", e);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        digest_of_build(&out.stdout)
+    };
+    let s1 = tempfile::tempdir().unwrap();
+    let s2 = tempfile::tempdir().unwrap();
+    let d1 = build(&a.path().join("ctx"), s1.path(), None);
+    let d2 = build(&b.path().join("elsewhere"), s2.path(), None);
+    assert_eq!(d1, d2, "different directories, mtimes and stores");
+    let d3 = build(&a.path().join("ctx"), s1.path(), Some("1700000000"));
+    assert_ne!(d1, d3, "SOURCE_DATE_EPOCH is part of the image");
+}
+
+#[test]
+fn rebuilds_reuse_the_cache_and_rebuild_from_the_first_changed_step() {
+    let src = tempfile::tempdir().unwrap();
+    let ctx = src.path().join("ctx");
+    std::fs::create_dir_all(ctx.join("a")).unwrap();
+    std::fs::write(ctx.join("a/one"), "1").unwrap();
+    std::fs::write(ctx.join("two"), "2").unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY a /a\nENV X=1\nCOPY two /two\n",
+    )
+    .unwrap();
+    let old = filetime::FileTime::from_unix_time(1_000_000_000, 0);
+    for f in ["a/one", "two", "Dockerfile"] {
+        filetime::set_file_mtime(ctx.join(f), old).unwrap();
+    }
+    let store = tempfile::tempdir().unwrap();
+    let build = || {
+        let out = hoist(store.path())
+            .args(["build"])
+            .arg(&ctx)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            digest_of_build(&out.stdout),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (first, log) = build();
+    assert!(!log.contains("CACHED"), "{log}");
+    let (second, log) = build();
+    assert_eq!(first, second);
+    assert_eq!(log.matches("CACHED").count(), 2, "{log}");
+    assert!(
+        log.contains("0 files read"),
+        "the stat cache answers: {log}"
+    );
+
+    std::fs::write(ctx.join("two"), "3").unwrap();
+    filetime::set_file_mtime(ctx.join("two"), old).unwrap();
+    let (third, log) = build();
+    assert_ne!(third, first);
+    let copy_two = log.lines().find(|l| l.contains("COPY two")).unwrap();
+    assert!(!copy_two.contains("CACHED"), "{log}");
+    assert!(
+        log.lines()
+            .find(|l| l.contains("COPY a"))
+            .unwrap()
+            .contains("CACHED"),
+        "{log}"
+    );
+
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(ctx.join("a/one"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (fourth, log) = build();
+    assert_ne!(fourth, third, "a mode change is a change");
+    assert!(
+        !log.lines()
+            .find(|l| l.contains("COPY a"))
+            .unwrap()
+            .contains("CACHED"),
+        "{log}"
+    );
+
+    let out = hoist(store.path())
+        .args(["build", "--no-cache"])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!log.contains("CACHED"), "--no-cache: {log}");
+    assert_eq!(digest_of_build(&out.stdout), fourth);
+}
+
+#[test]
+fn images_rmi_and_prune() {
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(ctx.path().join("f"), "x").unwrap();
+    std::fs::write(ctx.path().join("Dockerfile"), "FROM scratch\nCOPY f /f\n").unwrap();
+    let store = tempfile::tempdir().unwrap();
+    hoist(store.path())
+        .args([
+            "build",
+            "-q",
+            "-t",
+            "first:v1",
+            "-t",
+            "localhost:5000/team/second",
+        ])
+        .arg(ctx.path())
+        .assert()
+        .success();
+    let listed = hoist(store.path()).arg("images").output().unwrap();
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        text.contains("first:v1") && text.contains("localhost:5000/team/second:latest"),
+        "{text}"
+    );
+    hoist(store.path())
+        .args(["rmi", "first:v1"])
+        .assert()
+        .success();
+    hoist(store.path())
+        .args(["rmi", "nope:v1"])
+        .assert()
+        .failure();
+    let text = String::from_utf8_lossy(&hoist(store.path()).arg("images").output().unwrap().stdout)
+        .into_owned();
+    assert!(
+        !text.contains("first:v1") && text.contains("second"),
+        "{text}"
+    );
+    hoist(store.path())
+        .args(["rmi", "localhost:5000/team/second"])
+        .assert()
+        .success();
+    let pruned = hoist(store.path()).arg("prune").output().unwrap();
+    assert!(pruned.status.success());
+    let blobs = std::fs::read_dir(store.path().join("blobs/sha256"))
+        .unwrap()
+        .count();
+    // The layer stays: the build cache still refers to it.
+    assert!(blobs <= 1, "{blobs} blobs left");
+}
+
+#[test]
+fn copy_only_builds_need_no_root() {
+    // As an unprivileged user inside a container, with hoist's binary and a
+    // context mounted read-only.
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(ctx.path().join("f"), "unprivileged").unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM scratch\nCOPY --chown=1001:1001 f /f\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(ctx.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(ctx.path().join("f"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(
+        ctx.path().join("Dockerfile"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let binary = assert_cmd::cargo::cargo_bin("hoist");
+    let busybox = tempfile::tempdir().unwrap();
+    busybox_context(busybox.path());
+    // hoist links against the host's glibc: the host's /usr is mounted
+    // read-only and the merged-/usr links point into it.
+    std::os::unix::fs::symlink("usr/lib", busybox.path().join("lib")).unwrap();
+    std::os::unix::fs::symlink("usr/lib64", busybox.path().join("lib64")).unwrap();
+    std::fs::write(
+        busybox.path().join("Dockerfile"),
+        "FROM scratch\nCOPY . /\n",
+    )
+    .unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let archive = store.path().join("runner.tar");
+    hoist(&store.path().join("s"))
+        .args(["build", "-q", "-t", "hoist-it/runner:v1", "--output"])
+        .arg(format!("type=docker,dest={}", archive.display()))
+        .arg(busybox.path())
+        .assert()
+        .success();
+    let image = podman_load(&archive);
+    let out = podman_run()
+        .args(["--user", "1000:1000", "--tmpfs", "/tmp:mode=1777"])
+        .arg("-v")
+        .arg(format!("{}:/hoist:ro", binary.display()))
+        .arg("-v")
+        .arg(format!("{}:/ctx:ro", ctx.path().display()))
+        .args(["-v", "/usr:/usr:ro"])
+        .arg(&image)
+        .args(["/hoist", "--store", "/tmp/store", "build", "-q", "/ctx"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "as uid 1000: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .starts_with("sha256:")
+    );
+    run_ok(podman().args(["rmi", "-f"]).arg(&image));
+}
