@@ -3,6 +3,7 @@
 mod cli_front_end;
 mod common;
 mod fuzz_replay;
+mod image_tools;
 mod oci_schema;
 mod parser_corpus;
 mod reference_examples;
