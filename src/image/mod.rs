@@ -19,6 +19,7 @@ mod descriptor;
 mod manifest;
 pub mod media_type;
 mod serde_util;
+mod zstd;
 
 pub use archive::{
     ArchiveError, BlobSource, ExportImage, MemoryBlobs, write_docker_archive, write_oci_archive,

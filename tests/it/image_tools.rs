@@ -12,7 +12,7 @@ use hoist::image::{
     BlobSource, Descriptor, Document, ExportImage, ImageConfig, Manifest, MemoryBlobs, RootFs,
     RunConfig, media_type, write_docker_archive, write_oci_archive, write_oci_layout,
 };
-use hoist::layer::{Entry, LayerDigests, LayerOptions, write_layer};
+use hoist::layer::{Digest, Entry, LayerDigests, LayerOptions, write_layer, write_tar};
 use serde_json::Value;
 
 const CONTENT: &str = "hello from a hoist layer\n";
@@ -54,6 +54,40 @@ fn scratch_image() -> (MemoryBlobs, Descriptor, LayerDigests) {
     .encode();
     blobs.insert(manifest.bytes.clone());
     (blobs, manifest.descriptor(media_type::OCI_MANIFEST), layer)
+}
+
+const ZSTD_CONTENT: &str = "hello from a zstd layer\n";
+
+/// Adds an image whose one layer is zstd-compressed and holds
+/// `srv/zstd.txt` to `blobs`; returns its manifest's descriptor.
+fn add_zstd_image(blobs: &mut MemoryBlobs) -> Descriptor {
+    use ruzstd::encoding::{CompressionLevel, compress_to_vec};
+    let entries = [
+        Entry::dir("srv").with_mode(0o755),
+        Entry::file("srv/zstd.txt", ZSTD_CONTENT.as_bytes().to_vec()),
+    ];
+    let tar = write_tar(&entries, Default::default(), Vec::new()).unwrap();
+    let compressed = compress_to_vec(&tar[..], CompressionLevel::Fastest);
+    let size = compressed.len() as u64;
+    let layer = blobs.insert(compressed);
+    let config = ImageConfig {
+        architecture: "amd64".into(),
+        os: "linux".into(),
+        rootfs: RootFs {
+            diff_ids: vec![Digest::of(&tar)],
+            ..RootFs::default()
+        },
+        ..ImageConfig::default()
+    }
+    .encode();
+    blobs.insert(config.bytes.clone());
+    let manifest = Manifest::new(
+        config.descriptor(media_type::OCI_CONFIG),
+        vec![Descriptor::new(media_type::OCI_LAYER_TAR_ZSTD, layer, size)],
+    )
+    .encode();
+    blobs.insert(manifest.bytes.clone());
+    manifest.descriptor(media_type::OCI_MANIFEST)
 }
 
 /// Runs `program` with `args`, failing loudly if it is missing or fails;
@@ -378,40 +412,57 @@ impl Drop for Dockerd {
 }
 
 #[test]
-fn docker_loads_the_docker_archive_with_gzip_layers() {
-    let (blobs, manifest, _) = scratch_image();
+fn docker_loads_gzip_and_zstd_images_from_one_archive() {
+    let (mut blobs, manifest, _) = scratch_image();
+    let zstd = add_zstd_image(&mut blobs);
     let dir = tempfile::tempdir().unwrap();
     let archive = dir.path().join("image.tar");
     let config_digest = {
         let raw = std::io::read_to_string(blobs.open(&manifest.digest).unwrap()).unwrap();
         Manifest::from_json(raw.as_bytes()).unwrap().config.digest
     };
-    let image = ExportImage {
-        manifest,
-        names: vec![
-            "hoist-test:1.0".into(),
-            "localhost:5000/team/hoist-test".into(),
-        ],
-    };
-    write_docker_archive(std::fs::File::create(&archive).unwrap(), &[image], &blobs).unwrap();
+    let images = [
+        ExportImage {
+            manifest,
+            names: vec![
+                "hoist-test:1.0".into(),
+                "localhost:5000/team/hoist-test".into(),
+            ],
+        },
+        ExportImage {
+            manifest: zstd,
+            names: vec!["hoist-test:zstd".into()],
+        },
+    ];
+    write_docker_archive(std::fs::File::create(&archive).unwrap(), &images, &blobs).unwrap();
 
     let dockerd = Dockerd::start(dir.path());
     let loaded = dockerd.docker(&["load", "--input", path(&archive)]);
     let loaded = String::from_utf8_lossy(&loaded.stdout);
-    assert!(
-        loaded.contains("Loaded image: hoist-test:1.0")
-            && loaded.contains("Loaded image: localhost:5000/team/hoist-test:latest"),
-        "{loaded}"
-    );
+    for name in [
+        "hoist-test:1.0",
+        "localhost:5000/team/hoist-test:latest",
+        "hoist-test:zstd",
+    ] {
+        assert!(
+            loaded.contains(&format!("Loaded image: {name}\n")),
+            "{name}: {loaded}"
+        );
+    }
     // Docker's image ID is the config digest: the config went in unchanged.
     let inspect = dockerd.docker(&["image", "inspect", "hoist-test:1.0"]);
     let inspect: Value = serde_json::from_slice(&inspect.stdout).unwrap();
     assert_eq!(inspect[0]["Id"], config_digest.to_string());
     assert_eq!(inspect[0]["Config"]["WorkingDir"], "/srv");
 
-    let container = dockerd.docker(&["create", "hoist-test:1.0"]);
-    let container = String::from_utf8(container.stdout).unwrap();
-    let copied = dockerd.docker(&["cp", &format!("{}:/srv/hello.txt", container.trim()), "-"]);
-    assert_eq!(file_in_tar(&copied.stdout, "hello.txt"), CONTENT);
-    dockerd.docker(&["rm", container.trim()]);
+    for (image, file, content) in [
+        ("hoist-test:1.0", "hello.txt", CONTENT),
+        ("hoist-test:zstd", "zstd.txt", ZSTD_CONTENT),
+    ] {
+        let container = dockerd.docker(&["create", image, "/none"]);
+        let container = String::from_utf8(container.stdout).unwrap();
+        let copied = dockerd.docker(&["cp", &format!("{}:/srv/{file}", container.trim()), "-"]);
+        assert_eq!(file_in_tar(&copied.stdout, file), content, "{image}");
+        dockerd.docker(&["rm", container.trim()]);
+    }
 }
