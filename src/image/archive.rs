@@ -1,10 +1,12 @@
-//! Image exports: an OCI image layout directory, the same layout as a tar
-//! (an "OCI archive"), and a tar that `docker load` and `podman load` read
-//! which is at the same time a valid OCI archive.
+//! Image exports as tars: an OCI image layout in a tar (an "OCI archive"),
+//! and a tar that `docker load` and `podman load` read which is at the
+//! same time a valid OCI archive. The layout directory itself is written by
+//! [`write_oci_layout`](super::write_oci_layout), from the same `Plan`.
 //!
 //! Each export takes [`ExportImage`]s (a manifest blob's descriptor and the
 //! names to give it) and a [`BlobSource`] that opens blobs by digest (the
-//! store implements it; [`MemoryBlobs`] serves tests and small documents).
+//! store implements it; [`MemoryBlobs`](super::MemoryBlobs) serves tests
+//! and small documents).
 //! Blobs stream from the source into the output through a SHA-256 and are
 //! checked against their descriptors' digest and size, so a corrupt store
 //! fails the export instead of producing an image nobody can load. Nothing
@@ -47,16 +49,14 @@
 //! look for it; Docker ignores it when `manifest.json` is present.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::blobs::{BlobSource, VerifyingReader, open_verified, read_small_blob};
 use super::canonical::canonical_json;
 use super::media_type::Compression;
 use super::zstd::ZstdReader;
 use super::{Descriptor, ImageConfig, ImageError, Index, Manifest, media_type};
-use crate::layer::digest::Sha256;
 use crate::layer::{Digest, Entry, TarError, TarOptions, TarWriter};
 
 /// The annotation naming a manifest in an OCI layout's `index.json`
@@ -73,50 +73,6 @@ const MAX_MANIFEST_SIZE: u64 = 4 << 20;
 /// Far beyond any real config (tens of kilobytes); a bound so a corrupt
 /// descriptor cannot make an export read gigabytes into memory.
 const MAX_CONFIG_SIZE: u64 = 16 << 20;
-
-/// Where an export reads blobs from.
-pub trait BlobSource {
-    /// Opens the blob named `digest` for reading from its start.
-    fn open(&self, digest: &Digest) -> io::Result<Box<dyn Read + '_>>;
-    /// The blob's size in bytes.
-    fn size(&self, digest: &Digest) -> io::Result<u64>;
-}
-
-/// Blobs kept in memory: generated documents and tests.
-#[derive(Debug, Clone, Default)]
-pub struct MemoryBlobs {
-    blobs: BTreeMap<Digest, Vec<u8>>,
-}
-
-impl MemoryBlobs {
-    pub fn new() -> MemoryBlobs {
-        MemoryBlobs::default()
-    }
-
-    /// Stores `bytes` and returns their digest.
-    pub fn insert(&mut self, bytes: Vec<u8>) -> Digest {
-        let digest = Digest::of(&bytes);
-        self.blobs.insert(digest, bytes);
-        digest
-    }
-}
-
-impl BlobSource for MemoryBlobs {
-    fn open(&self, digest: &Digest) -> io::Result<Box<dyn Read + '_>> {
-        match self.blobs.get(digest) {
-            Some(bytes) => Ok(Box::new(&bytes[..])),
-            None => Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("no blob {digest}"),
-            )),
-        }
-    }
-
-    fn size(&self, digest: &Digest) -> io::Result<u64> {
-        self.open(digest)?;
-        Ok(self.blobs[digest].len() as u64)
-    }
-}
 
 /// One image to export: its manifest (a blob in the source) and the names
 /// to give it, such as `myapp:1.0` or `registry.example/team/app:latest`.
@@ -308,80 +264,14 @@ pub fn write_oci_archive<W: Write>(
     plan.write_tar(out, &files, &BTreeMap::new(), source)
 }
 
-/// Writes `images` into the OCI image layout at `dir` (created if missing).
-///
-/// Blobs already present are kept (their names are their digests); new
-/// ones go to a temp file in `blobs/sha256` and are renamed into place only
-/// once their digest checks, so a crash never leaves a half blob under a
-/// real name. An existing `index.json` keeps its entries, except those
-/// whose `org.opencontainers.image.ref.name` one of `images` now takes.
-/// Reading and rewriting `index.json` is not atomic across writers:
-/// callers that share a layout between processes must hold a lock.
-pub fn write_oci_layout(
-    dir: &Path,
-    images: &[ExportImage],
-    source: &dyn BlobSource,
-) -> Result<(), ArchiveError> {
-    let plan = Plan::new(images, source)?;
-    let blobs = dir.join("blobs/sha256");
-    fs::create_dir_all(&blobs).map_err(|e| io_error(&blobs, e))?;
-    for (digest, size) in &plan.blobs {
-        let path = blobs.join(digest.hex());
-        if path.exists() {
-            continue;
-        }
-        let temp = blobs.join(temp_name(&digest.hex()));
-        let result = write_blob_file(&temp, digest, *size, source)
-            .and_then(|()| fs::rename(&temp, &path).map_err(|e| io_error(&path, e)));
-        if result.is_err() {
-            let _ = fs::remove_file(&temp);
-        }
-        result?;
-    }
-    // The renames must be durable before an index names the blobs.
-    sync_dir(&blobs)?;
-
-    let index_path = dir.join("index.json");
-    let mut index = match fs::read(&index_path) {
-        Ok(bytes) => Index::from_json(&bytes).map_err(|source| ArchiveError::LayoutIndex {
-            path: index_path.clone(),
-            source,
-        })?,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Index::new(Vec::new()),
-        Err(e) => return Err(io_error(&index_path, e)),
-    };
-    let ours = plan.index();
-    let taken: Vec<&String> = ours
-        .manifests
-        .iter()
-        .filter_map(|d| d.annotations.get(REF_NAME))
-        .collect();
-    index.manifests.retain(|d| {
-        d.annotations
-            .get(REF_NAME)
-            .is_none_or(|r| !taken.contains(&r))
-    });
-    index.manifests.extend(ours.manifests);
-    write_file_atomically(dir, "oci-layout", &layout_header())?;
-    write_file_atomically(dir, "index.json", &to_json(&index))?;
-    sync_dir(dir)
-}
-
-/// Makes the renames inside `dir` durable.
-fn sync_dir(dir: &Path) -> Result<(), ArchiveError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io_error(dir, e))
-}
-
 /// What an export writes, worked out before the first byte is written.
-struct Plan {
-    images: Vec<PlannedImage>,
+pub(super) struct Plan {
+    pub(super) images: Vec<PlannedImage>,
     /// Every blob once, with its size, sorted by digest (hence by path).
-    blobs: BTreeMap<Digest, u64>,
+    pub(super) blobs: BTreeMap<Digest, u64>,
 }
 
-struct PlannedImage {
+pub(super) struct PlannedImage {
     descriptor: Descriptor,
     manifest: Manifest,
     names: Vec<ImageName>,
@@ -396,7 +286,10 @@ struct ImageName {
 }
 
 impl Plan {
-    fn new(images: &[ExportImage], source: &dyn BlobSource) -> Result<Plan, ArchiveError> {
+    pub(super) fn new(
+        images: &[ExportImage],
+        source: &dyn BlobSource,
+    ) -> Result<Plan, ArchiveError> {
         let mut plan = Plan {
             images: Vec::new(),
             blobs: BTreeMap::new(),
@@ -450,7 +343,7 @@ impl Plan {
 
     /// The layout's `index.json`: one entry per image and name (one without
     /// annotations for an image with no names), in the order given.
-    fn index(&self) -> Index {
+    pub(super) fn index(&self) -> Index {
         let mut manifests = Vec::new();
         for image in &self.images {
             let mut plain = image.descriptor.clone();
@@ -621,20 +514,20 @@ struct DockerManifestEntry {
     layers: Vec<String>,
 }
 
-fn blob_path(digest: &Digest) -> String {
+pub(super) fn blob_path(digest: &Digest) -> String {
     format!("blobs/sha256/{}", digest.hex())
 }
 
-fn layout_header() -> Vec<u8> {
+pub(super) fn layout_header() -> Vec<u8> {
     to_json(&serde_json::json!({ "imageLayoutVersion": LAYOUT_VERSION }))
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
+pub(super) fn to_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
     // Only hoist's own string-keyed types reach here.
     canonical_json(value).expect("archive documents always serialise")
 }
 
-fn io_error(path: &Path, source: io::Error) -> ArchiveError {
+pub(super) fn io_error(path: &Path, source: io::Error) -> ArchiveError {
     ArchiveError::Io {
         path: path.to_path_buf(),
         source,
@@ -651,160 +544,6 @@ fn read_manifest(
         digest: descriptor.digest,
         source,
     })
-}
-
-/// Reads a whole document blob of at most `limit` bytes, checking its
-/// size and digest.
-fn read_small_blob(
-    descriptor: &Descriptor,
-    source: &dyn BlobSource,
-    limit: u64,
-) -> Result<Vec<u8>, ArchiveError> {
-    let digest = descriptor.digest;
-    if descriptor.size > limit {
-        return Err(ArchiveError::TooLarge {
-            digest,
-            size: descriptor.size,
-            limit,
-        });
-    }
-    let mut reader = open_verified(&digest, source)?;
-    let mut bytes = Vec::new();
-    (&mut reader)
-        .take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|source| ArchiveError::Open { digest, source })?;
-    if bytes.len() as u64 != descriptor.size {
-        return Err(ArchiveError::Size {
-            digest,
-            expected: descriptor.size,
-            found: bytes.len() as u64,
-        });
-    }
-    reader.check()?;
-    Ok(bytes)
-}
-
-/// Copies one blob into a new file and syncs it.
-fn write_blob_file(
-    path: &Path,
-    digest: &Digest,
-    size: u64,
-    source: &dyn BlobSource,
-) -> Result<(), ArchiveError> {
-    let mut reader = open_verified(digest, source)?;
-    let mut file = File::create(path).map_err(|e| io_error(path, e))?;
-    let copied = io::copy(&mut reader, &mut file).map_err(|e| {
-        // The source failed mid-blob, or the disk did.
-        if reader.failed {
-            ArchiveError::Open {
-                digest: *digest,
-                source: e,
-            }
-        } else {
-            io_error(path, e)
-        }
-    })?;
-    if copied != size {
-        return Err(ArchiveError::Size {
-            digest: *digest,
-            expected: size,
-            found: copied,
-        });
-    }
-    reader.check()?;
-    file.sync_all().map_err(|e| io_error(path, e))
-}
-
-/// A temp file name for `name` no other writer uses: other processes have
-/// another pid, other threads of this one another count.
-fn temp_name(name: &str) -> String {
-    static COUNT: AtomicU64 = AtomicU64::new(0);
-    let n = COUNT.fetch_add(1, Ordering::Relaxed);
-    format!(".{name}.{}.{n}.tmp", std::process::id())
-}
-
-/// Writes `bytes` to `dir/name` through a temp file and a rename.
-fn write_file_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), ArchiveError> {
-    let path = dir.join(name);
-    let temp = dir.join(temp_name(name));
-    let result = File::create(&temp)
-        .and_then(|mut f| {
-            f.write_all(bytes)?;
-            f.sync_all()
-        })
-        .and_then(|()| fs::rename(&temp, &path));
-    if let Err(e) = result {
-        let _ = fs::remove_file(&temp);
-        return Err(io_error(&path, e));
-    }
-    Ok(())
-}
-
-fn open_verified<'a>(
-    digest: &Digest,
-    source: &'a dyn BlobSource,
-) -> Result<VerifyingReader<Box<dyn Read + 'a>>, ArchiveError> {
-    let inner = source.open(digest).map_err(|source| ArchiveError::Open {
-        digest: *digest,
-        source,
-    })?;
-    Ok(VerifyingReader::new(inner, *digest))
-}
-
-/// Hashes what it reads so the stream can be checked once fully read.
-struct VerifyingReader<R> {
-    inner: R,
-    hasher: Sha256,
-    expected: Digest,
-    /// Whether the inner reader returned an error.
-    failed: bool,
-}
-
-impl<R: Read> VerifyingReader<R> {
-    fn new(inner: R, expected: Digest) -> VerifyingReader<R> {
-        VerifyingReader {
-            inner,
-            hasher: Sha256::new(),
-            expected,
-            failed: false,
-        }
-    }
-
-    /// Fails unless everything read so far hashes to the expected digest.
-    fn check(self) -> Result<(), ArchiveError> {
-        let found = self.hasher.finish();
-        if found == self.expected {
-            Ok(())
-        } else {
-            Err(ArchiveError::Digest {
-                digest: self.expected,
-                found,
-            })
-        }
-    }
-
-    /// As `check`, for a decompressed `layer` whose expected digest is its
-    /// diffID.
-    fn check_diff_id(self, layer: Digest) -> Result<(), ArchiveError> {
-        let expected = self.expected;
-        self.check().map_err(|e| match e {
-            ArchiveError::Digest { found, .. } => ArchiveError::DiffId {
-                digest: layer,
-                expected,
-                found,
-            },
-            other => other,
-        })
-    }
-}
-
-impl<R: Read> Read for VerifyingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf).inspect_err(|_| self.failed = true)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
 }
 
 #[cfg(test)]

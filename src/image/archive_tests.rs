@@ -1,8 +1,11 @@
+//! Tests of the archive and layout exports, which share their fixtures.
+
 use std::collections::BTreeMap;
+use std::fs;
 use std::io::Read;
 
 use super::*;
-use crate::image::{Document, ImageConfig, RootFs, media_type};
+use crate::image::{BlobSource, Document, ImageConfig, MemoryBlobs, RootFs, write_oci_layout};
 use crate::layer::{LayerOptions, write_layer};
 
 /// A scratch image with one gzip layer holding `hello.txt`, stored in
