@@ -503,3 +503,54 @@ fn a_missing_layer_fails_before_anything_is_written() {
     );
     assert!(out.is_empty());
 }
+
+#[test]
+fn archive_bytes_are_pinned() {
+    // An uncompressed layer keeps gzip out of it: this pins the archive
+    // format itself (entry order, headers, JSON), so any change to the
+    // bytes of an export shows up here and is made on purpose.
+    let mut blobs = MemoryBlobs::new();
+    let tar = crate::layer::write_tar(
+        &[Entry::file("golden.txt", b"golden\n".to_vec())],
+        Default::default(),
+        Vec::new(),
+    )
+    .unwrap();
+    let size = tar.len() as u64;
+    let layer = blobs.insert(tar);
+    let config = ImageConfig {
+        created: Some(crate::image::rfc3339_utc(0)),
+        architecture: "amd64".into(),
+        os: "linux".into(),
+        rootfs: RootFs {
+            diff_ids: vec![layer],
+            ..RootFs::default()
+        },
+        ..ImageConfig::default()
+    }
+    .encode();
+    blobs.insert(config.bytes.clone());
+    let manifest = Manifest::new(
+        config.descriptor(media_type::OCI_CONFIG),
+        vec![Descriptor::new(media_type::OCI_LAYER_TAR, layer, size)],
+    )
+    .encode();
+    blobs.insert(manifest.bytes.clone());
+    let images = export(
+        &manifest.descriptor(media_type::OCI_MANIFEST),
+        &["golden:1"],
+    );
+
+    let docker = write_docker_archive(Vec::new(), &images, &blobs).unwrap();
+    let oci = write_oci_archive(Vec::new(), &images, &blobs).unwrap();
+    assert_eq!(
+        (
+            Digest::of(&docker).to_string(),
+            Digest::of(&oci).to_string()
+        ),
+        (
+            "sha256:b843baa09b03a3379cb7da5d1b483c43d73a1d307f5a5a0e994cc48e16819c24".to_owned(),
+            "sha256:ae591b1aa11f64e669dee8b55a05881c5d2fc4925b46e13217f1b9db5bfa636b".to_owned()
+        )
+    );
+}

@@ -26,7 +26,7 @@ mod zstd;
 pub use archive::{ArchiveError, ExportImage, write_docker_archive, write_oci_archive};
 pub use blobs::{BlobSource, MemoryBlobs};
 pub use canonical::{Encoded, canonical_json, digest_of};
-pub use config::{Healthcheck, History, ImageConfig, RootFs, RunConfig};
+pub use config::{Healthcheck, History, ImageConfig, RootFs, RunConfig, rfc3339_utc};
 pub use descriptor::{Descriptor, Platform};
 pub use layout::write_oci_layout;
 pub use manifest::{Index, Manifest, ManifestOrIndex, SCHEMA_VERSION};
