@@ -38,7 +38,7 @@
 //! store holds them (usually gzip), which keeps the OCI index's digests
 //! valid for the same files and avoids decompressing on export. The
 //! exception is zstd: Docker 20.10's `docker load` fails on zstd layers
-//! ("unexpected EOF"; zstd support arrived in Docker 23), so those are
+//! ("unexpected EOF"; later engines read zstd), so those are
 //! decompressed on the fly into `blobs/sha256/<diffID>` for
 //! `manifest.json`, in two streaming passes (the tar header needs the size
 //! first), each checked against the config's diffID. The zstd blob stays

@@ -1,5 +1,5 @@
 //! A streaming Zstandard decoder for layers that a reader of the export
-//! cannot take compressed (`docker load` before Docker 23 fails on zstd
+//! cannot take compressed (`docker load` of Docker 20.10 fails on zstd
 //! layers with "unexpected EOF").
 //!
 //! [`ZstdReader`] decodes every frame of the input in turn, skipping
