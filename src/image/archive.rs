@@ -206,19 +206,23 @@ fn docker_layer_paths(
         });
     }
     let layers = &image.manifest.layers;
-    let mut diff_ids = None;
+    let compressions: Vec<Option<Compression>> = layers
+        .iter()
+        .map(|layer| media_type::layer_compression(&layer.media_type))
+        .collect();
+    // Only images with zstd layers need their config's diffIDs.
+    let diff_ids = if compressions.contains(&Some(Compression::Zstd)) {
+        read_diff_ids(image, source)?
+    } else {
+        Vec::new()
+    };
     let mut paths = Vec::with_capacity(layers.len());
-    for (i, layer) in layers.iter().enumerate() {
-        match media_type::layer_compression(&layer.media_type) {
+    for (i, (layer, compression)) in layers.iter().zip(compressions).enumerate() {
+        match compression {
             Some(Compression::None | Compression::Gzip) => paths.push(blob_path(&layer.digest)),
             Some(Compression::Zstd) => {
-                // Only images with zstd layers need their config's diffIDs.
-                if diff_ids.is_none() {
-                    diff_ids = Some(read_diff_ids(image, source)?);
-                }
-                let diff_id = diff_ids.as_ref().expect("just read")[i];
-                decompressed.insert(diff_id, layer.clone());
-                paths.push(blob_path(&diff_id));
+                decompressed.insert(diff_ids[i], layer.clone());
+                paths.push(blob_path(&diff_ids[i]));
             }
             None => {
                 return Err(ArchiveError::UnsupportedLayer {
