@@ -17,6 +17,19 @@ if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 
   rustup component add rustfmt clippy
 fi
 
+# Tools the image export tests load archives with (tests/it/image_tools.rs);
+# those tests fail rather than skip when one is missing.
+missing=()
+for tool in skopeo umoci oci-image-tool podman dockerd /usr/bin/docker; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if ((${#missing[@]})); then
+  echo "== installing image tools (missing: ${missing[*]})"
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -q
+  $sudo apt-get install -y -q skopeo umoci oci-image-tool podman docker.io
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

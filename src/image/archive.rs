@@ -1,10 +1,12 @@
-//! Image exports: an OCI image layout directory, the same layout as a tar
-//! (an "OCI archive"), and a tar that `docker load` and `podman load` read
-//! which is at the same time a valid OCI archive.
+//! Image exports as tars: an OCI image layout in a tar (an "OCI archive"),
+//! and a tar that `docker load` and `podman load` read which is at the
+//! same time a valid OCI archive. The layout directory itself is written by
+//! [`write_oci_layout`](super::write_oci_layout), from the same `Plan`.
 //!
 //! Each export takes [`ExportImage`]s (a manifest blob's descriptor and the
 //! names to give it) and a [`BlobSource`] that opens blobs by digest (the
-//! store implements it; [`MemoryBlobs`] serves tests and small documents).
+//! store implements it; [`MemoryBlobs`](super::MemoryBlobs) serves tests
+//! and small documents).
 //! Blobs stream from the source into the output through a SHA-256 and are
 //! checked against their descriptors' digest and size, so a corrupt store
 //! fails the export instead of producing an image nobody can load. Nothing
@@ -34,18 +36,27 @@
 //! `rootfs.diff_ids`); podman and skopeo (containers/image's docker-archive
 //! reader) detect compression too. So layers are written exactly as the
 //! store holds them (usually gzip), which keeps the OCI index's digests
-//! valid for the same files and avoids decompressing on export.
+//! valid for the same files and avoids decompressing on export. The
+//! exception is zstd: Docker 20.10's `docker load` fails on zstd layers
+//! ("unexpected EOF"; later engines read zstd), so those are
+//! decompressed on the fly into `blobs/sha256/<diffID>` for
+//! `manifest.json`, in two streaming passes (the tar header needs the size
+//! first), each checked against the config's diffID. The zstd blob stays
+//! in the archive for the OCI index. Layer types Docker does not know
+//! (artifacts) are refused rather than written into an archive that
+//! `docker load` would reject.
 //! `repositories` (the pre-1.10 tag file) is written for tools that still
 //! look for it; Docker ignores it when `manifest.json` is present.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
+use super::blobs::{BlobSource, VerifyingReader, open_verified, read_small_blob};
 use super::canonical::canonical_json;
-use super::{Descriptor, ImageError, Index, Manifest, media_type};
-use crate::layer::digest::Sha256;
+use super::media_type::Compression;
+use super::zstd::ZstdReader;
+use super::{Descriptor, ImageConfig, ImageError, Index, Manifest, media_type};
 use crate::layer::{Digest, Entry, TarError, TarOptions, TarWriter};
 
 /// The annotation naming a manifest in an OCI layout's `index.json`
@@ -59,50 +70,9 @@ pub const CONTAINERD_IMAGE_NAME: &str = "io.containerd.image.name";
 const LAYOUT_VERSION: &str = "1.0.0";
 /// Registries refuse manifests larger than this (distribution's limit).
 const MAX_MANIFEST_SIZE: u64 = 4 << 20;
-
-/// Where an export reads blobs from.
-pub trait BlobSource {
-    /// Opens the blob named `digest` for reading from its start.
-    fn open(&self, digest: &Digest) -> io::Result<Box<dyn Read + '_>>;
-    /// The blob's size in bytes.
-    fn size(&self, digest: &Digest) -> io::Result<u64>;
-}
-
-/// Blobs kept in memory: generated documents and tests.
-#[derive(Debug, Clone, Default)]
-pub struct MemoryBlobs {
-    blobs: BTreeMap<Digest, Vec<u8>>,
-}
-
-impl MemoryBlobs {
-    pub fn new() -> MemoryBlobs {
-        MemoryBlobs::default()
-    }
-
-    /// Stores `bytes` and returns their digest.
-    pub fn insert(&mut self, bytes: Vec<u8>) -> Digest {
-        let digest = Digest::of(&bytes);
-        self.blobs.insert(digest, bytes);
-        digest
-    }
-}
-
-impl BlobSource for MemoryBlobs {
-    fn open(&self, digest: &Digest) -> io::Result<Box<dyn Read + '_>> {
-        match self.blobs.get(digest) {
-            Some(bytes) => Ok(Box::new(&bytes[..])),
-            None => Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("no blob {digest}"),
-            )),
-        }
-    }
-
-    fn size(&self, digest: &Digest) -> io::Result<u64> {
-        self.open(digest)?;
-        Ok(self.blobs[digest].len() as u64)
-    }
-}
+/// Far beyond any real config (tens of kilobytes); a bound so a corrupt
+/// descriptor cannot make an export read gigabytes into memory.
+const MAX_CONFIG_SIZE: u64 = 16 << 20;
 
 /// One image to export: its manifest (a blob in the source) and the names
 /// to give it, such as `myapp:1.0` or `registry.example/team/app:latest`.
@@ -131,12 +101,46 @@ pub enum ArchiveError {
         expected: u64,
         found: u64,
     },
-    #[error("manifest {digest} is {size} bytes, more than the 4 MiB registries accept")]
-    ManifestTooLarge { digest: Digest, size: u64 },
+    #[error(
+        "document {digest} is {size} bytes, more than the {limit} bytes hoist reads into memory"
+    )]
+    TooLarge {
+        digest: Digest,
+        size: u64,
+        limit: u64,
+    },
     #[error("cannot read manifest {digest}")]
     Manifest { digest: Digest, source: ImageError },
     #[error("{digest} is a `{media_type}`, not an image manifest; export one platform's manifest")]
     NotAManifest { digest: Digest, media_type: String },
+    #[error(
+        "manifest {digest} has config media type `{media_type}`, so it is not a container image; docker load reads only images, export an OCI archive instead"
+    )]
+    NotAnImage { digest: Digest, media_type: String },
+    #[error(
+        "layer {digest} has media type `{media_type}`, which docker load cannot read; export an OCI archive instead"
+    )]
+    UnsupportedLayer { digest: Digest, media_type: String },
+    #[error(
+        "manifest {digest} lists {layers} layers but its config has {diff_ids} diffIDs; the image is broken, rebuild it"
+    )]
+    LayerCount {
+        digest: Digest,
+        layers: usize,
+        diff_ids: usize,
+    },
+    #[error("config {digest} cannot be read")]
+    Config { digest: Digest, source: ImageError },
+    #[error("cannot decompress zstd layer {digest}")]
+    Decompress { digest: Digest, source: io::Error },
+    #[error(
+        "layer {digest} decompresses to {found}, but the config says its diffID is {expected}; the store is corrupt, remove the blob and pull or rebuild"
+    )]
+    DiffId {
+        digest: Digest,
+        expected: Digest,
+        found: Digest,
+    },
     #[error("image name `{name}` is not valid: {reason}")]
     Name { name: String, reason: &'static str },
     #[error("cannot write the archive")]
@@ -156,20 +160,17 @@ pub fn write_docker_archive<W: Write>(
 ) -> Result<W, ArchiveError> {
     let plan = Plan::new(images, source)?;
     let mut files = plan.layout_files();
-    let docker_manifest: Vec<DockerManifestEntry> = plan
-        .images
-        .iter()
-        .map(|image| DockerManifestEntry {
+    // diffID -> the zstd layer that decompresses to it.
+    let mut decompressed: BTreeMap<Digest, Descriptor> = BTreeMap::new();
+    let mut docker_manifest = Vec::new();
+    for image in &plan.images {
+        let layers = docker_layer_paths(image, source, &mut decompressed)?;
+        docker_manifest.push(DockerManifestEntry {
             config: blob_path(&image.manifest.config.digest),
             repo_tags: image.names.iter().map(|n| n.full.clone()).collect(),
-            layers: image
-                .manifest
-                .layers
-                .iter()
-                .map(|l| blob_path(&l.digest))
-                .collect(),
-        })
-        .collect();
+            layers,
+        });
+    }
     files.insert("manifest.json", to_json(&docker_manifest));
     // `repositories`: {repository: {tag: image ID}}, the ID being the
     // config digest's hex as `docker images` shows it.
@@ -183,7 +184,77 @@ pub fn write_docker_archive<W: Write>(
         }
     }
     files.insert("repositories", to_json(&repositories));
-    plan.write_tar(out, &files, source)
+    // A diffID equal to a blob's digest is an uncompressed layer already
+    // in the archive under that name.
+    decompressed.retain(|diff_id, _| !plan.blobs.contains_key(diff_id));
+    plan.write_tar(out, &files, &decompressed, source)
+}
+
+/// The archive paths `manifest.json` gives an image's layers: the blob
+/// itself when `docker load` reads its compression, the decompressed
+/// layer (recorded in `decompressed`) for zstd.
+fn docker_layer_paths(
+    image: &PlannedImage,
+    source: &dyn BlobSource,
+    decompressed: &mut BTreeMap<Digest, Descriptor>,
+) -> Result<Vec<String>, ArchiveError> {
+    let config_descriptor = &image.manifest.config;
+    if !media_type::is_config(&config_descriptor.media_type) {
+        return Err(ArchiveError::NotAnImage {
+            digest: image.descriptor.digest,
+            media_type: config_descriptor.media_type.clone(),
+        });
+    }
+    let layers = &image.manifest.layers;
+    let compressions: Vec<Option<Compression>> = layers
+        .iter()
+        .map(|layer| media_type::layer_compression(&layer.media_type))
+        .collect();
+    // Only images with zstd layers need their config's diffIDs.
+    let diff_ids = if compressions.contains(&Some(Compression::Zstd)) {
+        read_diff_ids(image, source)?
+    } else {
+        Vec::new()
+    };
+    let mut paths = Vec::with_capacity(layers.len());
+    for (i, (layer, compression)) in layers.iter().zip(compressions).enumerate() {
+        match compression {
+            Some(Compression::None | Compression::Gzip) => paths.push(blob_path(&layer.digest)),
+            Some(Compression::Zstd) => {
+                decompressed.insert(diff_ids[i], layer.clone());
+                paths.push(blob_path(&diff_ids[i]));
+            }
+            None => {
+                return Err(ArchiveError::UnsupportedLayer {
+                    digest: layer.digest,
+                    media_type: layer.media_type.clone(),
+                });
+            }
+        }
+    }
+    Ok(paths)
+}
+
+/// The config's diffIDs, one per manifest layer.
+fn read_diff_ids(
+    image: &PlannedImage,
+    source: &dyn BlobSource,
+) -> Result<Vec<Digest>, ArchiveError> {
+    let descriptor = &image.manifest.config;
+    let bytes = read_small_blob(descriptor, source, MAX_CONFIG_SIZE)?;
+    let config = ImageConfig::from_json(&bytes).map_err(|source| ArchiveError::Config {
+        digest: descriptor.digest,
+        source,
+    })?;
+    let diff_ids = config.rootfs.diff_ids;
+    if diff_ids.len() != image.manifest.layers.len() {
+        return Err(ArchiveError::LayerCount {
+            digest: image.descriptor.digest,
+            layers: image.manifest.layers.len(),
+            diff_ids: diff_ids.len(),
+        });
+    }
+    Ok(diff_ids)
 }
 
 /// Writes `images` as a tar of an OCI image layout and returns `out`.
@@ -194,71 +265,17 @@ pub fn write_oci_archive<W: Write>(
 ) -> Result<W, ArchiveError> {
     let plan = Plan::new(images, source)?;
     let files = plan.layout_files();
-    plan.write_tar(out, &files, source)
-}
-
-/// Writes `images` into the OCI image layout at `dir` (created if missing).
-///
-/// Blobs already present are kept (their names are their digests); new
-/// ones go to a temp file in `blobs/sha256` and are renamed into place only
-/// once their digest checks, so a crash never leaves a half blob under a
-/// real name. An existing `index.json` keeps its entries, except those
-/// whose `org.opencontainers.image.ref.name` one of `images` now takes.
-pub fn write_oci_layout(
-    dir: &Path,
-    images: &[ExportImage],
-    source: &dyn BlobSource,
-) -> Result<(), ArchiveError> {
-    let plan = Plan::new(images, source)?;
-    let blobs = dir.join("blobs/sha256");
-    fs::create_dir_all(&blobs).map_err(|e| io_error(&blobs, e))?;
-    for (digest, size) in &plan.blobs {
-        let path = blobs.join(digest.hex());
-        if path.exists() {
-            continue;
-        }
-        let temp = blobs.join(format!(".{}.{}.tmp", digest.hex(), std::process::id()));
-        let result = write_blob_file(&temp, digest, *size, source)
-            .and_then(|()| fs::rename(&temp, &path).map_err(|e| io_error(&path, e)));
-        if result.is_err() {
-            let _ = fs::remove_file(&temp);
-        }
-        result?;
-    }
-
-    let index_path = dir.join("index.json");
-    let mut index = match fs::read(&index_path) {
-        Ok(bytes) => Index::from_json(&bytes).map_err(|source| ArchiveError::LayoutIndex {
-            path: index_path.clone(),
-            source,
-        })?,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Index::new(Vec::new()),
-        Err(e) => return Err(io_error(&index_path, e)),
-    };
-    let ours = plan.index();
-    let taken: Vec<&String> = ours
-        .manifests
-        .iter()
-        .filter_map(|d| d.annotations.get(REF_NAME))
-        .collect();
-    index.manifests.retain(|d| {
-        d.annotations
-            .get(REF_NAME)
-            .is_none_or(|r| !taken.contains(&r))
-    });
-    index.manifests.extend(ours.manifests);
-    write_file_atomically(dir, "index.json", &to_json(&index))?;
-    write_file_atomically(dir, "oci-layout", &layout_header())
+    plan.write_tar(out, &files, &BTreeMap::new(), source)
 }
 
 /// What an export writes, worked out before the first byte is written.
-struct Plan {
-    images: Vec<PlannedImage>,
+pub(super) struct Plan {
+    pub(super) images: Vec<PlannedImage>,
     /// Every blob once, with its size, sorted by digest (hence by path).
-    blobs: BTreeMap<Digest, u64>,
+    pub(super) blobs: BTreeMap<Digest, u64>,
 }
 
-struct PlannedImage {
+pub(super) struct PlannedImage {
     descriptor: Descriptor,
     manifest: Manifest,
     names: Vec<ImageName>,
@@ -273,7 +290,10 @@ struct ImageName {
 }
 
 impl Plan {
-    fn new(images: &[ExportImage], source: &dyn BlobSource) -> Result<Plan, ArchiveError> {
+    pub(super) fn new(
+        images: &[ExportImage],
+        source: &dyn BlobSource,
+    ) -> Result<Plan, ArchiveError> {
         let mut plan = Plan {
             images: Vec::new(),
             blobs: BTreeMap::new(),
@@ -287,6 +307,24 @@ impl Plan {
                 });
             }
             let manifest = read_manifest(descriptor, source)?;
+            // Every blob must be there, with its size, before the first
+            // byte is written: a missing layer should not cost a half
+            // written archive.
+            for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
+                let found = source
+                    .size(&blob.digest)
+                    .map_err(|source| ArchiveError::Open {
+                        digest: blob.digest,
+                        source,
+                    })?;
+                if found != blob.size {
+                    return Err(ArchiveError::Size {
+                        digest: blob.digest,
+                        expected: blob.size,
+                        found,
+                    });
+                }
+            }
             plan.blobs.insert(descriptor.digest, descriptor.size);
             plan.blobs
                 .insert(manifest.config.digest, manifest.config.size);
@@ -309,7 +347,7 @@ impl Plan {
 
     /// The layout's `index.json`: one entry per image and name (one without
     /// annotations for an image with no names), in the order given.
-    fn index(&self) -> Index {
+    pub(super) fn index(&self) -> Index {
         let mut manifests = Vec::new();
         for image in &self.images {
             let mut plain = image.descriptor.clone();
@@ -337,11 +375,13 @@ impl Plan {
         ])
     }
 
-    /// Writes the blobs, then `files`, as one sorted tar.
+    /// Writes the blobs and the `decompressed` layers (by diffID), then
+    /// `files`, as one sorted tar.
     fn write_tar<W: Write>(
         &self,
         out: W,
         files: &BTreeMap<&'static str, Vec<u8>>,
+        decompressed: &BTreeMap<Digest, Descriptor>,
         source: &dyn BlobSource,
     ) -> Result<W, ArchiveError> {
         let tar_error = |source| ArchiveError::Tar { source };
@@ -352,30 +392,33 @@ impl Plan {
             .map_err(tar_error)?;
         tar.append(&Entry::dir("blobs/sha256").with_mode(0o755))
             .map_err(tar_error)?;
-        for (digest, size) in &self.blobs {
-            let mut reader = open_verified(digest, source)?;
-            tar.append_reader(
-                blob_path(digest),
-                0o644,
-                *size,
-                &mut reader,
-                Path::new(&blob_path(digest)),
-            )
-            .map_err(|e| match e {
-                TarError::Changed {
-                    expected, found, ..
-                } => ArchiveError::Size {
-                    digest: *digest,
-                    expected,
-                    found,
-                },
-                TarError::Read { source, .. } => ArchiveError::Open {
-                    digest: *digest,
-                    source,
-                },
-                other => ArchiveError::Tar { source: other },
-            })?;
-            reader.check()?;
+        // Both maps are keyed by the name under `blobs/sha256/`; merge them
+        // in that order.
+        let mut names: Vec<&Digest> = self.blobs.keys().chain(decompressed.keys()).collect();
+        names.sort();
+        for name in names {
+            let path = blob_path(name);
+            match decompressed.get(name) {
+                None => {
+                    let size = self.blobs[name];
+                    let mut reader = open_verified(name, source)?;
+                    append_blob(&mut tar, &path, size, &mut reader, name)?;
+                    reader.check()?;
+                }
+                Some(layer) => {
+                    let size = decompressed_size(layer, name, source)?;
+                    let mut compressed = open_verified(&layer.digest, source)?;
+                    let mut decoded = VerifyingReader::new(
+                        ZstdReader::new(BufReader::new(&mut compressed)),
+                        *name,
+                    );
+                    append_blob(&mut tar, &path, size, &mut decoded, &layer.digest)?;
+                    // A corrupt blob explains a wrong diffID: report it first.
+                    let diff_id = decoded.check_diff_id(layer.digest);
+                    compressed.check()?;
+                    diff_id?;
+                }
+            }
         }
         for (path, bytes) in files {
             tar.append(&Entry::file(*path, bytes.clone()))
@@ -383,6 +426,55 @@ impl Plan {
         }
         tar.finish().map_err(tar_error)
     }
+}
+
+/// Streams one blob of `size` bytes into the tar at `path`; `digest` names
+/// it in errors.
+fn append_blob<W: Write>(
+    tar: &mut TarWriter<W>,
+    path: &str,
+    size: u64,
+    reader: &mut dyn Read,
+    digest: &Digest,
+) -> Result<(), ArchiveError> {
+    tar.append_reader(path, 0o644, size, reader, Path::new(path))
+        .map_err(|e| match e {
+            TarError::Changed {
+                expected, found, ..
+            } => ArchiveError::Size {
+                digest: *digest,
+                expected,
+                found,
+            },
+            TarError::Read { source, .. } => ArchiveError::Open {
+                digest: *digest,
+                source,
+            },
+            other => ArchiveError::Tar { source: other },
+        })
+}
+
+/// The first pass over a zstd layer: its decompressed size, checking that
+/// it decompresses to `diff_id` and that the blob is intact.
+fn decompressed_size(
+    layer: &Descriptor,
+    diff_id: &Digest,
+    source: &dyn BlobSource,
+) -> Result<u64, ArchiveError> {
+    let mut compressed = open_verified(&layer.digest, source)?;
+    let mut decoded =
+        VerifyingReader::new(ZstdReader::new(BufReader::new(&mut compressed)), *diff_id);
+    // A store that fails mid-read also lands here; its error is the
+    // source either way.
+    let size =
+        io::copy(&mut decoded, &mut io::sink()).map_err(|source| ArchiveError::Decompress {
+            digest: layer.digest,
+            source,
+        })?;
+    let diff_id = decoded.check_diff_id(layer.digest);
+    compressed.check()?;
+    diff_id?;
+    Ok(size)
 }
 
 impl ImageName {
@@ -426,20 +518,20 @@ struct DockerManifestEntry {
     layers: Vec<String>,
 }
 
-fn blob_path(digest: &Digest) -> String {
+pub(super) fn blob_path(digest: &Digest) -> String {
     format!("blobs/sha256/{}", digest.hex())
 }
 
-fn layout_header() -> Vec<u8> {
+pub(super) fn layout_header() -> Vec<u8> {
     to_json(&serde_json::json!({ "imageLayoutVersion": LAYOUT_VERSION }))
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
+pub(super) fn to_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
     // Only hoist's own string-keyed types reach here.
     canonical_json(value).expect("archive documents always serialise")
 }
 
-fn io_error(path: &Path, source: io::Error) -> ArchiveError {
+pub(super) fn io_error(path: &Path, source: io::Error) -> ArchiveError {
     ArchiveError::Io {
         path: path.to_path_buf(),
         source,
@@ -451,124 +543,11 @@ fn read_manifest(
     descriptor: &Descriptor,
     source: &dyn BlobSource,
 ) -> Result<Manifest, ArchiveError> {
-    let digest = descriptor.digest;
-    if descriptor.size > MAX_MANIFEST_SIZE {
-        return Err(ArchiveError::ManifestTooLarge {
-            digest,
-            size: descriptor.size,
-        });
-    }
-    let mut reader = open_verified(&digest, source)?;
-    let mut bytes = Vec::new();
-    (&mut reader)
-        .take(MAX_MANIFEST_SIZE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|source| ArchiveError::Open { digest, source })?;
-    if bytes.len() as u64 != descriptor.size {
-        return Err(ArchiveError::Size {
-            digest,
-            expected: descriptor.size,
-            found: bytes.len() as u64,
-        });
-    }
-    reader.check()?;
-    Manifest::from_json(&bytes).map_err(|source| ArchiveError::Manifest { digest, source })
-}
-
-/// Copies one blob into a new file and syncs it.
-fn write_blob_file(
-    path: &Path,
-    digest: &Digest,
-    size: u64,
-    source: &dyn BlobSource,
-) -> Result<(), ArchiveError> {
-    let mut reader = open_verified(digest, source)?;
-    let mut file = File::create(path).map_err(|e| io_error(path, e))?;
-    let copied = io::copy(&mut reader, &mut file).map_err(|e| {
-        // The source failed mid-blob, or the disk did.
-        if reader.failed {
-            ArchiveError::Open {
-                digest: *digest,
-                source: e,
-            }
-        } else {
-            io_error(path, e)
-        }
-    })?;
-    if copied != size {
-        return Err(ArchiveError::Size {
-            digest: *digest,
-            expected: size,
-            found: copied,
-        });
-    }
-    reader.check()?;
-    file.sync_all().map_err(|e| io_error(path, e))
-}
-
-/// Writes `bytes` to `dir/name` through a temp file and a rename.
-fn write_file_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), ArchiveError> {
-    let path = dir.join(name);
-    let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = File::create(&temp)
-        .and_then(|mut f| {
-            f.write_all(bytes)?;
-            f.sync_all()
-        })
-        .and_then(|()| fs::rename(&temp, &path));
-    if let Err(e) = result {
-        let _ = fs::remove_file(&temp);
-        return Err(io_error(&path, e));
-    }
-    Ok(())
-}
-
-fn open_verified<'a>(
-    digest: &Digest,
-    source: &'a dyn BlobSource,
-) -> Result<VerifyingReader<'a>, ArchiveError> {
-    let inner = source.open(digest).map_err(|source| ArchiveError::Open {
-        digest: *digest,
+    let bytes = read_small_blob(descriptor, source, MAX_MANIFEST_SIZE)?;
+    Manifest::from_json(&bytes).map_err(|source| ArchiveError::Manifest {
+        digest: descriptor.digest,
         source,
-    })?;
-    Ok(VerifyingReader {
-        inner,
-        hasher: Sha256::new(),
-        expected: *digest,
-        failed: false,
     })
-}
-
-/// Hashes what it reads so the blob can be checked once fully read.
-struct VerifyingReader<'a> {
-    inner: Box<dyn Read + 'a>,
-    hasher: Sha256,
-    expected: Digest,
-    /// Whether the inner reader returned an error.
-    failed: bool,
-}
-
-impl VerifyingReader<'_> {
-    /// Fails unless everything read so far hashes to the expected digest.
-    fn check(self) -> Result<(), ArchiveError> {
-        let found = self.hasher.finish();
-        if found == self.expected {
-            Ok(())
-        } else {
-            Err(ArchiveError::Digest {
-                digest: self.expected,
-                found,
-            })
-        }
-    }
-}
-
-impl Read for VerifyingReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf).inspect_err(|_| self.failed = true)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
 }
 
 #[cfg(test)]

@@ -1,8 +1,11 @@
+//! Tests of the archive and layout exports, which share their fixtures.
+
 use std::collections::BTreeMap;
+use std::fs;
 use std::io::Read;
 
 use super::*;
-use crate::image::{Document, ImageConfig, RootFs, media_type};
+use crate::image::{BlobSource, Document, ImageConfig, MemoryBlobs, RootFs, write_oci_layout};
 use crate::layer::{LayerOptions, write_layer};
 
 /// A scratch image with one gzip layer holding `hello.txt`, stored in
@@ -348,4 +351,206 @@ fn a_failed_layout_blob_leaves_no_file_behind() {
         "{names:?}"
     );
     assert!(!dir.path().join("index.json").exists());
+}
+
+/// An image whose one layer is zstd-compressed: (manifest, source, tar,
+/// diffID the config claims, the real one unless `claimed` is given).
+fn zstd_image(
+    content: &str,
+    claimed: Option<Digest>,
+) -> (Descriptor, MemoryBlobs, Vec<u8>, Digest) {
+    use ruzstd::encoding::{CompressionLevel, compress_to_vec};
+    let mut blobs = MemoryBlobs::new();
+    let entries = [Entry::file("z.txt", content.as_bytes().to_vec())];
+    let tar = crate::layer::write_tar(&entries, Default::default(), Vec::new()).unwrap();
+    let diff_id = claimed.unwrap_or(Digest::of(&tar));
+    let compressed = compress_to_vec(&tar[..], CompressionLevel::Fastest);
+    let size = compressed.len() as u64;
+    let layer = blobs.insert(compressed);
+    let config = ImageConfig {
+        architecture: "amd64".into(),
+        os: "linux".into(),
+        rootfs: RootFs {
+            diff_ids: vec![diff_id],
+            ..RootFs::default()
+        },
+        ..ImageConfig::default()
+    }
+    .encode();
+    blobs.insert(config.bytes.clone());
+    let manifest = Manifest::new(
+        config.descriptor(media_type::OCI_CONFIG),
+        vec![Descriptor::new(media_type::OCI_LAYER_TAR_ZSTD, layer, size)],
+    )
+    .encode();
+    blobs.insert(manifest.bytes.clone());
+    (
+        manifest.descriptor(media_type::OCI_MANIFEST),
+        blobs,
+        tar,
+        diff_id,
+    )
+}
+
+#[test]
+fn zstd_layers_are_decompressed_for_docker_and_kept_for_oci() {
+    let (manifest, blobs, tar, diff_id) = zstd_image("zstd content\n", None);
+    let out = write_docker_archive(Vec::new(), &export(&manifest, &["z:1"]), &blobs).unwrap();
+    let entries = read_tar(&out);
+    let file = |path: &str| {
+        entries
+            .iter()
+            .find(|e| e.0 == path)
+            .unwrap_or_else(|| panic!("no {path}"))
+            .6
+            .clone()
+    };
+    let parsed = Manifest::from_json(&blob(&blobs, &manifest.digest)).unwrap();
+    let layer = parsed.layers[0].digest;
+    assert_eq!(file(&format!("blobs/sha256/{}", diff_id.hex())), tar);
+    assert_eq!(
+        file(&format!("blobs/sha256/{}", layer.hex())),
+        blob(&blobs, &layer)
+    );
+    let docker: serde_json::Value = serde_json::from_slice(&file("manifest.json")).unwrap();
+    assert_eq!(
+        docker[0]["Layers"],
+        serde_json::json!([format!("blobs/sha256/{}", diff_id.hex())])
+    );
+    // Names stay sorted with the extra entry merged in.
+    let paths: Vec<&String> = entries.iter().map(|e| &e.0).collect();
+    let mut sorted = paths.clone();
+    sorted.sort();
+    assert_eq!(paths, sorted);
+
+    // The OCI archive has no decompressed copy.
+    let oci = read_tar(&write_oci_archive(Vec::new(), &export(&manifest, &[]), &blobs).unwrap());
+    assert!(!oci.iter().any(|e| e.0.ends_with(&diff_id.hex())));
+}
+
+#[test]
+fn a_zstd_layer_that_does_not_match_its_diff_id_fails() {
+    let wrong = Digest::of(b"another tar");
+    let (manifest, blobs, _, _) = zstd_image("content\n", Some(wrong));
+    let images = export(&manifest, &["z:1"]);
+    let err = write_docker_archive(Vec::new(), &images, &blobs).unwrap_err();
+    assert!(
+        matches!(err, ArchiveError::DiffId { expected, .. } if expected == wrong),
+        "{err:?}"
+    );
+
+    // A corrupt blob is reported as such, not as a diffID mismatch.
+    let (manifest, blobs, _, _) = zstd_image("content\n", None);
+    let layer = Manifest::from_json(&blob(&blobs, &manifest.digest))
+        .unwrap()
+        .layers[0]
+        .digest;
+    let mut flipped = blob(&blobs, &layer);
+    let last = flipped.len() - 1;
+    flipped[last] ^= 1;
+    let source = Lying(blobs, layer, flipped);
+    let images = export(&manifest, &["z:1"]);
+    let err = write_docker_archive(Vec::new(), &images, &source).unwrap_err();
+    assert!(
+        matches!(err, ArchiveError::Digest { digest, .. } | ArchiveError::Decompress { digest, .. } if digest == layer),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn docker_archives_refuse_artifacts_and_unknown_layers() {
+    let mut blobs = MemoryBlobs::new();
+    let empty = blobs.insert(b"{}".to_vec());
+    let data = blobs.insert(b"payload".to_vec());
+    let artifact = Manifest::new(
+        Descriptor::new(media_type::OCI_EMPTY, empty, 2),
+        vec![Descriptor::new("application/vnd.example.data", data, 7)],
+    )
+    .encode();
+    blobs.insert(artifact.bytes.clone());
+    let images = export(&artifact.descriptor(media_type::OCI_MANIFEST), &["a:1"]);
+    let err = write_docker_archive(Vec::new(), &images, &blobs).unwrap_err();
+    assert!(matches!(err, ArchiveError::NotAnImage { .. }), "{err:?}");
+    // An OCI archive carries artifacts as they are.
+    write_oci_archive(Vec::new(), &images, &blobs).unwrap();
+
+    let (manifest, blobs) = scratch_image("x");
+    let mut parsed = Manifest::from_json(&blob(&blobs, &manifest.digest)).unwrap();
+    parsed.layers[0].media_type = "application/x-unknown".into();
+    let mut blobs = blobs;
+    let odd = parsed.encode();
+    blobs.insert(odd.bytes.clone());
+    let images = export(&odd.descriptor(media_type::OCI_MANIFEST), &["a:1"]);
+    let err = write_docker_archive(Vec::new(), &images, &blobs).unwrap_err();
+    assert!(
+        matches!(err, ArchiveError::UnsupportedLayer { .. }),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_missing_layer_fails_before_anything_is_written() {
+    let (manifest, blobs) = scratch_image("content\n");
+    let parsed = Manifest::from_json(&blob(&blobs, &manifest.digest)).unwrap();
+    let mut partial = MemoryBlobs::new();
+    partial.insert(blob(&blobs, &manifest.digest));
+    partial.insert(blob(&blobs, &parsed.config.digest));
+    let mut out = Vec::new();
+    let err = write_docker_archive(&mut out, &export(&manifest, &["a:1"]), &partial).unwrap_err();
+    assert!(
+        matches!(err, ArchiveError::Open { digest, .. } if digest == parsed.layers[0].digest),
+        "{err:?}"
+    );
+    assert!(out.is_empty());
+}
+
+#[test]
+fn archive_bytes_are_pinned() {
+    // An uncompressed layer keeps gzip out of it: this pins the archive
+    // format itself (entry order, headers, JSON), so any change to the
+    // bytes of an export shows up here and is made on purpose.
+    let mut blobs = MemoryBlobs::new();
+    let tar = crate::layer::write_tar(
+        &[Entry::file("golden.txt", b"golden\n".to_vec())],
+        Default::default(),
+        Vec::new(),
+    )
+    .unwrap();
+    let size = tar.len() as u64;
+    let layer = blobs.insert(tar);
+    let config = ImageConfig {
+        created: Some(crate::image::rfc3339_utc(0)),
+        architecture: "amd64".into(),
+        os: "linux".into(),
+        rootfs: RootFs {
+            diff_ids: vec![layer],
+            ..RootFs::default()
+        },
+        ..ImageConfig::default()
+    }
+    .encode();
+    blobs.insert(config.bytes.clone());
+    let manifest = Manifest::new(
+        config.descriptor(media_type::OCI_CONFIG),
+        vec![Descriptor::new(media_type::OCI_LAYER_TAR, layer, size)],
+    )
+    .encode();
+    blobs.insert(manifest.bytes.clone());
+    let images = export(
+        &manifest.descriptor(media_type::OCI_MANIFEST),
+        &["golden:1"],
+    );
+
+    let docker = write_docker_archive(Vec::new(), &images, &blobs).unwrap();
+    let oci = write_oci_archive(Vec::new(), &images, &blobs).unwrap();
+    assert_eq!(
+        (
+            Digest::of(&docker).to_string(),
+            Digest::of(&oci).to_string()
+        ),
+        (
+            "sha256:b843baa09b03a3379cb7da5d1b483c43d73a1d307f5a5a0e994cc48e16819c24".to_owned(),
+            "sha256:ae591b1aa11f64e669dee8b55a05881c5d2fc4925b46e13217f1b9db5bfa636b".to_owned()
+        )
+    );
 }

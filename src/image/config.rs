@@ -54,6 +54,42 @@ pub struct ImageConfig {
     pub history: Vec<History>,
 }
 
+/// `seconds` since the Unix epoch as the RFC 3339 UTC time the `created`
+/// fields hold (`1970-01-01T00:00:00Z`): what hoist writes for
+/// `SOURCE_DATE_EPOCH`, never the build machine's clock.
+pub fn rfc3339_utc(seconds: u64) -> String {
+    let days = seconds / 86_400;
+    let rest = seconds % 86_400;
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}
+
+/// The proleptic Gregorian date `days` after 1970-01-01, counting in
+/// 400-year eras of 146,097 days from 0000-03-01, so the leap day ends a
+/// year and needs no special case.
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468; // days from 0000-03-01 to 1970-01-01
+    let era = z / 146_097;
+    let day_of_era = z % 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
 /// The `config` object: defaults for containers run from the image. Field
 /// names are Go's (capitalised), as both specs spell them.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

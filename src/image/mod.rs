@@ -13,20 +13,22 @@
 //! every blob: nothing in this module holds a layer in memory.
 
 pub mod archive;
+mod blobs;
 mod canonical;
 mod config;
 mod descriptor;
+mod layout;
 mod manifest;
 pub mod media_type;
 mod serde_util;
+mod zstd;
 
-pub use archive::{
-    ArchiveError, BlobSource, ExportImage, MemoryBlobs, write_docker_archive, write_oci_archive,
-    write_oci_layout,
-};
+pub use archive::{ArchiveError, ExportImage, write_docker_archive, write_oci_archive};
+pub use blobs::{BlobSource, MemoryBlobs};
 pub use canonical::{Encoded, canonical_json, digest_of};
-pub use config::{Healthcheck, History, ImageConfig, RootFs, RunConfig};
+pub use config::{Healthcheck, History, ImageConfig, RootFs, RunConfig, rfc3339_utc};
 pub use descriptor::{Descriptor, Platform};
+pub use layout::write_oci_layout;
 pub use manifest::{Index, Manifest, ManifestOrIndex, SCHEMA_VERSION};
 
 /// Why an image document could not be read.

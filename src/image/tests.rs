@@ -207,3 +207,20 @@ fn parse_errors_say_what_is_wrong() {
         assert_eq!(parse(bytes).unwrap_err().to_string(), message);
     }
 }
+
+#[test]
+fn rfc3339_matches_known_instants() {
+    // Cross-checked with `date -u -d @SECONDS +%Y-%m-%dT%H:%M:%SZ`.
+    let cases = [
+        (0, "1970-01-01T00:00:00Z"),
+        (951_782_400, "2000-02-29T00:00:00Z"),
+        (951_868_799, "2000-02-29T23:59:59Z"),
+        (951_868_800, "2000-03-01T00:00:00Z"),
+        (1_700_000_000, "2023-11-14T22:13:20Z"),
+        (4_107_542_400, "2100-03-01T00:00:00Z"),
+        (253_402_300_799, "9999-12-31T23:59:59Z"),
+    ];
+    for (seconds, text) in cases {
+        assert_eq!(rfc3339_utc(seconds), text, "{seconds}");
+    }
+}

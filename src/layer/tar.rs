@@ -760,4 +760,30 @@ mod tests {
             "{err}"
         );
     }
+    #[test]
+    fn append_reader_writes_the_same_bytes_as_an_in_memory_file() {
+        let mut from_reader = TarWriter::new(Vec::new(), TarOptions::default());
+        from_reader
+            .append_reader("b/blob", 0o644, 5, &mut &b"12345"[..], Path::new("blob"))
+            .unwrap();
+        let expected = write_tar(
+            &[Entry::file("b/blob", b"12345".to_vec())],
+            TarOptions::default(),
+            Vec::new(),
+        )
+        .unwrap();
+        assert_eq!(from_reader.finish().unwrap(), expected);
+
+        let mut writer = TarWriter::new(Vec::new(), TarOptions::default());
+        let err = writer
+            .append_reader("x", 0o644, 6, &mut &b"12345"[..], Path::new("blob x"))
+            .unwrap_err();
+        assert!(matches!(err, TarError::Changed { found: 5, .. }), "{err}");
+        let mut writer = TarWriter::new(Vec::new(), TarOptions::default());
+        let err = writer
+            .append_reader("x", 0o644, 4, &mut &b"12345"[..], Path::new("blob x"))
+            .unwrap_err();
+        assert!(err.to_string().starts_with("`blob x` changed"), "{err}");
+    }
+
 }

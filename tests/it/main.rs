@@ -5,6 +5,7 @@ mod cli_front_end;
 mod common;
 mod differential;
 mod fuzz_replay;
+mod image_tools;
 mod oci_schema;
 mod oracle_fixtures;
 mod parser_corpus;

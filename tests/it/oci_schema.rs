@@ -12,7 +12,7 @@ use std::path::Path;
 
 use hoist::image::{
     Descriptor, Document, ExportImage, Healthcheck, History, ImageConfig, Index, Manifest,
-    MemoryBlobs, Platform, RootFs, RunConfig, media_type, write_oci_layout,
+    ManifestOrIndex, MemoryBlobs, Platform, RootFs, RunConfig, media_type, write_oci_layout,
 };
 use hoist::layer::{Digest, Entry, LayerOptions, write_layer};
 use jsonschema::{Draft, Registry, Validator};
@@ -338,6 +338,21 @@ fn docker_and_oci_vectors_parse_with_hoists_types() {
         if !all_digests_sha256(&document) {
             skipped.push(vector.file.as_str());
             continue;
+        }
+        // Read without knowing the kind, as a pull by tag does.
+        let kind = match ManifestOrIndex::from_json(&raw) {
+            Ok(ManifestOrIndex::Manifest(_)) => Some(media_type::OCI_MANIFEST),
+            Ok(ManifestOrIndex::Index(_)) => Some(media_type::OCI_INDEX),
+            Err(_) => None,
+        };
+        let expected_kind = [media_type::OCI_MANIFEST, media_type::OCI_INDEX]
+            .contains(&vector.media_type.as_str())
+            .then_some(vector.media_type.as_str());
+        if expected_kind.is_some() && kind != expected_kind {
+            failures.push(format!(
+                "{}: read as {kind:?} without its media type",
+                vector.file
+            ));
         }
         let result = parse(&raw);
         match result {
