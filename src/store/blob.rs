@@ -67,19 +67,19 @@ impl BlobWriter<'_> {
                 actual: digest,
             });
         }
+        let dest = store.blob_path(&digest);
+        // Keep a blob that is already there: it may be open in another
+        // process, and syncing a second copy would be wasted. A copy of
+        // the wrong size is damaged, though, and this verified one
+        // replaces it (the rename is atomic for readers).
+        if fs::metadata(&dest).is_ok_and(|meta| meta.is_file() && meta.len() == size) {
+            return Ok((digest, size));
+        }
         file.set_permissions(Permissions::from_mode(0o444))
             .and_then(|()| file.sync_all())
             .map_err(io_error("write", temp.path()))?;
         drop(file);
-
-        let dest = store.blob_path(&digest);
-        // Keep a blob that is already there: it may be open in another
-        // process. A copy of the wrong size is damaged, though, and this
-        // verified one replaces it (rename is atomic for readers).
-        match fs::metadata(&dest) {
-            Ok(meta) if meta.is_file() && meta.len() == size => return Ok((digest, size)),
-            _ => temp.persist(&dest)?,
-        }
+        temp.persist(&dest)?;
         Ok((digest, size))
     }
 }
@@ -97,7 +97,9 @@ impl Store {
     }
 
     /// Stores everything `reader` yields as a blob, checked against
-    /// `expected` when given. Returns its digest and size.
+    /// `expected` when given. Returns its digest and size. The reader is
+    /// always read to the end, so a caller that knows the digest and can
+    /// skip a download asks [`has_blob`](Store::has_blob) first.
     pub fn put_blob(
         &self,
         mut reader: impl Read,

@@ -11,7 +11,7 @@
 //! blobs/sha256/<hex>  every blob, named by the SHA-256 of its content
 //! hoist.json          {"hoistStoreVersion":N}, the format of hoist's own parts
 //! cache/ab/<key>.json build cache records (step cache key -> result)
-//! snapshots/          extracted layers, by diffID
+//! snapshots/          extracted layers, by diffID (created; not yet used)
 //! tmp/                blobs and documents being written
 //! locks/              lock files (see below)
 //! ```
@@ -92,8 +92,10 @@ const STORE_ENTRIES: &[&str] = &[
     "locks",
 ];
 
-/// An open store. Cheap operations take `&self`, so one handle can serve
-/// many threads.
+/// An open store. Operations take `&self`, so one handle can serve many
+/// threads; only prune and image removal need `&mut self`. While a handle
+/// is open no other process can prune the store, so hold one for a
+/// command's run and drop it when done.
 #[derive(Debug)]
 pub struct Store {
     root: PathBuf,
@@ -110,7 +112,7 @@ impl Store {
 
     /// Opens the store in `dir`, creating it if the directory is missing
     /// or empty. Refuses a directory holding anything else, and a store
-    /// written by a newer hoist.
+    /// written by a newer hoist. Waits while another process prunes it.
     pub fn open(dir: impl AsRef<Path>) -> Result<Store> {
         let root = dir.as_ref().to_path_buf();
         // Check before touching anything, so hoist never writes into a
@@ -205,7 +207,9 @@ fn check_claimable(root: &Path) -> Result<()> {
             // parts beside it and keeps every image it lists.
             return Ok(());
         }
-        known &= name.to_str().is_some_and(|n| STORE_ENTRIES.contains(&n));
+        // `lost+found` is there when the store is the root of its own
+        // ext4 volume, a natural home for a CI cache.
+        known &= name == "lost+found" || name.to_str().is_some_and(|n| STORE_ENTRIES.contains(&n));
     }
     if known {
         Ok(())

@@ -37,6 +37,22 @@ fn open_creates_the_oci_layout_and_hoists_own_parts() {
 }
 
 #[test]
+fn handles_and_writers_can_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Store>();
+    send::<BlobWriter<'static>>();
+}
+
+#[test]
+fn open_accepts_an_empty_volume_root() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir(dir.path().join("lost+found")).unwrap();
+    Store::open(dir.path()).unwrap();
+    assert!(dir.path().join("oci-layout").is_file());
+}
+
+#[test]
 fn open_refuses_a_store_from_a_newer_hoist_without_touching_it() {
     let dir = tempfile::tempdir().unwrap();
     fs::write(dir.path().join("hoist.json"), r#"{"hoistStoreVersion":99}"#).unwrap();
