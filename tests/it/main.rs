@@ -7,3 +7,4 @@ mod parser_corpus;
 mod reference_examples;
 mod shell_corpus;
 mod shell_differential;
+mod store_oci_tools;
