@@ -29,6 +29,15 @@ pub struct BlobWriter<'a> {
     store: &'a Store,
 }
 
+impl std::fmt::Debug for BlobWriter<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobWriter")
+            .field("temp", &self.temp.path())
+            .field("len", &self.out.len())
+            .finish()
+    }
+}
+
 impl Write for BlobWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.out.write(buf)

@@ -59,7 +59,9 @@ impl StoreLock {
 /// An exclusive lock released when dropped (closing the descriptor
 /// releases it).
 #[derive(Debug)]
-pub(crate) struct ExclusiveLock(#[allow(dead_code)] File);
+pub(crate) struct ExclusiveLock {
+    _file: File,
+}
 
 impl ExclusiveLock {
     /// Takes the exclusive lock on `root/name`, waiting for other holders.
@@ -67,7 +69,7 @@ impl ExclusiveLock {
         let path = root.join(name);
         let file = open_lock_file(&path)?;
         blocking(|| file.lock()).map_err(io_error("lock", &path))?;
-        Ok(ExclusiveLock(file))
+        Ok(ExclusiveLock { _file: file })
     }
 }
 
