@@ -47,11 +47,24 @@ pub(crate) struct StoreLock {
 }
 
 impl StoreLock {
-    /// Takes the shared lock, waiting while a prune holds it exclusively.
-    pub(crate) fn shared(root: &Path) -> Result<StoreLock> {
+    /// Takes the shared lock. While a prune holds it exclusively, waits,
+    /// or with `wait` false fails with [`StoreError::Busy`].
+    pub(crate) fn shared(root: &Path, wait: bool) -> Result<StoreLock> {
         let path = root.join(STORE_LOCK);
         let file = open_lock_file(&path)?;
-        blocking(|| file.lock_shared()).map_err(io_error("lock", &path))?;
+        if wait {
+            blocking(|| file.lock_shared()).map_err(io_error("lock", &path))?;
+        } else {
+            match file.try_lock_shared() {
+                Ok(()) => {}
+                Err(TryLockError::WouldBlock) => {
+                    return Err(StoreError::Busy {
+                        path: root.to_path_buf(),
+                    });
+                }
+                Err(TryLockError::Error(e)) => return Err(io_error("lock", &path)(e)),
+            }
+        }
         Ok(StoreLock { file, path })
     }
 }

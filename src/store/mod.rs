@@ -114,13 +114,24 @@ impl Store {
     /// or empty. Refuses a directory holding anything else, and a store
     /// written by a newer hoist. Waits while another process prunes it.
     pub fn open(dir: impl AsRef<Path>) -> Result<Store> {
-        let root = dir.as_ref().to_path_buf();
+        Store::open_with(dir.as_ref(), true)
+    }
+
+    /// [`open`](Store::open), but fails with [`StoreError::Busy`] instead
+    /// of waiting while another process prunes the store (so a command can
+    /// say why it waits before calling `open`).
+    pub fn try_open(dir: impl AsRef<Path>) -> Result<Store> {
+        Store::open_with(dir.as_ref(), false)
+    }
+
+    fn open_with(dir: &Path, wait: bool) -> Result<Store> {
+        let root = dir.to_path_buf();
         // Check before touching anything, so hoist never writes into a
         // stranger's directory or a newer hoist's store.
         check_claimable(&root)?;
         check_version(&root)?;
         ensure_dir(&root.join("locks"))?;
-        let lock = StoreLock::shared(&root)?;
+        let lock = StoreLock::shared(&root, wait)?;
         let store = Store { root, lock };
         // Two processes may create one store at once: one sets it up, the
         // other then finds it complete.

@@ -393,6 +393,19 @@ fn child_process() {
             // Hold the store until the parent closes stdin.
             assert_eq!(read_stdin_line(), "");
         }
+        "prune" => {
+            let mut store = Store::open(&dir).unwrap();
+            store
+                .with_exclusive(true, |_| {
+                    say("pruning");
+                    assert_eq!(read_stdin_line(), "finish\n");
+                    Ok(())
+                })
+                .unwrap();
+            say("pruned");
+            // Keep the (now shared) handle until stdin closes.
+            assert_eq!(read_stdin_line(), "");
+        }
         "stall" => {
             let store = Store::open(&dir).unwrap();
             let reader = Stalling {
@@ -545,4 +558,20 @@ fn prune_waits_for_other_processes_to_close_the_store() {
     );
     child.finish();
     assert_eq!(store.prune_with(&options).unwrap().removed_blobs, [loose]);
+}
+
+#[test]
+fn opening_waits_while_another_process_prunes() {
+    let dir = tempfile::tempdir().unwrap();
+    Store::open(dir.path()).unwrap();
+    let mut child = ChildProcess::spawn("prune", dir.path(), 0);
+    child.expect("pruning");
+    let err = Store::try_open(dir.path()).unwrap_err();
+    assert!(matches!(err, StoreError::Busy { .. }), "{err:?}");
+    child.send("finish\n");
+    child.expect("pruned");
+    // The pruner's handle is back to shared: others open beside it.
+    let store = Store::try_open(dir.path()).unwrap();
+    store.put_blob_bytes(b"after prune", None).unwrap();
+    child.finish();
 }
