@@ -406,6 +406,15 @@ fn child_process() {
             // Keep the (now shared) handle until stdin closes.
             assert_eq!(read_stdin_line(), "");
         }
+        "build" => {
+            // A build caught between writing an image and tagging it.
+            let store = Store::open(&dir).unwrap();
+            let (manifest, _) = put_image(&store, "build", &[b"built layer"]);
+            say("written");
+            assert_eq!(read_stdin_line(), "tag\n");
+            store.tag("example.com/build:1", &manifest).unwrap();
+            say("done");
+        }
         "stall" => {
             let store = Store::open(&dir).unwrap();
             let reader = Stalling {
@@ -574,4 +583,58 @@ fn opening_waits_while_another_process_prunes() {
     let store = Store::try_open(dir.path()).unwrap();
     store.put_blob_bytes(b"after prune", None).unwrap();
     child.finish();
+}
+
+/// Whether this process waits for an flock on the file with `inode`:
+/// Linux lists each waiter in /proc/locks as
+/// `N: -> FLOCK ADVISORY WRITE PID MAJOR:MINOR:INODE START END`.
+fn waiting_for_flock(inode: u64) -> bool {
+    let pid = std::process::id().to_string();
+    let inode = inode.to_string();
+    fs::read_to_string("/proc/locks")
+        .unwrap()
+        .lines()
+        .any(|line| {
+            let fields: Vec<_> = line.split_whitespace().collect();
+            fields.get(1..4) == Some(&["->", "FLOCK", "ADVISORY"][..])
+                && fields.get(5) == Some(&pid.as_str())
+                && fields.get(6).and_then(|id| id.rsplit(':').next()) == Some(inode.as_str())
+        })
+}
+
+#[test]
+fn prune_waits_for_a_running_build_and_keeps_what_it_tags() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path()).unwrap();
+    let mut child = ChildProcess::spawn("build", dir.path(), 0);
+    child.expect("written");
+    let lock = fs::metadata(dir.path().join("locks/store.lock"))
+        .unwrap()
+        .ino();
+    let report = std::thread::scope(|scope| {
+        let pruning = scope.spawn(|| store.prune().unwrap());
+        // Prune must now wait for the build's lock. Had it run instead, it
+        // would have removed the untagged image and the child's tag fails.
+        let deadline = std::time::Instant::now() + CHILD_DEADLINE;
+        while !pruning.is_finished() && !waiting_for_flock(lock) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "prune neither ran nor waited"
+            );
+            std::thread::yield_now();
+        }
+        child.send("tag\n");
+        child.expect("done");
+        child.finish();
+        pruning.join().unwrap()
+    });
+    assert_eq!(report, PruneReport::default());
+    let (manifest, parts) = image_blobs("build", &[b"built layer"]);
+    let tagged = store.resolve("example.com/build:1").unwrap().unwrap();
+    assert_eq!(tagged.digest, Digest::of(&manifest));
+    let mut blobs: Vec<_> = parts.iter().map(|part| Digest::of(part)).collect();
+    blobs.push(tagged.digest);
+    blobs.sort_unstable();
+    assert_eq!(store.blobs().unwrap(), blobs);
 }
