@@ -62,7 +62,7 @@ mod lock;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-pub use blob::BlobWriter;
+pub use blob::{BlobWriter, VerifiedBlob};
 pub use cache::CacheRecord;
 pub use error::{Result, StoreError};
 pub use gc::{PruneOptions, PruneReport, RemovedImage, VerifyReport};
