@@ -29,6 +29,15 @@ pub struct BlobWriter<'a> {
     store: &'a Store,
 }
 
+impl std::fmt::Debug for BlobWriter<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobWriter")
+            .field("temp", &self.temp.path())
+            .field("len", &self.out.len())
+            .finish()
+    }
+}
+
 impl Write for BlobWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.out.write(buf)
@@ -67,20 +76,71 @@ impl BlobWriter<'_> {
                 actual: digest,
             });
         }
+        let dest = store.blob_path(&digest);
+        // Keep a blob that is already there: it may be open in another
+        // process, and syncing a second copy would be wasted. A copy of
+        // the wrong size is damaged, though, and this verified one
+        // replaces it (the rename is atomic for readers).
+        if fs::metadata(&dest).is_ok_and(|meta| meta.is_file() && meta.len() == size) {
+            return Ok((digest, size));
+        }
         file.set_permissions(Permissions::from_mode(0o444))
             .and_then(|()| file.sync_all())
             .map_err(io_error("write", temp.path()))?;
         drop(file);
-
-        let dest = store.blob_path(&digest);
-        // Keep a blob that is already there: it may be open in another
-        // process. A copy of the wrong size is damaged, though, and this
-        // verified one replaces it (rename is atomic for readers).
-        match fs::metadata(&dest) {
-            Ok(meta) if meta.is_file() && meta.len() == size => return Ok((digest, size)),
-            _ => temp.persist(&dest)?,
-        }
+        temp.persist(&dest)?;
         Ok((digest, size))
+    }
+}
+
+/// A blob being read that checks its content against its digest as it
+/// goes: the read that reaches the end fails with
+/// [`io::ErrorKind::InvalidData`] (wrapping [`StoreError::CorruptBlob`])
+/// when the content was damaged on disk, so a push or an export never
+/// finishes with bad bytes.
+pub struct VerifiedBlob {
+    file: File,
+    hasher: Sha256,
+    digest: Digest,
+    size: u64,
+    checked: bool,
+}
+
+impl std::fmt::Debug for VerifiedBlob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedBlob")
+            .field("digest", &self.digest)
+            .field("size", &self.size)
+            .finish()
+    }
+}
+
+impl VerifiedBlob {
+    /// The blob's size when it was opened.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+}
+
+impl Read for VerifiedBlob {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read(buf)?;
+        if n > 0 {
+            self.hasher.update(&buf[..n]);
+        } else if !buf.is_empty() && !self.checked {
+            let actual = self.hasher.clone().finish();
+            if actual != self.digest {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    StoreError::CorruptBlob {
+                        digest: self.digest,
+                        actual,
+                    },
+                ));
+            }
+            self.checked = true;
+        }
+        Ok(n)
     }
 }
 
@@ -97,7 +157,9 @@ impl Store {
     }
 
     /// Stores everything `reader` yields as a blob, checked against
-    /// `expected` when given. Returns its digest and size.
+    /// `expected` when given. Returns its digest and size. The reader is
+    /// always read to the end, so a caller that knows the digest and can
+    /// skip a download asks [`has_blob`](Store::has_blob) first.
     pub fn put_blob(
         &self,
         mut reader: impl Read,
@@ -138,6 +200,21 @@ impl Store {
     pub fn open_blob(&self, digest: &Digest) -> Result<File> {
         let path = self.blob_path(digest);
         File::open(&path).map_err(|e| self.blob_error(digest, path, e))
+    }
+
+    /// Opens the blob `digest` for reading through a [`VerifiedBlob`],
+    /// which fails at the end if the content does not match the digest.
+    pub fn open_blob_verified(&self, digest: &Digest) -> Result<VerifiedBlob> {
+        let file = self.open_blob(digest)?;
+        let path = self.blob_path(digest);
+        let size = file.metadata().map_err(io_error("read", &path))?.len();
+        Ok(VerifiedBlob {
+            file,
+            hasher: Sha256::new(),
+            digest: *digest,
+            size,
+            checked: false,
+        })
     }
 
     /// The size in bytes of the blob `digest`.
@@ -398,6 +475,35 @@ mod tests {
         assert!(
             matches!(err, StoreError::CorruptBlob { actual, .. } if actual == Digest::of(b"{\"a\":2}")),
             "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_verified_read_fails_at_the_end_of_damaged_content() {
+        let (_dir, store) = store();
+        let data = b"layer bytes ".repeat(30_000);
+        let (digest, size) = store.put_blob_bytes(&data, None).unwrap();
+        let mut blob = store.open_blob_verified(&digest).unwrap();
+        assert_eq!(blob.size(), size);
+        let mut read = Vec::new();
+        blob.read_to_end(&mut read).unwrap();
+        assert_eq!(read, data);
+
+        let mut damaged = data.clone();
+        damaged[100_000] ^= 1;
+        let path = store.blob_path(&digest);
+        fs::set_permissions(&path, Permissions::from_mode(0o644)).unwrap();
+        fs::write(&path, &damaged).unwrap();
+        let err = store
+            .open_blob_verified(&digest)
+            .unwrap()
+            .read_to_end(&mut Vec::new())
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        let inner = err.into_inner().unwrap().downcast::<StoreError>().unwrap();
+        assert!(
+            matches!(*inner, StoreError::CorruptBlob { actual, .. } if actual == Digest::of(&damaged)),
+            "{inner:?}"
         );
     }
 

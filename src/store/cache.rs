@@ -59,8 +59,8 @@ impl Store {
         write_atomically(&self.tmp_dir(), &path, &canonical(&doc))
     }
 
-    /// Every cache record file, with its key and its record (or why it
-    /// could not be read), in key order.
+    /// Every file under `cache/`, with its record or why it is not one,
+    /// in path order.
     pub(crate) fn cache_records(&self) -> Result<Vec<(PathBuf, Result<CacheRecord>)>> {
         let cache = self.path("cache");
         let mut records = Vec::new();
@@ -69,19 +69,21 @@ impl Store {
                 continue;
             }
             for path in read_dir_sorted(&shard)? {
+                // Only `<key>.json` in its key's shard is a record that
+                // `cache_get` could ever find.
                 let key = path
-                    .file_stem()
-                    .and_then(|s| s.to_str())
-                    .unwrap_or_default();
-                let record = match check_key(key) {
-                    Ok(()) => read_record(&path, key).and_then(|r| {
-                        r.ok_or_else(|| {
+                    .file_name()
+                    .and_then(|name| name.to_str()?.strip_suffix(".json"))
+                    .filter(|key| self.cache_path(key).is_ok_and(|p| p == path));
+                let record = match key {
+                    Some(key) => read_record(&path, key).and_then(|record| {
+                        record.ok_or_else(|| {
                             io_error("read", &path)(std::io::ErrorKind::NotFound.into())
                         })
                     }),
-                    Err(_) => Err(StoreError::CorruptCacheRecord {
+                    None => Err(StoreError::CorruptCacheRecord {
                         path: path.clone(),
-                        reason: "its name is not a cache key".into(),
+                        reason: "its name is not `<key>.json` in the shard of its key".into(),
                     }),
                 };
                 records.push((path, record));
@@ -254,8 +256,16 @@ mod tests {
             err.to_string().contains("holds the record for key"),
             "{err}"
         );
+        fs::write(shard.join("abcd.txt"), b"{}").unwrap();
+        let misplaced = dir.path().join("cache/ff");
+        fs::create_dir_all(&misplaced).unwrap();
+        fs::write(
+            misplaced.join("abcd.json"),
+            r#"{"key":"abcd","value":1,"blobs":[]}"#,
+        )
+        .unwrap();
         let records = store.cache_records().unwrap();
-        assert_eq!(records.len(), 2);
-        assert!(records.iter().all(|(_, r)| r.is_err()));
+        assert_eq!(records.len(), 4);
+        assert!(records.iter().all(|(_, r)| r.is_err()), "{records:?}");
     }
 }

@@ -97,7 +97,9 @@ pub struct RemovedImage {
 
 impl Store {
     /// Removes every blob no tag or cache record reaches, and every temp
-    /// file, waiting for other hoist processes to close the store first.
+    /// file, waiting for every other handle on the store to be dropped
+    /// first: other processes', and this process's own (so never call it
+    /// while this process holds a second handle, or it waits forever).
     pub fn prune(&mut self) -> Result<PruneReport> {
         self.prune_with(&PruneOptions::default())
     }

@@ -49,11 +49,7 @@ impl Descriptor {
 
     /// Reads a descriptor; fails on a missing or malformed field.
     pub fn from_json(value: &Value) -> Result<Descriptor, String> {
-        Descriptor::deserialize_value(value).map_err(|e| e.to_string())
-    }
-
-    fn deserialize_value(value: &Value) -> serde_json::Result<Descriptor> {
-        serde::Deserialize::deserialize(value)
+        <Descriptor as serde::Deserialize>::deserialize(value).map_err(|e| e.to_string())
     }
 
     /// The descriptor in canonical JSON.

@@ -7,6 +7,7 @@
 //! process's locks when it dies, so a crash never leaves the store locked.
 
 use std::fs::{File, OpenOptions, TryLockError};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use super::Store;
@@ -27,6 +28,17 @@ fn open_lock_file(path: &Path) -> Result<File> {
         .map_err(io_error("open lock file", path))
 }
 
+/// Runs a blocking `flock`, again if a signal handler interrupted it
+/// (`EINTR`), as one may while another process holds the lock for long.
+fn blocking(mut lock: impl FnMut() -> io::Result<()>) -> io::Result<()> {
+    loop {
+        match lock() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
 /// The store-wide lock, shared while the handle lives.
 #[derive(Debug)]
 pub(crate) struct StoreLock {
@@ -35,11 +47,24 @@ pub(crate) struct StoreLock {
 }
 
 impl StoreLock {
-    /// Takes the shared lock, waiting while a prune holds it exclusively.
-    pub(crate) fn shared(root: &Path) -> Result<StoreLock> {
+    /// Takes the shared lock. While a prune holds it exclusively, waits,
+    /// or with `wait` false fails with [`StoreError::Busy`].
+    pub(crate) fn shared(root: &Path, wait: bool) -> Result<StoreLock> {
         let path = root.join(STORE_LOCK);
         let file = open_lock_file(&path)?;
-        file.lock_shared().map_err(io_error("lock", &path))?;
+        if wait {
+            blocking(|| file.lock_shared()).map_err(io_error("lock", &path))?;
+        } else {
+            match file.try_lock_shared() {
+                Ok(()) => {}
+                Err(TryLockError::WouldBlock) => {
+                    return Err(StoreError::Busy {
+                        path: root.to_path_buf(),
+                    });
+                }
+                Err(TryLockError::Error(e)) => return Err(io_error("lock", &path)(e)),
+            }
+        }
         Ok(StoreLock { file, path })
     }
 }
@@ -47,15 +72,17 @@ impl StoreLock {
 /// An exclusive lock released when dropped (closing the descriptor
 /// releases it).
 #[derive(Debug)]
-pub(crate) struct ExclusiveLock(#[allow(dead_code)] File);
+pub(crate) struct ExclusiveLock {
+    _file: File,
+}
 
 impl ExclusiveLock {
     /// Takes the exclusive lock on `root/name`, waiting for other holders.
     pub(crate) fn wait(root: &Path, name: &str) -> Result<ExclusiveLock> {
         let path = root.join(name);
         let file = open_lock_file(&path)?;
-        file.lock().map_err(io_error("lock", &path))?;
-        Ok(ExclusiveLock(file))
+        blocking(|| file.lock()).map_err(io_error("lock", &path))?;
+        Ok(ExclusiveLock { _file: file })
     }
 }
 
@@ -77,7 +104,7 @@ impl Store {
         // handles upgrading at once cannot deadlock).
         lock.file.unlock().map_err(io_error("unlock", &lock.path))?;
         let taken = if wait {
-            lock.file.lock().map_err(io_error("lock", &lock.path))
+            blocking(|| lock.file.lock()).map_err(io_error("lock", &lock.path))
         } else {
             match lock.file.try_lock() {
                 Ok(()) => Ok(()),
@@ -89,9 +116,11 @@ impl Store {
         };
         let result = taken.and_then(|()| f(self));
         // Back to shared, as every open handle holds it.
+        // If `f` panics the handle stays exclusive until it is dropped,
+        // which unwinding does; other processes just wait a little longer.
         lock.file
             .unlock()
-            .and_then(|()| lock.file.lock_shared())
+            .and_then(|()| blocking(|| lock.file.lock_shared()))
             .map_err(io_error("lock", &lock.path))?;
         result
     }

@@ -11,7 +11,7 @@
 //! blobs/sha256/<hex>  every blob, named by the SHA-256 of its content
 //! hoist.json          {"hoistStoreVersion":N}, the format of hoist's own parts
 //! cache/ab/<key>.json build cache records (step cache key -> result)
-//! snapshots/          extracted layers, by diffID
+//! snapshots/          extracted layers, by diffID (created; not yet used)
 //! tmp/                blobs and documents being written
 //! locks/              lock files (see below)
 //! ```
@@ -62,7 +62,7 @@ mod lock;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-pub use blob::BlobWriter;
+pub use blob::{BlobWriter, VerifiedBlob};
 pub use cache::CacheRecord;
 pub use error::{Result, StoreError};
 pub use gc::{PruneOptions, PruneReport, RemovedImage, VerifyReport};
@@ -92,8 +92,10 @@ const STORE_ENTRIES: &[&str] = &[
     "locks",
 ];
 
-/// An open store. Cheap operations take `&self`, so one handle can serve
-/// many threads.
+/// An open store. Operations take `&self`, so one handle can serve many
+/// threads; only prune and image removal need `&mut self`. While a handle
+/// is open no other process can prune the store, so hold one for a
+/// command's run and drop it when done.
 #[derive(Debug)]
 pub struct Store {
     root: PathBuf,
@@ -110,15 +112,26 @@ impl Store {
 
     /// Opens the store in `dir`, creating it if the directory is missing
     /// or empty. Refuses a directory holding anything else, and a store
-    /// written by a newer hoist.
+    /// written by a newer hoist. Waits while another process prunes it.
     pub fn open(dir: impl AsRef<Path>) -> Result<Store> {
-        let root = dir.as_ref().to_path_buf();
+        Store::open_with(dir.as_ref(), true)
+    }
+
+    /// [`open`](Store::open), but fails with [`StoreError::Busy`] instead
+    /// of waiting while another process prunes the store (so a command can
+    /// say why it waits before calling `open`).
+    pub fn try_open(dir: impl AsRef<Path>) -> Result<Store> {
+        Store::open_with(dir.as_ref(), false)
+    }
+
+    fn open_with(dir: &Path, wait: bool) -> Result<Store> {
+        let root = dir.to_path_buf();
         // Check before touching anything, so hoist never writes into a
         // stranger's directory or a newer hoist's store.
         check_claimable(&root)?;
         check_version(&root)?;
         ensure_dir(&root.join("locks"))?;
-        let lock = StoreLock::shared(&root)?;
+        let lock = StoreLock::shared(&root, wait)?;
         let store = Store { root, lock };
         // Two processes may create one store at once: one sets it up, the
         // other then finds it complete.
@@ -205,7 +218,9 @@ fn check_claimable(root: &Path) -> Result<()> {
             // parts beside it and keeps every image it lists.
             return Ok(());
         }
-        known &= name.to_str().is_some_and(|n| STORE_ENTRIES.contains(&n));
+        // `lost+found` is there when the store is the root of its own
+        // ext4 volume, a natural home for a CI cache.
+        known &= name == "lost+found" || name.to_str().is_some_and(|n| STORE_ENTRIES.contains(&n));
     }
     if known {
         Ok(())

@@ -13,4 +13,5 @@ mod real_components;
 mod reference_examples;
 mod shell_corpus;
 mod shell_differential;
+mod store_oci_tools;
 mod support;
