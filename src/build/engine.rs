@@ -588,7 +588,7 @@ impl<'a> Builder<'a> {
         if let Some(created_by) = history {
             let with_layer = layer_bytes.is_some();
             state.config.history.push(History {
-                created: Some(rfc3339(self.request.source_date_epoch)),
+                created: Some(crate::image::rfc3339_utc(self.request.source_date_epoch)),
                 created_by: Some(if with_layer {
                     format!("{created_by} # buildkit")
                 } else {
@@ -970,7 +970,7 @@ impl<'a> Builder<'a> {
 
     /// Writes the target's config and manifest; tags nothing.
     fn finish(&mut self, mut state: StageState) -> Result<Built, BuildError> {
-        let created = rfc3339(self.request.source_date_epoch);
+        let created = crate::image::rfc3339_utc(self.request.source_date_epoch);
         state.config.created = Some(created);
         state.config.rootfs.diff_ids = state.layers.iter().map(|(_, d)| *d).collect();
         for (k, v) in &self.request.labels {
@@ -1032,39 +1032,4 @@ fn key_of(parts: &[&str]) -> Digest {
         h.update(&[0]);
     }
     h.finish()
-}
-
-/// Seconds since the epoch as RFC 3339 UTC (`1970-01-01T00:00:00Z`).
-pub fn rfc3339(secs: u64) -> String {
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rfc3339_dates() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-    }
 }

@@ -4,15 +4,13 @@ use super::{emit, read_dockerfile};
 use anyhow::{Context, bail};
 use clap::Args;
 use hoist::build::engine::{BuildRequest, Event, build};
-use hoist::image::{
-    BlobSource, ExportImage, write_docker_archive, write_oci_archive, write_oci_layout,
-};
-use hoist::layer::{Digest, GzipOptions};
+use hoist::image::{ExportImage, write_docker_archive, write_oci_archive, write_oci_layout};
+use hoist::layer::GzipOptions;
 use hoist::plan::{Options, Platform, resolve_build_arg};
 use hoist::registry::Reference;
 use hoist::store::Store;
 use std::collections::BTreeMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 /// Build an image from a Dockerfile, with no daemon.
@@ -100,21 +98,6 @@ fn parse_output(spec: &str) -> anyhow::Result<Output> {
             bail!("--output type={other} is not supported; use oci, docker or oci-archive")
         }
         None => bail!("--output {spec}: missing type= (oci, docker or oci-archive)"),
-    }
-}
-
-/// The store as a blob source for exports.
-pub struct StoreBlobs<'a>(pub &'a Store);
-
-impl BlobSource for StoreBlobs<'_> {
-    fn open(&self, digest: &Digest) -> io::Result<Box<dyn Read + '_>> {
-        self.0
-            .open_blob(digest)
-            .map(|f| Box::new(io::BufReader::new(f)) as Box<dyn Read>)
-            .map_err(io::Error::other)
-    }
-    fn size(&self, digest: &Digest) -> io::Result<u64> {
-        self.0.blob_size(digest).map_err(io::Error::other)
     }
 }
 
@@ -253,10 +236,9 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
         manifest: built.manifest.clone(),
         names,
     }];
-    let blobs = StoreBlobs(&store);
     for output in &outputs {
         match output {
-            Output::Oci(dir) => write_oci_layout(dir, &export, &blobs)?,
+            Output::Oci(dir) => write_oci_layout(dir, &export, &store)?,
             Output::Docker(dest) | Output::OciArchive(dest) => {
                 let docker = matches!(output, Output::Docker(_));
                 let sink: Box<dyn Write> = match dest {
@@ -267,9 +249,9 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
                     None => Box::new(io::BufWriter::new(io::stdout().lock())),
                 };
                 let mut sink = if docker {
-                    write_docker_archive(sink, &export, &blobs)?
+                    write_docker_archive(sink, &export, &store)?
                 } else {
-                    write_oci_archive(sink, &export, &blobs)?
+                    write_oci_archive(sink, &export, &store)?
                 };
                 sink.flush()?;
             }

@@ -785,5 +785,4 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().starts_with("`blob x` changed"), "{err}");
     }
-
 }

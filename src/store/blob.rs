@@ -526,3 +526,16 @@ mod tests {
         assert!(matches!(err, StoreError::CorruptBlob { .. }), "{err:?}");
     }
 }
+
+/// Exports read blobs straight from the store.
+impl crate::image::BlobSource for Store {
+    fn open(&self, digest: &Digest) -> std::io::Result<Box<dyn std::io::Read + '_>> {
+        self.open_blob(digest)
+            .map(|f| Box::new(std::io::BufReader::new(f)) as Box<dyn std::io::Read>)
+            .map_err(std::io::Error::other)
+    }
+
+    fn size(&self, digest: &Digest) -> std::io::Result<u64> {
+        self.blob_size(digest).map_err(std::io::Error::other)
+    }
+}
