@@ -316,6 +316,19 @@ impl Store {
     }
 }
 
+/// Exports read blobs straight from the store.
+impl crate::image::BlobSource for Store {
+    fn open(&self, digest: &Digest) -> std::io::Result<Box<dyn std::io::Read + '_>> {
+        self.open_blob(digest)
+            .map(|f| Box::new(std::io::BufReader::new(f)) as Box<dyn std::io::Read>)
+            .map_err(std::io::Error::other)
+    }
+
+    fn size(&self, digest: &Digest) -> std::io::Result<u64> {
+        self.blob_size(digest).map_err(std::io::Error::other)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::MetadataExt;
@@ -524,18 +537,5 @@ mod tests {
         fs::write(&path, b"streameD").unwrap();
         let err = store.verify_blob(&digest).unwrap_err();
         assert!(matches!(err, StoreError::CorruptBlob { .. }), "{err:?}");
-    }
-}
-
-/// Exports read blobs straight from the store.
-impl crate::image::BlobSource for Store {
-    fn open(&self, digest: &Digest) -> std::io::Result<Box<dyn std::io::Read + '_>> {
-        self.open_blob(digest)
-            .map(|f| Box::new(std::io::BufReader::new(f)) as Box<dyn std::io::Read>)
-            .map_err(std::io::Error::other)
-    }
-
-    fn size(&self, digest: &Digest) -> std::io::Result<u64> {
-        self.blob_size(digest).map_err(std::io::Error::other)
     }
 }
