@@ -18,6 +18,7 @@ DEBIAN_PACKAGES=(
   python3 python3-pip   # PyPI tools below; `python3 -m http.server` for ADD <url>
   xz-utils bzip2 gzip   # the recorder writes ADD archive fixtures
   curl              # the recorder waits for its servers with it
+  time              # /usr/bin/time measures peak memory in the scale tests
 )
 
 # PyPI tools the tests need. Add new ones here, one per line, pinned when it matters.

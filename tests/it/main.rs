@@ -1,6 +1,7 @@
 //! hoist's integration tests: one test binary, one module per area.
 
 mod build_outputs;
+mod build_scale;
 mod cli_front_end;
 mod common;
 mod differential;
