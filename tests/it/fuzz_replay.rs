@@ -3,6 +3,7 @@
 //! entry points the fuzz targets use, so a fixed crash stays fixed.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 fn replay(target: &str, run: fn(&[u8])) -> usize {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
@@ -37,4 +38,33 @@ fn shell_word_corpus_replays() {
     let n = replay("shell_word", hoist::fuzzing::shell_word);
     println!("replayed {n} shell_word fuzz inputs");
     assert!(n >= 200, "expected the committed corpus, found {n} inputs");
+}
+
+/// Inputs the fuzzer saved for being slow (`slow-unit-*`) must now be fast,
+/// even in a debug build: the bound is generous so the test is not flaky,
+/// and far below the tens of seconds they used to take.
+#[test]
+fn shell_word_slow_units_are_fast() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/shell_word");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if !path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("slow-unit-"))
+        {
+            continue;
+        }
+        let data = std::fs::read(&path).unwrap();
+        let start = Instant::now();
+        hoist::fuzzing::shell_word(&data);
+        let took = start.elapsed();
+        assert!(
+            took < Duration::from_secs(2),
+            "{} took {took:?}",
+            path.display()
+        );
+        count += 1;
+    }
+    assert!(count >= 1, "no slow units found in {}", dir.display());
 }

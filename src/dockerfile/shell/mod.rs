@@ -12,8 +12,13 @@
 //! included, so that hoist never reads a word differently from `docker
 //! build`; the comments say where BuildKit's rule is surprising. It never runs
 //! a command (no `$(...)`, no backquotes), never reads the process
-//! environment, never panics on any input, and takes time proportional to the
-//! input (patterns: input times pattern length).
+//! environment and never panics on any input.
+//!
+//! Nor does it hang on any input, and there it deliberately differs from
+//! BuildKit, which has no limits: one word may nest at most [`MAX_NESTING`]
+//! levels deep, copy out at most [`MAX_EXPANSION`] bytes of variable values
+//! and spend at most [`MAX_MATCH_STEPS`] on patterns. Past a limit the word
+//! is an error; no real Dockerfile comes near any of them.
 //!
 //! ```
 //! use std::collections::BTreeMap;
@@ -42,6 +47,30 @@ use self::unicode::{is_digit, is_letter, is_space};
 /// BuildKit has no limit (Go stacks grow); a limit keeps a hostile word from
 /// overflowing the thread's stack. No real Dockerfile comes near it.
 pub const MAX_NESTING: usize = 100;
+
+/// How many bytes of variable values one word may produce: every `$VAR` and
+/// `${VAR...}` value counts, also inside operands whose text ends up unused,
+/// and so does every `#`, `%` and `/` result.
+///
+/// BuildKit has no limit, but without one a few dozen bytes can ask for
+/// gigabytes: each nested `${A//x/...}` multiplies the size of what is
+/// inside it by the length of A (`${A///${A///${A///x}}}` with a 9-byte A
+/// is 2,000 bytes; seven levels are 20 MB). No real word comes near 1 MiB:
+/// Linux refuses any single argument or environment entry over 128 KiB
+/// (`MAX_ARG_STRLEN`), so such a word could not even reach a command.
+pub const MAX_EXPANSION: usize = 1 << 20;
+
+/// How many steps the pattern matcher may take for one word's `#`, `%` and
+/// `/` patterns together; a step is one matcher thread reading one character.
+///
+/// BuildKit has no limit. Matching takes up to value length times pattern
+/// length steps, and a pattern can be built by nested substitutions up to
+/// [`MAX_EXPANSION`] bytes, so a short word could otherwise keep the builder
+/// busy for minutes. Real patterns are a few characters long and take two
+/// to five steps per character of the value (`${V//x/y}` on a 256 KiB value
+/// takes at most about 1.3 million steps); the whole budget costs about
+/// 20 ms in a release build.
+pub const MAX_MATCH_STEPS: usize = 1 << 22;
 
 /// Where variable values come from.
 pub trait Vars {
@@ -143,6 +172,16 @@ pub enum ShellError {
         "substitutions nest too deeply at byte {offset}: at most {MAX_NESTING} levels are supported"
     )]
     TooDeep { offset: usize },
+    /// A word that copies out more than [`MAX_EXPANSION`] bytes of values.
+    #[error(
+        "the substitution at byte {offset} makes the word too long: a word may expand to at most {MAX_EXPANSION} bytes of variable values; shorten the values or nest fewer `${{VAR//...}}`"
+    )]
+    TooLong { offset: usize },
+    /// Patterns that would take more than [`MAX_MATCH_STEPS`] to match.
+    #[error(
+        "the pattern in the substitution at byte {offset} takes too long to match: a word's patterns may take at most {MAX_MATCH_STEPS} steps; shorten the pattern or the value it is matched against"
+    )]
+    TooSlow { offset: usize },
 }
 
 impl ShellError {
@@ -156,7 +195,9 @@ impl ShellError {
             | ShellError::UnsupportedModifier { offset, .. }
             | ShellError::Required { offset, .. }
             | ShellError::InvalidPattern { offset, .. }
-            | ShellError::TooDeep { offset } => *offset,
+            | ShellError::TooDeep { offset }
+            | ShellError::TooLong { offset }
+            | ShellError::TooSlow { offset } => *offset,
         }
     }
 }
@@ -272,6 +313,10 @@ struct Expander<'a> {
     /// heredoc detection go through this path, so the quirk is kept.
     word_buf: String,
     depth: usize,
+    /// What is left of [`MAX_EXPANSION`] for this word.
+    budget: usize,
+    /// What is left of [`MAX_MATCH_STEPS`] for this word.
+    steps: usize,
     matched: BTreeSet<String>,
     unmatched: BTreeSet<String>,
 }
@@ -287,6 +332,8 @@ impl<'a> Expander<'a> {
             raw_escapes: lexer.raw_escapes,
             word_buf: String::new(),
             depth: 0,
+            budget: MAX_EXPANSION,
+            steps: MAX_MATCH_STEPS,
             matched: BTreeSet::new(),
             unmatched: BTreeSet::new(),
         }
@@ -306,6 +353,22 @@ impl<'a> Expander<'a> {
         let ch = self.peek()?;
         self.pos += ch.len_utf8();
         Some(ch)
+    }
+
+    /// Takes `len` bytes of value text, copied out for the construct at
+    /// `offset`, from the word's budget.
+    fn charge(&mut self, offset: usize, len: usize) -> Result<(), ShellError> {
+        self.budget = self
+            .budget
+            .checked_sub(len)
+            .ok_or(ShellError::TooLong { offset })?;
+        Ok(())
+    }
+
+    /// A variable's value, copied out and charged to the budget.
+    fn copy_value(&mut self, offset: usize, value: &str) -> Result<String, ShellError> {
+        self.charge(offset, value.len())?;
+        Ok(value.to_owned())
     }
 
     fn at_end(&self) -> bool {
@@ -508,11 +571,11 @@ impl<'a> Expander<'a> {
                 // `$` before anything that cannot start a name is literal.
                 return Ok("$".to_owned());
             }
-            return Ok(match self.lookup(&name) {
-                Some(value) => value.to_owned(),
-                None if self.lexer.skip_unset_env => format!("${name}"),
-                None => String::new(),
-            });
+            return match self.lookup(&name) {
+                Some(value) => self.copy_value(offset, value),
+                None if self.lexer.skip_unset_env => Ok(format!("${name}")),
+                None => Ok(String::new()),
+            };
         }
         self.next();
         match self.peek() {
@@ -530,11 +593,11 @@ impl<'a> Expander<'a> {
         let name = self.process_name();
         match self.next() {
             None => Err(ShellError::MissingBrace { offset }),
-            Some('}') => Ok(match self.lookup(&name) {
-                Some(value) => value.to_owned(),
-                None if self.lexer.skip_unset_env => format!("${{{name}}}"),
-                None => String::new(),
-            }),
+            Some('}') => match self.lookup(&name) {
+                Some(value) => self.copy_value(offset, value),
+                None if self.lexer.skip_unset_env => Ok(format!("${{{name}}}")),
+                None => Ok(String::new()),
+            },
             Some(op @ (':' | '+' | '-' | '?' | '#' | '%')) => {
                 self.process_operator(offset, name, op)
             }
@@ -582,7 +645,8 @@ impl<'a> Expander<'a> {
         let value = found.unwrap_or_default();
         let is_unset = found.is_none() || (null_is_unset && value.is_empty());
         match op {
-            Some('-') => Ok(if is_unset { word } else { value.to_owned() }),
+            Some('-') if is_unset => Ok(word),
+            Some('-') => self.copy_value(offset, value),
             Some('+') => Ok(if is_unset { String::new() } else { word }),
             Some('?') if is_unset => {
                 if word.is_empty() {
@@ -599,7 +663,7 @@ impl<'a> Expander<'a> {
                     message: word,
                 })
             }
-            Some('?') => Ok(value.to_owned()),
+            Some('?') => self.copy_value(offset, value),
             Some(trim @ ('#' | '%')) => {
                 // A doubled operator (`##`, `%%`) is only recognised after the
                 // operand is expanded, so `${X#$Y}` with Y=`#a` trims the
@@ -609,11 +673,13 @@ impl<'a> Expander<'a> {
                     None => (word.as_str(), false),
                 };
                 let trimmed = if trim == '#' {
-                    pattern::trim_prefix(pattern, value, greedy)
+                    pattern::trim_prefix(pattern, value, greedy, &mut self.steps)
                 } else {
-                    pattern::trim_suffix(pattern, value, greedy)
+                    pattern::trim_suffix(pattern, value, greedy, &mut self.steps)
                 };
-                trimmed.map_err(|bad| invalid_pattern(offset, pattern, bad))
+                let trimmed = trimmed.map_err(|err| pattern_error(offset, pattern, err))?;
+                self.charge(offset, trimmed.len())?;
+                Ok(trimmed)
             }
             _ => Err(ShellError::UnsupportedModifier { offset, modifier }),
         }
@@ -645,8 +711,17 @@ impl<'a> Expander<'a> {
             // pattern still matches it.
             None => "",
         };
-        pattern::replace(value, &pattern, &replacement, all)
-            .map_err(|bad| invalid_pattern(offset, &pattern, bad))
+        let replaced = pattern::replace(
+            value,
+            &pattern,
+            &replacement,
+            all,
+            self.budget,
+            &mut self.steps,
+        )
+        .map_err(|err| pattern_error(offset, &pattern, err))?;
+        self.charge(offset, replaced.len())?;
+        Ok(replaced)
     }
 
     /// An operand that ran to the end of the word means the `}` is missing,
@@ -710,7 +785,12 @@ fn is_special_param(c: char) -> bool {
     matches!(c, '@' | '*' | '#' | '?' | '-' | '$' | '!' | '0')
 }
 
-fn invalid_pattern(offset: usize, pattern: &str, bad: pattern::BadEscape) -> ShellError {
+fn pattern_error(offset: usize, pattern: &str, err: pattern::PatternError) -> ShellError {
+    let bad = match err {
+        pattern::PatternError::BadEscape(bad) => bad,
+        pattern::PatternError::TooLong => return ShellError::TooLong { offset },
+        pattern::PatternError::TooManySteps => return ShellError::TooSlow { offset },
+    };
     let message = match bad.0 {
         Some(c) => format!(
             "`\\{c}` is not an escape a pattern knows; write `\\*`, `\\?` or `\\\\`, or drop the backslash"
@@ -1299,6 +1379,91 @@ mod tests {
             word(&nested(100_000), &[]),
             Err(ShellError::TooDeep { .. })
         ));
+    }
+
+    /// `${A///R}` replaces every empty match in A with R, so each level of
+    /// nesting multiplies the size by the length of A plus one.
+    fn nested_replacements(depth: usize) -> String {
+        let mut word = "x".to_owned();
+        for _ in 0..depth {
+            word = format!("${{A///{word}}}");
+        }
+        word
+    }
+
+    #[test]
+    fn expansion_size_is_bounded() {
+        let a = [("A", "aaaaaaaaa")];
+        // Below the limit nothing changes: five levels give 2 * 10^5 bytes.
+        let five = word(&nested_replacements(5), &a).unwrap();
+        assert_eq!(five.len(), 199_999);
+        assert!(five.starts_with("xaxaxaxaxa") && five.ends_with("xax"));
+        // Seven levels would be 20 MB from a 50-byte word; twenty would be
+        // 10^20 bytes. Both stop at the limit, quickly.
+        for depth in [7, 20] {
+            let start = std::time::Instant::now();
+            let err = word(&nested_replacements(depth), &a).unwrap_err();
+            assert!(matches!(err, ShellError::TooLong { .. }), "{err:?}");
+            assert!(start.elapsed() < std::time::Duration::from_secs(2));
+        }
+        assert_eq!(
+            word(&nested_replacements(7), &a).unwrap_err().to_string(),
+            "the substitution at byte 6 makes the word too long: a word may expand to at most 1048576 bytes of variable values; shorten the values or nest fewer `${VAR//...}`"
+        );
+        // A template of many `$0` multiplies the match by itself.
+        let big = "a".repeat(4096);
+        let template = "$0".repeat(1024);
+        let v = [("A", big.as_str()), ("T", template.as_str()), ("U", "$0$0")];
+        assert!(matches!(
+            word("${A//*/$T}", &v),
+            Err(ShellError::TooLong { .. })
+        ));
+        assert_eq!(word("${A//*/$U}", &v).unwrap().len(), 8192);
+        // Plain references count too, so `$A$A...` cannot copy a large
+        // value without end; values that fit are untouched.
+        let half = "a".repeat(MAX_EXPANSION / 2);
+        let v = [("H", half.as_str())];
+        assert_eq!(word("$H${H}", &v).unwrap().len(), MAX_EXPANSION);
+        assert!(matches!(
+            word("$H${H}$H", &v),
+            Err(ShellError::TooLong { offset: 6 })
+        ));
+        assert!(matches!(
+            word("$H${X-$H$H}", &v),
+            Err(ShellError::TooLong { offset: 8 })
+        ));
+        assert_eq!(
+            word("${H//a/b}", &v).unwrap(),
+            "b".repeat(MAX_EXPANSION / 2)
+        );
+    }
+
+    #[test]
+    fn pattern_matching_work_is_bounded() {
+        // Every `?*` pair keeps a thread alive, and the final `b` never
+        // matches: value length times pattern length steps.
+        let value = "a".repeat(10_000);
+        let pattern = format!("{}b", "?*".repeat(10_000));
+        let v = [("A", value.as_str()), ("P", pattern.as_str())];
+        for input in ["${A//$P/x}", "${A/$P/x}", "${A#$P}", "${A##$P}"] {
+            let start = std::time::Instant::now();
+            let err = word(input, &v).unwrap_err();
+            assert!(matches!(err, ShellError::TooSlow { offset: 0 }), "{err:?}");
+            assert!(start.elapsed() < std::time::Duration::from_secs(2));
+        }
+        // Reversed, the `b` fails at once.
+        assert_eq!(word("${A%$P}", &v).unwrap(), value);
+        // Runs of stars are one star, however long.
+        let stars = "*".repeat(1 << 19);
+        let v = [("A", value.as_str()), ("S", stars.as_str())];
+        assert_eq!(word("${A//$S/x}", &v).unwrap(), "x");
+        assert_eq!(word("${A#a${S}a}", &v).unwrap(), value[2..]);
+        assert_eq!(word("${A##a${S}a}", &v).unwrap(), "");
+        // A large value with a short pattern stays well inside the budget.
+        let big = "ab".repeat(1 << 18);
+        let v = [("B", big.as_str())];
+        assert_eq!(word("${B//b/c}", &v).unwrap(), "ac".repeat(1 << 18));
+        assert_eq!(word("${B%%a*}", &v).unwrap(), "");
     }
 
     #[test]

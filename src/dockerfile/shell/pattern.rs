@@ -5,8 +5,11 @@
 //! runs Go's `regexp` on the value. This module gives the same answers without
 //! a regex engine: a pattern has only three kinds of atom (a literal character,
 //! `?` and `*`), so a small Pike VM with Go's leftmost-first priorities is
-//! enough. It runs in time proportional to value length times pattern length
-//! and in memory proportional to the pattern, whatever the input.
+//! enough. A search runs in time proportional to the text it reads times the
+//! number of live threads, which is at most the pattern's length and at most
+//! about twice the text read so far (runs of `*` are merged into one, so every
+//! other atom ahead of a thread consumed a character). Memory is
+//! proportional to the pattern, whatever the input.
 //!
 //! Surprises kept on purpose, because BuildKit has them:
 //! - there are no bracket expressions: `[a-z]` matches the five characters
@@ -52,6 +55,10 @@ impl Pattern {
         let mut chars = pattern.chars().peekable();
         while let Some(ch) = chars.next() {
             match ch {
+                // `**` matches exactly what `*` matches, with the same
+                // leftmost-first preferences; merging runs keeps a pattern of
+                // a million stars from costing a million threads per step.
+                '*' if atoms.last() == Some(&Atom::Star) => {}
                 '*' => atoms.push(Atom::Star),
                 '?' => atoms.push(Atom::Any),
                 '\\' => match chars.peek() {
@@ -69,14 +76,42 @@ impl Pattern {
         }
         Ok(Pattern { atoms, greedy })
     }
+}
+
+/// The scratch space of searches with one pattern, reused across the
+/// searches of a replace-all so each costs no allocation of pattern size.
+struct Matcher<'p> {
+    pattern: &'p Pattern,
+    /// Steps left before the search gives up with
+    /// [`PatternError::TooManySteps`].
+    steps: usize,
+    /// `seen[pc]` holds the generation of the thread list that last took
+    /// `pc`, so each list holds each program counter at most once.
+    seen: Vec<u64>,
+    generation: u64,
+    current: Vec<(usize, usize)>,
+    next: Vec<(usize, usize)>,
+}
+
+impl<'p> Matcher<'p> {
+    fn new(pattern: &'p Pattern, steps: usize) -> Matcher<'p> {
+        Matcher {
+            pattern,
+            steps,
+            seen: vec![0; pattern.atoms.len() + 1],
+            generation: 0,
+            current: Vec::new(),
+            next: Vec::new(),
+        }
+    }
 
     /// The end of the match that starts at byte 0 of `text`, if any.
-    fn match_prefix(&self, text: &str) -> Option<usize> {
-        self.search(text, 0, true).map(|(_, end)| end)
+    fn match_prefix(&mut self, text: &str) -> Result<Option<usize>, PatternError> {
+        Ok(self.search(text, 0, true)?.map(|(_, end)| end))
     }
 
     /// The leftmost match that starts at or after byte `from` of `text`.
-    fn find_at(&self, text: &str, from: usize) -> Option<(usize, usize)> {
+    fn find_at(&mut self, text: &str, from: usize) -> Result<Option<(usize, usize)>, PatternError> {
         self.search(text, from, false)
     }
 
@@ -84,29 +119,39 @@ impl Pattern {
     /// leftmost-first matcher keeps them; a thread is a program counter
     /// (index of the next atom, `atoms.len()` meaning "matched") and the byte
     /// where its match started.
-    fn search(&self, text: &str, from: usize, anchored: bool) -> Option<(usize, usize)> {
-        let accept = self.atoms.len();
-        // `seen[pc]` holds the generation of the thread list that last took
-        // `pc`, so each list holds each program counter at most once.
-        let mut seen = vec![0_u64; accept + 1];
-        let mut generation = 1_u64;
-        let mut current: Vec<(usize, usize)> = Vec::new();
-        let mut next: Vec<(usize, usize)> = Vec::new();
+    ///
+    /// Each thread that reads a character, and each character read, is one
+    /// step taken from `steps`.
+    fn search(
+        &mut self,
+        text: &str,
+        from: usize,
+        anchored: bool,
+    ) -> Result<Option<(usize, usize)>, PatternError> {
+        let atoms = &self.pattern.atoms[..];
+        self.current.clear();
+        self.next.clear();
+        self.generation += 1;
         let mut found = None;
         let mut pos = from;
         loop {
             // A new attempt starts here with the lowest priority, until a
             // match is found: that makes the leftmost match win.
             if found.is_none() && (!anchored || pos == from) {
-                self.add_thread(&mut current, &mut seen, generation, 0, pos);
+                self.add_thread(false, 0, pos);
             }
-            if current.is_empty() {
+            if self.current.is_empty() {
                 break;
             }
+            self.steps = self
+                .steps
+                .checked_sub(self.current.len() + 1)
+                .ok_or(PatternError::TooManySteps)?;
             let ch = text.get(pos..).and_then(|rest| rest.chars().next());
-            generation += 1;
-            for &(pc, start) in &current {
-                let step = match self.atoms.get(pc) {
+            self.generation += 1;
+            for i in 0..self.current.len() {
+                let (pc, start) = self.current[i];
+                let step = match atoms.get(pc) {
                     None => {
                         // Lower-priority threads can no longer win.
                         found = Some((start, pos));
@@ -117,69 +162,86 @@ impl Pattern {
                     Some(Atom::Star) => ch.is_some_and(|c| c != '\n').then_some(pc),
                 };
                 if let Some(pc) = step {
-                    self.add_thread(&mut next, &mut seen, generation, pc, start);
+                    self.add_thread(true, pc, start);
                 }
             }
-            std::mem::swap(&mut current, &mut next);
-            next.clear();
+            std::mem::swap(&mut self.current, &mut self.next);
+            self.next.clear();
             match ch {
                 Some(c) => pos += c.len_utf8(),
                 None => break,
             }
         }
-        found
+        Ok(found)
     }
 
     /// Adds the thread at `pc` and everything it reaches without reading a
-    /// character, in priority order. An explicit stack keeps long runs of
-    /// `*` from deepening the call stack.
-    fn add_thread(
-        &self,
-        list: &mut Vec<(usize, usize)>,
-        seen: &mut [u64],
-        generation: u64,
-        pc: usize,
-        start: usize,
-    ) {
-        enum Work {
-            Visit(usize),
-            Emit(usize),
+    /// character, in priority order, to the next list (`to_next`) or the
+    /// current one. A run of `*` is a single atom, so a thread reaches at
+    /// most one more program counter without reading.
+    fn add_thread(&mut self, to_next: bool, pc: usize, start: usize) {
+        let list = if to_next {
+            &mut self.next
+        } else {
+            &mut self.current
+        };
+        let generation = self.generation;
+        if self.seen[pc] == generation {
+            return;
         }
-        let mut stack = vec![Work::Visit(pc)];
-        while let Some(work) = stack.pop() {
-            let pc = match work {
-                Work::Emit(pc) => {
-                    list.push((pc, start));
-                    continue;
-                }
-                Work::Visit(pc) => pc,
-            };
-            if seen[pc] == generation {
-                continue;
+        let seen = &mut self.seen;
+        let mut push = |pc: usize| {
+            if seen[pc] != generation {
+                seen[pc] = generation;
+                list.push((pc, start));
             }
-            seen[pc] = generation;
-            match self.atoms.get(pc) {
-                // A greedy star prefers to read one more character; a lazy one
-                // prefers to stop.
-                Some(Atom::Star) if self.greedy => {
-                    list.push((pc, start));
-                    stack.push(Work::Visit(pc + 1));
-                }
-                Some(Atom::Star) => {
-                    stack.push(Work::Emit(pc));
-                    stack.push(Work::Visit(pc + 1));
-                }
-                _ => list.push((pc, start)),
+        };
+        match self.pattern.atoms.get(pc) {
+            // The atom after a star is never a star, so this is the whole
+            // closure. A greedy star prefers to read one more character, a
+            // lazy one prefers to stop.
+            Some(Atom::Star) if self.pattern.greedy => {
+                push(pc);
+                push(pc + 1);
             }
+            Some(Atom::Star) => {
+                push(pc + 1);
+                push(pc);
+            }
+            _ => push(pc),
         }
     }
 }
 
+/// Why a pattern operation gave up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum PatternError {
+    BadEscape(BadEscape),
+    /// The result would be longer than the limit the caller gave.
+    TooLong,
+    /// Matching would take more steps than the caller allowed.
+    TooManySteps,
+}
+
+impl From<BadEscape> for PatternError {
+    fn from(bad: BadEscape) -> PatternError {
+        PatternError::BadEscape(bad)
+    }
+}
+
 /// `${VAR#pat}` and `${VAR##pat}`: `value` without the shortest (or longest)
-/// prefix that `pattern` matches.
-pub(super) fn trim_prefix(pattern: &str, value: &str, greedy: bool) -> Result<String, BadEscape> {
+/// prefix that `pattern` matches. Matching takes its steps from `steps`.
+pub(super) fn trim_prefix(
+    pattern: &str,
+    value: &str,
+    greedy: bool,
+    steps: &mut usize,
+) -> Result<String, PatternError> {
     let compiled = Pattern::compile(pattern, greedy)?;
-    Ok(match compiled.match_prefix(value) {
+    let mut matcher = Matcher::new(&compiled, *steps);
+    let found = matcher.match_prefix(value);
+    *steps = matcher.steps;
+    Ok(match found? {
         Some(end) => value[end..].to_owned(),
         None => value.to_owned(),
     })
@@ -190,9 +252,14 @@ pub(super) fn trim_prefix(pattern: &str, value: &str, greedy: bool) -> Result<St
 ///
 /// As BuildKit does, both strings are reversed so the suffix becomes a
 /// prefix; escapes in the pattern keep their order (`a\*` becomes `\*a`).
-pub(super) fn trim_suffix(pattern: &str, value: &str, greedy: bool) -> Result<String, BadEscape> {
+pub(super) fn trim_suffix(
+    pattern: &str,
+    value: &str,
+    greedy: bool,
+    steps: &mut usize,
+) -> Result<String, PatternError> {
     let reversed_value: String = value.chars().rev().collect();
-    let trimmed = trim_prefix(&reverse_pattern(pattern), &reversed_value, greedy)?;
+    let trimmed = trim_prefix(&reverse_pattern(pattern), &reversed_value, greedy, steps)?;
     Ok(trimmed.chars().rev().collect())
 }
 
@@ -219,32 +286,56 @@ fn reverse_pattern(pattern: &str) -> String {
 /// Go's `Regexp.ReplaceAllString`, whose replacement is a template: `$$` is a
 /// `$`, `$0` and `${0}` are the matched text, any other `$name` is empty. The
 /// single replacement splices the text in as is. Both are kept.
+///
+/// Replacing every match multiplies sizes (`${A//?/$0$0}` doubles A, and a
+/// replacement can itself hold such a substitution), so the result is built
+/// only up to `limit` bytes; past that the work stops with
+/// [`PatternError::TooLong`]. Matching takes its steps from `steps`.
 pub(super) fn replace(
     value: &str,
     pattern: &str,
     replacement: &str,
     all: bool,
-) -> Result<String, BadEscape> {
+    limit: usize,
+    steps: &mut usize,
+) -> Result<String, PatternError> {
     let compiled = Pattern::compile(pattern, true)?;
-    if !all {
-        return Ok(match compiled.find_at(value, 0) {
+    let mut matcher = Matcher::new(&compiled, *steps);
+    let out = if all {
+        replace_all(&mut matcher, value, replacement, limit)
+    } else {
+        matcher.find_at(value, 0).map(|found| match found {
             Some((start, end)) => format!("{}{replacement}{}", &value[..start], &value[end..]),
             None => value.to_owned(),
-        });
+        })
+    };
+    *steps = matcher.steps;
+    let out = out?;
+    if out.len() > limit {
+        return Err(PatternError::TooLong);
     }
-    // The loop of Go's `Regexp.replaceAll`.
-    let mut out = String::with_capacity(value.len());
+    Ok(out)
+}
+
+/// The loop of Go's `Regexp.replaceAll`.
+fn replace_all(
+    matcher: &mut Matcher<'_>,
+    value: &str,
+    template: &str,
+    limit: usize,
+) -> Result<String, PatternError> {
+    let mut out = String::with_capacity(value.len().min(limit));
     let mut last_end = 0;
     let mut search = 0;
     while search <= value.len() {
-        let Some((start, end)) = compiled.find_at(value, search) else {
+        let Some((start, end)) = matcher.find_at(value, search)? else {
             break;
         };
         out.push_str(&value[last_end..start]);
         // An empty match right after the previous match is not replaced,
         // else `x*` would replace twice around each run of x.
         if end > last_end || start == 0 {
-            expand_template(&mut out, replacement, &value[start..end]);
+            expand_template(&mut out, template, &value[start..end], limit)?;
         }
         last_end = end;
         let width = value[search..].chars().next().map_or(0, char::len_utf8);
@@ -261,8 +352,15 @@ pub(super) fn replace(
     Ok(out)
 }
 
-/// Go's `Regexp.expand` for a regular expression without groups.
-fn expand_template(out: &mut String, template: &str, matched: &str) {
+/// Go's `Regexp.expand` for a regular expression without groups, appending
+/// to `out` and stopping once `out` passes `limit` bytes: a template of many
+/// `$0` can multiply the match by itself.
+fn expand_template(
+    out: &mut String,
+    template: &str,
+    matched: &str,
+    limit: usize,
+) -> Result<(), PatternError> {
     let mut rest = template;
     while let Some(dollar) = rest.find('$') {
         out.push_str(&rest[..dollar]);
@@ -283,8 +381,15 @@ fn expand_template(out: &mut String, template: &str, matched: &str) {
             // A malformed reference stays as text.
             None => out.push('$'),
         }
+        if out.len() > limit {
+            return Err(PatternError::TooLong);
+        }
     }
     out.push_str(rest);
+    if out.len() > limit {
+        return Err(PatternError::TooLong);
+    }
+    Ok(())
 }
 
 /// Splits a `name` or `{name}` reference off the front of `s`, as Go's
@@ -312,12 +417,17 @@ fn template_name(s: &str) -> Option<(&str, &str)> {
 mod tests {
     use super::*;
 
+    /// A step budget that never runs out.
+    fn unlimited() -> usize {
+        usize::MAX
+    }
+
     fn prefix(pattern: &str, value: &str, greedy: bool) -> String {
-        trim_prefix(pattern, value, greedy).unwrap()
+        trim_prefix(pattern, value, greedy, &mut unlimited()).unwrap()
     }
 
     fn suffix(pattern: &str, value: &str, greedy: bool) -> String {
-        trim_suffix(pattern, value, greedy).unwrap()
+        trim_suffix(pattern, value, greedy, &mut unlimited()).unwrap()
     }
 
     #[test]
@@ -362,7 +472,10 @@ mod tests {
         assert_eq!(prefix("\\}", "}a", true), "a");
         assert_eq!(prefix("\\/", "/a", true), "a");
         for bad in ["\\", "\\x", "\\\\\\", "a\\["] {
-            assert!(trim_prefix(bad, "x", true).is_err(), "{bad:?}");
+            assert!(
+                trim_prefix(bad, "x", true, &mut unlimited()).is_err(),
+                "{bad:?}"
+            );
         }
         assert_eq!(
             Pattern::compile("\\x", true).unwrap_err(),
@@ -390,7 +503,7 @@ mod tests {
 
     #[test]
     fn replace_first_and_all() {
-        let r = |v, p, t, all| replace(v, p, t, all).unwrap();
+        let r = |v, p, t, all| replace(v, p, t, all, usize::MAX, &mut unlimited()).unwrap();
         assert_eq!(r("/foo*/*/*.txt", "\\*/", ".", false), "/foo.*/*.txt");
         assert_eq!(r("/foo*/*/*.txt", "\\*/", ".", true), "/foo..*.txt");
         assert_eq!(r("/a/foo/b/c.txt", "/?/", "/", true), "/foo/c.txt");
@@ -406,7 +519,7 @@ mod tests {
 
     #[test]
     fn replace_all_expands_go_templates() {
-        let r = |v, p, t| replace(v, p, t, true).unwrap();
+        let r = |v, p, t| replace(v, p, t, true, usize::MAX, &mut unlimited()).unwrap();
         assert_eq!(r("abc", "b", "[$0]"), "a[b]c");
         assert_eq!(r("abc", "b", "[${0}]"), "a[b]c");
         assert_eq!(r("abc", "b", "[$1]"), "a[]c");
@@ -417,7 +530,64 @@ mod tests {
         assert_eq!(r("abc", "b", "[${0]"), "a[${0]c");
         assert_eq!(r("abc", "b", "[$-]"), "a[$-]c");
         // The first-match form does not expand.
-        assert_eq!(replace("abc", "b", "[$0]", false).unwrap(), "a[$0]c");
+        assert_eq!(
+            replace("abc", "b", "[$0]", false, usize::MAX, &mut unlimited()).unwrap(),
+            "a[$0]c"
+        );
+    }
+
+    /// Steps taken by `replace(value, pattern, "x", all)`.
+    fn replace_steps(value: &str, pattern: &str) -> usize {
+        let mut steps = unlimited();
+        replace(value, pattern, "x", true, usize::MAX, &mut steps).unwrap();
+        unlimited() - steps
+    }
+
+    #[test]
+    fn matching_work_is_counted() {
+        let value = "ab".repeat(500);
+        // One thread per character, plus the character: linear.
+        assert_eq!(replace_steps(&value, "c"), 2 * 1001);
+        // A run of stars costs what one star costs.
+        let many = format!("a{}c", "*".repeat(10_000));
+        assert_eq!(replace_steps(&value, &many), replace_steps(&value, "a*c"));
+        assert!(replace_steps(&value, "a*c") <= 4 * 1001);
+        // Threads never outnumber twice the characters read: `?*` pairs
+        // beyond the value's length cost nothing more.
+        let long = format!("{}c", "?*".repeat(100_000));
+        let short = format!("{}c", "?*".repeat(1_000));
+        assert_eq!(replace_steps(&value, &long), replace_steps(&value, &short));
+        // Running out stops the search.
+        let mut steps = 100;
+        assert_eq!(
+            replace(&value, "c", "x", true, usize::MAX, &mut steps),
+            Err(PatternError::TooManySteps)
+        );
+        assert_eq!(
+            trim_prefix("*c", &value, true, &mut steps),
+            Err(PatternError::TooManySteps)
+        );
+    }
+
+    #[test]
+    fn replace_stops_at_the_size_limit() {
+        let mut steps = unlimited();
+        assert_eq!(
+            replace("aaaa", "", "xy", true, 14, &mut steps).as_deref(),
+            Ok("xyaxyaxyaxyaxy")
+        );
+        assert_eq!(
+            replace("aaaa", "", "xy", true, 13, &mut steps),
+            Err(PatternError::TooLong)
+        );
+        assert_eq!(
+            replace("aaaa", "a", "$0$0$0", true, 11, &mut steps),
+            Err(PatternError::TooLong)
+        );
+        assert_eq!(
+            replace("aaaa", "a", "xyz", false, 5, &mut steps),
+            Err(PatternError::TooLong)
+        );
     }
 
     #[test]
