@@ -19,6 +19,7 @@ DEBIAN_PACKAGES=(
   xz-utils bzip2 gzip   # the recorder writes ADD archive fixtures
   curl              # the recorder waits for its servers with it
   time              # /usr/bin/time measures peak memory in the scale tests
+  bc                # benches/compare.sh computes ratios
 )
 
 # PyPI tools the tests need. Add new ones here, one per line, pinned when it matters.

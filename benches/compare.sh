@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Times hoist against buildah and BuildKit on ../shared/bench's workloads, in one
+# run, and prints medians and ratios: cold build (empty cache), warm rebuild
+# (nothing changed) and one file changed. Run as root on a machine where
+# scripts/install-test-deps.sh has been run. Never part of the test suite.
+#
+#   bash benches/compare.sh [RUNS] [WORKLOAD...]    # default: 3 runs, big-context
+#
+# The machine evicts file cache unused for about a minute, so every timed
+# build is preceded by a read of its context (as ../shared/bench/README.md
+# describes for its own figures).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${1:-3}
+shift || true
+WORKLOADS=("${@:-big-context}")
+ROOT=$(mktemp -d /tmp/hoist-bench.XXXXXX)
+trap 'cleanup' EXIT
+cleanup() {
+  [ -n "${DOCKERD_PID:-}" ] && kill "$DOCKERD_PID" 2>/dev/null && wait "$DOCKERD_PID" 2>/dev/null || true
+  [ -n "${REGISTRY_PID:-}" ] && kill "$REGISTRY_PID" 2>/dev/null || true
+  rm -rf "$ROOT" 2>/dev/null || true
+}
+
+cargo build --release --locked -q
+HOIST=$PWD/target/release/hoist
+
+# A registry for the workloads' base images, on loopback.
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat > "$ROOT/registry.yml" <<YML
+version: 0.1
+storage: {filesystem: {rootdirectory: $ROOT/registry}}
+http: {addr: 127.0.0.1:$PORT}
+YML
+docker-registry serve "$ROOT/registry.yml" > "$ROOT/registry.log" 2>&1 &
+REGISTRY_PID=$!
+export BASE_REG=127.0.0.1:$PORT
+PUSH_BASES=0 bash ../shared/bench/make-workloads.sh "$ROOT/w" > "$ROOT/workloads.log" 2>&1
+
+# A private dockerd for BuildKit (Debian's 20.10 client and daemon).
+mkdir -p "$ROOT/docker"
+dockerd --host "unix://$ROOT/docker/sock" --data-root "$ROOT/docker/data" --exec-root "$ROOT/docker/exec" \
+  --pidfile "$ROOT/docker/pid" --iptables=false --bridge=none > "$ROOT/dockerd.log" 2>&1 &
+DOCKERD_PID=$!
+DOCKER="/usr/bin/docker -H unix://$ROOT/docker/sock"
+for _ in $(seq 100); do $DOCKER info >/dev/null 2>&1 && break; sleep 0.1; done
+
+warm_cache() { find "$1" -type f -exec cat {} + > /dev/null; }
+seconds() { local s e; s=$(date +%s.%N); "$@" > /dev/null 2>&1; e=$(date +%s.%N); echo "$e - $s" | bc; }
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+builder_cmd() { # BUILDER STATE_DIR CONTEXT
+  case $1 in
+    hoist) echo "$HOIST --store $2 build -q $3" ;;
+    buildah) echo "buildah --root $2/root --runroot $2/run bud --isolation chroot --layers -q $3" ;;
+    buildkit) echo "env DOCKER_BUILDKIT=1 $DOCKER build --network=host -q $3" ;;
+  esac
+}
+
+printf '%-12s %-9s %-14s %10s\n' workload builder step median_s
+for w in "${WORKLOADS[@]}"; do
+  ctx_orig="$ROOT/w/$w"
+  declare -A RESULT=()
+  for builder in hoist buildah buildkit; do
+    cold=(); warm=(); changed=()
+    for run in $(seq "$RUNS"); do
+      ctx="$ROOT/ctx-$builder-$run"; rm -rf "$ctx"; cp -a "$ctx_orig" "$ctx"
+      state="$ROOT/state-$builder-$run"; rm -rf "$state"; mkdir -p "$state"
+      [ "$builder" = buildkit ] && $DOCKER builder prune -af > /dev/null 2>&1
+      cmd=$(builder_cmd "$builder" "$state" "$ctx")
+      warm_cache "$ctx"; cold+=("$(seconds $cmd)")
+      warm_cache "$ctx"; warm+=("$(seconds $cmd)")
+      one=$(find "$ctx" -type f ! -name Dockerfile | sort | head -1)
+      echo "changed $run" >> "$one"
+      warm_cache "$ctx"; changed+=("$(seconds $cmd)")
+      [ "$builder" != buildkit ] && rm -rf "$state"
+    done
+    for step in cold warm changed; do
+      declare -n arr=$step
+      m=$(median "${arr[@]}")
+      RESULT[$builder-$step]=$m
+      printf '%-12s %-9s %-14s %10.3f\n' "$w" "$builder" "$step" "$m"
+    done
+  done
+  for step in cold warm changed; do
+    printf '%-12s ratio     %-14s hoist/buildah %.2f  hoist/buildkit %.2f\n' "$w" "$step" \
+      "$(echo "${RESULT[hoist-$step]} / ${RESULT[buildah-$step]}" | bc -l)" \
+      "$(echo "${RESULT[hoist-$step]} / ${RESULT[buildkit-$step]}" | bc -l)"
+  done
+done
