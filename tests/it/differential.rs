@@ -6,8 +6,9 @@
 //! reason; the test fails if one of them starts to pass (so the list shrinks
 //! as features land) as much as when a supported case differs.
 
+use crate::oracle_fixtures::CONFIG_FIELDS;
 use crate::support::{
-    Registry, differential_cases, differential_context, repo_root, require, run_ok, tree_of_image,
+    Registry, differential_cases, differential_context, require, run_ok, tree_of_image,
     unpack_oci_image,
 };
 use hoist::store::Store;
@@ -38,21 +39,6 @@ const NOT_YET: &[(&str, &str)] = &[
     ("run-opaque", "RUN is not implemented"),
     ("shell", "RUN is not implemented"),
     ("user-workdir", "RUN is not implemented"),
-];
-
-const CONFIG_FIELDS: [&str; 12] = [
-    "Cmd",
-    "Entrypoint",
-    "Env",
-    "ExposedPorts",
-    "Healthcheck",
-    "Labels",
-    "OnBuild",
-    "Shell",
-    "StopSignal",
-    "User",
-    "Volumes",
-    "WorkingDir",
 ];
 
 /// Copies the busybox base images of the shared registry into `store`,
@@ -223,5 +209,4 @@ fn hoist_builds_what_buildkit_builds() {
         failures.join("\n")
     );
     assert!(passed >= 25, "expected most cases to run, {passed} passed");
-    let _ = repo_root();
 }

@@ -13,7 +13,7 @@ use std::path::Path;
 const ORACLES: [&str; 2] = ["buildkit", "buildah"];
 
 /// The image config fields every recording carries (null when unset).
-const CONFIG_FIELDS: [&str; 12] = [
+pub const CONFIG_FIELDS: [&str; 12] = [
     "Cmd",
     "Entrypoint",
     "Env",
