@@ -237,8 +237,12 @@ pub(super) fn read_entries(
         let gid = header.gid()?;
         let mtime = header.mtime()?;
         let link = item.link_name_bytes().map(|l| l.into_owned());
+        // Go's tar reader (and so Docker's) reads the old `\0` type flag
+        // with a name ending in `/` as a directory.
+        let v7_dir = header.as_bytes()[156] == 0 && raw.ends_with(b"/");
         let kind = match header.entry_type() {
             tar::EntryType::Directory => EntryKind::Dir,
+            tar::EntryType::Regular if v7_dir => EntryKind::Dir,
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
                 let (local, write) = match contents {
                     Contents::AtPath(dir) => (snapshot_path(dir, &path), true),

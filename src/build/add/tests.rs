@@ -8,6 +8,8 @@ enum Member<'a> {
     Dir(&'a str),
     Symlink(&'a str, &'a str),
     Hardlink(&'a str, &'a str),
+    /// The old type flag `\0` on a name ending in `/`.
+    V7Dir(&'a str),
 }
 
 fn tar_of(members: &[Member<'_>], owner: (u64, u64)) -> Vec<u8> {
@@ -19,10 +21,14 @@ fn tar_of(members: &[Member<'_>], owner: (u64, u64)) -> Vec<u8> {
             Member::Dir(n) => (n, b"", tar::EntryType::Directory, "", 0o750),
             Member::Symlink(n, t) => (n, b"", tar::EntryType::Symlink, t, 0o777),
             Member::Hardlink(n, t) => (n, b"", tar::EntryType::Link, t, 0o640),
+            Member::V7Dir(n) => (n, b"", tar::EntryType::Regular, "", 0o700),
         };
         h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
         h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
         h.set_entry_type(kind);
+        if matches!(m, Member::V7Dir(_)) {
+            h.as_mut_bytes()[156] = 0;
+        }
         h.set_size(data.len() as u64);
         h.set_mode(mode);
         h.set_uid(owner.0);
@@ -198,6 +204,18 @@ fn archives_unpack_into_the_destination_keeping_their_owners() {
     assert_eq!(content_of(&out, "out/deep/er/c.txt"), b"C");
     // A non-archive in the same ADD is copied with --chown.
     assert_eq!(get("out/plain.txt").uid, 7);
+}
+
+#[test]
+fn old_style_directories_are_directories() {
+    let tar = tar_of(
+        &[Member::V7Dir("old/"), Member::File("old/f", b"f")],
+        (0, 0),
+    );
+    let src = context(vec![Entry::file("v7.tar", tar)]);
+    let out = run(&src, &FsView::default(), &request(&["v7.tar"], "/d"), None).unwrap();
+    let old = out.get(b"d/old").unwrap();
+    assert_eq!((&old.kind, old.mode), (&EntryKind::Dir, 0o700));
 }
 
 #[test]
