@@ -167,33 +167,89 @@ pub fn load_layer(
             });
         }
     };
-    let entries = read_entries(reader, &content, extract).map_err(layer_err)?;
+    let contents = if extract {
+        Contents::AtPath(&content)
+    } else {
+        Contents::Known(&content)
+    };
+    let entries = read_entries(reader, contents, Escapes::Skip).map_err(layer_err)?;
     if extract {
         std::fs::write(&done, b"").map_err(layer_err)?;
     }
     Ok(Arc::new(LayerIndex::from_entries(entries)))
 }
 
-/// Reads a layer tar: entries from the headers, file contents written
-/// under `content` (when `extract`) at their sanitised paths.
-fn read_entries(reader: impl Read, content: &Path, extract: bool) -> io::Result<Vec<Entry>> {
+/// Where [`read_entries`] puts file contents.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Contents<'a> {
+    /// At each file's sanitised path under the directory (a layer
+    /// snapshot, which later reads of the same layer reuse).
+    AtPath(&'a Path),
+    /// Already there from an earlier read: only the paths are computed.
+    Known(&'a Path),
+    /// In the directory, one file per entry named by its position in the
+    /// tar: an arbitrary archive may replace a file by a directory or list
+    /// a path twice, which paths on disk could not hold.
+    Numbered(&'a Path),
+}
+
+/// What [`read_entries`] does with a path that would leave the root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Escapes {
+    /// Leave the entry out (a layer: containerd's applier skips them too).
+    Skip,
+    /// Fail with [`io::ErrorKind::InvalidData`] (an archive ADD unpacks:
+    /// Docker refuses it as a breakout).
+    Fail,
+}
+
+/// Reads a tar stream: entries from the headers, in the tar's order (a
+/// path listed twice appears twice), paths sanitised; file contents
+/// streamed to disk as `contents` says, never held in memory.
+pub(super) fn read_entries(
+    reader: impl Read,
+    contents: Contents<'_>,
+    escapes: Escapes,
+) -> io::Result<Vec<Entry>> {
     let mut archive = tar::Archive::new(reader);
     let mut entries = Vec::new();
-    for item in archive.entries()? {
+    let escape = |raw: &[u8]| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{} is outside the directory the archive unpacks into",
+                String::from_utf8_lossy(raw)
+            ),
+        )
+    };
+    for (position, item) in archive.entries()?.enumerate() {
         let mut item = item?;
         let raw = item.path_bytes().into_owned();
-        let Some(path) = sanitise(&raw) else { continue };
+        let path = match sanitise(&raw) {
+            Sanitised::Path(p) => p,
+            Sanitised::Root => continue,
+            Sanitised::Escape if escapes == Escapes::Skip => continue,
+            Sanitised::Escape => return Err(escape(&raw)),
+        };
         let header = item.header();
         let mode = header.mode()? & 0o7777;
         let uid = header.uid()?;
         let gid = header.gid()?;
         let mtime = header.mtime()?;
         let link = item.link_name_bytes().map(|l| l.into_owned());
+        // Go's tar reader (and so Docker's) reads the old `\0` type flag
+        // with a name ending in `/` as a directory.
+        let v7_dir = header.as_bytes()[156] == 0 && raw.ends_with(b"/");
         let kind = match header.entry_type() {
             tar::EntryType::Directory => EntryKind::Dir,
+            tar::EntryType::Regular if v7_dir => EntryKind::Dir,
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-                let local = snapshot_path(content, &path);
-                if extract {
+                let (local, write) = match contents {
+                    Contents::AtPath(dir) => (snapshot_path(dir, &path), true),
+                    Contents::Known(dir) => (snapshot_path(dir, &path), false),
+                    Contents::Numbered(dir) => (dir.join(position.to_string()), true),
+                };
+                if write {
                     if let Some(parent) = local.parent() {
                         std::fs::create_dir_all(parent)?;
                     }
@@ -208,10 +264,14 @@ fn read_entries(reader: impl Read, content: &Path, extract: bool) -> io::Result<
             tar::EntryType::Symlink => EntryKind::Symlink {
                 target: link.unwrap_or_default(),
             },
-            tar::EntryType::Link => match link.as_deref().and_then(sanitise) {
-                Some(target) => EntryKind::Hardlink { target },
-                None => continue,
-            },
+            tar::EntryType::Link => {
+                let raw_target = link.unwrap_or_default();
+                match sanitise(&raw_target) {
+                    Sanitised::Path(target) => EntryKind::Hardlink { target },
+                    _ if escapes == Escapes::Skip => continue,
+                    _ => return Err(escape(&raw_target)),
+                }
+            }
             tar::EntryType::Char => EntryKind::CharDevice {
                 major: header.device_major()?.unwrap_or(0),
                 minor: header.device_minor()?.unwrap_or(0),
@@ -245,18 +305,38 @@ fn read_entries(reader: impl Read, content: &Path, extract: bool) -> io::Result<
     Ok(entries)
 }
 
-/// A tar path made relative and free of `.`/`..` components; `None` for
-/// one that would leave the root or names nothing.
-fn sanitise(raw: &[u8]) -> Option<Vec<u8>> {
+/// A tar path after cleaning.
+#[derive(Debug, PartialEq, Eq)]
+enum Sanitised {
+    /// Relative, without `.`, `..` or empty components.
+    Path(Vec<u8>),
+    /// The root itself (`./`, `/`).
+    Root,
+    /// A `..` that would climb above the root.
+    Escape,
+}
+
+/// Cleans a tar path lexically, as Go's `path.Clean` does after the
+/// leading `/` is dropped: absolute names land under the root, `a/../b` is
+/// `b`, and a `..` left at the front escapes.
+fn sanitise(raw: &[u8]) -> Sanitised {
     let mut parts: Vec<&[u8]> = Vec::new();
     for part in raw.split(|&b| b == b'/') {
         match part {
             b"" | b"." => {}
-            b".." => return None,
+            b".." => {
+                if parts.pop().is_none() {
+                    return Sanitised::Escape;
+                }
+            }
             p => parts.push(p),
         }
     }
-    (!parts.is_empty()).then(|| parts.join(&b'/'))
+    if parts.is_empty() {
+        Sanitised::Root
+    } else {
+        Sanitised::Path(parts.join(&b'/'))
+    }
 }
 
 /// Where a file's content lives in a snapshot. Directories in the
@@ -273,10 +353,15 @@ mod tests {
 
     #[test]
     fn sanitise_refuses_escapes() {
-        assert_eq!(sanitise(b"./a/b/"), Some(b"a/b".to_vec()));
-        assert_eq!(sanitise(b"/etc/passwd"), Some(b"etc/passwd".to_vec()));
-        assert_eq!(sanitise(b"a/../../x"), None);
-        assert_eq!(sanitise(b"./"), None);
+        assert_eq!(sanitise(b"./a/b/"), Sanitised::Path(b"a/b".to_vec()));
+        assert_eq!(
+            sanitise(b"/etc/passwd"),
+            Sanitised::Path(b"etc/passwd".to_vec())
+        );
+        assert_eq!(sanitise(b"a/../b"), Sanitised::Path(b"b".to_vec()));
+        assert_eq!(sanitise(b"a/../../x"), Sanitised::Escape);
+        assert_eq!(sanitise(b"../x"), Sanitised::Escape);
+        assert_eq!(sanitise(b"./"), Sanitised::Root);
     }
 
     #[test]
@@ -292,7 +377,7 @@ mod tests {
         crate::layer::tar::sort_entries(&mut sorted);
         let tar = crate::layer::tar::write_tar(&sorted, Default::default(), Vec::new()).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let read = read_entries(&tar[..], dir.path(), true).unwrap();
+        let read = read_entries(&tar[..], Contents::AtPath(dir.path()), Escapes::Skip).unwrap();
         let index = LayerIndex::from_entries(read);
         let s = index.get(b"s").unwrap();
         assert_eq!((s.mode, s.uid, s.gid), (0o4755, 10, 20));

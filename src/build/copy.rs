@@ -88,7 +88,7 @@ pub fn copy(
     };
     for src in &request.sources {
         let matches = if request.wildcards && contains_wildcards(src) {
-            copier.resolve_wildcards(src)?
+            resolve_wildcards(source, src)?
         } else {
             vec![clean(src)]
         };
@@ -126,55 +126,6 @@ impl Copier<'_> {
 
     fn take_changes(&mut self) -> LayerIndex {
         std::mem::take(self.pending())
-    }
-
-    /// BuildKit's `ResolveWildcards`: everything below the wildcard-free
-    /// prefix whose relative path matches the rest, not descending into a
-    /// matched directory. Sorted, as Go's `filepath.Walk` visits.
-    fn resolve_wildcards(&self, src: &str) -> Result<Vec<Vec<u8>>, CopyError> {
-        let parts: Vec<&str> = src
-            .split('/')
-            .filter(|p| !p.is_empty() && *p != ".")
-            .collect();
-        let split = parts
-            .iter()
-            .position(|p| contains_wildcards(p))
-            .unwrap_or(parts.len());
-        let base = self
-            .source
-            .resolve(parts[..split].join("/").as_bytes(), true)?;
-        let pattern = parts[split..].join("/");
-        let mut out = Vec::new();
-        let mut stack = vec![(base.clone(), String::new())];
-        while let Some((dir, rel_dir)) = stack.pop() {
-            if !self.source.is_dir(&dir) {
-                continue;
-            }
-            let mut children = self.source.children(&dir);
-            children.reverse();
-            for name in children {
-                let path = join(&dir, &name);
-                let name = String::from_utf8_lossy(&name);
-                let rel = if rel_dir.is_empty() {
-                    name.into_owned()
-                } else {
-                    format!("{rel_dir}/{name}")
-                };
-                let matched =
-                    filepath_match(&pattern, &rel).map_err(|source| CopyError::Wildcard {
-                        source_path: src.to_string(),
-                        source,
-                    })?;
-                if matched {
-                    out.push((path, true));
-                } else if self.source.is_dir(&path) {
-                    stack.push((path, rel));
-                }
-            }
-        }
-        let mut out: Vec<Vec<u8>> = out.into_iter().map(|(p, _)| p).collect();
-        out.sort();
-        Ok(out)
     }
 
     /// fsutil's `Copy` for one resolved source path.
@@ -394,10 +345,56 @@ impl Copier<'_> {
     }
 }
 
+/// BuildKit's `ResolveWildcards`: everything below the wildcard-free
+/// prefix whose relative path matches the rest, not descending into a
+/// matched directory. Sorted, as Go's `filepath.Walk` visits.
+pub(super) fn resolve_wildcards(source: &FsView, src: &str) -> Result<Vec<Vec<u8>>, CopyError> {
+    let parts: Vec<&str> = src
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    let split = parts
+        .iter()
+        .position(|p| contains_wildcards(p))
+        .unwrap_or(parts.len());
+    let base = source.resolve(parts[..split].join("/").as_bytes(), true)?;
+    let pattern = parts[split..].join("/");
+    let mut out = Vec::new();
+    let mut stack = vec![(base.clone(), String::new())];
+    while let Some((dir, rel_dir)) = stack.pop() {
+        if !source.is_dir(&dir) {
+            continue;
+        }
+        let mut children = source.children(&dir);
+        children.reverse();
+        for name in children {
+            let path = join(&dir, &name);
+            let name = String::from_utf8_lossy(&name);
+            let rel = if rel_dir.is_empty() {
+                name.into_owned()
+            } else {
+                format!("{rel_dir}/{name}")
+            };
+            let matched = filepath_match(&pattern, &rel).map_err(|source| CopyError::Wildcard {
+                source_path: src.to_string(),
+                source,
+            })?;
+            if matched {
+                out.push((path, true));
+            } else if source.is_dir(&path) {
+                stack.push((path, rel));
+            }
+        }
+    }
+    let mut out: Vec<Vec<u8>> = out.into_iter().map(|(p, _)| p).collect();
+    out.sort();
+    Ok(out)
+}
+
 /// Adds to `changes` every parent directory of its entries that the copy
 /// did not itself create, as it is in `base`: an overlay upper directory
 /// holds the parents of what changed, and so does the layer.
-fn with_parents(mut changes: LayerIndex, base: &FsView) -> LayerIndex {
+pub(super) fn with_parents(mut changes: LayerIndex, base: &FsView) -> LayerIndex {
     let mut missing = Vec::new();
     for entry in changes.entries() {
         let mut path = entry.path.as_slice();

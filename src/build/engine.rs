@@ -9,6 +9,7 @@
 //! sha256, store. Metadata steps change the config and make no layer.
 //! Nothing here holds a whole layer in memory or writes outside the store.
 
+use super::add::{AddError, AddOptions, add};
 use super::base::{BaseError, load_image, load_layer};
 use super::copy::{CopyError, CopyRequest, copy};
 use super::hasher::ContentHasher;
@@ -227,6 +228,8 @@ struct Builder<'a> {
     lexer: Lexer,
     context: Option<FsView>,
     hasher: ContentHasher,
+    /// Downloads and unpacked archives of this build, removed at its end.
+    scratch: Option<crate::store::ScratchDir>,
     step: usize,
     cached: usize,
 }
@@ -243,6 +246,7 @@ impl<'a> Builder<'a> {
             lexer: Lexer::new(ast.escape),
             context: None,
             hasher: ContentHasher::load(&store.root().join("cache/stat-cache.json")),
+            scratch: None,
             step: 0,
             cached: 0,
         })
@@ -670,13 +674,22 @@ impl<'a> Builder<'a> {
         if args.parents {
             return Err(self.step_error(instr, "COPY --parents is not supported yet", None));
         }
-        if let Some(s) = args.sources.iter().find(|s| {
-            s.starts_with("http://") || s.starts_with("https://") || s.starts_with("git@")
-        }) {
+        if let Some(s) = args
+            .sources
+            .iter()
+            .find(|s| !is_add && (s.starts_with("http://") || s.starts_with("https://")))
+        {
             return Err(self.step_error(
                 instr,
-                format!("{keyword} of a URL ({s}) is not supported yet"),
-                Some("download the file into the build context and COPY it".into()),
+                format!("source can't be a URL for COPY: {s}"),
+                Some("use ADD to download a file".into()),
+            ));
+        }
+        if let Some(s) = args.sources.iter().find(|s| s.starts_with("git@")) {
+            return Err(self.step_error(
+                instr,
+                format!("{keyword} of a git repository ({s}) is not supported yet"),
+                Some("clone it into the build context and COPY it".into()),
             ));
         }
         let chown = match &args.chown {
@@ -746,16 +759,24 @@ impl<'a> Builder<'a> {
                 }
             },
         };
-        if is_add && args.from.is_none() {
-            self.refuse_archives(instr, &source_view, &args.sources)?;
-        }
         let dest_view = if args.link {
             FsView::default()
         } else {
             state.view.clone()
         };
-        let mut changes =
-            copy(&source_view, &dest_view, &request).map_err(|e| self.copy_error(instr, e))?;
+        let mut changes = if is_add {
+            let scratch = self.scratch()?;
+            let options = AddOptions {
+                unpack: args.unpack,
+                checksum: args.checksum.as_deref(),
+                local: args.from.is_none(),
+                scratch: &scratch,
+            };
+            add(&source_view, &dest_view, &request, &options)
+                .map_err(|e| self.add_error(instr, e))?
+        } else {
+            copy(&source_view, &dest_view, &request).map_err(|e| self.copy_error(instr, e))?
+        };
         for content in &args.contents {
             let file = FsView::new(vec![Arc::new(LayerIndex::from_entries([Entry::file(
                 content.path.clone(),
@@ -794,49 +815,43 @@ impl<'a> Builder<'a> {
         Ok((bytes, hit, history))
     }
 
-    /// ADD extracts local archives; until hoist does, refuse them rather
-    /// than copy them unextracted.
-    fn refuse_archives(
-        &self,
-        instr: &Instruction,
-        view: &FsView,
-        sources: &[String],
-    ) -> Result<(), BuildError> {
-        for s in sources {
-            let path = super::copy::clean(s);
-            if let Some(Entry {
-                kind: EntryKind::File { content, .. },
-                ..
-            }) = view.get(&path)
-            {
-                let head = match content {
-                    crate::layer::tar::Content::Bytes(b) => {
-                        b.iter().take(262).copied().collect::<Vec<u8>>()
-                    }
-                    crate::layer::tar::Content::Path(p) => {
-                        let mut buf = vec![0u8; 262];
-                        let n = std::fs::File::open(p)
-                            .and_then(|mut f| std::io::Read::read(&mut f, &mut buf))
-                            .unwrap_or(0);
-                        buf.truncate(n);
-                        buf
-                    }
-                };
-                let archive = head.starts_with(&[0x1f, 0x8b])
-                    || head.starts_with(b"BZh")
-                    || head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0])
-                    || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
-                    || head.get(257..262) == Some(b"ustar");
-                if archive {
-                    return Err(self.step_error(
-                        instr,
-                        format!("ADD of the archive {s} is not supported yet (it would have to be extracted)"),
-                        Some("extract it into the build context and COPY the result".into()),
-                    ));
-                }
-            }
+    /// The build's scratch directory in the store (created on first use,
+    /// removed when the build ends): downloads and unpacked archives.
+    fn scratch(&mut self) -> Result<PathBuf, BuildError> {
+        if self.scratch.is_none() {
+            let dir = self.store.scratch_dir("build")?;
+            self.hasher.uncached(dir.path().to_path_buf());
+            self.scratch = Some(dir);
         }
-        Ok(())
+        Ok(self
+            .scratch
+            .as_ref()
+            .expect("created above")
+            .path()
+            .to_path_buf())
+    }
+
+    fn add_error(&self, instr: &Instruction, e: AddError) -> BuildError {
+        let hint = match &e {
+            AddError::Copy(c) => return self.copy_error(instr, c.clone()),
+            AddError::Checksum { .. } => {
+                Some("check the URL serves the expected file, then update --checksum".into())
+            }
+            AddError::Status { .. } | AddError::Download { .. } => {
+                Some("check the URL and the network; ADD follows redirects".into())
+            }
+            AddError::Invalid { .. } | AddError::Unpack { .. } => Some(
+                "check the archive (tar -tvf), or add it unpacked with ADD --unpack=false".into(),
+            ),
+            _ => None,
+        };
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            message.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        self.step_error(instr, message, hint)
     }
 
     fn copy_error(&self, instr: &Instruction, e: CopyError) -> BuildError {

@@ -50,6 +50,9 @@ struct Record {
 #[derive(Debug, Default)]
 pub struct ContentHasher {
     records: HashMap<PathBuf, Record>,
+    /// Directories whose files are hashed without being remembered: a
+    /// build's scratch space, gone when the build ends.
+    uncached: Vec<PathBuf>,
     /// Files actually read (for tests and progress).
     pub files_read: u64,
     dirty: bool,
@@ -87,6 +90,12 @@ impl ContentHasher {
         Ok(())
     }
 
+    /// Files under `dir` are hashed every time, and never written into the
+    /// cache (their paths will not exist again).
+    pub fn uncached(&mut self, dir: PathBuf) {
+        self.uncached.push(dir);
+    }
+
     /// The SHA-256 of a file's content.
     pub fn digest(&mut self, content: &Content) -> io::Result<Digest> {
         match content {
@@ -96,6 +105,10 @@ impl ContentHasher {
     }
 
     fn digest_path(&mut self, path: &Path) -> io::Result<Digest> {
+        if self.uncached.iter().any(|dir| path.starts_with(dir)) {
+            self.files_read += 1;
+            return hash_file(path);
+        }
         let meta = std::fs::metadata(path)?;
         let stat = Stat::of(&meta);
         if let Some(record) = self.records.get(path)

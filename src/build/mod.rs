@@ -2,7 +2,9 @@
 //!
 //! - [`view`]: the merged file system of a stage, from its layers.
 //! - [`copy`]: COPY and ADD's file semantics over views.
+//! - [`add`]: what ADD does beyond COPY: archives unpacked, URLs downloaded.
 
+pub mod add;
 pub mod base;
 pub mod copy;
 pub mod engine;

@@ -54,8 +54,54 @@ impl LayerIndex {
         }
     }
 
+    /// Adds or replaces one entry as data, whatever its name: a file named
+    /// `.wh.x` unpacked from an archive is a file, not a deletion, as it is
+    /// for the tar extraction BuildKit's ADD uses (it writes it into the
+    /// layer under that name).
+    pub fn insert_literal(&mut self, entry: Entry) {
+        self.entries.insert(entry.path.clone(), entry);
+    }
+
+    /// Removes the entry at `path` and everything this layer holds below it.
+    pub fn remove_tree(&mut self, path: &[u8]) {
+        self.entries.remove(path);
+        self.remove_below(path);
+    }
+
+    /// Removes everything this layer holds strictly below `path`.
+    pub fn remove_below(&mut self, path: &[u8]) {
+        let prefix = join(path, b"");
+        let below: Vec<Vec<u8>> = self
+            .entries
+            .range(prefix.clone()..)
+            .take_while(|(p, _)| p.starts_with(&prefix))
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in below {
+            self.entries.remove(&p);
+        }
+    }
+
     pub fn get(&self, path: &[u8]) -> Option<&Entry> {
         self.entries.get(path)
+    }
+
+    /// The directories this layer marks opaque.
+    pub fn opaque_dirs(&self) -> impl Iterator<Item = &[u8]> {
+        self.opaque.iter().map(Vec::as_slice)
+    }
+
+    /// Gives the file at `first` and every entry of this layer hardlinked
+    /// to it the same owner and mode: they share one inode.
+    pub fn set_group_metadata(&mut self, first: &[u8], mode: u32, uid: u64, gid: u64) {
+        for entry in self.entries.values_mut() {
+            let linked = matches!(&entry.kind, EntryKind::Hardlink { target } if target == first);
+            if linked || entry.path == first {
+                entry.mode = mode;
+                entry.uid = uid;
+                entry.gid = gid;
+            }
+        }
     }
 
     pub fn entries(&self) -> impl Iterator<Item = &Entry> {

@@ -65,6 +65,38 @@ impl Drop for TempPath {
     }
 }
 
+/// A directory in `tmp/` for a build's scratch files, removed with
+/// everything in it when dropped (a killed process leaves it to `prune`).
+#[derive(Debug)]
+pub struct ScratchDir {
+    path: PathBuf,
+}
+
+impl ScratchDir {
+    pub(crate) fn create(dir: &Path, prefix: &str) -> Result<ScratchDir> {
+        let pid = std::process::id();
+        loop {
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let path = dir.join(format!("{prefix}-{pid}-{n}"));
+            match fs::create_dir(&path) {
+                Ok(()) => return Ok(ScratchDir { path }),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(io_error("create a scratch directory in", dir)(e)),
+            }
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
 /// Replaces `dest` with `data` so that a reader sees either the old or the
 /// new content, never a mix, and a crash keeps one of the two.
 pub(crate) fn write_atomically(tmp_dir: &Path, dest: &Path, data: &[u8]) -> Result<()> {

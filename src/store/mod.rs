@@ -65,6 +65,7 @@ use std::path::{Path, PathBuf};
 pub use blob::{BlobWriter, VerifiedBlob};
 pub use cache::CacheRecord;
 pub use error::{Result, StoreError};
+pub use fsutil::ScratchDir;
 pub use gc::{PruneOptions, PruneReport, RemovedImage, VerifyReport};
 pub use json::{Descriptor, OCI_INDEX, OCI_MANIFEST, REF_NAME, canonical};
 
@@ -151,6 +152,11 @@ impl Store {
 
     fn tmp_dir(&self) -> PathBuf {
         self.path("tmp")
+    }
+
+    /// A new directory in `tmp/` for scratch files, removed when dropped.
+    pub fn scratch_dir(&self, prefix: &str) -> Result<ScratchDir> {
+        ScratchDir::create(&self.tmp_dir(), prefix)
     }
 
     /// Creates whatever part of the layout is missing and checks the rest.

@@ -18,23 +18,6 @@ use std::process::Command;
 
 /// Cases hoist cannot build yet, and why.
 const NOT_YET: &[(&str, &str)] = &[
-    (
-        "add-local",
-        "ADD of a local archive (extraction) is not implemented",
-    ),
-    (
-        "add-tar-bz2",
-        "ADD of a local archive (extraction) is not implemented",
-    ),
-    (
-        "add-tar-gz",
-        "ADD of a local archive (extraction) is not implemented",
-    ),
-    (
-        "add-tar-xz",
-        "ADD of a local archive (extraction) is not implemented",
-    ),
-    ("add-url", "ADD of a URL is not implemented"),
     ("run-basic", "RUN is not implemented"),
     ("run-opaque", "RUN is not implemented"),
     ("shell", "RUN is not implemented"),
