@@ -6,6 +6,7 @@ mod fuzz_replay;
 mod oci_schema;
 mod oracle_fixtures;
 mod parser_corpus;
+mod pull;
 mod real_components;
 mod reference_examples;
 mod shell_corpus;
