@@ -429,6 +429,7 @@ impl Client {
             }) => {
                 let token = self.fetch_token(
                     endpoint,
+                    repository,
                     realm,
                     service.as_deref(),
                     challenged.as_deref().unwrap_or(scope),
@@ -463,6 +464,7 @@ impl Client {
     fn fetch_token(
         &self,
         endpoint: &Endpoint,
+        repository: &str,
         realm: &str,
         service: Option<&str>,
         scope: &str,
@@ -503,12 +505,12 @@ impl Client {
         })?;
         match response.status().as_u16() {
             200 => {}
+            // The token server refused these credentials, or wants some.
             401 | 403 => {
-                return Err(token_error(if credentials.is_some() {
-                    "the credentials were refused".to_owned()
-                } else {
-                    "access was refused without credentials".to_owned()
-                }));
+                return Err(RegistryError::Unauthorized {
+                    registry: endpoint.host.clone(),
+                    repository: repository.to_owned(),
+                });
             }
             status => return Err(token_error(format!("it answered {status}"))),
         }

@@ -497,3 +497,234 @@ fn pulls_the_platform_s_manifest_from_an_index_and_tags_the_index() {
          linux/amd64, linux/arm64/v8. Pass one of them as the platform"
     );
 }
+
+/// A distribution token server for one registry: it hands a token for the
+/// requested scope to requests with basic credentials `user:secret` and
+/// refuses anonymous ones. Tokens are RS256 JWTs signed by `openssl` with a
+/// self-signed certificate the registry trusts (`rootcertbundle`), sent in
+/// the `x5c` header as distribution 2.8 expects.
+struct TokenServer {
+    addr: String,
+    dir: tempfile::TempDir,
+    issued: Arc<AtomicUsize>,
+    refused: Arc<AtomicUsize>,
+}
+
+const TOKEN_SERVICE: &str = "hoist-test-registry";
+const TOKEN_ISSUER: &str = "hoist-test-issuer";
+
+impl TokenServer {
+    fn start() -> TokenServer {
+        let dir = tempfile::tempdir().unwrap();
+        run_ok(
+            Command::new(crate::support::require("openssl", "openssl"))
+                .args([
+                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                ])
+                .args(["-subj", "/CN=hoist-test-token"])
+                .arg("-keyout")
+                .arg(dir.path().join("key.pem"))
+                .arg("-out")
+                .arg(dir.path().join("cert.pem")),
+        );
+        let der = Command::new("openssl")
+            .args(["x509", "-outform", "DER", "-in"])
+            .arg(dir.path().join("cert.pem"))
+            .output()
+            .unwrap()
+            .stdout;
+        use base64::Engine as _;
+        let x5c = base64::engine::general_purpose::STANDARD.encode(der);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (issued, refused) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let key = dir.path().join("key.pem");
+        let counters = (issued.clone(), refused.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let (key, x5c, counters) = (key.clone(), x5c.clone(), counters.clone());
+                std::thread::spawn(move || answer_token(stream, &key, &x5c, &counters));
+            }
+        });
+        TokenServer {
+            addr,
+            dir,
+            issued,
+            refused,
+        }
+    }
+
+    /// The registry configuration that sends clients here for tokens.
+    fn registry_config(&self) -> String {
+        format!(
+            "auth: {{token: {{realm: 'http://{}/token', service: {TOKEN_SERVICE}, \
+             issuer: {TOKEN_ISSUER}, rootcertbundle: '{}'}}}}",
+            self.addr,
+            self.dir.path().join("cert.pem").display()
+        )
+    }
+}
+
+fn answer_token(
+    mut stream: TcpStream,
+    key: &std::path::Path,
+    x5c: &str,
+    (issued, refused): &(Arc<AtomicUsize>, Arc<AtomicUsize>),
+) {
+    use base64::Engine as _;
+    use std::io::BufRead;
+    let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    let target = line.split_whitespace().nth(1).unwrap_or("").to_owned();
+    let mut authorization = None;
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header).unwrap_or(0) == 0 || header.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':')
+            && name.eq_ignore_ascii_case("authorization")
+        {
+            authorization = Some(value.trim().to_owned());
+        }
+    }
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let expected = format!("Basic {}", b64.encode("user:secret"));
+    if authorization.as_deref() != Some(expected.as_str()) {
+        refused.fetch_add(1, Ordering::SeqCst);
+        let _ = stream.write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n");
+        return;
+    }
+    // scope=repository:NAME:ACTIONS (percent-encoded), possibly several.
+    let query = target.split_once('?').map_or("", |(_, q)| q);
+    let unescape = |s: &str| {
+        let mut out = Vec::new();
+        let bytes = s.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' && i + 2 < bytes.len() {
+                out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+                i += 3;
+            } else {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8(out).unwrap()
+    };
+    let access: Vec<Value> = query
+        .split('&')
+        .filter_map(|kv| kv.strip_prefix("scope="))
+        .map(unescape)
+        .filter_map(|scope| {
+            let mut parts = scope.splitn(3, ':');
+            let (kind, name, actions) = (parts.next()?, parts.next()?, parts.next()?);
+            Some(json!({"type": kind, "name": name, "actions": actions.split(',').collect::<Vec<_>>()}))
+        })
+        .collect();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = json!({"typ": "JWT", "alg": "RS256", "x5c": [x5c]});
+    let claims = json!({
+        "iss": TOKEN_ISSUER, "sub": "user", "aud": TOKEN_SERVICE,
+        "exp": now + 300, "nbf": now - 10, "iat": now, "jti": format!("{now}-{}", issued.load(Ordering::SeqCst)),
+        "access": access,
+    });
+    let signing_input = format!(
+        "{}.{}",
+        url.encode(header.to_string()),
+        url.encode(claims.to_string())
+    );
+    let mut openssl = Command::new("openssl")
+        .args(["dgst", "-sha256", "-sign"])
+        .arg(key)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    openssl
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(signing_input.as_bytes())
+        .unwrap();
+    let signature = openssl.wait_with_output().unwrap().stdout;
+    let token = format!("{signing_input}.{}", url.encode(signature));
+    issued.fetch_add(1, Ordering::SeqCst);
+    let body = json!({"token": token, "expires_in": 300}).to_string();
+    let _ = write!(
+        stream,
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+#[test]
+fn pulls_from_a_registry_behind_token_auth() {
+    let tokens = TokenServer::start();
+    let registry = Registry::start_with(&tokens.registry_config());
+    let source = Registry::shared();
+    run_ok(
+        skopeo()
+            .args([
+                "copy",
+                "-q",
+                "--src-tls-verify=false",
+                "--dest-tls-verify=false",
+            ])
+            .args(["--dest-creds", "user:secret"])
+            .arg(format!("docker://{}/library/busybox:latest", source.addr()))
+            .arg(format!("docker://{}/private/busybox:1", registry.addr())),
+    );
+    let issued_for_push = tokens.issued.load(Ordering::SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("store")).unwrap();
+    let image = reference(&format!("{}/private/busybox:1", registry.addr()));
+
+    // Without credentials: refused, with a message that says to log in.
+    let anonymous = PullOptions {
+        docker_config: Some(dir.path().join("none.json")),
+        ..PullOptions::default()
+    };
+    let err = pull(&store, &image, &amd64(), &anonymous).unwrap_err();
+    assert!(
+        matches!(&err, RegistryError::Unauthorized { repository, .. } if repository == "private/busybox"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("log in"), "{err}");
+    assert_eq!(tokens.refused.load(Ordering::SeqCst), 1);
+
+    // With credentials in a Docker config: one token, reused by a second
+    // pull with the same client.
+    use base64::Engine as _;
+    let config = dir.path().join("config.json");
+    std::fs::write(
+        &config,
+        json!({"auths": {registry.addr(): {"auth": base64::engine::general_purpose::STANDARD.encode("user:secret")}}})
+            .to_string(),
+    )
+    .unwrap();
+    let options = PullOptions {
+        docker_config: Some(config),
+        ..PullOptions::default()
+    };
+    let client = hoist::registry::Client::new(options.client_options());
+    let pulled = hoist::registry::pull_with(&client, &store, &image, &amd64(), &[]).unwrap();
+    check_complete(&store, &pulled);
+    assert_eq!(
+        pulled.manifest_digest,
+        skopeo_digest(&format!("{}/library/busybox:latest", source.addr()))
+    );
+    assert_eq!(tokens.issued.load(Ordering::SeqCst), issued_for_push + 1);
+    let again = hoist::registry::pull_with(&client, &store, &image, &amd64(), &[]).unwrap();
+    assert_eq!(again.blobs_fetched, 0);
+    assert_eq!(tokens.issued.load(Ordering::SeqCst), issued_for_push + 1);
+    // 401, token, manifest, config and layers; then one manifest GET.
+    let layers = pulled.blobs_fetched;
+    assert_eq!(client.requests(), 3 + layers as u64 + 1);
+}
