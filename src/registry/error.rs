@@ -11,8 +11,8 @@ use crate::store::StoreError;
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     #[error(
-        "registry {registry} refused access to {repository}: log in to {registry} (credentials \
-         are read from ~/.docker/config.json) or check the repository name"
+        "access to {repository} was refused by registry {registry}: log in to it (hoist reads \
+         credentials from ~/.docker/config.json) or check the repository name"
     )]
     Unauthorized {
         registry: String,
@@ -97,9 +97,9 @@ pub enum RegistryError {
         source: Box<crate::image::ImageError>,
     },
     #[error(
-        "{what} from registry {registry} ({repository}) has digest {actual}, not {expected}; the \
-         registry or something between it and you changed the content: retry, or use another \
-         registry"
+        "{what} {expected} of {repository} from registry {registry} has content with digest \
+         {actual}; the registry or something between it and you changed it: retry, or use \
+         another registry"
     )]
     DigestMismatch {
         registry: String,
@@ -130,7 +130,7 @@ pub enum RegistryError {
         limit: u64,
     },
     #[error(
-        "{reference} has no image for {platform}; it has images for: {available}. Pass one of \
+        "{reference} has no image for {platform}; it has images for {available}: pass one of \
          them as the platform"
     )]
     NoPlatform {
@@ -206,3 +206,69 @@ impl std::fmt::Display for Content {
 
 /// Shorthand for the registry module's results.
 pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The messages users read, one per line, in the project's voice:
+    /// lower-case start, what failed, where, and what to do.
+    #[test]
+    fn messages() {
+        let registry = || "registry.example:5000".to_owned();
+        let repository = || "team/app".to_owned();
+        let digest = Digest::of(b"x");
+        let errors = [
+            RegistryError::Unauthorized {
+                registry: registry(),
+                repository: repository(),
+            },
+            RegistryError::NotFound {
+                registry: registry(),
+                repository: repository(),
+                what: Content::Manifest,
+                reference: "v1".into(),
+            },
+            RegistryError::TlsToPlainHttp {
+                registry: registry(),
+            },
+            RegistryError::Timeout {
+                registry: registry(),
+                url: "https://registry.example:5000/v2/team/app/manifests/v1".into(),
+            },
+            RegistryError::Status {
+                registry: registry(),
+                url: "https://registry.example:5000/v2/".into(),
+                status: 502,
+                detail: ": bad gateway".into(),
+            },
+            RegistryError::Schema1 {
+                registry: registry(),
+                repository: repository(),
+                reference: "v1".into(),
+            },
+            RegistryError::DigestMismatch {
+                registry: registry(),
+                repository: repository(),
+                what: Content::Blob,
+                expected: digest,
+                actual: digest,
+            },
+            RegistryError::NoPlatform {
+                reference: "docker.io/library/node:14".into(),
+                platform: "linux/s390x".into(),
+                available: "linux/amd64, linux/arm64/v8".into(),
+            },
+            RegistryError::MirrorsFailed {
+                domain: "docker.io".into(),
+                repository: "library/node".into(),
+                mirrors: "127.0.0.1:5000: manifest 14 of library/node was not found".into(),
+                source: Box::new(RegistryError::TlsToPlainHttp {
+                    registry: "registry-1.docker.io".into(),
+                }),
+            },
+        ];
+        let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        insta::assert_snapshot!(text.join("\n"));
+    }
+}

@@ -16,6 +16,8 @@
 pub mod auth;
 pub mod client;
 mod error;
+#[cfg(test)]
+mod fake;
 pub mod platform;
 pub mod pull;
 pub mod reference;

@@ -448,3 +448,6 @@ impl Fallback<'_> {
         unreachable!("the registry itself is always the last endpoint")
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -493,8 +493,8 @@ fn pulls_the_platform_s_manifest_from_an_index_and_tags_the_index() {
     .unwrap_err();
     assert_eq!(
         err.to_string().replace(registry.addr(), "ADDR"),
-        "ADDR/multi/busybox:latest has no image for linux/s390x; it has images for: \
-         linux/amd64, linux/arm64/v8. Pass one of them as the platform"
+        "ADDR/multi/busybox:latest has no image for linux/s390x; it has images for \
+         linux/amd64, linux/arm64/v8: pass one of them as the platform"
     );
 }
 
