@@ -28,6 +28,8 @@
 //!   timeouts, `429` (honouring a `Retry-After` in seconds) and `5xx`;
 //!   never on `4xx`, nor on a refused connection (nothing is listening: a
 //!   mirror falls back at once).
+//! - The environment's proxy (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`,
+//!   `NO_PROXY`) for every host but loopback ones, as Docker does.
 //! - A total timeout per request: short for documents and tokens, long for
 //!   blobs, with a per-read timeout so a stalled transfer fails early.
 //!
@@ -135,7 +137,12 @@ struct Token {
 /// A blocking registry client. One client serves many pulls and threads:
 /// tokens and credentials are cached inside it.
 pub struct Client {
+    /// Through the proxy the environment names (`HTTPS_PROXY`,
+    /// `HTTP_PROXY`, `ALL_PROXY`, minus `NO_PROXY`), if any.
     agent: ureq::Agent,
+    /// Never through a proxy: for loopback hosts, which Go's proxy rules
+    /// (and so Docker's) never send to one.
+    direct: ureq::Agent,
     options: ClientOptions,
     docker_config: Option<PathBuf>,
     /// Bearer tokens by (host, scope).
@@ -158,23 +165,28 @@ impl std::fmt::Debug for Client {
 
 impl Client {
     pub fn new(options: ClientOptions) -> Client {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(options.stall_timeout))
-            .timeout_per_read(Some(options.stall_timeout))
-            .max_redirects(10)
-            // Blob GETs redirect to S3 or a CDN with a signed URL: the
-            // registry's credentials must not follow them there.
-            .redirect_auth_headers(ureq::config::RedirectAuthHeaders::SameHost)
-            .user_agent(concat!("hoist/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .new_agent();
+        let agent = |proxy: Option<ureq::Proxy>| {
+            ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .proxy(proxy)
+                .timeout_connect(Some(options.stall_timeout))
+                .timeout_per_read(Some(options.stall_timeout))
+                .max_redirects(10)
+                // Blob GETs redirect to S3 or a CDN with a signed URL: the
+                // registry's credentials must not follow them there.
+                .redirect_auth_headers(ureq::config::RedirectAuthHeaders::SameHost)
+                .user_agent(concat!("hoist/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .new_agent()
+        };
+        let (direct, agent) = (agent(None), agent(ureq::Proxy::try_from_env()));
         let docker_config = options
             .docker_config
             .clone()
             .or_else(auth::docker_config_path);
         Client {
             agent,
+            direct,
             options,
             docker_config,
             tokens: Mutex::new(HashMap::new()),
@@ -331,7 +343,7 @@ impl Client {
         loop {
             let authorization = self.authorization(&endpoint.host, &scope)?;
             let response = self.retrying(endpoint, url, || {
-                let mut request = self.agent.get(url);
+                let mut request = self.agent_for(url).get(url);
                 if let Some(accept) = accept {
                     request = request.header("Accept", accept);
                 }
@@ -359,6 +371,16 @@ impl Client {
                 return Ok(response);
             }
             self.answer(endpoint, repository, &scope, &challenges)?;
+        }
+    }
+
+    /// The agent for `url`: direct for loopback hosts, else through the
+    /// environment's proxy (a redirect keeps the agent of its first URL).
+    fn agent_for(&self, url: &str) -> &ureq::Agent {
+        if is_loopback(url_host(url)) {
+            &self.direct
+        } else {
+            &self.agent
         }
     }
 
@@ -493,7 +515,7 @@ impl Client {
             plain_http: endpoint.plain_http,
         };
         let response = self.retrying(&realm_endpoint, &url, || {
-            let mut request = self.agent.get(&url);
+            let mut request = self.agent_for(&url).get(&url);
             if let Some(c) = &credentials {
                 request = request.header("Authorization", c.basic_header());
             }
@@ -683,6 +705,15 @@ fn speaks_plain_http(error: &ureq::Error) -> bool {
         _ => return false,
     };
     text.contains("InvalidContentType")
+}
+
+/// The `host[:port]` of an absolute URL.
+fn url_host(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host)
 }
 
 /// The host without its port (`[::1]:5000` is `::1`).
