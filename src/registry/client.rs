@@ -255,7 +255,7 @@ impl Client {
             endpoint,
             repository,
             &url,
-            Some(MANIFEST_ACCEPT),
+            &[("Accept", MANIFEST_ACCEPT)],
             self.options.timeout,
         )?;
         let response = check_status(
@@ -314,8 +314,35 @@ impl Client {
         repository: &str,
         digest: &Digest,
     ) -> Result<impl Read + Send + 'static + use<>> {
+        self.get_blob_from(endpoint, repository, digest, 0)
+            .map(|(_, reader)| reader)
+    }
+
+    /// [`get_blob`](Client::get_blob) from byte `offset` on, to resume a
+    /// broken transfer. Returns where the body starts: `offset` when the
+    /// registry honoured the `Range` (206 from that byte), 0 when it sent
+    /// the whole blob.
+    pub fn get_blob_from(
+        &self,
+        endpoint: &Endpoint,
+        repository: &str,
+        digest: &Digest,
+        offset: u64,
+    ) -> Result<(u64, impl Read + Send + 'static + use<>)> {
         let url = endpoint.url(&format!("/v2/{repository}/blobs/{digest}"));
-        let response = self.send(endpoint, repository, &url, None, self.options.blob_timeout)?;
+        let range = format!("bytes={offset}-");
+        let headers: &[(&str, &str)] = if offset > 0 {
+            &[("Range", &range)]
+        } else {
+            &[]
+        };
+        let response = self.send(
+            endpoint,
+            repository,
+            &url,
+            headers,
+            self.options.blob_timeout,
+        )?;
         let response = check_status(
             endpoint,
             repository,
@@ -324,7 +351,28 @@ impl Client {
             &digest.to_string(),
             response,
         )?;
-        Ok(response.into_body().into_reader())
+        let start = if response.status() == StatusCode::PARTIAL_CONTENT {
+            // `Content-Range: bytes START-END/TOTAL`; anything else is not
+            // the part asked for, and the body cannot be used.
+            let content_range = response
+                .headers()
+                .get("content-range")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if content_range.starts_with(&format!("bytes {offset}-")) {
+                offset
+            } else {
+                return Err(RegistryError::Status {
+                    registry: endpoint.host.clone(),
+                    url,
+                    status: 206,
+                    detail: format!(": asked for {range}, got `{content_range}`"),
+                });
+            }
+        } else {
+            0
+        };
+        Ok((start, response.into_body().into_reader()))
     }
 
     /// Sends a GET for `url`, answering one authentication challenge and
@@ -335,7 +383,7 @@ impl Client {
         endpoint: &Endpoint,
         repository: &str,
         url: &str,
-        accept: Option<&str>,
+        headers: &[(&str, &str)],
         timeout: Duration,
     ) -> Result<Response<ureq::Body>> {
         let scope = format!("repository:{repository}:pull");
@@ -344,8 +392,8 @@ impl Client {
             let authorization = self.authorization(&endpoint.host, &scope)?;
             let response = self.retrying(endpoint, url, || {
                 let mut request = self.agent_for(url).get(url);
-                if let Some(accept) = accept {
-                    request = request.header("Accept", accept);
+                for (name, value) in headers {
+                    request = request.header(*name, *value);
                 }
                 if let Some(value) = &authorization {
                     request = request.header("Authorization", value.expose());

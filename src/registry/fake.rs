@@ -11,12 +11,15 @@ use std::sync::{Arc, Mutex};
 pub struct Seen {
     pub path: String,
     pub authorization: Option<String>,
+    pub range: Option<String>,
 }
 
 pub struct Reply {
     status: u16,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
+    /// Send only this many bytes of the body, then close the connection.
+    cut_after: Option<usize>,
 }
 
 pub fn reply(status: u16, body: &[u8]) -> Reply {
@@ -24,12 +27,19 @@ pub fn reply(status: u16, body: &[u8]) -> Reply {
         status,
         headers: Vec::new(),
         body: body.to_vec(),
+        cut_after: None,
     }
 }
 
 impl Reply {
     pub fn header(mut self, name: &str, value: &str) -> Reply {
         self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Announces the whole body but sends only `n` bytes of it.
+    pub fn cut_after(mut self, n: usize) -> Reply {
+        self.cut_after = Some(n);
         self
     }
 }
@@ -88,6 +98,7 @@ fn serve(stream: TcpStream, handler: &Handler, log: &Mutex<Vec<Seen>>) {
         }
         let path = line.split_whitespace().nth(1).unwrap_or("").to_owned();
         let mut authorization = None;
+        let mut range = None;
         loop {
             let mut header = String::new();
             if reader.read_line(&mut header).unwrap_or(0) == 0 {
@@ -97,15 +108,18 @@ fn serve(stream: TcpStream, handler: &Handler, log: &Mutex<Vec<Seen>>) {
             if header.is_empty() {
                 break;
             }
-            if let Some((name, value)) = header.split_once(':')
-                && name.eq_ignore_ascii_case("authorization")
-            {
-                authorization = Some(value.trim().to_owned());
+            if let Some((name, value)) = header.split_once(':') {
+                if name.eq_ignore_ascii_case("authorization") {
+                    authorization = Some(value.trim().to_owned());
+                } else if name.eq_ignore_ascii_case("range") {
+                    range = Some(value.trim().to_owned());
+                }
             }
         }
         let seen = Seen {
             path,
             authorization,
+            range,
         };
         let n = {
             let mut log = log.lock().unwrap();
@@ -122,7 +136,12 @@ fn serve(stream: TcpStream, handler: &Handler, log: &Mutex<Vec<Seen>>) {
             head.push_str(&format!("{name}: {value}\r\n"));
         }
         head.push_str("\r\n");
-        if writer.write_all(head.as_bytes()).is_err() || writer.write_all(&r.body).is_err() {
+        let body = &r.body[..r.cut_after.unwrap_or(r.body.len())];
+        if writer.write_all(head.as_bytes()).is_err() || writer.write_all(body).is_err() {
+            return;
+        }
+        if r.cut_after.is_some() {
+            let _ = writer.shutdown(std::net::Shutdown::Both);
             return;
         }
     }

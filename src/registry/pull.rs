@@ -353,8 +353,9 @@ fn fetch_blobs(
     }
 }
 
-/// Streams one blob into the store, verified against its descriptor;
-/// a transfer broken midway is started again, a few times.
+/// Streams one blob into the store, verified against its descriptor. A
+/// transfer broken midway is resumed from the last byte received (a `Range`
+/// request; from the start when the registry ignores it), a few times.
 fn fetch_blob(
     client: &Client,
     store: &Store,
@@ -362,25 +363,32 @@ fn fetch_blob(
     repository: &str,
     blob: &Descriptor,
 ) -> Result<u64> {
-    let attempts = client.attempts();
+    let store_error = |source| RegistryError::Store {
+        registry: endpoint.host.clone(),
+        source,
+    };
+    let mut writer = store.blob_writer().map_err(store_error)?;
     let mut attempt = 1;
     loop {
-        let reader = client.get_blob(endpoint, repository, &blob.digest)?;
+        let (start, reader) =
+            client.get_blob_from(endpoint, repository, &blob.digest, writer.len())?;
+        if start != writer.len() {
+            writer = store.blob_writer().map_err(store_error)?;
+        }
         // One byte over the descriptor's size is enough to fail the digest
         // check; reading on would let a broken server fill the disk.
-        match store.put_blob(reader.take(blob.size + 1), Some(&blob.digest)) {
-            Ok((_, size)) if size == blob.size => return Ok(size),
-            Ok((digest, size)) => {
-                return Err(RegistryError::SizeMismatch {
-                    registry: endpoint.host.clone(),
-                    what: Content::Blob,
-                    digest,
-                    expected: blob.size,
-                    actual: size,
-                });
+        let limit = (blob.size + 1).saturating_sub(writer.len());
+        match copy(reader.take(limit), &mut writer) {
+            Ok(()) => break,
+            Err(Copy::Write(source)) => {
+                return Err(store_error(StoreError::Io {
+                    action: "write a blob into",
+                    path: store.root().join("tmp"),
+                    source,
+                }));
             }
-            Err(StoreError::Read { source }) => {
-                if attempt >= attempts {
+            Err(Copy::Read(source)) => {
+                if attempt >= client.attempts() {
                     return Err(RegistryError::Transfer {
                         registry: endpoint.host.clone(),
                         url: format!("/v2/{repository}/blobs/{}", blob.digest),
@@ -390,22 +398,48 @@ fn fetch_blob(
                 std::thread::sleep(client.backoff() * attempt);
                 attempt += 1;
             }
-            Err(StoreError::DigestMismatch { expected, actual }) => {
-                return Err(RegistryError::DigestMismatch {
-                    registry: endpoint.host.clone(),
-                    repository: repository.to_owned(),
-                    what: Content::Blob,
-                    expected,
-                    actual,
-                });
-            }
-            Err(source) => {
-                return Err(RegistryError::Store {
-                    registry: endpoint.host.clone(),
-                    source,
-                });
-            }
         }
+    }
+    match writer.commit(Some(&blob.digest)) {
+        Ok((_, size)) if size == blob.size => Ok(size),
+        Ok((digest, size)) => Err(RegistryError::SizeMismatch {
+            registry: endpoint.host.clone(),
+            what: Content::Blob,
+            digest,
+            expected: blob.size,
+            actual: size,
+        }),
+        Err(StoreError::DigestMismatch { expected, actual }) => {
+            Err(RegistryError::DigestMismatch {
+                registry: endpoint.host.clone(),
+                repository: repository.to_owned(),
+                what: Content::Blob,
+                expected,
+                actual,
+            })
+        }
+        Err(source) => Err(store_error(source)),
+    }
+}
+
+/// Which side of a copy failed.
+enum Copy {
+    Read(std::io::Error),
+    Write(std::io::Error),
+}
+
+/// Copies `reader` to `writer` to the end, telling read failures (the
+/// network) from write failures (the store's disk).
+fn copy(mut reader: impl Read, writer: &mut impl std::io::Write) -> Result<(), Copy> {
+    let mut buf = vec![0; 128 * 1024];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Copy::Read(e)),
+        };
+        writer.write_all(&buf[..n]).map_err(Copy::Write)?;
     }
 }
 

@@ -207,3 +207,63 @@ fn schema1_manifests_are_refused_with_advice() {
         assert!(err.to_string().contains("schema 1"), "{err}");
     }
 }
+
+/// A registry whose first answer for the layer breaks off after `cut`
+/// bytes; later answers honour `Range` when `ranges` is set.
+fn flaky_layer_registry(cut: usize, ranges: bool) -> Server {
+    let manifest = manifest(LAYER.len());
+    let layer_path = format!("/v2/lib/app/blobs/{}", Digest::of(LAYER));
+    let config_path = format!("/v2/lib/app/blobs/{}", Digest::of(CONFIG));
+    let layer_gets = std::sync::atomic::AtomicUsize::new(0);
+    Server::start(move |seen, _| {
+        if seen.path == "/v2/lib/app/manifests/1" {
+            return reply(200, &manifest).header("Content-Type", media_type::OCI_MANIFEST);
+        }
+        if seen.path == config_path {
+            return reply(200, CONFIG);
+        }
+        if seen.path != layer_path {
+            return reply(404, b"");
+        }
+        if layer_gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            return reply(200, LAYER).cut_after(cut);
+        }
+        match seen.range.as_deref().and_then(|r| r.strip_prefix("bytes=")) {
+            Some(from) if ranges => {
+                let from: usize = from.trim_end_matches('-').parse().unwrap();
+                reply(206, &LAYER[from..]).header(
+                    "Content-Range",
+                    &format!("bytes {from}-{}/{}", LAYER.len() - 1, LAYER.len()),
+                )
+            }
+            _ => reply(200, LAYER),
+        }
+    })
+}
+
+#[test]
+fn a_broken_layer_transfer_resumes_where_it_stopped() {
+    let server = flaky_layer_registry(20, true);
+    let (_dir, store, result) = try_pull(&server, ":1");
+    let pulled = result.unwrap();
+    assert_eq!(pulled.bytes_fetched, (CONFIG.len() + LAYER.len()) as u64);
+    store.verify_blob(&Digest::of(LAYER)).unwrap();
+    let layer_requests: Vec<_> = server
+        .seen()
+        .into_iter()
+        .filter(|s| s.path.ends_with(&Digest::of(LAYER).to_string()))
+        .map(|s| s.range)
+        .collect();
+    assert_eq!(layer_requests, [None, Some("bytes=20-".to_owned())]);
+}
+
+#[test]
+fn a_registry_that_ignores_ranges_sends_the_blob_again() {
+    let server = flaky_layer_registry(20, false);
+    let (_dir, store, result) = try_pull(&server, ":1");
+    result.unwrap();
+    store.verify_blob(&Digest::of(LAYER)).unwrap();
+    assert_eq!(store.blobs().unwrap().len(), 3, "config, layer, manifest");
+    let temps = std::fs::read_dir(store.root().join("tmp")).unwrap().count();
+    assert_eq!(temps, 0, "the partial copy was removed");
+}
