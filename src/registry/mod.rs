@@ -1,6 +1,6 @@
 //! Registries: image references, and pulling images into the store.
 //!
-//! - [`reference`]: image names parsed and normalised as Docker does.
+//! - [`reference`](mod@reference): image names parsed and normalised as Docker does.
 //! - [`client`]: a blocking registry API v2 client (plain HTTP for
 //!   loopback and insecure hosts, bearer-token and basic auth, bounded
 //!   retries, timeouts).
