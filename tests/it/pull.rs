@@ -728,3 +728,31 @@ fn pulls_from_a_registry_behind_token_auth() {
     let layers = pulled.blobs_fetched;
     assert_eq!(client.requests(), 3 + layers as u64 + 1);
 }
+
+#[test]
+fn tls_to_a_plain_http_registry_says_to_mark_it_insecure() {
+    let registry = Registry::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("store")).unwrap();
+    // A mirror given as https:// is talked to over TLS even on loopback.
+    let mirror = format!("https://{}", registry.addr());
+    let options = PullOptions {
+        mirrors: vec![("registry.invalid".into(), mirror)],
+        ..PullOptions::default()
+    };
+    let err = pull(
+        &store,
+        &reference("registry.invalid/library/busybox"),
+        &amd64(),
+        &options,
+    )
+    .unwrap_err();
+    let RegistryError::MirrorsFailed { mirrors, .. } = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(
+        mirrors.replace(registry.addr(), "ADDR"),
+        "ADDR: cannot connect to registry ADDR over TLS: it seems to serve plain HTTP; if you \
+         trust it, pass ADDR as an insecure registry"
+    );
+}
