@@ -73,22 +73,14 @@ pub fn load_image(
     {
         ManifestOrIndex::Manifest(m) => (*digest, m),
         ManifestOrIndex::Index(index) => {
-            let chosen = index
-                .manifests
-                .iter()
-                .find(|d| {
-                    d.platform.as_ref().is_some_and(|p| {
-                        p.os == platform.os
-                            && p.architecture == platform.architecture
-                            && (platform.variant.is_none()
-                                || p.variant == platform.variant
-                                || p.variant.is_none())
-                    })
-                })
-                .ok_or_else(|| BaseError::NoPlatform {
+            // The same choice a pull makes, so a pulled index resolves to
+            // the manifest that was pulled with it.
+            let chosen = crate::registry::platform::select(&index, platform).ok_or_else(|| {
+                BaseError::NoPlatform {
                     digest: *digest,
                     platform: platform.to_string(),
-                })?;
+                }
+            })?;
             let bytes = read(store, "manifest", &chosen.digest)?;
             let m = Manifest::from_json(&bytes)
                 .map_err(|e| invalid("manifest", &chosen.digest, e.to_string()))?;

@@ -1,7 +1,28 @@
-//! Registries: image references now; pull and push come next.
+//! Registries: image references, and pulling images into the store.
 //!
-//! - [`reference`]: image names parsed and normalised as Docker does.
+//! - [`reference`](mod@reference): image names parsed and normalised as Docker does.
+//! - [`client`]: a blocking registry API v2 client (plain HTTP for
+//!   loopback and insecure hosts, bearer-token and basic auth, bounded
+//!   retries, timeouts).
+//! - [`auth`]: `WWW-Authenticate` challenges and Docker's credentials.
+//! - [`platform`]: choosing a platform's manifest from an index.
+//! - [`pull`](mod@pull): manifest, config and layers from a registry (or
+//!   its mirrors) into the store, every blob verified while it streams,
+//!   then tagged with the normalised reference.
+//!
+//! Nothing here holds a layer in memory, and no token or password ever
+//! reaches an error message or a log.
 
+pub mod auth;
+pub mod client;
+mod error;
+#[cfg(test)]
+mod fake;
+pub mod platform;
+pub mod pull;
 pub mod reference;
 
+pub use client::{Client, ClientOptions, Endpoint};
+pub use error::{Content, RegistryError, Result};
+pub use pull::{PullOptions, Pulled, pull, pull_with};
 pub use reference::{Reference, ReferenceError};

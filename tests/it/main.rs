@@ -10,6 +10,7 @@ mod image_tools;
 mod oci_schema;
 mod oracle_fixtures;
 mod parser_corpus;
+mod pull;
 mod real_components;
 mod reference_examples;
 mod shell_corpus;

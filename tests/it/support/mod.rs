@@ -131,7 +131,14 @@ pub struct Registry {
 impl Registry {
     /// Starts a registry owned by the caller, stopped and deleted on drop.
     pub fn start() -> Registry {
-        Registry::start_in(ProcessDir::owned("registry"))
+        Registry::start_in(ProcessDir::owned("registry"), "")
+    }
+
+    /// [`Registry::start`] with more top-level configuration (YAML, one key
+    /// per line: `auth: {token: {...}}`). The readiness check accepts a 401
+    /// from `/v2/`, as a registry with auth answers.
+    pub fn start_with(config: &str) -> Registry {
+        Registry::start_in(ProcessDir::owned("registry"), config)
     }
 
     /// One registry for the whole test run, holding the busybox base images
@@ -139,13 +146,13 @@ impl Registry {
     pub fn shared() -> &'static Registry {
         static SHARED: OnceLock<Registry> = OnceLock::new();
         SHARED.get_or_init(|| {
-            let registry = Registry::start_in(ProcessDir::shared("registry"));
+            let registry = Registry::start_in(ProcessDir::shared("registry"), "");
             registry.push_base_images();
             registry
         })
     }
 
-    fn start_in(dir: ProcessDir) -> Registry {
+    fn start_in(dir: ProcessDir, extra_config: &str) -> Registry {
         let binary = require("docker-registry", "docker-registry");
         // A port taken between free_port() and the registry's bind makes it exit:
         // try a few ports before giving up.
@@ -158,7 +165,7 @@ impl Registry {
                 format!(
                     "version: 0.1\nlog: {{level: warn, accesslog: {{disabled: true}}}}\n\
                      storage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\n\
-                     http: {{addr: {addr}}}\n",
+                     http: {{addr: {addr}}}\n{extra_config}\n",
                     dir.path().join("data").display()
                 ),
             )
@@ -169,7 +176,7 @@ impl Registry {
             let mut child = spawn_tied(cmd, &log);
             let deadline = Instant::now() + Duration::from_secs(20);
             loop {
-                if http_status(&addr, "/v2/") == Some(200) {
+                if matches!(http_status(&addr, "/v2/"), Some(200 | 401)) {
                     return Registry { child, addr, dir };
                 }
                 if let Err(why) = exited(&mut child, &log) {

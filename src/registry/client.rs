@@ -1,0 +1,787 @@
+//! A blocking client for the registry HTTP API v2 (the OCI distribution
+//! spec): GET manifests and blobs of one repository, with the
+//! authentication, retries and timeouts every request needs.
+//!
+//! # Why ureq
+//!
+//! The build engine calling this is synchronous, and a pull is a handful
+//! of sequential GETs whose bodies are streamed straight into the store.
+//! `ureq` 3 (maintained, MIT/Apache) is a blocking HTTP/1.1 client with
+//! rustls, a per-request total timeout, per-read timeouts and redirects
+//! that drop `Authorization` when they leave the host: exactly that, with
+//! no async runtime. `reqwest` would bring tokio, hyper and a second
+//! runtime to hide behind a blocking facade for no gain here; if push ever
+//! needs many concurrent uploads, threads over this client do it. Default
+//! features are off: its `gzip` feature would transparently decompress
+//! bodies, and a layer's digest is over the compressed bytes.
+//!
+//! # What it does
+//!
+//! - Plain HTTP for `localhost`, `127.0.0.0/8`, `::1` and hosts given as
+//!   insecure; HTTPS otherwise.
+//! - Anonymous first; on `401` it answers the `WWW-Authenticate`
+//!   challenge: a Bearer token from the realm (sent with basic credentials
+//!   when `config.json` has some for the host), cached per host and scope
+//!   until it expires, or basic credentials. Tokens and passwords are
+//!   never logged nor put in an error.
+//! - A few attempts with exponential backoff on connection errors,
+//!   timeouts, `429` (honouring a `Retry-After` in seconds) and `5xx`;
+//!   never on `4xx`, nor on a refused connection (nothing is listening: a
+//!   mirror falls back at once).
+//! - The environment's proxy (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`,
+//!   `NO_PROXY`) for every host but loopback ones, as Docker does.
+//! - A total timeout per request: short for documents and tokens, long for
+//!   blobs, with a per-read timeout so a stalled transfer fails early.
+//!
+//! It never buffers a blob: [`Client::get_blob`] hands back a reader.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use ureq::http::{Response, StatusCode};
+
+use super::auth::{self, Challenge, Credentials, Secret, TokenResponse};
+use super::error::{Content, RegistryError, Result};
+use crate::layer::Digest;
+
+/// What a manifest GET accepts: OCI and Docker schema 2 manifests and
+/// indexes; never schema 1 (a registry that has nothing else then answers
+/// with it anyway, and hoist says so).
+const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
+     application/vnd.oci.image.manifest.v1+json, \
+     application/vnd.docker.distribution.manifest.list.v2+json, \
+     application/vnd.docker.distribution.manifest.v2+json";
+
+/// Manifests and indexes larger than this are refused: distribution and
+/// Docker Hub refuse to store manifests over 4 MiB, and containerd reads no
+/// more.
+pub const MAX_MANIFEST: u64 = 4 << 20;
+
+/// Token server answers are small JSON documents.
+const MAX_TOKEN_RESPONSE: u64 = 1 << 20;
+
+/// How the client behaves; [`ClientOptions::default`] suits a pull.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Hosts (`host` or `host:port`) talked to over plain HTTP.
+    pub insecure: Vec<String>,
+    /// Docker's `config.json` to read credentials from; `None` means
+    /// [`auth::docker_config_path`].
+    pub docker_config: Option<PathBuf>,
+    /// Total time for one manifest or token request, body included.
+    pub timeout: Duration,
+    /// Total time for one blob request, body included.
+    pub blob_timeout: Duration,
+    /// Longest wait for any single read or for a connection.
+    pub stall_timeout: Duration,
+    /// Attempts per request, the first included.
+    pub attempts: u32,
+    /// Wait before the first retry; doubled for each further one.
+    pub backoff: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> ClientOptions {
+        ClientOptions {
+            insecure: Vec::new(),
+            docker_config: None,
+            timeout: Duration::from_secs(60),
+            blob_timeout: Duration::from_secs(60 * 60),
+            stall_timeout: Duration::from_secs(30),
+            attempts: 4,
+            backoff: Duration::from_millis(250),
+        }
+    }
+}
+
+/// The longest a `Retry-After` may make the client wait.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// One registry host and how to reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// `registry-1.docker.io`, `127.0.0.1:5000`, `[::1]:5000`...
+    pub host: String,
+    pub plain_http: bool,
+}
+
+impl Endpoint {
+    fn url(&self, path: &str) -> String {
+        let scheme = if self.plain_http { "http" } else { "https" };
+        format!("{scheme}://{}{path}", self.host)
+    }
+}
+
+/// A manifest or index as the registry sent it.
+#[derive(Debug, Clone)]
+pub struct FetchedManifest {
+    /// The exact bytes: these, never a re-serialisation, are stored.
+    pub bytes: Vec<u8>,
+    /// The response's `Content-Type`, without parameters.
+    pub content_type: Option<String>,
+    /// The `Docker-Content-Digest` header, when sent and valid.
+    pub header_digest: Option<Digest>,
+}
+
+/// A bearer token and when to stop using it.
+struct Token {
+    value: Secret,
+    expires: Instant,
+}
+
+/// A blocking registry client. One client serves many pulls and threads:
+/// tokens and credentials are cached inside it.
+pub struct Client {
+    /// Through the proxy the environment names (`HTTPS_PROXY`,
+    /// `HTTP_PROXY`, `ALL_PROXY`, minus `NO_PROXY`), if any.
+    agent: ureq::Agent,
+    /// Never through a proxy: for loopback hosts, which Go's proxy rules
+    /// (and so Docker's) never send to one.
+    direct: ureq::Agent,
+    options: ClientOptions,
+    docker_config: Option<PathBuf>,
+    /// Bearer tokens by (host, scope).
+    tokens: Mutex<HashMap<(String, String), Token>>,
+    /// Hosts that asked for basic authentication.
+    basic_hosts: Mutex<HashSet<String>>,
+    /// Credentials by host, read once.
+    credentials: Mutex<HashMap<String, Option<Credentials>>>,
+    requests: AtomicU64,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("options", &self.options)
+            .field("requests", &self.requests())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    pub fn new(options: ClientOptions) -> Client {
+        let agent = |proxy: Option<ureq::Proxy>| {
+            ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .proxy(proxy)
+                .timeout_connect(Some(options.stall_timeout))
+                .timeout_per_read(Some(options.stall_timeout))
+                .max_redirects(10)
+                // Blob GETs redirect to S3 or a CDN with a signed URL: the
+                // registry's credentials must not follow them there.
+                .redirect_auth_headers(ureq::config::RedirectAuthHeaders::SameHost)
+                .user_agent(concat!("hoist/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .new_agent()
+        };
+        let (direct, agent) = (agent(None), agent(ureq::Proxy::try_from_env()));
+        let docker_config = options
+            .docker_config
+            .clone()
+            .or_else(auth::docker_config_path);
+        Client {
+            agent,
+            direct,
+            options,
+            docker_config,
+            tokens: Mutex::new(HashMap::new()),
+            basic_hosts: Mutex::new(HashSet::new()),
+            credentials: Mutex::new(HashMap::new()),
+            requests: AtomicU64::new(0),
+        }
+    }
+
+    /// How many HTTP requests this client has sent (token requests and
+    /// retries included; redirects followed count once).
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Attempts per request, the first included.
+    pub fn attempts(&self) -> u32 {
+        self.options.attempts.max(1)
+    }
+
+    /// The wait before a first retry.
+    pub fn backoff(&self) -> Duration {
+        self.options.backoff
+    }
+
+    /// The endpoint for `host`, over plain HTTP when it is a loopback host
+    /// or listed as insecure. A `http://` or `https://` prefix decides the
+    /// scheme itself.
+    pub fn endpoint(&self, host: &str) -> Endpoint {
+        let host = host.trim_end_matches('/');
+        if let Some(rest) = host.strip_prefix("http://") {
+            return Endpoint {
+                host: rest.to_owned(),
+                plain_http: true,
+            };
+        }
+        if let Some(rest) = host.strip_prefix("https://") {
+            return Endpoint {
+                host: rest.to_owned(),
+                plain_http: false,
+            };
+        }
+        let plain_http = is_loopback(host)
+            || self
+                .options
+                .insecure
+                .iter()
+                .any(|i| i == host || i == host_name(host));
+        Endpoint {
+            host: host.to_owned(),
+            plain_http,
+        }
+    }
+
+    /// GETs the manifest or index `reference` (a tag or a digest) of
+    /// `repository` (`library/busybox`).
+    pub fn get_manifest(
+        &self,
+        endpoint: &Endpoint,
+        repository: &str,
+        reference: &str,
+    ) -> Result<FetchedManifest> {
+        let path = format!("/v2/{repository}/manifests/{reference}");
+        let url = endpoint.url(&path);
+        let response = self.send(
+            endpoint,
+            repository,
+            &url,
+            &[("Accept", MANIFEST_ACCEPT)],
+            self.options.timeout,
+        )?;
+        let response = check_status(
+            endpoint,
+            repository,
+            &url,
+            Content::Manifest,
+            reference,
+            response,
+        )?;
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let content_type = header("content-type")
+            .map(|t| t.split(';').next().unwrap_or_default().trim().to_owned());
+        let header_digest = header("docker-content-digest").and_then(|d| d.parse().ok());
+        let bytes = match response
+            .into_body()
+            .into_with_config()
+            .limit(MAX_MANIFEST)
+            .read_to_vec()
+        {
+            Ok(bytes) => bytes,
+            Err(ureq::Error::BodyExceedsLimit(_)) => {
+                return Err(RegistryError::TooLarge {
+                    registry: endpoint.host.clone(),
+                    repository: repository.to_owned(),
+                    reference: reference.to_owned(),
+                    limit: MAX_MANIFEST,
+                });
+            }
+            Err(e) => {
+                return Err(RegistryError::Transfer {
+                    registry: endpoint.host.clone(),
+                    url,
+                    source: e.into_io(),
+                });
+            }
+        };
+        Ok(FetchedManifest {
+            bytes,
+            content_type,
+            header_digest,
+        })
+    }
+
+    /// GETs the blob `digest` of `repository`, following redirects; the
+    /// body is returned as a reader for the caller to stream and verify.
+    pub fn get_blob(
+        &self,
+        endpoint: &Endpoint,
+        repository: &str,
+        digest: &Digest,
+    ) -> Result<impl Read + Send + 'static + use<>> {
+        self.get_blob_from(endpoint, repository, digest, 0)
+            .map(|(_, reader)| reader)
+    }
+
+    /// [`get_blob`](Client::get_blob) from byte `offset` on, to resume a
+    /// broken transfer. Returns where the body starts: `offset` when the
+    /// registry honoured the `Range` (206 from that byte), 0 when it sent
+    /// the whole blob.
+    pub fn get_blob_from(
+        &self,
+        endpoint: &Endpoint,
+        repository: &str,
+        digest: &Digest,
+        offset: u64,
+    ) -> Result<(u64, impl Read + Send + 'static + use<>)> {
+        let url = endpoint.url(&format!("/v2/{repository}/blobs/{digest}"));
+        let range = format!("bytes={offset}-");
+        let headers: &[(&str, &str)] = if offset > 0 {
+            &[("Range", &range)]
+        } else {
+            &[]
+        };
+        let response = self.send(
+            endpoint,
+            repository,
+            &url,
+            headers,
+            self.options.blob_timeout,
+        )?;
+        let response = check_status(
+            endpoint,
+            repository,
+            &url,
+            Content::Blob,
+            &digest.to_string(),
+            response,
+        )?;
+        let start = if response.status() == StatusCode::PARTIAL_CONTENT {
+            // `Content-Range: bytes START-END/TOTAL`; anything else is not
+            // the part asked for, and the body cannot be used.
+            let content_range = response
+                .headers()
+                .get("content-range")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if content_range.starts_with(&format!("bytes {offset}-")) {
+                offset
+            } else {
+                return Err(RegistryError::Status {
+                    registry: endpoint.host.clone(),
+                    url,
+                    status: 206,
+                    detail: format!(": asked for {range}, got `{content_range}`"),
+                });
+            }
+        } else {
+            0
+        };
+        Ok((start, response.into_body().into_reader()))
+    }
+
+    /// Sends a GET for `url`, answering one authentication challenge and
+    /// retrying transient failures. Statuses other than 401 are left to
+    /// the caller.
+    fn send(
+        &self,
+        endpoint: &Endpoint,
+        repository: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<Response<ureq::Body>> {
+        let scope = format!("repository:{repository}:pull");
+        let mut challenged = false;
+        loop {
+            let authorization = self.authorization(&endpoint.host, &scope)?;
+            let response = self.retrying(endpoint, url, || {
+                let mut request = self.agent_for(url).get(url);
+                for (name, value) in headers {
+                    request = request.header(*name, *value);
+                }
+                if let Some(value) = &authorization {
+                    request = request.header("Authorization", value.expose());
+                }
+                request
+                    .config()
+                    .timeout_global(Some(timeout))
+                    .build()
+                    .call()
+            })?;
+            if response.status() != StatusCode::UNAUTHORIZED || challenged {
+                return Ok(response);
+            }
+            challenged = true;
+            let challenges: Vec<Challenge> = response
+                .headers()
+                .get_all("www-authenticate")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .map(Challenge::parse)
+                .collect();
+            if challenges.is_empty() {
+                return Ok(response);
+            }
+            self.answer(endpoint, repository, &scope, &challenges)?;
+        }
+    }
+
+    /// The agent for `url`: direct for loopback hosts, else through the
+    /// environment's proxy (a redirect keeps the agent of its first URL).
+    fn agent_for(&self, url: &str) -> &ureq::Agent {
+        if is_loopback(url_host(url)) {
+            &self.direct
+        } else {
+            &self.agent
+        }
+    }
+
+    /// The `Authorization` value to send to `host` for `scope`, if any.
+    fn authorization(&self, host: &str, scope: &str) -> Result<Option<Secret>> {
+        let key = (host.to_owned(), scope.to_owned());
+        {
+            let mut tokens = self.tokens.lock().expect("token cache poisoned");
+            match tokens.get(&key) {
+                Some(token) if token.expires > Instant::now() => {
+                    return Ok(Some(Secret::new(format!(
+                        "Bearer {}",
+                        token.value.expose()
+                    ))));
+                }
+                Some(_) => {
+                    tokens.remove(&key);
+                }
+                None => {}
+            }
+        }
+        if self
+            .basic_hosts
+            .lock()
+            .expect("basic host set poisoned")
+            .contains(host)
+            && let Some(credentials) = self.credentials_for(host)?
+        {
+            return Ok(Some(Secret::new(credentials.basic_header())));
+        }
+        Ok(None)
+    }
+
+    fn credentials_for(&self, host: &str) -> Result<Option<Credentials>> {
+        let mut cache = self.credentials.lock().expect("credential cache poisoned");
+        if let Some(found) = cache.get(host) {
+            return Ok(found.clone());
+        }
+        let found = match &self.docker_config {
+            Some(path) => Credentials::lookup(path, host)?,
+            None => None,
+        };
+        cache.insert(host.to_owned(), found.clone());
+        Ok(found)
+    }
+
+    /// Answers a 401's challenges: gets a token, or switches the host to
+    /// basic authentication.
+    fn answer(
+        &self,
+        endpoint: &Endpoint,
+        repository: &str,
+        scope: &str,
+        challenges: &[Challenge],
+    ) -> Result<()> {
+        let unauthorized = || RegistryError::Unauthorized {
+            registry: endpoint.host.clone(),
+            repository: repository.to_owned(),
+        };
+        let bearer = challenges
+            .iter()
+            .find(|c| matches!(c, Challenge::Bearer { .. }));
+        match bearer.or_else(|| challenges.first()) {
+            Some(Challenge::Bearer {
+                realm,
+                service,
+                scope: challenged,
+            }) => {
+                let token = self.fetch_token(
+                    endpoint,
+                    repository,
+                    realm,
+                    service.as_deref(),
+                    challenged.as_deref().unwrap_or(scope),
+                )?;
+                self.tokens
+                    .lock()
+                    .expect("token cache poisoned")
+                    .insert((endpoint.host.clone(), scope.to_owned()), token);
+                Ok(())
+            }
+            Some(Challenge::Basic) => {
+                if self.credentials_for(&endpoint.host)?.is_none() {
+                    return Err(unauthorized());
+                }
+                let mut hosts = self.basic_hosts.lock().expect("basic host set poisoned");
+                if !hosts.insert(endpoint.host.clone()) {
+                    // Credentials were sent and refused.
+                    return Err(unauthorized());
+                }
+                Ok(())
+            }
+            Some(Challenge::Other(challenge)) => Err(RegistryError::UnsupportedAuth {
+                registry: endpoint.host.clone(),
+                challenge: challenge.clone(),
+            }),
+            None => Err(unauthorized()),
+        }
+    }
+
+    /// GETs a token from `realm` (the distribution token spec), with basic
+    /// credentials when there are some for the registry.
+    fn fetch_token(
+        &self,
+        endpoint: &Endpoint,
+        repository: &str,
+        realm: &str,
+        service: Option<&str>,
+        scope: &str,
+    ) -> Result<Token> {
+        let mut url = realm.to_owned();
+        let mut separator = if url.contains('?') { '&' } else { '?' };
+        for (name, value) in [("service", service), ("scope", Some(scope))] {
+            if let Some(value) = value {
+                url.push(separator);
+                url.push_str(name);
+                url.push('=');
+                url.push_str(&auth::query_escape(value));
+                separator = '&';
+            }
+        }
+        let credentials = self.credentials_for(&endpoint.host)?;
+        let token_error = |reason: String| RegistryError::Token {
+            registry: endpoint.host.clone(),
+            realm: realm.to_owned(),
+            reason,
+        };
+        // The realm is another host: errors name the registry that sent us
+        // there, with the realm in the message.
+        let realm_endpoint = Endpoint {
+            host: endpoint.host.clone(),
+            plain_http: endpoint.plain_http,
+        };
+        let response = self.retrying(&realm_endpoint, &url, || {
+            let mut request = self.agent_for(&url).get(&url);
+            if let Some(c) = &credentials {
+                request = request.header("Authorization", c.basic_header());
+            }
+            request
+                .config()
+                .timeout_global(Some(self.options.timeout))
+                .build()
+                .call()
+        })?;
+        match response.status().as_u16() {
+            200 => {}
+            // The token server refused these credentials, or wants some.
+            401 | 403 => {
+                return Err(RegistryError::Unauthorized {
+                    registry: endpoint.host.clone(),
+                    repository: repository.to_owned(),
+                });
+            }
+            status => return Err(token_error(format!("it answered {status}"))),
+        }
+        let body: TokenResponse = response
+            .into_body()
+            .into_with_config()
+            .limit(MAX_TOKEN_RESPONSE)
+            .read_to_vec()
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .ok_or_else(|| token_error("its answer is not a token document".to_owned()))?;
+        let value = body
+            .token
+            .filter(|t| !t.is_empty())
+            .or(body.access_token.filter(|t| !t.is_empty()))
+            .ok_or_else(|| token_error("its answer has no token".to_owned()))?;
+        // The token spec's default lifetime is 60 s; renew a little early.
+        let lifetime = Duration::from_secs(body.expires_in.unwrap_or(60).max(60));
+        Ok(Token {
+            value: Secret::new(value),
+            expires: Instant::now() + lifetime - Duration::from_secs(5),
+        })
+    }
+
+    /// Runs `call` up to `attempts` times while it fails transiently.
+    fn retrying(
+        &self,
+        endpoint: &Endpoint,
+        url: &str,
+        mut call: impl FnMut() -> std::result::Result<Response<ureq::Body>, ureq::Error>,
+    ) -> Result<Response<ureq::Body>> {
+        let attempts = self.options.attempts.max(1);
+        let mut delay = self.options.backoff;
+        for attempt in 1..=attempts {
+            let last = attempt == attempts;
+            self.requests.fetch_add(1, Ordering::Relaxed);
+            match call() {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    if last || !(status == 429 || matches!(status, 500 | 502 | 503 | 504)) {
+                        return Ok(response);
+                    }
+                    let wait = retry_after(&response).unwrap_or(delay);
+                    std::thread::sleep(wait.min(MAX_RETRY_AFTER));
+                }
+                Err(error) => {
+                    if last || !is_transient(&error) {
+                        return Err(connection_error(endpoint, url, error));
+                    }
+                    std::thread::sleep(delay);
+                }
+            }
+            delay *= 2;
+        }
+        unreachable!("the last attempt always returns")
+    }
+}
+
+/// Maps a response whose status is not 2xx to an error.
+fn check_status(
+    endpoint: &Endpoint,
+    repository: &str,
+    url: &str,
+    what: Content,
+    reference: &str,
+    response: Response<ureq::Body>,
+) -> Result<Response<ureq::Body>> {
+    let status = response.status().as_u16();
+    match status {
+        200..=299 => Ok(response),
+        401 | 403 => Err(RegistryError::Unauthorized {
+            registry: endpoint.host.clone(),
+            repository: repository.to_owned(),
+        }),
+        404 => Err(RegistryError::NotFound {
+            registry: endpoint.host.clone(),
+            repository: repository.to_owned(),
+            what,
+            reference: reference.to_owned(),
+        }),
+        _ => {
+            let text = response
+                .into_body()
+                .into_with_config()
+                .limit(4096)
+                .lossy_utf8(true)
+                .read_to_string()
+                .unwrap_or_default();
+            let line = text.lines().next().unwrap_or("").trim();
+            let detail = if line.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", line.chars().take(200).collect::<String>())
+            };
+            Err(RegistryError::Status {
+                registry: endpoint.host.clone(),
+                url: url.to_owned(),
+                status,
+                detail,
+            })
+        }
+    }
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is rare from registries
+/// and falls back to the backoff).
+fn retry_after(response: &Response<ureq::Body>) -> Option<Duration> {
+    let value = response.headers().get("retry-after")?.to_str().ok()?;
+    value.trim().parse().ok().map(Duration::from_secs)
+}
+
+/// Whether retrying `error` can help: a connection reset, cut short or
+/// timed out. Not a refused connection (nothing listens there), an unknown
+/// host or TLS trouble (rustls errors arrive as `InvalidData`), which fail
+/// the same way every time.
+fn is_transient(error: &ureq::Error) -> bool {
+    match error {
+        ureq::Error::Io(e) => {
+            use std::io::ErrorKind::*;
+            matches!(
+                e.kind(),
+                ConnectionReset
+                    | ConnectionAborted
+                    | BrokenPipe
+                    | TimedOut
+                    | UnexpectedEof
+                    | Interrupted
+                    | NotConnected
+                    | HostUnreachable
+                    | NetworkUnreachable
+            )
+        }
+        ureq::Error::Timeout(_) | ureq::Error::ConnectionFailed | ureq::Error::Protocol(_) => true,
+        _ => false,
+    }
+}
+
+fn connection_error(endpoint: &Endpoint, url: &str, error: ureq::Error) -> RegistryError {
+    let registry = endpoint.host.clone();
+    match error {
+        ureq::Error::Timeout(_) => RegistryError::Timeout {
+            registry,
+            url: url.to_owned(),
+        },
+        ref e if !endpoint.plain_http && speaks_plain_http(e) => {
+            RegistryError::TlsToPlainHttp { registry }
+        }
+        ureq::Error::Rustls(_) | ureq::Error::Tls(_) | ureq::Error::Pem(_) => RegistryError::Tls {
+            registry,
+            source: Box::new(error),
+        },
+        error => RegistryError::Connect {
+            registry,
+            source: Box::new(error),
+        },
+    }
+}
+
+/// A TLS client that gets an HTTP answer to its ClientHello sees a record
+/// with an invalid content type ("HTTP/1.1 400" starts with `H`, 0x48).
+/// ureq does not re-export rustls' error types, so this reads rustls'
+/// message (`received corrupt message of type InvalidContentType`) rather
+/// than adding rustls as a direct dependency only to name one variant. It
+/// arrives as `Error::Rustls` or, from the handshake, wrapped in an I/O
+/// error.
+fn speaks_plain_http(error: &ureq::Error) -> bool {
+    let text = match error {
+        ureq::Error::Rustls(e) => e.to_string(),
+        ureq::Error::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => e.to_string(),
+        _ => return false,
+    };
+    text.contains("InvalidContentType")
+}
+
+/// The `host[:port]` of an absolute URL.
+fn url_host(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host)
+}
+
+/// The host without its port (`[::1]:5000` is `::1`).
+fn host_name(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
+/// `localhost`, `127.0.0.0/8` and `::1`: the hosts Docker and containerd
+/// talk plain HTTP to without being told.
+fn is_loopback(host: &str) -> bool {
+    let name = host_name(host);
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests;
