@@ -54,6 +54,10 @@ pub struct BuildRequest {
     /// Clamps every timestamp; also the image's `created` time.
     pub source_date_epoch: u64,
     pub gzip: GzipOptions,
+    /// Where base images missing from the store are pulled from.
+    pub pull: crate::registry::PullOptions,
+    /// Pull base images even when the store has them (`--pull`).
+    pub always_pull: bool,
 }
 
 /// A step's progress, for the display.
@@ -232,6 +236,8 @@ struct Builder<'a> {
     scratch: Option<crate::store::ScratchDir>,
     step: usize,
     cached: usize,
+    /// Images pulled during this build (`--pull` pulls each once).
+    pulled: std::collections::HashSet<String>,
 }
 
 impl<'a> Builder<'a> {
@@ -249,6 +255,7 @@ impl<'a> Builder<'a> {
             scratch: None,
             step: 0,
             cached: 0,
+            pulled: Default::default(),
         })
     }
 
@@ -391,13 +398,20 @@ impl<'a> Builder<'a> {
                 ),
             )
         })?;
-        let descriptor = self.store.resolve(&normalised.to_string())?.ok_or_else(|| {
-            self.step_error(
-                from,
-                format!("base image {reference} is not in the store"),
-                Some("load it first (hoist pull, or build it with -t); pulling from registries during a build is not available yet".into()),
-            )
-        })?;
+        let name = normalised.to_string();
+        let stored = self.store.resolve(&name)?;
+        let descriptor = match stored {
+            Some(d) if !self.request.always_pull || self.pulled.contains(&name) => d,
+            _ => {
+                let pulled =
+                    crate::registry::pull(self.store, &normalised, platform, &self.request.pull)
+                        .map_err(|e| {
+                            self.step_error(from, format!("cannot pull {reference}: {e}"), None)
+                        })?;
+                self.pulled.insert(name);
+                pulled.tagged
+            }
+        };
         let image = load_image(self.store, &descriptor.digest, platform)
             .map_err(|e| self.base_error(from, e))?;
         let mut view = FsView::default();
