@@ -39,6 +39,8 @@ pub enum BaseError {
     },
     #[error("the image index {digest} has no manifest for {platform}")]
     NoPlatform { digest: Digest, platform: String },
+    #[error("cannot use the OCI layout {path}: {reason}")]
+    Layout { path: PathBuf, reason: String },
     #[error("cannot read layer {digest}")]
     Layer {
         digest: Digest,
@@ -106,6 +108,72 @@ pub fn load_image(
         manifest,
         config,
     })
+}
+
+/// Copies the image `PATH[:TAG]` of an OCI image layout into the store
+/// (every blob its manifest or index names, digests verified); returns the
+/// digest of its manifest or index. Without a tag the layout must hold one
+/// image; a tag matches `org.opencontainers.image.ref.name`, as a bare tag
+/// or a full name.
+pub fn import_oci_layout(store: &Store, spec: &str) -> Result<Digest, BaseError> {
+    let (dir, tag) = match spec.rsplit_once(':') {
+        Some((d, t)) if !t.contains('/') && !d.is_empty() => (d, Some(t)),
+        _ => (spec, None),
+    };
+    let dir = Path::new(dir);
+    let bad = |reason: String| BaseError::Layout {
+        path: dir.to_path_buf(),
+        reason,
+    };
+    let index_bytes = std::fs::read(dir.join("index.json"))
+        .map_err(|e| bad(format!("cannot read index.json: {e}")))?;
+    let index = crate::image::Index::from_json(&index_bytes).map_err(|e| bad(e.to_string()))?;
+    let chosen: Vec<_> = index
+        .manifests
+        .iter()
+        .filter(|d| match tag {
+            None => true,
+            Some(t) => d
+                .annotations
+                .get(crate::image::archive::REF_NAME)
+                .is_some_and(|name| name == t || name.ends_with(&format!(":{t}"))),
+        })
+        .collect();
+    let descriptor = match chosen.as_slice() {
+        [one] => (*one).clone(),
+        [] => return Err(bad(format!("no image tagged {}", tag.unwrap_or("(any)")))),
+        _ => {
+            return Err(bad(
+                "it holds several images: name one with oci-layout://PATH:TAG".into(),
+            ));
+        }
+    };
+    let mut pending = vec![(descriptor.digest, descriptor.media_type.clone())];
+    while let Some((digest, media)) = pending.pop() {
+        let path = dir.join("blobs/sha256").join(digest.hex());
+        let file = std::fs::File::open(&path)
+            .map_err(|e| bad(format!("cannot read blob {digest}: {e}")))?;
+        store
+            .put_blob(file, Some(&digest))
+            .map_err(|source| BaseError::Store {
+                what: "blob",
+                digest,
+                source,
+            })?;
+        if media_type::is_manifest(&media) || media_type::is_index(&media) {
+            let bytes = read(store, "manifest", &digest)?;
+            match ManifestOrIndex::from_json(&bytes).map_err(|e| bad(e.to_string()))? {
+                ManifestOrIndex::Manifest(m) => {
+                    pending.push((m.config.digest, m.config.media_type.clone()));
+                    pending.extend(m.layers.iter().map(|l| (l.digest, l.media_type.clone())));
+                }
+                ManifestOrIndex::Index(i) => {
+                    pending.extend(i.manifests.iter().map(|d| (d.digest, d.media_type.clone())));
+                }
+            }
+        }
+    }
+    Ok(descriptor.digest)
 }
 
 fn read(store: &Store, what: &'static str, digest: &Digest) -> Result<Vec<u8>, BaseError> {

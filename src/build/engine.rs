@@ -388,6 +388,11 @@ impl<'a> Builder<'a> {
         reference: &str,
         platform: &crate::plan::Platform,
     ) -> Result<StageState, BuildError> {
+        if let Some(layout) = reference.strip_prefix("oci-layout://") {
+            let digest = super::base::import_oci_layout(self.store, layout)
+                .map_err(|e| self.base_error(from, e))?;
+            return self.state_from_manifest(from, &digest, platform);
+        }
         let normalised = crate::registry::Reference::parse(reference).map_err(|e| {
             self.step_error(
                 from,
@@ -412,8 +417,18 @@ impl<'a> Builder<'a> {
                 pulled.tagged
             }
         };
-        let image = load_image(self.store, &descriptor.digest, platform)
-            .map_err(|e| self.base_error(from, e))?;
+        self.state_from_manifest(from, &descriptor.digest, platform)
+    }
+
+    /// A stage on the image (manifest or index) `digest` of the store.
+    fn state_from_manifest(
+        &mut self,
+        from: &Instruction,
+        digest: &Digest,
+        platform: &crate::plan::Platform,
+    ) -> Result<StageState, BuildError> {
+        let image =
+            load_image(self.store, digest, platform).map_err(|e| self.base_error(from, e))?;
         let mut view = FsView::default();
         let mut layers = Vec::new();
         for (layer, diff_id) in image

@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::layer::Digest;
 
 /// The annotation that names a tagged image in `index.json`.
-pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+pub use crate::image::archive::REF_NAME;
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";

@@ -386,3 +386,68 @@ fn copy_only_builds_need_no_root() {
     );
     run_ok(podman().args(["rmi", "-f"]).arg(&image));
 }
+
+#[test]
+fn from_an_oci_layout_directory() {
+    let base_ctx = tempfile::tempdir().unwrap();
+    std::fs::write(base_ctx.path().join("base.txt"), "from the base").unwrap();
+    std::fs::write(
+        base_ctx.path().join("Dockerfile"),
+        "FROM scratch\nCOPY base.txt /base.txt\nENV FROM_BASE=yes\n",
+    )
+    .unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let layout = out.path().join("layout");
+    hoist(store.path())
+        .args(["build", "-q", "-t", "base:v1", "--output"])
+        .arg(format!("type=oci,dest={}", layout.display()))
+        .arg(base_ctx.path())
+        .assert()
+        .success();
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(ctx.path().join("app.txt"), "app").unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        format!(
+            "FROM oci-layout://{}:v1\nCOPY app.txt /app.txt\n",
+            layout.display()
+        ),
+    )
+    .unwrap();
+    let fresh = tempfile::tempdir().unwrap();
+    let final_layout = out.path().join("final");
+    hoist(fresh.path())
+        .args(["build", "-q", "-t", "app:v1", "--output"])
+        .arg(format!("type=oci,dest={}", final_layout.display()))
+        .arg(ctx.path())
+        .assert()
+        .success();
+    let rootfs = out.path().join("rootfs");
+    crate::support::unpack_oci_image(&final_layout, "v1", &rootfs);
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("base.txt")).unwrap(),
+        "from the base"
+    );
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("app.txt")).unwrap(),
+        "app"
+    );
+    let missing = tempfile::tempdir().unwrap();
+    std::fs::write(
+        missing.path().join("Dockerfile"),
+        "FROM oci-layout:///nonexistent:v1\n",
+    )
+    .unwrap();
+    let failed = hoist(fresh.path())
+        .args(["build", "-q"])
+        .arg(missing.path())
+        .output()
+        .unwrap();
+    assert!(!failed.status.success());
+    assert!(
+        String::from_utf8_lossy(&failed.stderr).contains("cannot use the OCI layout /nonexistent"),
+        "{}",
+        String::from_utf8_lossy(&failed.stderr)
+    );
+}
