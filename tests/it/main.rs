@@ -1,5 +1,6 @@
 //! hoist's integration tests: one test binary, one module per area.
 
+mod build_add;
 mod cli_front_end;
 mod common;
 mod differential;
