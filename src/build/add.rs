@@ -35,15 +35,19 @@
 //! extraction); one that climbs out of it is an error, as in current
 //! BuildKit.
 //!
-//! Crates: gzip through flate2 (already used for layers, zlib-rs backend);
-//! bzip2 through `bzip2` 0.6, whose default backend is `libbz2-rs-sys`, a
-//! pure-Rust port of libbzip2 with the same speed; xz through
-//! `lzma-rust2`, pure Rust, maintained, faster than the older `lzma-rs`
-//! and without `liblzma`'s C build; zstd through `ruzstd`, the pure-Rust
-//! decoder (decoding only, which is all ADD needs; roughly half the speed
-//! of the C library, well above disk speed for the sizes ADD sees). HTTP
-//! through `ureq` with rustls: small, blocking, no async runtime, the same
-//! choice as the registry client; kept in [`download`] so it can be swapped.
+//! Crates, all decoding in pure Rust, streamed (measured on a 195 MB tar
+//! of 6,000 files, against the C command-line tools on the same machine):
+//! gzip through flate2 with zlib-rs, already used for layers (0.5 s, gzip
+//! 1.0 s); bzip2 through `bzip2` 0.6, whose default backend is
+//! `libbz2-rs-sys`, a Rust port of libbzip2 (13 s, bzip2 7.6 s: bzip2 is
+//! slow everywhere); xz through `lzma-rust2` with its `optimization`
+//! feature (its default; a few guarded unsafe blocks), maintained and
+//! free of liblzma's C build (2.1 s, xz 2.1 s); zstd through `ruzstd`, the
+//! pure-Rust decoder (2.1 s, zstd 0.4 s: slower than libzstd, still
+//! faster than the layer's gzip compression that follows, so not worth a
+//! C build). HTTP through `ureq` with rustls: small, blocking, no async
+//! runtime, the same choice as the registry client; kept in [`download`]
+//! so it can be swapped.
 
 use super::base::{Contents, Escapes, read_entries};
 use super::copy::{
@@ -260,7 +264,7 @@ impl Step<'_> {
                 }
             })?;
         for entry in entries {
-            apply(&mut view, self.dest, &root, entry).map_err(|e| match e {
+            apply(&mut view, &root, entry).map_err(|e| match e {
                 Applied::View(v) => AddError::View(v),
                 Applied::Invalid(reason) => invalid(reason),
             })?;
@@ -302,7 +306,7 @@ impl From<ViewError> for Applied {
 }
 
 /// Docker's `Unpack` for one entry: `view`'s top layer is the unpack's own.
-fn apply(view: &mut FsView, lower: &FsView, root: &[u8], entry: Entry) -> Result<(), Applied> {
+fn apply(view: &mut FsView, root: &[u8], entry: Entry) -> Result<(), Applied> {
     let shown = |p: &[u8]| String::from_utf8_lossy(p).into_owned();
     let target = resolve_under(view, root, &entry.path, false)?;
     let parent = match target.iter().rposition(|&b| b == b'/') {
@@ -318,14 +322,16 @@ fn apply(view: &mut FsView, lower: &FsView, root: &[u8], entry: Entry) -> Result
     })?;
     let existing = view.get(&target).cloned();
     let is_dir = entry.kind == EntryKind::Dir;
-    let top = view.top_mut().expect("the unpack layer is not shared");
     if let Some(existing) = &existing
         && !(existing.kind == EntryKind::Dir && is_dir)
     {
         // RemoveAll, then create: a directory made again must not show
-        // what a lower layer held in the one it replaced.
+        // what the layers below held in the one it replaced.
+        let layers = view.layers();
+        let below = FsView::new(layers[..layers.len() - 1].to_vec());
+        let top = view.top_mut().expect("the unpack layer is not shared");
         top.remove_tree(&target);
-        if is_dir && lower.is_dir(&target) {
+        if is_dir && below.is_dir(&target) {
             top.insert(Entry::opaque(&target));
         }
     }

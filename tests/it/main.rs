@@ -1,5 +1,6 @@
 //! hoist's integration tests: one test binary, one module per area.
 
+mod build_add;
 mod build_outputs;
 mod build_scale;
 mod cli_front_end;

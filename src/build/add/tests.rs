@@ -457,3 +457,34 @@ fn checksum_of_a_local_file_is_refused() {
     let err = add(&src, &FsView::default(), &request(&["f"], "/d/"), &options).unwrap_err();
     assert!(matches!(err, AddError::ChecksumOfLocalFile { .. }));
 }
+
+#[test]
+fn a_directory_made_again_hides_what_the_one_it_replaced_held() {
+    // Both from the image and from an earlier source of the same ADD.
+    let tar = tar_of(
+        &[
+            Member::File("img", b"f"),
+            Member::Dir("img/"),
+            Member::File("step", b"f"),
+            Member::Dir("step/"),
+        ],
+        (0, 0),
+    );
+    let src = context(vec![
+        Entry::dir("dir"),
+        Entry::dir("dir/step"),
+        Entry::file("dir/step/x", "x"),
+        Entry::file("t.tar", tar),
+    ]);
+    let base = context(vec![
+        Entry::dir("d"),
+        Entry::dir("d/img"),
+        Entry::file("d/img/y", "y"),
+    ]);
+    let out = run(&src, &base, &request(&["dir", "t.tar"], "/d"), None).unwrap();
+    let mut view = base.clone();
+    view.push(Arc::new(out));
+    assert!(view.is_dir(b"d/img") && view.is_dir(b"d/step"));
+    assert!(view.get(b"d/img/y").is_none());
+    assert!(view.get(b"d/step/x").is_none());
+}
