@@ -103,7 +103,9 @@ pub enum AddError {
         expected: String,
         actual: String,
     },
-    #[error("invalid checksum {value}: expected sha256:<64 hex digits>")]
+    #[error(
+        "invalid checksum {value}: write sha256:, sha384: or sha512: and the lower-case hex digest"
+    )]
     BadChecksum { value: String },
     #[error("--checksum applies to URLs only, not to {source_path}")]
     ChecksumOfLocalFile { source_path: String },
@@ -221,7 +223,7 @@ impl Step<'_> {
         let file = scratch_path(self.options.scratch, "download");
         let (digest, size) = download(url, &file)?;
         if let Some(expected) = self.options.checksum {
-            verify_checksum(url, expected, &digest)?;
+            verify_checksum(url, expected, &file, &digest)?;
         }
         let content = Content::Path(file.clone());
         if self.options.unpack == Some(true) && is_archive(&content) {
@@ -716,19 +718,58 @@ pub fn download(url: &str, file: &Path) -> Result<(Digest, u64), AddError> {
     Ok((hasher.finish(), size))
 }
 
-/// `--checksum=sha256:<hex>` against the downloaded content.
-fn verify_checksum(url: &str, expected: &str, actual: &Digest) -> Result<(), AddError> {
-    let want: Digest = expected.parse().map_err(|_| AddError::BadChecksum {
+/// `--checksum=<algorithm>:<hex>` against the downloaded `file`, whose
+/// SHA-256 is already known. The algorithms are those Go's `digest.Parse`
+/// accepts (BuildKit's): sha256, sha384 and sha512, lower-case hex.
+fn verify_checksum(
+    url: &str,
+    expected: &str,
+    file: &Path,
+    sha256: &Digest,
+) -> Result<(), AddError> {
+    let bad = || AddError::BadChecksum {
         value: expected.to_string(),
-    })?;
-    if &want != actual {
+    };
+    let (algorithm, hex) = expected.split_once(':').ok_or_else(bad)?;
+    let len = match algorithm {
+        "sha256" => 64,
+        "sha384" => 96,
+        "sha512" => 128,
+        _ => return Err(bad()),
+    };
+    if hex.len() != len || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(bad());
+    }
+    let read = |e| AddError::Read {
+        path: file.display().to_string(),
+        source: e,
+    };
+    let actual = match algorithm {
+        "sha256" => sha256.hex(),
+        "sha384" => hex::encode(hash_file::<sha2::Sha384>(file).map_err(read)?),
+        _ => hex::encode(hash_file::<sha2::Sha512>(file).map_err(read)?),
+    };
+    if actual != hex {
         return Err(AddError::Checksum {
             url: url.to_string(),
-            expected: want.to_string(),
-            actual: actual.to_string(),
+            expected: expected.to_string(),
+            actual: format!("{algorithm}:{actual}"),
         });
     }
     Ok(())
+}
+
+fn hash_file<H: sha2::Digest>(file: &Path) -> io::Result<Vec<u8>> {
+    let mut hasher = H::new();
+    let mut reader = std::fs::File::open(file)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            return Ok(hasher.finalize().to_vec());
+        }
+        hasher.update(&buf[..n]);
+    }
 }
 
 #[cfg(test)]

@@ -340,19 +340,37 @@ fn download_names_follow_the_url_path() {
 
 #[test]
 fn checksums_must_match_and_name_both_digests() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("f");
+    std::fs::write(&file, b"served").unwrap();
     let got = Digest::of(b"served");
     let want = Digest::of(b"expected");
-    verify_checksum("http://h/f", &got.to_string(), &got).unwrap();
-    let err = verify_checksum("http://h/f", &want.to_string(), &got).unwrap_err();
+    verify_checksum("http://h/f", &got.to_string(), &file, &got).unwrap();
+    let err = verify_checksum("http://h/f", &want.to_string(), &file, &got).unwrap_err();
     let text = err.to_string();
     assert!(
         text.contains(&want.to_string()) && text.contains(&got.to_string()),
         "{text}"
     );
-    assert!(matches!(
-        verify_checksum("http://h/f", "md5:abc", &got),
-        Err(AddError::BadChecksum { .. })
-    ));
+    // `printf served | sha512sum`
+    let sha512 = "sha512:3f3dc3519791919ac1cac00c7b86ac056718cc60ec031d30103e76b930c6d728\
+                  3333d2c99bf0cae04a3999b6670a71bcfb4e3d54548272696eb7bc17f3c799da";
+    verify_checksum("http://h/f", sha512, &file, &got).unwrap();
+    let other = sha512.replace("3f3d", "0000");
+    let err = verify_checksum("http://h/f", &other, &file, &got).unwrap_err();
+    assert!(
+        err.to_string().contains(&format!("downloaded {sha512}")),
+        "{err}"
+    );
+    for invalid in ["md5:abc", "sha256:ABC", "sha256:00", "nocolon"] {
+        assert!(
+            matches!(
+                verify_checksum("http://h/f", invalid, &file, &got),
+                Err(AddError::BadChecksum { .. })
+            ),
+            "{invalid}"
+        );
+    }
 }
 
 /// Serves one HTTP response per connection on a loopback port.
