@@ -807,12 +807,23 @@ impl<'a> Builder<'a> {
             copy(&source_view, &dest_view, &request).map_err(|e| self.copy_error(instr, e))?
         };
         for content in &args.contents {
+            // An unquoted heredoc delimiter means the body is expanded, with
+            // BuildKit's raw rules: quotes kept, always `\` as the escape.
+            let data = if content.expand {
+                Lexer::new('\\')
+                    .skip_process_quotes(true)
+                    .process_word(&content.data, &state.scope)
+                    .map_err(|e| {
+                        self.step_error(instr, format!("heredoc <<{}: {e}", content.path), None)
+                    })?
+            } else {
+                content.data.clone()
+            };
             let file = FsView::new(vec![Arc::new(LayerIndex::from_entries([Entry::file(
                 content.path.clone(),
-                content.data.clone(),
+                data,
             )
             .with_mode(0o644)]))]);
-            let base = FsView::new(vec![Arc::new(changes.clone())]);
             let mut view = dest_view.clone();
             view.push(Arc::new(changes.clone()));
             let heredoc = CopyRequest {
@@ -821,7 +832,6 @@ impl<'a> Builder<'a> {
                 ..request.clone()
             };
             let more = copy(&file, &view, &heredoc).map_err(|e| self.copy_error(instr, e))?;
-            drop(base);
             for e in more.entries() {
                 changes.insert(e.clone());
             }

@@ -451,3 +451,36 @@ fn from_an_oci_layout_directory() {
         String::from_utf8_lossy(&failed.stderr)
     );
 }
+
+/// Dockerfile reference, "Here-Documents", "Example: Creating inline files":
+/// `<<-EOT` expands `${FOO}` when COPY runs; `<<-"EOT"` keeps it.
+#[test]
+fn heredoc_files_expand_unless_the_delimiter_is_quoted() {
+    let store = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    for (delimiter, want) in [
+        ("EOT", "  echo \"hello bar\"\n"),
+        ("\"EOT\"", "  echo \"hello ${FOO}\"\n"),
+    ] {
+        let ctx = tempfile::tempdir().unwrap();
+        std::fs::write(
+            ctx.path().join("Dockerfile"),
+            format!("# syntax=docker/dockerfile:1\nFROM scratch\nARG FOO=bar\nCOPY <<-{delimiter} /script.sh\n  echo \"hello ${{FOO}}\"\nEOT\n"),
+        )
+        .unwrap();
+        let layout = out.path().join(format!("layout-{}", delimiter.len()));
+        hoist(store.path())
+            .args(["build", "-q", "-t", "heredoc:v1", "--output"])
+            .arg(format!("type=oci,dest={}", layout.display()))
+            .arg(ctx.path())
+            .assert()
+            .success();
+        let rootfs = out.path().join(format!("rootfs-{}", delimiter.len()));
+        crate::support::unpack_oci_image(&layout, "v1", &rootfs);
+        assert_eq!(
+            std::fs::read_to_string(rootfs.join("script.sh")).unwrap(),
+            want,
+            "<<-{delimiter}"
+        );
+    }
+}
