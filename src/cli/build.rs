@@ -239,13 +239,8 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
             return Ok(1);
         }
     };
-    let manifest = hoist::store::Descriptor::new(
-        built.manifest.media_type.clone(),
-        built.manifest.digest,
-        built.manifest.size,
-    );
     for tag in &tags {
-        store.tag(&tag.to_string(), &manifest)?;
+        store.tag(&tag.to_string(), &built.manifest)?;
     }
     let names: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
     let export = [ExportImage {

@@ -206,7 +206,7 @@ pub fn pull_with(
             .put_blob_bytes(&top.bytes, Some(&top_digest))
             .map_err(store_error)?;
     }
-    let tagged = store::Descriptor::new(top_media_type, top_digest, top.bytes.len() as u64);
+    let tagged = store::Descriptor::new(&top_media_type, top_digest, top.bytes.len() as u64);
     store
         .tag(&reference.to_string(), &tagged)
         .map_err(store_error)?;

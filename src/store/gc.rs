@@ -370,6 +370,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
+    use crate::store::json::descriptor_to_json;
     use crate::store::tests::put_image;
     use crate::store::{CacheRecord, canonical};
 
@@ -402,7 +403,7 @@ mod tests {
         let index = serde_json::json!({
             "schemaVersion": 2,
             "mediaType": OCI_INDEX,
-            "manifests": [arm.to_json()],
+            "manifests": [descriptor_to_json(&arm)],
         });
         let (index_digest, index_size) = store.put_blob_bytes(&canonical(&index), None).unwrap();
         store

@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::Store;
 use super::error::{Result, StoreError};
 use super::fsutil::write_atomically;
-use super::json::{Descriptor, REF_NAME, canonical};
+use super::json::{Descriptor, REF_NAME, canonical, descriptor_from_json, descriptor_to_json};
 use super::lock::{ExclusiveLock, INDEX_LOCK};
 
 impl Store {
@@ -33,7 +33,7 @@ impl Store {
         entry
             .annotations
             .insert(REF_NAME.to_owned(), reference.to_owned());
-        let entry = entry.to_json();
+        let entry = descriptor_to_json(&entry);
         self.update_index(|manifests| {
             manifests.retain(|m| ref_name(m) != Some(reference));
             manifests.push(entry);
@@ -121,11 +121,10 @@ impl Store {
 
     /// The descriptor of a tagged entry, without its ref-name annotation.
     fn tagged(&self, reference: &str, entry: &Value) -> Result<Descriptor> {
-        let mut descriptor =
-            Descriptor::from_json(entry).map_err(|reason| StoreError::Corrupt {
-                path: self.path("index.json"),
-                reason: format!("the entry for `{reference}` is not a descriptor: {reason}"),
-            })?;
+        let mut descriptor = descriptor_from_json(entry).map_err(|reason| StoreError::Corrupt {
+            path: self.path("index.json"),
+            reason: format!("the entry for `{reference}` is not a descriptor: {reason}"),
+        })?;
         descriptor.annotations.remove(REF_NAME);
         Ok(descriptor)
     }
@@ -276,7 +275,7 @@ mod tests {
         let other = manifest(&store, "other tool");
         let index = serde_json::json!({
             "schemaVersion": 2,
-            "manifests": [ other.to_json() ],
+            "manifests": [ descriptor_to_json(&other) ],
             "annotations": { "com.example": "index note" },
         });
         fs::write(dir.path().join("index.json"), canonical(&index)).unwrap();
@@ -284,7 +283,7 @@ mod tests {
         store.tag("mine:1", &mine).unwrap();
         assert_eq!(store.list().unwrap(), [("mine:1".into(), mine)]);
         let index = store.read_index().unwrap();
-        assert_eq!(manifests(&index)[0], other.to_json());
+        assert_eq!(manifests(&index)[0], descriptor_to_json(&other));
         assert_eq!(index["annotations"]["com.example"], "index note");
     }
 }

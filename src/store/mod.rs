@@ -67,7 +67,10 @@ pub use cache::CacheRecord;
 pub use error::{Result, StoreError};
 pub use fsutil::ScratchDir;
 pub use gc::{PruneOptions, PruneReport, RemovedImage, VerifyReport};
-pub use json::{Descriptor, OCI_INDEX, OCI_MANIFEST, REF_NAME, canonical};
+pub use json::{
+    Descriptor, OCI_INDEX, OCI_MANIFEST, REF_NAME, canonical, descriptor_from_json,
+    descriptor_to_json,
+};
 
 use error::io_error;
 use fsutil::{ensure_dir, write_atomically};

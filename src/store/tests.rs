@@ -1,6 +1,7 @@
 //! Tests of the store as a whole: opening, and (below) several threads and
 //! processes sharing one store, and processes killed mid-write.
 
+use crate::store::json::descriptor_to_json;
 use std::fs;
 
 use crate::layer::Digest;
@@ -170,7 +171,11 @@ fn the_store_lock_is_exclusive_only_while_no_other_handle_is_open() {
 pub(super) fn image_blobs(name: &str, layers: &[&[u8]]) -> (Vec<u8>, Vec<Vec<u8>>) {
     let config = canonical(&serde_json::json!({ "config": { "Labels": { "name": name } } }));
     let describe = |media_type: &str, data: &[u8]| {
-        Descriptor::new(media_type, Digest::of(data), data.len() as u64).to_json()
+        descriptor_to_json(&Descriptor::new(
+            media_type,
+            Digest::of(data),
+            data.len() as u64,
+        ))
     };
     let manifest = serde_json::json!({
         "schemaVersion": 2,

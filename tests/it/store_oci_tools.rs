@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use hoist::layer::{Entry, LayerOptions, sort_entries, write_layer};
-use hoist::store::{Descriptor, OCI_MANIFEST, Store, canonical};
+use hoist::store::{Descriptor, OCI_MANIFEST, Store, canonical, descriptor_to_json};
 
 const REFERENCE: &str = "docker.io/library/app:latest";
 
@@ -33,8 +33,8 @@ fn store_image(store: &Store) -> Descriptor {
     let manifest = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
-        "config": Descriptor::new("application/vnd.oci.image.config.v1+json", config_digest, config_size).to_json(),
-        "layers": [Descriptor::new("application/vnd.oci.image.layer.v1.tar+gzip", layer.digest, layer.size).to_json()],
+        "config": descriptor_to_json(&Descriptor::new("application/vnd.oci.image.config.v1+json", config_digest, config_size)),
+        "layers": [descriptor_to_json(&Descriptor::new("application/vnd.oci.image.layer.v1.tar+gzip", layer.digest, layer.size))],
     });
     let (digest, size) = store.put_blob_bytes(&canonical(&manifest), None).unwrap();
     let descriptor = Descriptor::new(OCI_MANIFEST, digest, size);
