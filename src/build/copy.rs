@@ -70,6 +70,9 @@ pub struct CopyRequest {
     pub excludes: Option<PatternSet>,
     /// Whether wildcards in sources are expanded (false for heredoc files).
     pub wildcards: bool,
+    /// `COPY --parents`: keep each source's path (below a `/./` marker, if
+    /// any) under the destination.
+    pub parents: bool,
 }
 
 /// Runs `request` from `source` onto `dest`; returns the layer it makes.
@@ -85,7 +88,16 @@ pub fn copy(
         view,
         request,
         inodes: HashMap::new(),
+        include: None,
+        parent_dirs: Vec::new(),
     };
+    if request.parents {
+        for src in &request.sources {
+            copier.copy_with_parents(src)?;
+        }
+        let changes = copier.take_changes();
+        return Ok(with_parents(changes, dest));
+    }
     for src in &request.sources {
         let matches = if request.wildcards && contains_wildcards(src) {
             resolve_wildcards(source, src)?
@@ -110,6 +122,19 @@ struct Copier<'a> {
     request: &'a CopyRequest,
     /// Source hardlink identity -> the destination path it was copied to.
     inodes: HashMap<Vec<u8>, Vec<u8>>,
+    /// `--parents`: only paths matching this pattern (or below a match) are
+    /// copied, with the directories leading to them.
+    include: Option<PatternSet>,
+    /// Source directories passed on the way down, not yet created at the
+    /// destination (fsutil's `parentDirs`).
+    parent_dirs: Vec<ParentDir>,
+}
+
+/// A directory on the way to a copied path.
+struct ParentDir {
+    entry: Entry,
+    target: Vec<u8>,
+    copied: bool,
 }
 
 /// The root directory entry, which views do not store.
@@ -126,6 +151,64 @@ impl Copier<'_> {
 
     fn take_changes(&mut self) -> LayerIndex {
         std::mem::take(self.pending())
+    }
+
+    /// BuildKit's `COPY --parents`: the part before a `/./` (or the root)
+    /// is copied with the rest as an include pattern, so each match keeps
+    /// its path, and the directories leading to it, under the destination.
+    fn copy_with_parents(&mut self, src: &str) -> Result<(), CopyError> {
+        let (parent, pattern) = match src.split_once("/./") {
+            Some((parent, pattern)) => (parent, pattern),
+            None => ("/", src),
+        };
+        let pattern = String::from_utf8_lossy(&clean(pattern)).into_owned();
+        if !contains_wildcards(parent) && !contains_wildcards(&pattern) {
+            let required = join(&clean(parent), pattern.as_bytes());
+            let resolved = self.source.resolve(&required, true)?;
+            if !resolved.is_empty() && self.source.get(&resolved).is_none() {
+                return Err(CopyError::NotFound {
+                    path: format!("/{}", String::from_utf8_lossy(&required)),
+                });
+            }
+        }
+        let include = PatternSet::new([pattern.as_str()]).map_err(|e| CopyError::Wildcard {
+            source_path: src.to_string(),
+            source: e.source,
+        })?;
+        let parents = if contains_wildcards(parent) {
+            resolve_wildcards(self.source, parent)?
+        } else {
+            vec![clean(parent)]
+        };
+        self.include = Some(include);
+        for p in parents {
+            self.inodes.clear();
+            self.parent_dirs.clear();
+            self.copy_one(&p, src)?;
+        }
+        self.include = None;
+        Ok(())
+    }
+
+    /// fsutil's `createParentDirs`: the directories leading to a copied
+    /// path that do not exist yet at the destination, with their source's
+    /// owner and mode.
+    fn create_parent_dirs(&mut self) -> Result<(), CopyError> {
+        for i in 0..self.parent_dirs.len() {
+            if self.parent_dirs[i].copied {
+                continue;
+            }
+            let target = self.parent_dirs[i].target.clone();
+            if self.view.get(&target).is_none() && !target.is_empty() {
+                let source = self.parent_dirs[i].entry.clone();
+                let mut dir = source.clone();
+                dir.path = target;
+                self.apply_info(&mut dir, &source);
+                self.pending().insert(dir);
+            }
+            self.parent_dirs[i].copied = true;
+        }
+        Ok(())
     }
 
     /// fsutil's `Copy` for one resolved source path.
@@ -183,6 +266,7 @@ impl Copier<'_> {
             &dest_path,
             false,
             &DirMatches::default(),
+            &DirMatches::default(),
         )
     }
 
@@ -219,16 +303,25 @@ impl Copier<'_> {
         target: &[u8],
         overwrite: bool,
         parent_matches: &DirMatches,
+        parent_includes: &DirMatches,
     ) -> Result<(), CopyError> {
         let mut include = true;
         let mut matches = DirMatches::default();
+        let mut includes = DirMatches::default();
+        if let Some(pattern) = &self.include
+            && !components_path.is_empty()
+        {
+            let (matched, m) = pattern.matches_with_parent(components_path, parent_includes);
+            include = matched;
+            includes = m;
+        }
         if let Some(excludes) = &self.request.excludes
             && !components_path.is_empty()
         {
             let (excluded, m) = excludes.matches_with_parent(components_path, parent_matches);
             matches = m;
             if excluded {
-                if !excludes.has_exceptions() {
+                if !excludes.has_exceptions() && self.include.is_none() {
                     return Ok(());
                 }
                 include = false;
@@ -247,6 +340,9 @@ impl Copier<'_> {
             return Err(CopyError::ReplaceDirWithFile {
                 path: String::from_utf8_lossy(target).into_owned(),
             });
+        }
+        if include {
+            self.create_parent_dirs()?;
         }
         let mut copy_info = include;
         let mut out = entry.clone();
@@ -272,6 +368,11 @@ impl Copier<'_> {
                     self.apply_info(&mut out, &entry);
                     self.pending().insert(out);
                 }
+                self.parent_dirs.push(ParentDir {
+                    entry: entry.clone(),
+                    target: target.to_vec(),
+                    copied: include,
+                });
                 for name in self.source.children(src) {
                     let child_src = join(src, &name);
                     let Some(child) = self.source.get(&child_src).cloned() else {
@@ -290,8 +391,10 @@ impl Copier<'_> {
                         &join(target, &name),
                         true,
                         &matches,
+                        &includes,
                     )?;
                 }
+                self.parent_dirs.pop();
                 return Ok(());
             }
             EntryKind::File { .. } | EntryKind::Hardlink { .. } => {

@@ -700,9 +700,6 @@ impl<'a> Builder<'a> {
         };
         let is_add = matches!(expanded.kind, Kind::Add(_));
         let keyword = if is_add { "ADD" } else { "COPY" };
-        if args.parents {
-            return Err(self.step_error(instr, "COPY --parents is not supported yet", None));
-        }
         if let Some(s) = args
             .sources
             .iter()
@@ -770,6 +767,7 @@ impl<'a> Builder<'a> {
             chmod,
             excludes,
             wildcards: true,
+            parents: args.parents,
         };
         // Where the sources come from.
         let source_view: FsView = match &args.from {

@@ -218,3 +218,84 @@ fn clean_and_wildcard_detection() {
     assert!(contains_wildcards("a*"));
     assert!(!contains_wildcards("a\\*"));
 }
+
+/// Dockerfile reference, "COPY --parents": the three examples.
+#[test]
+fn parents_keep_the_source_paths() {
+    let ctx = view(vec![
+        Entry::dir("x").with_mode(0o750),
+        Entry::file("x/a.txt", "xa"),
+        Entry::dir("x/y"),
+        Entry::file("x/y/a.txt", "xya"),
+        Entry::file("x/y/b.txt", "xyb"),
+        Entry::dir("y"),
+        Entry::file("y/a.txt", "ya"),
+        Entry::dir("src"),
+        Entry::file("src/a.txt", "a"),
+        Entry::dir("src/x"),
+        Entry::file("src/x/b.txt", "b"),
+        Entry::dir("src/x/y"),
+        Entry::file("src/x/y/c.txt", "c"),
+        Entry::file("src/x/y/skip.md", "no"),
+    ]);
+    let parents = |sources: &[&str], dest: &str| {
+        let mut r = req(sources, dest);
+        r.parents = true;
+        paths(&copy(&ctx, &FsView::default(), &r).unwrap())
+    };
+    // COPY ./x/a.txt ./y/a.txt /no_parents/ -> /no_parents/a.txt
+    assert_eq!(
+        paths(
+            &copy(
+                &ctx,
+                &FsView::default(),
+                &req(&["./x/a.txt", "./y/a.txt"], "/no_parents/")
+            )
+            .unwrap()
+        ),
+        ["no_parents", "no_parents/a.txt"]
+    );
+    // COPY --parents ./x/a.txt ./y/a.txt /parents/
+    assert_eq!(
+        parents(&["./x/a.txt", "./y/a.txt"], "/parents/"),
+        [
+            "parents",
+            "parents/x",
+            "parents/x/a.txt",
+            "parents/y",
+            "parents/y/a.txt"
+        ]
+    );
+    // COPY --parents ./x/./y/*.txt /parents/
+    assert_eq!(
+        parents(&["./x/./y/*.txt"], "/parents/"),
+        ["parents", "parents/y", "parents/y/a.txt", "parents/y/b.txt"]
+    );
+    // COPY --parents ./src/**/*.txt /parents/
+    assert_eq!(
+        parents(&["./src/**/*.txt"], "/parents/"),
+        [
+            "parents",
+            "parents/src",
+            "parents/src/a.txt",
+            "parents/src/x",
+            "parents/src/x/b.txt",
+            "parents/src/x/y",
+            "parents/src/x/y/c.txt"
+        ]
+    );
+    // Parent directories keep their source's mode.
+    let mut r = req(&["./x/a.txt"], "/p/");
+    r.parents = true;
+    assert_eq!(
+        copy(&ctx, &FsView::default(), &r)
+            .unwrap()
+            .get(b"p/x")
+            .unwrap()
+            .mode,
+        0o750
+    );
+    let mut r = req(&["./nope/a.txt"], "/p/");
+    r.parents = true;
+    assert!(copy(&ctx, &FsView::default(), &r).is_err());
+}
