@@ -130,6 +130,14 @@ struct Copier<'a> {
     parent_dirs: Vec<ParentDir>,
 }
 
+/// What `--exclude` and `--parents` patterns matched for a directory, handed
+/// to its entries (patternmatcher's parent results).
+#[derive(Default)]
+struct PatternState {
+    excludes: DirMatches,
+    includes: DirMatches,
+}
+
 /// A directory on the way to a copied path.
 struct ParentDir {
     entry: Entry,
@@ -265,8 +273,7 @@ impl Copier<'_> {
             "",
             &dest_path,
             false,
-            &DirMatches::default(),
-            &DirMatches::default(),
+            &PatternState::default(),
         )
     }
 
@@ -302,8 +309,7 @@ impl Copier<'_> {
         components_path: &str,
         target: &[u8],
         overwrite: bool,
-        parent_matches: &DirMatches,
-        parent_includes: &DirMatches,
+        parent: &PatternState,
     ) -> Result<(), CopyError> {
         let mut include = true;
         let mut matches = DirMatches::default();
@@ -311,14 +317,14 @@ impl Copier<'_> {
         if let Some(pattern) = &self.include
             && !components_path.is_empty()
         {
-            let (matched, m) = pattern.matches_with_parent(components_path, parent_includes);
+            let (matched, m) = pattern.matches_with_parent(components_path, &parent.includes);
             include = matched;
             includes = m;
         }
         if let Some(excludes) = &self.request.excludes
             && !components_path.is_empty()
         {
-            let (excluded, m) = excludes.matches_with_parent(components_path, parent_matches);
+            let (excluded, m) = excludes.matches_with_parent(components_path, &parent.excludes);
             matches = m;
             if excluded {
                 if !excludes.has_exceptions() && self.include.is_none() {
@@ -373,6 +379,10 @@ impl Copier<'_> {
                     target: target.to_vec(),
                     copied: include,
                 });
+                let below = PatternState {
+                    excludes: matches,
+                    includes,
+                };
                 for name in self.source.children(src) {
                     let child_src = join(src, &name);
                     let Some(child) = self.source.get(&child_src).cloned() else {
@@ -390,8 +400,7 @@ impl Copier<'_> {
                         &child_components,
                         &join(target, &name),
                         true,
-                        &matches,
-                        &includes,
+                        &below,
                     )?;
                 }
                 self.parent_dirs.pop();
