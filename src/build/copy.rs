@@ -64,8 +64,8 @@ pub struct CopyRequest {
     pub dest: String,
     /// `--chown`, resolved to numbers.
     pub chown: Option<(u64, u64)>,
-    /// `--chmod`, as permission bits.
-    pub chmod: Option<u32>,
+    /// `--chmod`, octal or symbolic.
+    pub chmod: Option<super::chmod::Chmod>,
     /// `--exclude` patterns, matched against paths below each source.
     pub excludes: Option<PatternSet>,
     /// Whether wildcards in sources are expanded (false for heredoc files).
@@ -292,7 +292,9 @@ impl Copier<'_> {
                 None => {
                     let (uid, gid) = self.request.chown.unwrap_or((0, 0));
                     let dir = Entry::dir(current.clone())
-                        .with_mode(self.request.chmod.unwrap_or(0o755))
+                        .with_mode(super::chmod::Chmod::created_dir_mode(
+                            self.request.chmod.as_ref(),
+                        ))
                         .with_owner(uid, gid);
                     self.pending().insert(dir);
                 }
@@ -447,9 +449,9 @@ impl Copier<'_> {
             out.uid = src.uid;
             out.gid = src.gid;
         }
-        out.mode = match (&src.kind, self.request.chmod) {
+        out.mode = match (&src.kind, &self.request.chmod) {
             (EntryKind::Symlink { .. }, _) => src.mode,
-            (_, Some(mode)) => mode,
+            (kind, Some(chmod)) => chmod.apply(src.mode, *kind == EntryKind::Dir),
             (_, None) => src.mode,
         };
         out.mtime = src.mtime;

@@ -725,8 +725,12 @@ impl<'a> Builder<'a> {
             None => None,
         };
         let chmod = match &args.chmod {
-            Some(m) => Some(u32::from_str_radix(m, 8).ok().filter(|m| *m <= 0o7777).ok_or_else(|| {
-                self.step_error(instr, format!("invalid chmod parameter: {m}"), Some("use an octal mode such as --chmod=0755; symbolic modes are not supported yet".into()))
+            Some(m) => Some(super::chmod::Chmod::parse(m).map_err(|e| {
+                self.step_error(
+                    instr,
+                    e,
+                    Some("write --chmod=0755 or a symbolic mode such as --chmod=u+x".into()),
+                )
             })?),
             None => None,
         };

@@ -6,6 +6,7 @@
 
 pub mod add;
 pub mod base;
+pub mod chmod;
 pub mod copy;
 pub mod engine;
 pub mod hasher;
