@@ -24,11 +24,12 @@ pub fn run(args: &PruneArgs, store_dir: &Path) -> anyhow::Result<i32> {
         ..PruneOptions::default()
     })?;
     eprintln!(
-        "removed {} blobs ({}), {} temp files, {} cache records; {} damaged blobs",
+        "removed {} blobs ({}), {} temp files, {} cache records, {} extracted layers; {} damaged blobs",
         report.removed_blobs.len(),
         super::build::human_bytes(report.freed_bytes),
         report.removed_temps,
         report.removed_cache_records,
+        report.removed_snapshots,
         report.corrupt.len()
     );
     for digest in &report.corrupt {

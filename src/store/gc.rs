@@ -72,6 +72,8 @@ pub struct PruneReport {
     pub corrupt: Vec<Digest>,
     /// Cache records that were damaged or lacked a blob, removed.
     pub removed_cache_records: usize,
+    /// Extracted layers no kept image or cache record uses, removed.
+    pub removed_snapshots: usize,
 }
 
 /// What [`Store::verify`] found.
@@ -205,7 +207,53 @@ impl Store {
         }
         report.corrupt.sort_unstable();
         sync_dir(&self.path("blobs/sha256"))?;
+        report.removed_snapshots = self.prune_snapshots(&marker.live)?;
         Ok(report)
+    }
+
+    /// Removes the extracted layers (`snapshots/<diffID hex>`) of layers no
+    /// kept image config and no cache record names any more.
+    fn prune_snapshots(&self, live: &BTreeSet<Digest>) -> Result<usize> {
+        let dir = self.path("snapshots");
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return Ok(0);
+        };
+        let mut wanted: BTreeSet<String> = BTreeSet::new();
+        for digest in live {
+            if self
+                .blob_size(digest)
+                .is_ok_and(|size| size <= DOCUMENT_LIMIT)
+                && let Ok(bytes) = self.read_blob_bytes(digest, DOCUMENT_LIMIT)
+                && let Ok(doc) = serde_json::from_slice::<Value>(&bytes)
+                && let Some(ids) = doc.pointer("/rootfs/diff_ids").and_then(Value::as_array)
+            {
+                wanted.extend(
+                    ids.iter()
+                        .filter_map(Value::as_str)
+                        .map(|d| d.trim_start_matches("sha256:").to_owned()),
+                );
+            }
+        }
+        for (_, record) in self.cache_records()? {
+            if let Ok(record) = record
+                && let Some(id) = record.value.get("diffID").and_then(Value::as_str)
+            {
+                wanted.insert(id.trim_start_matches("sha256:").to_owned());
+            }
+        }
+        let mut removed = 0;
+        for entry in entries {
+            let path = entry.map_err(io_error("read directory", &dir))?.path();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if !wanted.contains(&name) {
+                fs::remove_dir_all(&path).map_err(io_error("remove", &path))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     fn remove_temps(&self) -> Result<usize> {
@@ -421,6 +469,14 @@ mod tests {
         let (loose_a, size_a) = store.put_blob_bytes(b"loose a", None).unwrap();
         let (loose_b, size_b) = store.put_blob_bytes(b"loose bb", None).unwrap();
         fs::write(store.tmp_dir().join("blob-1-1"), b"half a blob").unwrap();
+        // An extracted layer nothing refers to any more.
+        fs::create_dir_all(
+            store
+                .path("snapshots")
+                .join(Digest::of(b"gone").hex())
+                .join("content"),
+        )
+        .unwrap();
 
         let report = store.prune().unwrap();
         assert_eq!(
@@ -431,6 +487,7 @@ mod tests {
                 removed_temps: 1,
                 corrupt: vec![],
                 removed_cache_records: 0,
+                removed_snapshots: 1,
             }
         );
         let mut kept = vec![app.digest, arm.digest, index_digest, cached];

@@ -429,6 +429,21 @@ fn from_an_oci_layout_directory() {
         std::fs::read_to_string(rootfs.join("base.txt")).unwrap(),
         "from the base"
     );
+    // The base layer's extracted snapshot stays while an image uses it.
+    let snapshots = || {
+        std::fs::read_dir(fresh.path().join("snapshots"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    assert_eq!(snapshots(), 1);
+    hoist(fresh.path()).arg("prune").assert().success();
+    assert_eq!(snapshots(), 1, "kept by app:v1");
+    hoist(fresh.path())
+        .args(["rmi", "app:v1"])
+        .assert()
+        .success();
+    hoist(fresh.path()).arg("prune").assert().success();
+    assert_eq!(snapshots(), 0, "nothing uses it any more");
     assert_eq!(
         std::fs::read_to_string(rootfs.join("app.txt")).unwrap(),
         "app"
