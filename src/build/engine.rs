@@ -90,6 +90,8 @@ pub struct Built {
     pub cached_steps: usize,
     /// Files whose content was read (not answered by the stat cache).
     pub files_read: u64,
+    /// `--build-arg` names no ARG declares (BuildKit warns about them).
+    pub unused_build_args: Vec<String>,
 }
 
 /// Why a build failed.
@@ -183,7 +185,8 @@ pub fn build(
     let target = states
         .remove(&planned.target)
         .expect("the target is built last");
-    let built = builder.finish(target)?;
+    let mut built = builder.finish(target)?;
+    built.unused_build_args = planned.unused_build_args.clone();
     builder
         .hasher
         .save(&store.root().join("cache/stat-cache.json"))
@@ -1055,6 +1058,7 @@ impl<'a> Builder<'a> {
             steps: self.step,
             cached_steps: self.cached,
             files_read: self.hasher.files_read,
+            unused_build_args: Vec::new(),
         })
     }
 }

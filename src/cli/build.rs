@@ -239,6 +239,12 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
             return Ok(1);
         }
     };
+    if !built.unused_build_args.is_empty() {
+        eprintln!(
+            "warning: --build-arg {} not consumed: no ARG declares it (check the name, or declare ARG in the stage that uses it)",
+            built.unused_build_args.join(", ")
+        );
+    }
     for tag in &tags {
         store.tag(&tag.to_string(), &built.manifest)?;
     }

@@ -499,3 +499,29 @@ fn heredoc_files_expand_unless_the_delimiter_is_quoted() {
         );
     }
 }
+
+#[test]
+fn unused_build_args_are_reported() {
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(ctx.path().join("Dockerfile"), "FROM scratch\nARG USED\n").unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let out = hoist(store.path())
+        .args([
+            "build",
+            "-q",
+            "--build-arg",
+            "USED=1",
+            "--build-arg",
+            "TYPO=2",
+        ])
+        .arg(ctx.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning: --build-arg TYPO not consumed"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("USED"), "{stderr}");
+}
