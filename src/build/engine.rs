@@ -16,9 +16,9 @@ use super::hasher::ContentHasher;
 use super::meta;
 use super::user::{UserError, resolve_chown};
 use super::view::{FsView, LayerIndex};
-use crate::context::{DockerIgnore, PatternSet, walk_context};
+use crate::context::{DockerIgnore, PatternSet, walk_context_observed};
 use crate::dockerfile::instructions::{Instruction, Kind, parse_instruction};
-use crate::dockerfile::shell::Lexer;
+use crate::dockerfile::shell::{Lexer, Vars};
 use crate::dockerfile::{Ast, parse};
 use crate::image::{Descriptor, History, ImageConfig, Manifest, digest_of, media_type};
 use crate::layer::digest::{Digest, Sha256};
@@ -113,6 +113,11 @@ pub enum BuildError {
         message: String,
         hint: Option<String>,
     },
+    #[error("--target {target}: no stage of the Dockerfile has that name")]
+    Target {
+        target: String,
+        hint: Option<String>,
+    },
     #[error("cannot read the build context {path}")]
     Context {
         path: PathBuf,
@@ -129,7 +134,9 @@ impl BuildError {
     /// The hint to show under the message, if any.
     pub fn hint(&self) -> Option<&str> {
         match self {
-            BuildError::Dockerfile { hint, .. } | BuildError::Step { hint, .. } => hint.as_deref(),
+            BuildError::Dockerfile { hint, .. }
+            | BuildError::Step { hint, .. }
+            | BuildError::Target { hint, .. } => hint.as_deref(),
             _ => None,
         }
     }
@@ -219,13 +226,7 @@ fn plan_error(file: &str, e: crate::plan::PlanError) -> BuildError {
             message,
             hint,
         },
-        PlanError::UnknownTarget { target, hint } => BuildError::Dockerfile {
-            file: file.to_string(),
-            line: 1,
-            column: 1,
-            message: format!("target stage \"{target}\" could not be found"),
-            hint,
-        },
+        PlanError::UnknownTarget { target, hint } => BuildError::Target { target, hint },
     }
 }
 
@@ -292,7 +293,10 @@ impl<'a> Builder<'a> {
             let ignore = DockerIgnore::load(dir, self.request.dockerfile_path.as_deref())
                 .map_err(|e| ctx_err(Box::new(e)))?
                 .map(|(_, ignore)| ignore);
-            let entries = walk_context(dir, ignore.as_ref()).map_err(|e| ctx_err(Box::new(e)))?;
+            let hasher = &mut self.hasher;
+            let entries =
+                walk_context_observed(dir, ignore.as_ref(), |path, meta| hasher.prime(path, meta))
+                    .map_err(|e| ctx_err(Box::new(e)))?;
             self.context = Some(FsView::new(vec![Arc::new(LayerIndex::from_entries(
                 entries,
             ))]));
@@ -337,8 +341,9 @@ impl<'a> Builder<'a> {
                 cmd_set: false,
             },
             Base::Stage(i) => {
+                // ENV and ARG values in scope carry over, as BuildKit's
+                // child state starts from its base's.
                 let mut s = done[i].clone();
-                s.scope = Scope::default();
                 s.cmd_set = false;
                 s
             }
@@ -375,6 +380,16 @@ impl<'a> Builder<'a> {
                     )
                 })?;
                 instr.span = stage.from.span;
+                if matches!(
+                    instr.kind,
+                    Kind::From { .. } | Kind::Onbuild { .. } | Kind::Maintainer { .. }
+                ) {
+                    return Err(self.step_error(
+                        &stage.from,
+                        format!("{} isn't allowed as an ONBUILD trigger (in the base image's ONBUILD `{trigger}`)", instr.keyword.to_uppercase()),
+                        Some("the base image is broken: rebuild it without that trigger".into()),
+                    ));
+                }
                 self.dispatch(planned, &instr, &mut state, done, total, events)?;
             }
         }
@@ -463,11 +478,14 @@ impl<'a> Builder<'a> {
     }
 
     fn base_error(&self, from: &Instruction, e: BaseError) -> BuildError {
-        self.step_error(
-            from,
-            e.to_string(),
-            Some("the store may be damaged: run `hoist prune` and pull the image again".into()),
-        )
+        let hint = match &e {
+            BaseError::NoPlatform { .. } => {
+                "pass --platform for one the image has, or use a tag built for this platform"
+            }
+            BaseError::Layout { .. } => "check the path and tag of oci-layout://PATH[:TAG]",
+            _ => "the store may be damaged: run `hoist prune --verify` and pull the image again",
+        };
+        self.step_error(from, e.to_string(), Some(hint.into()))
     }
 
     fn dispatch(
@@ -498,11 +516,12 @@ impl<'a> Builder<'a> {
                 let mut parts = Vec::new();
                 for a in args {
                     let provided = self.request.options.build_args.get(&a.key).cloned();
+                    // A bare ARG takes the value in the global scope: a
+                    // global ARG or a predefined platform ARG.
                     let global = planned
-                        .global_args
-                        .iter()
-                        .find(|g| g.key == a.key)
-                        .and_then(|g| g.value.clone());
+                        .global_scope(&self.request.options)
+                        .get(&a.key)
+                        .map(str::to_string);
                     let value = provided
                         .clone()
                         .or(a.default.clone())
@@ -714,7 +733,7 @@ impl<'a> Builder<'a> {
                 Some("use ADD to download a file".into()),
             ));
         }
-        if let Some(s) = args.sources.iter().find(|s| s.starts_with("git@")) {
+        if let Some(s) = args.sources.iter().find(|s| is_git_source(s)) {
             return Err(self.step_error(
                 instr,
                 format!("{keyword} of a git repository ({s}) is not supported yet"),
@@ -793,7 +812,9 @@ impl<'a> Builder<'a> {
                 }
             },
         };
-        let dest_view = if args.link {
+        // BuildKit links only without --chmod; with it, --link is a plain
+        // copy onto the stage.
+        let dest_view = if args.link && args.chmod.is_none() {
             FsView::default()
         } else {
             state.view.clone()
@@ -1061,6 +1082,23 @@ impl<'a> Builder<'a> {
             unused_build_args: Vec::new(),
         })
     }
+}
+
+/// Whether ADD would clone `src` as a git repository rather than fetch or
+/// copy it (BuildKit's `isGitSource`): `git://`, `ssh://`, `git@host:`, or
+/// an http(s) URL whose path ends in `.git` (a `#ref` may follow).
+fn is_git_source(src: &str) -> bool {
+    if src.starts_with("git://") || src.starts_with("ssh://") || src.starts_with("git@") {
+        return true;
+    }
+    if let Some(rest) = src
+        .strip_prefix("https://")
+        .or_else(|| src.strip_prefix("http://"))
+    {
+        let path = rest.split(['#', '?']).next().unwrap_or(rest);
+        return path.trim_end_matches('/').ends_with(".git");
+    }
+    false
 }
 
 fn layer_from_record(value: &serde_json::Value) -> Option<(Descriptor, Digest)> {

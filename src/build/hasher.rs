@@ -56,6 +56,8 @@ pub struct ContentHasher {
     /// Files actually read (for tests and progress).
     pub files_read: u64,
     dirty: bool,
+    /// Stat data from this build's context walk, not saved.
+    primed: HashMap<PathBuf, Stat>,
 }
 
 impl ContentHasher {
@@ -96,6 +98,12 @@ impl ContentHasher {
         self.uncached.push(dir);
     }
 
+    /// Records what a directory walk just learnt about `path` (its
+    /// `lstat`), so the digest does not stat it again.
+    pub fn prime(&mut self, path: &Path, meta: &std::fs::Metadata) {
+        self.primed.insert(path.to_path_buf(), Stat::of(meta));
+    }
+
     /// The SHA-256 of a file's content.
     pub fn digest(&mut self, content: &Content) -> io::Result<Digest> {
         match content {
@@ -109,8 +117,10 @@ impl ContentHasher {
             self.files_read += 1;
             return hash_file(path);
         }
-        let meta = std::fs::metadata(path)?;
-        let stat = Stat::of(&meta);
+        let stat = match self.primed.get(path) {
+            Some(stat) => *stat,
+            None => Stat::of(&std::fs::metadata(path)?),
+        };
         if let Some(record) = self.records.get(path)
             && record.stat == stat
             // Racily clean: modified in the same second it was hashed.

@@ -18,4 +18,4 @@ pub mod walk;
 
 pub use dockerignore::{DockerIgnore, IgnoreError};
 pub use pattern::{DirMatches, InvalidPattern, Pattern, PatternError, PatternSet, filepath_match};
-pub use walk::walk_context;
+pub use walk::{walk_context, walk_context_observed};

@@ -7,17 +7,26 @@
 
 use super::DockerIgnore;
 use crate::layer::tar::Entry;
-use crate::layer::walk::{Visit, WalkError, WalkOptions, walk_filtered};
+use crate::layer::walk::{Visit, WalkError, WalkOptions, walk_observed};
 use std::path::Path;
 
 /// The entries of the context directory a build can see, sorted.
 pub fn walk_context(dir: &Path, ignore: Option<&DockerIgnore>) -> Result<Vec<Entry>, WalkError> {
+    walk_context_observed(dir, ignore, |_, _| {})
+}
+
+/// [`walk_context`], handing `seen` the metadata of every file listed.
+pub fn walk_context_observed(
+    dir: &Path,
+    ignore: Option<&DockerIgnore>,
+    seen: impl FnMut(&Path, &std::fs::Metadata),
+) -> Result<Vec<Entry>, WalkError> {
     let options = WalkOptions {
         uid: Some(0),
         gid: Some(0),
         ..WalkOptions::default()
     };
-    walk_filtered(dir, &options, |relative, is_dir| {
+    let visit = |relative: &Path, is_dir: bool| {
         let Some(ignore) = ignore else {
             return Visit::Keep;
         };
@@ -29,7 +38,8 @@ pub fn walk_context(dir: &Path, ignore: Option<&DockerIgnore>) -> Result<Vec<Ent
         } else {
             Visit::Prune
         }
-    })
+    };
+    walk_observed(dir, &options, visit, seen)
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ pub use gzip::{GzipError, GzipOptions};
 pub use tar::{
     Content, Entry, EntryKind, TarError, TarOptions, TarWriter, sort_entries, write_tar,
 };
-pub use walk::{Visit, WalkError, WalkOptions, walk, walk_filtered};
+pub use walk::{Visit, WalkError, WalkOptions, walk, walk_filtered, walk_observed};
 
 /// What the store and the image config need to know about a layer blob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -65,7 +65,19 @@ pub enum Visit {
 pub fn walk_filtered(
     root: &Path,
     options: &WalkOptions,
+    visit: impl FnMut(&Path, bool) -> Visit,
+) -> Result<Vec<Entry>, WalkError> {
+    walk_observed(root, options, visit, |_, _| {})
+}
+
+/// [`walk_filtered`], also handing `seen` the metadata of every regular
+/// file it lists (its full path), so a caller can use the walk's `lstat`
+/// instead of making its own.
+pub fn walk_observed(
+    root: &Path,
+    options: &WalkOptions,
     mut visit: impl FnMut(&Path, bool) -> Visit,
+    mut seen: impl FnMut(&Path, &std::fs::Metadata),
 ) -> Result<Vec<Entry>, WalkError> {
     let mut entries = Vec::new();
     let mut inodes: Vec<(u64, u64, usize)> = Vec::new();
@@ -97,6 +109,9 @@ pub fn walk_filtered(
             source,
         };
         let meta = item.metadata().map_err(|e| walk_error(e.into()))?;
+        if meta.file_type().is_file() && decision == Visit::Keep {
+            seen(item.path(), &meta);
+        }
         let relative = item.path().strip_prefix(root).unwrap_or(item.path());
         let mut path = options.prefix.clone();
         if !path.is_empty() {

@@ -75,7 +75,7 @@ impl Platform {
         Platform {
             os: "linux".into(),
             architecture: architecture.into(),
-            variant: (architecture == "arm64").then(|| "v8".to_string()),
+            variant: None,
         }
     }
 
@@ -98,9 +98,13 @@ impl Platform {
             "aarch64" => "arm64".to_string(),
             a => a.to_string(),
         };
-        let variant = variant
-            .map(str::to_string)
-            .or_else(|| (arch == "arm64").then(|| "v8".into()));
+        // containerd's normalisation, as BuildKit applies it: arm64's v8 is
+        // the default and dropped; arm without a variant is v7.
+        let variant = match (arch.as_str(), variant) {
+            ("arm64", Some("v8")) | ("arm64", None) => None,
+            ("arm", None) => Some("v7".to_string()),
+            (_, v) => v.map(str::to_string),
+        };
         Ok(Platform {
             os: os.to_ascii_lowercase(),
             architecture: arch,
@@ -445,7 +449,7 @@ pub fn plan(ast: &Ast, opts: &Options) -> Result<Plan, PlanError> {
             }
         })?,
     };
-    let order = build_order(&stages, target)?;
+    let order = build_order(&stages, target);
 
     let unused_build_args = opts
         .build_args
@@ -513,6 +517,17 @@ fn link_sources(stages: &mut [Stage]) -> Result<(), PlanError> {
             Err(_) => find_stage_by_name(stages, &from),
         };
         match found {
+            Some(i) if i > index => {
+                return Err(PlanError::invalid(
+                    span,
+                    format!(
+                        "cannot copy from stage {}, it needs to be defined before current stage {}",
+                        stages[i].display_name(),
+                        stages[index].display_name()
+                    ),
+                    Some("move the stage you copy from above this one".into()),
+                ));
+            }
             Some(i) if i == index => {
                 return Err(PlanError::invalid(
                     span,
@@ -537,46 +552,21 @@ fn link_sources(stages: &mut [Stage]) -> Result<(), PlanError> {
     Ok(())
 }
 
-/// Depth-first order of the stages `target` needs; a cycle is an error.
-fn build_order(stages: &[Stage], target: usize) -> Result<Vec<usize>, PlanError> {
-    #[derive(Clone, Copy, PartialEq)]
-    enum Mark {
-        None,
-        Visiting,
-        Done,
-    }
-    fn visit(
-        stages: &[Stage],
-        i: usize,
-        marks: &mut [Mark],
-        order: &mut Vec<usize>,
-    ) -> Result<(), PlanError> {
-        match marks[i] {
-            Mark::Done => return Ok(()),
-            Mark::Visiting => {
-                return Err(PlanError::invalid(
-                    stages[i].from.span,
-                    format!(
-                        "circular dependency detected on stage: {}",
-                        stages[i].display_name()
-                    ),
-                    Some("a stage cannot depend, directly or not, on itself".into()),
-                ));
-            }
-            Mark::None => {}
-        }
-        marks[i] = Mark::Visiting;
+/// The stages `target` needs, in file order. Every dependency (a base
+/// stage, `COPY --from`, `RUN --mount=from`) names an earlier stage, so
+/// file order builds dependencies first and no cycle can exist.
+fn build_order(stages: &[Stage], target: usize) -> Vec<usize> {
+    let mut needed = BTreeSet::from([target]);
+    let mut pending = vec![target];
+    while let Some(i) = pending.pop() {
         for dep in &stages[i].dependencies {
-            visit(stages, dep.stage, marks, order)?;
+            debug_assert!(dep.stage < i, "dependencies point backwards");
+            if needed.insert(dep.stage) {
+                pending.push(dep.stage);
+            }
         }
-        marks[i] = Mark::Done;
-        order.push(i);
-        Ok(())
     }
-    let mut marks = vec![Mark::None; stages.len()];
-    let mut order = Vec::new();
-    visit(stages, target, &mut marks, &mut order)?;
-    Ok(order)
+    needed.into_iter().collect()
 }
 
 #[cfg(test)]

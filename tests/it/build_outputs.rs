@@ -525,3 +525,124 @@ fn unused_build_args_are_reported() {
     );
     assert!(!stderr.contains("USED"), "{stderr}");
 }
+
+/// The config labels of the image in an OCI layout written by `--output`.
+fn labels_of(layout: &Path) -> serde_json::Value {
+    let read =
+        |p: &Path| serde_json::from_slice::<serde_json::Value>(&std::fs::read(p).unwrap()).unwrap();
+    let blob = |d: &serde_json::Value| {
+        layout
+            .join("blobs/sha256")
+            .join(d.as_str().unwrap().trim_start_matches("sha256:"))
+    };
+    let index = read(&layout.join("index.json"));
+    let manifest = read(&blob(&index["manifests"][0]["digest"]));
+    read(&blob(&manifest["config"]["digest"]))["config"]["Labels"].clone()
+}
+
+/// BuildKit gives a bare `ARG TARGETARCH` the platform's value, and a stage
+/// built on another keeps that stage's ARG values.
+#[test]
+fn args_see_platform_values_and_carry_into_child_stages() {
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM scratch AS base\nARG V=one\nARG TARGETARCH TARGETPLATFORM\nFROM base\nLABEL v=$V arch=$TARGETARCH platform=$TARGETPLATFORM\n",
+    )
+    .unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    hoist(store.path())
+        .args(["build", "-q", "--platform", "linux/arm64", "--output"])
+        .arg(format!("type=oci,dest={}", out.path().join("l").display()))
+        .arg(ctx.path())
+        .assert()
+        .success();
+    assert_eq!(
+        labels_of(&out.path().join("l")),
+        serde_json::json!({"v": "one", "arch": "arm64", "platform": "linux/arm64"})
+    );
+}
+
+#[test]
+fn a_base_image_with_an_onbuild_from_trigger_is_refused() {
+    let layout = tempfile::tempdir().unwrap();
+    let blobs = layout.path().join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8]| {
+        let digest = hoist::layer::Digest::of(bytes);
+        std::fs::write(blobs.join(digest.hex()), bytes).unwrap();
+        (digest.to_string(), bytes.len())
+    };
+    let (config, config_size) = put(br#"{"architecture":"amd64","config":{"OnBuild":["FROM scratch"]},"os":"linux","rootfs":{"diff_ids":[],"type":"layers"}}"#);
+    let manifest = format!(
+        r#"{{"config":{{"digest":"{config}","mediaType":"application/vnd.oci.image.config.v1+json","size":{config_size}}},"layers":[],"mediaType":"application/vnd.oci.image.manifest.v1+json","schemaVersion":2}}"#
+    );
+    let (manifest, manifest_size) = put(manifest.as_bytes());
+    std::fs::write(
+        layout.path().join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        layout.path().join("index.json"),
+        format!(r#"{{"manifests":[{{"annotations":{{"org.opencontainers.image.ref.name":"v1"}},"digest":"{manifest}","mediaType":"application/vnd.oci.image.manifest.v1+json","size":{manifest_size}}}],"schemaVersion":2}}"#),
+    )
+    .unwrap();
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        format!("FROM oci-layout://{}:v1\n", layout.path().display()),
+    )
+    .unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let out = hoist(store.path())
+        .args(["build", "-q"])
+        .arg(ctx.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("FROM isn't allowed as an ONBUILD trigger"),
+        "{stderr}"
+    );
+}
+
+/// `COPY --link --chmod` is a plain copy in BuildKit: the destination keeps
+/// its owner, and ADD of a git URL is refused rather than downloaded.
+#[test]
+fn link_with_chmod_and_git_sources() {
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(ctx.path().join("f"), "x").unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM scratch\nUSER 1000\nWORKDIR /app\nUSER root\nCOPY --link --chmod=755 f /app/\n",
+    )
+    .unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let layout = out.path().join("l");
+    hoist(store.path())
+        .args(["build", "-q", "-t", "link:v1", "--output"])
+        .arg(format!("type=oci,dest={}", layout.display()))
+        .arg(ctx.path())
+        .assert()
+        .success();
+    let rootfs = out.path().join("rootfs");
+    crate::support::unpack_oci_image(&layout, "v1", &rootfs);
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(rootfs.join("app")).unwrap().uid(), 1000);
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM scratch\nADD https://example.invalid/repo.git#v1 /src\n",
+    )
+    .unwrap();
+    let out = hoist(store.path())
+        .args(["build", "-q"])
+        .arg(ctx.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("git repository"), "{stderr}");
+}
