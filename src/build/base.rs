@@ -198,14 +198,23 @@ pub fn load_layer(
         digest: *blob,
         source,
     };
-    let snapshot = store.root().join("snapshots").join(diff_id.hex());
+    let snapshots = store.root().join("snapshots");
+    let snapshot = snapshots.join(diff_id.hex());
     let content = snapshot.join("content");
-    let done = snapshot.join("complete");
-    let extract = !done.exists();
-    if extract {
-        // A partial snapshot from a crash: start again.
-        let _ = std::fs::remove_dir_all(&snapshot);
-        std::fs::create_dir_all(&content).map_err(layer_err)?;
+    // A finished snapshot is a directory renamed into place whole: readers
+    // never see one half written, and two builds extracting the same layer
+    // at once each write their own copy (the first rename wins).
+    let finished = snapshot.join("complete").exists();
+    static EXTRACTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let temp = snapshots.join(format!(
+        ".{}.tmp-{}-{}",
+        diff_id.hex(),
+        std::process::id(),
+        EXTRACTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let temp_content = temp.join("content");
+    if !finished {
+        std::fs::create_dir_all(&temp_content).map_err(layer_err)?;
     }
     let file = store.open_blob(blob).map_err(|source| BaseError::Store {
         what: "layer",
@@ -218,6 +227,7 @@ pub fn load_layer(
         }
         Some(media_type::Compression::None) => Box::new(io::BufReader::new(file)),
         _ => {
+            let _ = std::fs::remove_dir_all(&temp);
             return Err(BaseError::Invalid {
                 what: "layer",
                 digest: *blob,
@@ -227,14 +237,40 @@ pub fn load_layer(
             });
         }
     };
-    let contents = if extract {
-        Contents::AtPath(&content)
-    } else {
+    let contents = if finished {
         Contents::Known(&content)
+    } else {
+        Contents::AtPath(&temp_content)
     };
-    let entries = read_entries(reader, contents, Escapes::Skip).map_err(layer_err)?;
-    if extract {
-        std::fs::write(&done, b"").map_err(layer_err)?;
+    let mut entries = match read_entries(reader, contents, Escapes::Skip) {
+        Ok(entries) => entries,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&temp);
+            return Err(layer_err(e));
+        }
+    };
+    if !finished {
+        std::fs::write(temp.join("complete"), b"").map_err(layer_err)?;
+        if std::fs::rename(&temp, &snapshot).is_err() {
+            // Another build finished the same snapshot first: use it.
+            let _ = std::fs::remove_dir_all(&temp);
+            if !snapshot.join("complete").exists() {
+                return Err(layer_err(io::Error::other(format!(
+                    "cannot move the extracted layer into {}",
+                    snapshot.display()
+                ))));
+            }
+        }
+        for entry in &mut entries {
+            if let EntryKind::File {
+                content: Content::Path(path),
+                ..
+            } = &mut entry.kind
+                && let Ok(rest) = path.strip_prefix(&temp_content)
+            {
+                *path = content.join(rest);
+            }
+        }
     }
     Ok(Arc::new(LayerIndex::from_entries(entries)))
 }
