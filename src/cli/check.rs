@@ -19,6 +19,7 @@ use std::path::PathBuf;
 ///   hoist check Dockerfile
 ///   hoist check --format json app/Dockerfile api/Dockerfile
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub struct CheckArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]

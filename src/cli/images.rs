@@ -11,6 +11,7 @@ use std::path::Path;
 /// Example:
 ///   hoist images
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub struct ImagesArgs {
     /// Print the full digests.
     #[arg(long)]

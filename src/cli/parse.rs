@@ -13,6 +13,7 @@ use std::path::PathBuf;
 ///   hoist parse Dockerfile
 ///   hoist parse --format json - < Dockerfile | jq '.instructions[].instruction'
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub struct ParseArgs {
     /// Output format: `buildkit` is BuildKit's `Node.Dump()`, one
     /// parenthesised line per instruction; `json` is the typed instructions

@@ -11,6 +11,7 @@ use std::path::Path;
 ///   hoist prune
 ///   hoist prune --verify     # also re-hash every blob and drop damaged ones
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub struct PruneArgs {
     /// Re-hash every blob and remove damaged ones (reads the whole store).
     #[arg(long)]

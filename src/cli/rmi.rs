@@ -11,6 +11,7 @@ use std::path::Path;
 /// Example:
 ///   hoist rmi web-app:v1
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub struct RmiArgs {
     /// Image names (`app:v1`, `localhost:5000/app:v1`).
     #[arg(required = true)]
