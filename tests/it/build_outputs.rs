@@ -35,6 +35,36 @@ fn digest_of_build(out: &[u8]) -> String {
     digest
 }
 
+/// A build context in a new temporary directory: a Dockerfile and files.
+fn context(dockerfile: &str, files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
+    for (name, content) in files {
+        std::fs::write(dir.path().join(name), content).unwrap();
+    }
+    dir
+}
+
+/// Builds `ctx` into `store` as `name:v1` and exports it as the OCI layout
+/// `out/<dir>`; returns the layout's path.
+fn build_layout(store: &Path, ctx: &Path, name: &str, out: &Path, dir: &str) -> std::path::PathBuf {
+    let layout = out.join(dir);
+    hoist(store)
+        .args(["build", "-q", "-t", &format!("{name}:v1"), "--output"])
+        .arg(format!("type=oci,dest={}", layout.display()))
+        .arg(ctx)
+        .assert()
+        .success();
+    layout
+}
+
+/// The root file system of the `v1` image of `layout`, unpacked under `out`.
+fn rootfs_of(layout: &Path, out: &Path, dir: &str) -> std::path::PathBuf {
+    let rootfs = out.join(dir);
+    crate::support::unpack_oci_image(layout, "v1", &rootfs);
+    rootfs
+}
+
 #[test]
 fn busybox_image_runs_under_podman_and_docker() {
     let ctx = tempfile::tempdir().unwrap();
@@ -389,46 +419,30 @@ fn copy_only_builds_need_no_root() {
 
 #[test]
 fn from_an_oci_layout_directory() {
-    let base_ctx = tempfile::tempdir().unwrap();
-    std::fs::write(base_ctx.path().join("base.txt"), "from the base").unwrap();
-    std::fs::write(
-        base_ctx.path().join("Dockerfile"),
-        "FROM scratch\nCOPY base.txt /base.txt\nENV FROM_BASE=yes\n",
-    )
-    .unwrap();
-    let store = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
-    let layout = out.path().join("layout");
-    hoist(store.path())
-        .args(["build", "-q", "-t", "base:v1", "--output"])
-        .arg(format!("type=oci,dest={}", layout.display()))
-        .arg(base_ctx.path())
-        .assert()
-        .success();
-    let ctx = tempfile::tempdir().unwrap();
-    std::fs::write(ctx.path().join("app.txt"), "app").unwrap();
-    std::fs::write(
-        ctx.path().join("Dockerfile"),
-        format!(
-            "FROM oci-layout://{}:v1\nCOPY app.txt /app.txt\n",
-            layout.display()
-        ),
-    )
-    .unwrap();
+    let base = context(
+        "FROM scratch\nCOPY base.txt /base.txt\nENV FROM_BASE=yes\n",
+        &[("base.txt", "from the base")],
+    );
+    let store = tempfile::tempdir().unwrap();
+    let layout = build_layout(store.path(), base.path(), "base", out.path(), "layout");
+    let dockerfile = format!(
+        "FROM oci-layout://{}:v1\nCOPY app.txt /app.txt\n",
+        layout.display()
+    );
+    let app = context(&dockerfile, &[("app.txt", "app")]);
     let fresh = tempfile::tempdir().unwrap();
-    let final_layout = out.path().join("final");
-    hoist(fresh.path())
-        .args(["build", "-q", "-t", "app:v1", "--output"])
-        .arg(format!("type=oci,dest={}", final_layout.display()))
-        .arg(ctx.path())
-        .assert()
-        .success();
-    let rootfs = out.path().join("rootfs");
-    crate::support::unpack_oci_image(&final_layout, "v1", &rootfs);
+    let final_layout = build_layout(fresh.path(), app.path(), "app", out.path(), "final");
+    let rootfs = rootfs_of(&final_layout, out.path(), "rootfs");
     assert_eq!(
         std::fs::read_to_string(rootfs.join("base.txt")).unwrap(),
         "from the base"
     );
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("app.txt")).unwrap(),
+        "app"
+    );
+
     // The base layer's extracted snapshot stays while an image uses it.
     let snapshots = || {
         std::fs::read_dir(fresh.path().join("snapshots"))
@@ -444,26 +458,18 @@ fn from_an_oci_layout_directory() {
         .success();
     hoist(fresh.path()).arg("prune").assert().success();
     assert_eq!(snapshots(), 0, "nothing uses it any more");
-    assert_eq!(
-        std::fs::read_to_string(rootfs.join("app.txt")).unwrap(),
-        "app"
-    );
-    let missing = tempfile::tempdir().unwrap();
-    std::fs::write(
-        missing.path().join("Dockerfile"),
-        "FROM oci-layout:///nonexistent:v1\n",
-    )
-    .unwrap();
+
+    let missing = context("FROM oci-layout:///nonexistent:v1\n", &[]);
     let failed = hoist(fresh.path())
         .args(["build", "-q"])
         .arg(missing.path())
         .output()
         .unwrap();
     assert!(!failed.status.success());
+    let stderr = String::from_utf8_lossy(&failed.stderr);
     assert!(
-        String::from_utf8_lossy(&failed.stderr).contains("cannot use the OCI layout /nonexistent"),
-        "{}",
-        String::from_utf8_lossy(&failed.stderr)
+        stderr.contains("cannot use the OCI layout /nonexistent"),
+        "{stderr}"
     );
 }
 
@@ -473,25 +479,25 @@ fn from_an_oci_layout_directory() {
 fn heredoc_files_expand_unless_the_delimiter_is_quoted() {
     let store = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
-    for (delimiter, want) in [
+    for (i, (delimiter, want)) in [
         ("EOT", "  echo \"hello bar\"\n"),
         ("\"EOT\"", "  echo \"hello ${FOO}\"\n"),
-    ] {
-        let ctx = tempfile::tempdir().unwrap();
-        std::fs::write(
-            ctx.path().join("Dockerfile"),
-            format!("# syntax=docker/dockerfile:1\nFROM scratch\nARG FOO=bar\nCOPY <<-{delimiter} /script.sh\n  echo \"hello ${{FOO}}\"\nEOT\n"),
-        )
-        .unwrap();
-        let layout = out.path().join(format!("layout-{}", delimiter.len()));
-        hoist(store.path())
-            .args(["build", "-q", "-t", "heredoc:v1", "--output"])
-            .arg(format!("type=oci,dest={}", layout.display()))
-            .arg(ctx.path())
-            .assert()
-            .success();
-        let rootfs = out.path().join(format!("rootfs-{}", delimiter.len()));
-        crate::support::unpack_oci_image(&layout, "v1", &rootfs);
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let dockerfile = format!(
+            "# syntax=docker/dockerfile:1\nFROM scratch\nARG FOO=bar\nCOPY <<-{delimiter} /script.sh\n  echo \"hello ${{FOO}}\"\nEOT\n"
+        );
+        let ctx = context(&dockerfile, &[]);
+        let layout = build_layout(
+            store.path(),
+            ctx.path(),
+            "heredoc",
+            out.path(),
+            &format!("layout-{i}"),
+        );
+        let rootfs = rootfs_of(&layout, out.path(), &format!("rootfs-{i}"));
         assert_eq!(
             std::fs::read_to_string(rootfs.join("script.sh")).unwrap(),
             want,
@@ -613,34 +619,23 @@ fn a_base_image_with_an_onbuild_from_trigger_is_refused() {
 /// its owner, and ADD of a git URL is refused rather than downloaded.
 #[test]
 fn link_with_chmod_and_git_sources() {
-    let ctx = tempfile::tempdir().unwrap();
-    std::fs::write(ctx.path().join("f"), "x").unwrap();
-    std::fs::write(
-        ctx.path().join("Dockerfile"),
+    let ctx = context(
         "FROM scratch\nUSER 1000\nWORKDIR /app\nUSER root\nCOPY --link --chmod=755 f /app/\n",
-    )
-    .unwrap();
+        &[("f", "x")],
+    );
     let store = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
-    let layout = out.path().join("l");
-    hoist(store.path())
-        .args(["build", "-q", "-t", "link:v1", "--output"])
-        .arg(format!("type=oci,dest={}", layout.display()))
-        .arg(ctx.path())
-        .assert()
-        .success();
-    let rootfs = out.path().join("rootfs");
-    crate::support::unpack_oci_image(&layout, "v1", &rootfs);
+    let layout = build_layout(store.path(), ctx.path(), "link", out.path(), "l");
+    let rootfs = rootfs_of(&layout, out.path(), "rootfs");
     use std::os::unix::fs::MetadataExt;
     assert_eq!(std::fs::metadata(rootfs.join("app")).unwrap().uid(), 1000);
-    std::fs::write(
-        ctx.path().join("Dockerfile"),
+    let git = context(
         "FROM scratch\nADD https://example.invalid/repo.git#v1 /src\n",
-    )
-    .unwrap();
+        &[],
+    );
     let out = hoist(store.path())
         .args(["build", "-q"])
-        .arg(ctx.path())
+        .arg(git.path())
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
