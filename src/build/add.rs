@@ -53,7 +53,7 @@ use super::base::{Contents, Escapes, read_entries};
 use super::copy::{
     CopyError, CopyRequest, clean, contains_wildcards, copy, resolve_wildcards, with_parents,
 };
-use super::view::{FsView, LayerIndex, ViewError, components, join};
+use super::view::{AboveRoot, FsView, LayerIndex, ViewError, components, join};
 use crate::layer::digest::{Digest, Sha256};
 use crate::layer::tar::{Content, Entry, EntryKind};
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -63,8 +63,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The name BuildKit gives a download whose URL path has no last component.
 const UNNAMED: &str = "__unnamed__";
-/// At most this many symlinks are followed resolving one entry's path.
-const MAX_SYMLINKS: usize = 255;
 /// A tar header block.
 const BLOCK: usize = 512;
 
@@ -310,7 +308,7 @@ impl From<ViewError> for Applied {
 /// Docker's `Unpack` for one entry: `view`'s top layer is the unpack's own.
 fn apply(view: &mut FsView, root: &[u8], entry: Entry) -> Result<(), Applied> {
     let shown = |p: &[u8]| String::from_utf8_lossy(p).into_owned();
-    let target = resolve_under(view, root, &entry.path, false)?;
+    let target = view.resolve_in(root, &entry.path, false, AboveRoot::Refuse)?;
     let parent = match target.iter().rposition(|&b| b == b'/') {
         Some(i) => target[..i].to_vec(),
         None => Vec::new(),
@@ -340,7 +338,7 @@ fn apply(view: &mut FsView, root: &[u8], entry: Entry) -> Result<(), Applied> {
     let mut out = entry;
     out.path = target.clone();
     if let EntryKind::Hardlink { target: link } = &out.kind {
-        let linked = resolve_under(view, root, link, false)?;
+        let linked = view.resolve_in(root, link, false, AboveRoot::Refuse)?;
         let first = match view.get(&linked).map(|e| &e.kind) {
             Some(EntryKind::Hardlink { target }) => target.clone(),
             Some(EntryKind::Dir) | None => {
@@ -406,65 +404,6 @@ fn mkdir_all(
         }
     }
     Ok(())
-}
-
-/// Resolves `rel` (an archive path) inside `root`, as a chrooted
-/// extraction does: symlinks in its components (and in the last one when
-/// `follow_last`) are followed, absolute targets start again at `root`,
-/// and a `..` that would climb above `root` is an error.
-fn resolve_under(
-    view: &FsView,
-    root: &[u8],
-    rel: &[u8],
-    follow_last: bool,
-) -> Result<Vec<u8>, Applied> {
-    let mut pending: Vec<Vec<u8>> = components(rel).map(<[u8]>::to_vec).collect();
-    pending.reverse();
-    let mut resolved: Vec<Vec<u8>> = Vec::new();
-    let mut links = 0;
-    while let Some(part) = pending.pop() {
-        match part.as_slice() {
-            b"." => continue,
-            b".." => {
-                if resolved.pop().is_none() {
-                    return Err(Applied::Invalid(format!(
-                        "/{} leads outside the destination /{}",
-                        String::from_utf8_lossy(rel),
-                        String::from_utf8_lossy(root)
-                    )));
-                }
-                continue;
-            }
-            _ => {}
-        }
-        let mut candidate = resolved.clone();
-        candidate.push(part.clone());
-        let full = join(root, &candidate.join(&b'/'));
-        let last = pending.is_empty();
-        let entry = if last && !follow_last {
-            None
-        } else {
-            view.get(&full)
-        };
-        match entry.map(|e| &e.kind) {
-            Some(EntryKind::Symlink { target }) => {
-                links += 1;
-                if links > MAX_SYMLINKS {
-                    return Err(Applied::View(ViewError::TooManyLinks {
-                        path: String::from_utf8_lossy(rel).into_owned(),
-                    }));
-                }
-                if target.starts_with(b"/") {
-                    resolved.clear();
-                }
-                let mut parts: Vec<Vec<u8>> = components(target).map(<[u8]>::to_vec).collect();
-                parts.reverse();
-                pending.extend(parts);
-            }
-            _ => resolved.push(part),
-        }
-    }
-    Ok(join(root, &resolved.join(&b'/')))
 }
 
 /// The content of the regular file a source path names (following

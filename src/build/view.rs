@@ -22,6 +22,17 @@ const MAX_SYMLINKS: usize = 255;
 pub enum ViewError {
     #[error("too many levels of symbolic links resolving /{path}")]
     TooManyLinks { path: String },
+    #[error("/{path} leads outside the destination /{root}")]
+    Escapes { path: String, root: String },
+}
+
+/// What [`FsView::resolve_in`] does with a `..` above its root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AboveRoot {
+    /// Stays at the root, as the kernel does at `/`.
+    Stay,
+    /// Fails: an archive entry may not climb out of its destination.
+    Refuse,
 }
 
 /// The entries of one layer, keyed by path (no leading `/`).
@@ -277,6 +288,19 @@ impl FsView {
     /// `follow_last`) are followed, absolute targets restart at the root,
     /// `..` never climbs above it. Missing components are kept as they are.
     pub fn resolve(&self, path: &[u8], follow_last: bool) -> Result<Vec<u8>, ViewError> {
+        self.resolve_in(b"", path, follow_last, AboveRoot::Stay)
+    }
+
+    /// [`resolve`](FsView::resolve) with the directory `root` taken as `/`
+    /// (as a chroot would): absolute symlink targets restart at `root`, and
+    /// `above` says what a `..` past it does. Returns the full path.
+    pub fn resolve_in(
+        &self,
+        root: &[u8],
+        path: &[u8],
+        follow_last: bool,
+        above: AboveRoot,
+    ) -> Result<Vec<u8>, ViewError> {
         let mut pending: Vec<Vec<u8>> = components(path).map(<[u8]>::to_vec).collect();
         pending.reverse();
         let mut resolved: Vec<Vec<u8>> = Vec::new();
@@ -285,12 +309,17 @@ impl FsView {
             match part.as_slice() {
                 b"." => continue,
                 b".." => {
-                    resolved.pop();
+                    if resolved.pop().is_none() && above == AboveRoot::Refuse {
+                        return Err(ViewError::Escapes {
+                            path: String::from_utf8_lossy(path).into_owned(),
+                            root: String::from_utf8_lossy(root).into_owned(),
+                        });
+                    }
                     continue;
                 }
                 _ => {}
             }
-            let candidate = join_all(&resolved, &part);
+            let candidate = join(root, &join_all(&resolved, &part));
             let last = pending.is_empty();
             let entry = if last && !follow_last {
                 None
@@ -315,7 +344,7 @@ impl FsView {
                 _ => resolved.push(part),
             }
         }
-        Ok(resolved.join(&b'/'))
+        Ok(join(root, &resolved.join(&b'/')))
     }
 }
 
