@@ -707,6 +707,53 @@ mod tests {
         assert_eq!((meta.nlink(), meta.mode() & 0o7777), (1, 0o644));
     }
 
+    #[test]
+    fn overlay_mode_keeps_whiteouts_for_the_overlay_and_drops_its_xattrs() {
+        if !ExtractOptions::default().chown {
+            eprintln!("skipped: whiteout devices need root");
+            return;
+        }
+        let mut entries = vec![
+            Entry::dir("d"),
+            Entry::opaque(b"d"),
+            Entry::file("d/new", b"n".to_vec())
+                .with_xattr("trusted.overlay.redirect", b"/elsewhere".to_vec()),
+            Entry::whiteout(b"etc/group"),
+        ];
+        sort_entries(&mut entries);
+        let tar = write_tar(&entries, TarOptions::default(), Vec::new()).unwrap();
+        let (_tmp, root, outside) = dirs();
+        let options = ExtractOptions {
+            chown: true,
+            overlay_whiteouts: true,
+        };
+        let summary = extract(&tar[..], &root, &options).unwrap();
+        assert_eq!(summary.whiteouts, 2);
+        let gone = fs::symlink_metadata(root.join("etc/group")).unwrap();
+        assert!(gone.file_type().is_char_device());
+        assert_eq!(gone.rdev(), 0);
+        let read = |path: &Path, name: &std::ffi::CStr| {
+            let c = c_path(path).unwrap();
+            let mut buf = [0u8; 64];
+            // SAFETY: NUL-terminated strings and a buffer of the given length.
+            let n = unsafe {
+                libc::lgetxattr(
+                    c.as_ptr(),
+                    name.as_ptr(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                )
+            };
+            (n >= 0).then(|| buf[..n as usize].to_vec())
+        };
+        assert_eq!(
+            read(&root.join("d"), c"trusted.overlay.opaque"),
+            Some(b"y".to_vec())
+        );
+        assert_eq!(read(&root.join("d/new"), c"trusted.overlay.redirect"), None);
+        assert_outside_untouched(&outside);
+    }
+
     fn mode(path: &Path) -> u32 {
         fs::symlink_metadata(path).unwrap().mode() & 0o7777
     }

@@ -120,3 +120,19 @@ fn a_cached_run_is_not_run_again_and_a_deterministic_one_gives_the_same_layer() 
     assert_eq!(first.stdout, third.stdout, "the image digest changed");
     assert!(!first.stdout.trim().is_empty());
 }
+
+#[test]
+fn later_steps_see_earlier_deletions_and_replaced_directories() {
+    let store = tempfile::tempdir().unwrap();
+    let dockerfile = r#"FROM scratch
+COPY bin /bin/
+RUN mkdir -p /d/old && echo old > /d/old/f && echo keep > /d/keep && echo x > /gone
+RUN rm /gone /bin/vi && rm -rf /d && mkdir /d && echo new > /d/new
+RUN test ! -e /gone && test ! -e /bin/vi && test -e /bin/sh \
+ && test "$(ls /d)" = new && test ! -e /d/old && test ! -e /d/keep
+USER 1001:1001
+RUN test "$(id -u):$(id -g)" = 1001:1001 && test "$PWD" = /
+"#;
+    let built = build(store.path(), dockerfile, &[]);
+    assert!(built.ok, "{}", built.stderr);
+}
