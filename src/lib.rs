@@ -15,4 +15,5 @@ pub mod image;
 pub mod layer;
 pub mod plan;
 pub mod registry;
+pub mod run;
 pub mod store;

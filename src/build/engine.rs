@@ -14,7 +14,7 @@ use super::base::{BaseError, load_image, load_layer};
 use super::copy::{CopyError, CopyRequest, copy};
 use super::hasher::ContentHasher;
 use super::meta;
-use super::user::{UserError, resolve_chown};
+use super::user::{UserError, groups_of, resolve_chown};
 use super::view::{FsView, LayerIndex};
 use crate::context::{DockerIgnore, PatternSet, walk_context_observed};
 use crate::dockerfile::instructions::{Instruction, Kind, parse_instruction};
@@ -25,6 +25,7 @@ use crate::layer::digest::{Digest, Sha256};
 use crate::layer::tar::{Entry, EntryKind, TarOptions};
 use crate::layer::{GzipOptions, LayerOptions, write_layer};
 use crate::plan::{Base, Options, Plan, Scope, expand_instruction, plan};
+use crate::run::{HostFile, Network as RunNetwork, RunSpec};
 use crate::store::{CacheRecord, Store};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -33,6 +34,8 @@ use std::time::Instant;
 
 /// Bumped whenever a change makes equal keys mean different results.
 const CACHE_VERSION: &str = "hoist-cache-v1";
+/// Lines of a failed RUN's output repeated in its error.
+const OUTPUT_TAIL: usize = 10;
 /// BuildKit's history comment for Dockerfile steps.
 const HISTORY_COMMENT: &str = "buildkit.dockerfile.v0";
 
@@ -69,6 +72,8 @@ pub enum Event {
         stage: String,
         text: String,
     },
+    /// A line a RUN step printed.
+    Output { number: usize, line: String },
     Done {
         number: usize,
         cached: bool,
@@ -622,17 +627,44 @@ impl<'a> Builder<'a> {
                 cached = hit;
                 Some(history)
             }
-            Kind::Run { .. } => {
-                return Err(self.step_error(
-                    instr,
-                    "RUN is not supported yet: hoist cannot run commands in a sandbox",
-                    Some("build COPY-only images for now; RUN support is being written".into()),
-                ));
+            Kind::Run {
+                command,
+                mounts,
+                network,
+                security,
+            } => {
+                if let Some(m) = mounts.first() {
+                    return Err(self.step_error(
+                        instr,
+                        format!("RUN --mount={m} is not supported yet"),
+                        Some("copy what the step needs with COPY first".into()),
+                    ));
+                }
+                if *security == Some(crate::dockerfile::instructions::Security::Insecure) {
+                    return Err(self.step_error(
+                        instr,
+                        "RUN --security=insecure is not supported",
+                        None,
+                    ));
+                }
+                let network = match network {
+                    Some(crate::dockerfile::instructions::Network::None) => RunNetwork::None,
+                    _ => RunNetwork::Host,
+                };
+                let (bytes, hit, history) =
+                    self.run_step(instr, state, command, network, number, events)?;
+                layer_bytes = bytes;
+                cached = hit;
+                Some(history)
             }
         };
         if !matches!(
             expanded.kind,
-            Kind::Copy(_) | Kind::Add(_) | Kind::Workdir { .. } | Kind::Arg { .. }
+            Kind::Copy(_)
+                | Kind::Add(_)
+                | Kind::Workdir { .. }
+                | Kind::Arg { .. }
+                | Kind::Run { .. }
         ) {
             state.key = key_of(&[
                 &state.key.to_string(),
@@ -880,6 +912,224 @@ impl<'a> Builder<'a> {
         Ok((bytes, hit, history))
     }
 
+    /// RUN: the command in a sandbox over the stage's layers; what it
+    /// changed becomes a layer. The key (the stage's key, the command, the
+    /// environment it sees) is known before running, so a hit skips it.
+    fn run_step(
+        &mut self,
+        instr: &Instruction,
+        state: &mut StageState,
+        command: &crate::dockerfile::instructions::CommandLine,
+        network: RunNetwork,
+        number: usize,
+        events: &mut dyn FnMut(Event),
+    ) -> Result<(Option<u64>, bool, String), BuildError> {
+        if !command.files.is_empty() {
+            return Err(self.step_error(instr, "RUN with a heredoc is not supported yet", None));
+        }
+        let argv = meta::with_shell(&state.config, command);
+        // BuildKit's history text, without its `|N K=V` build-arg prefix:
+        // build-arg values never go into the image.
+        let history = format!("RUN {}", argv.join(" "));
+        let env = run_env(state);
+        let gzip = format!("gzip-level-{}", self.request.gzip.level);
+        let epoch = self.request.source_date_epoch.to_string();
+        let network_text = format!("{network:?}");
+        let state_key = state.key.to_string();
+        let mut parts: Vec<&str> = vec![
+            CACHE_VERSION,
+            &state_key,
+            "RUN",
+            &network_text,
+            &gzip,
+            &epoch,
+        ];
+        parts.extend(argv.iter().map(String::as_str));
+        parts.push("\u{0}env");
+        parts.extend(env.iter().map(String::as_str));
+        let key = key_of(&parts);
+        match self.cached_layer(&key)? {
+            Some(None) => {
+                state.key = key;
+                return Ok((None, true, history));
+            }
+            Some(Some((descriptor, diff_id))) => {
+                let index = load_layer(
+                    self.store,
+                    &descriptor.digest,
+                    &descriptor.media_type,
+                    &diff_id,
+                )
+                .map_err(|e| self.base_error(instr, e))?;
+                let size = descriptor.size;
+                state.view.push(index);
+                state.layers.push((descriptor, diff_id));
+                state.key = key;
+                return Ok((Some(size), true, history));
+            }
+            None => {}
+        }
+
+        for dir in ["proc", "dev", "sys"] {
+            if let Some(e) = state.view.get(dir.as_bytes())
+                && e.kind != EntryKind::Dir
+            {
+                return Err(self.step_error(
+                    instr,
+                    format!(
+                        "/{dir} in the image is not a directory: RUN mounts a file system there"
+                    ),
+                    Some(format!("remove /{dir} from the image in an earlier step")),
+                ));
+            }
+        }
+        let mut lowers = Vec::new();
+        for (descriptor, diff_id) in &state.layers {
+            let dir = crate::run::snapshot::ensure(self.store, &descriptor.digest, diff_id)
+                .map_err(|e| self.run_error(instr, e))?;
+            lowers.push(dir);
+        }
+        let user = state.run().user.clone();
+        let user = if user.is_empty() {
+            "root".to_string()
+        } else {
+            user
+        };
+        let (uid, gid) =
+            resolve_chown(&user, &state.view).map_err(|e| self.user_error(instr, e))?;
+        let groups =
+            groups_of(&user, uid, gid, &state.view).map_err(|e| self.user_error(instr, e))?;
+        let id = |n: u64| {
+            u32::try_from(n).map_err(|_| {
+                self.step_error(instr, format!("user or group id {n} is out of range"), None)
+            })
+        };
+        let workdir = state.run().working_dir.clone();
+        let mut host_files = Vec::new();
+        for (source, target) in [
+            ("/etc/hosts", "etc/hosts"),
+            ("/etc/resolv.conf", "etc/resolv.conf"),
+        ] {
+            if !std::path::Path::new(source).is_file() {
+                continue;
+            }
+            // Bound over a regular file of the image, or over an empty
+            // one made for it; a symlink or directory there is left alone
+            // (binding over it would follow it, perhaps out of the root).
+            let create = match state.view.get(target.as_bytes()).map(|e| &e.kind) {
+                None => match state.view.get(b"etc").map(|e| &e.kind) {
+                    None | Some(EntryKind::Dir) => true,
+                    Some(_) => continue,
+                },
+                Some(EntryKind::File { .. } | EntryKind::Hardlink { .. }) => false,
+                Some(_) => continue,
+            };
+            host_files.push(HostFile {
+                source: source.into(),
+                target: target.into(),
+                create,
+            });
+        }
+        let spec = RunSpec {
+            lowers,
+            argv,
+            env,
+            workdir: if workdir.is_empty() {
+                "/".into()
+            } else {
+                workdir
+            },
+            uid: id(uid)?,
+            gid: id(gid)?,
+            groups: groups.into_iter().map(id).collect::<Result<_, _>>()?,
+            network,
+            host_files,
+        };
+        let dir = self.scratch()?.join(format!("run-{number}"));
+        std::fs::create_dir(&dir).map_err(|e| {
+            self.run_error(
+                instr,
+                crate::run::RunError::Io {
+                    path: dir.clone(),
+                    source: e,
+                },
+            )
+        })?;
+        let mut tail = std::collections::VecDeque::new();
+        let result = crate::run::run(&spec, &dir, &mut |line| {
+            if tail.len() == OUTPUT_TAIL {
+                tail.pop_front();
+            }
+            tail.push_back(line.to_string());
+            events(Event::Output {
+                number,
+                line: line.to_string(),
+            });
+        });
+        let code = result.map_err(|e| self.run_error(instr, e))?;
+        if code != 0 {
+            let mut message = format!("exit code {code}");
+            if !tail.is_empty() {
+                message.push_str("; its last lines of output:");
+                for line in &tail {
+                    message.push_str(&format!("\n  {line}"));
+                }
+            }
+            return Err(self.step_error(instr, message, None));
+        }
+        let created: Vec<&str> = spec
+            .host_files
+            .iter()
+            .filter(|f| f.create)
+            .map(|f| f.target.as_str())
+            .collect();
+        let entries =
+            crate::run::diff::diff(&crate::run::upper_dir(&dir), &created).map_err(|e| {
+                BuildError::Context {
+                    path: dir.clone(),
+                    source: Box::new(e),
+                }
+            })?;
+        let changes = LayerIndex::from_entries(entries);
+        if changes.is_empty() {
+            // As BuildKit: a step that changed nothing makes no layer.
+            self.store.cache_put(
+                &key.hex(),
+                &CacheRecord {
+                    value: serde_json::json!({ "empty": true }),
+                    blobs: Vec::new(),
+                },
+            )?;
+            state.key = key;
+            return Ok((None, false, history));
+        }
+        let (descriptor, diff_id) = self.store_layer(&key, &changes)?;
+        let size = descriptor.size;
+        state.view.push(Arc::new(changes));
+        state.layers.push((descriptor, diff_id));
+        state.key = key;
+        Ok((Some(size), false, history))
+    }
+
+    fn run_error(&self, instr: &Instruction, e: crate::run::RunError) -> BuildError {
+        let hint = match &e {
+            crate::run::RunError::NotRoot => {
+                Some("run hoist as root (sudo) to build Dockerfiles with RUN".into())
+            }
+            crate::run::RunError::Sandbox { .. } => Some(
+                "RUN needs mount, pid, uts and ipc namespaces and overlayfs: in a container, run hoist with --privileged".into(),
+            ),
+            _ => None,
+        };
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            message.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        self.step_error(instr, message, hint)
+    }
+
     /// The build's scratch directory in the store (created on first use,
     /// removed when the build ends): downloads and unpacked archives.
     fn scratch(&mut self) -> Result<PathBuf, BuildError> {
@@ -941,39 +1191,11 @@ impl<'a> Builder<'a> {
         changes: LayerIndex,
     ) -> Result<(u64, bool), BuildError> {
         let key = self.layer_key(state, keyword, text, &changes)?;
-        let hex = key.hex();
-        let record = if self.request.no_cache {
-            None
-        } else {
-            self.store.cache_get(&hex)?
-        };
-        let (descriptor, diff_id, hit) = match record.and_then(|r| layer_from_record(&r.value)) {
-            Some((d, diff)) => (d, diff, true),
-            None => {
-                let entries = changes.to_tar_entries();
-                let options = LayerOptions {
-                    tar: TarOptions {
-                        source_date_epoch: self.request.source_date_epoch,
-                    },
-                    gzip: self.request.gzip,
-                };
-                let writer = self.store.blob_writer()?;
-                let (digests, writer) = write_layer(&entries, &options, writer)?;
-                let (digest, size) = writer.commit(Some(&digests.digest))?;
-                let descriptor = Descriptor::new(media_type::OCI_LAYER_TAR_GZIP, digest, size);
-                let value = serde_json::json!({
-                    "digest": digest,
-                    "size": size,
-                    "diffID": digests.diff_id,
-                });
-                self.store.cache_put(
-                    &hex,
-                    &CacheRecord {
-                        value,
-                        blobs: vec![digest],
-                    },
-                )?;
-                (descriptor, digests.diff_id, false)
+        let (descriptor, diff_id, hit) = match self.cached_layer(&key)? {
+            Some(Some((d, diff))) => (d, diff, true),
+            _ => {
+                let (d, diff) = self.store_layer(&key, &changes)?;
+                (d, diff, false)
             }
         };
         let size = descriptor.size;
@@ -981,6 +1203,56 @@ impl<'a> Builder<'a> {
         state.layers.push((descriptor, diff_id));
         state.key = key;
         Ok((size, hit))
+    }
+
+    /// The cache's answer for a layer step: `Some(None)` for a step
+    /// recorded as making no layer (a RUN that changed nothing).
+    fn cached_layer(
+        &self,
+        key: &Digest,
+    ) -> Result<Option<Option<(Descriptor, Digest)>>, BuildError> {
+        if self.request.no_cache {
+            return Ok(None);
+        }
+        let Some(record) = self.store.cache_get(&key.hex())? else {
+            return Ok(None);
+        };
+        if record.value.get("empty").and_then(|v| v.as_bool()) == Some(true) {
+            return Ok(Some(None));
+        }
+        Ok(layer_from_record(&record.value).map(Some))
+    }
+
+    /// Writes `changes` as a layer blob and records it under `key`.
+    fn store_layer(
+        &mut self,
+        key: &Digest,
+        changes: &LayerIndex,
+    ) -> Result<(Descriptor, Digest), BuildError> {
+        let entries = changes.to_tar_entries();
+        let options = LayerOptions {
+            tar: TarOptions {
+                source_date_epoch: self.request.source_date_epoch,
+            },
+            gzip: self.request.gzip,
+        };
+        let writer = self.store.blob_writer()?;
+        let (digests, writer) = write_layer(&entries, &options, writer)?;
+        let (digest, size) = writer.commit(Some(&digests.digest))?;
+        let descriptor = Descriptor::new(media_type::OCI_LAYER_TAR_GZIP, digest, size);
+        let value = serde_json::json!({
+            "digest": digest,
+            "size": size,
+            "diffID": digests.diff_id,
+        });
+        self.store.cache_put(
+            &key.hex(),
+            &CacheRecord {
+                value,
+                blobs: vec![digest],
+            },
+        )?;
+        Ok((descriptor, digests.diff_id))
     }
 
     /// The key of a layer step: the stage's key so far, the step, and every
@@ -1120,6 +1392,30 @@ fn oci_layer_type(media: &str) -> String {
         media_type::DOCKER_LAYER_TAR_ZSTD => media_type::OCI_LAYER_TAR_ZSTD.into(),
         other => other.into(),
     }
+}
+
+/// What a RUN step's environment holds: the image's ENV, then the stage's
+/// build args that ENV does not set (BuildKit passes ARGs to RUN as
+/// environment variables; ENV wins over an ARG of the same name), and
+/// Docker's PATH when neither sets one.
+fn run_env(state: &StageState) -> Vec<String> {
+    use crate::dockerfile::shell::Vars;
+    let mut env: Vec<String> = state.run().env.clone();
+    let has = |env: &[String], key: &str| {
+        env.iter()
+            .any(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) == key)
+    };
+    for key in state.scope.keys() {
+        if !has(&env, key)
+            && let Some(value) = state.scope.get(key)
+        {
+            env.push(format!("{key}={value}"));
+        }
+    }
+    if !has(&env, "PATH") {
+        env.push(format!("PATH={}", meta::DEFAULT_PATH));
+    }
+    env
 }
 
 /// A chain key: the SHA-256 of the parts, each ended by a NUL.

@@ -9,7 +9,7 @@ use crate::dockerfile::instructions::{CommandLine, Health, KeyValue};
 use crate::image::{Healthcheck, ImageConfig, RunConfig};
 
 /// Docker's default PATH for Linux images built FROM scratch.
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub use crate::run::DEFAULT_PATH;
 
 /// BuildKit's `emptyImage`: the config of `FROM scratch`.
 pub fn empty_config(os: &str, architecture: &str, variant: Option<&str>) -> ImageConfig {

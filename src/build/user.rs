@@ -74,6 +74,37 @@ pub fn resolve_chown(spec: &str, view: &FsView) -> Result<(u64, u64), UserError>
     Ok((uid, gid))
 }
 
+/// The groups a step running as `spec` (a USER value) belongs to: the
+/// primary `gid`, then every group of the image's /etc/group that lists
+/// the user's name as a member (as runc's `GetExecUser` does). A numeric
+/// user is looked up by uid in /etc/passwd for its name.
+pub fn groups_of(spec: &str, uid: u64, gid: u64, view: &FsView) -> Result<Vec<u64>, UserError> {
+    let user = spec.split_once(':').map_or(spec, |(u, _)| u);
+    let name = match parse_id(user) {
+        Id::Name(name) => Some(name),
+        Id::Number(_) => read_file(view, "etc/passwd")?.lines().find_map(|line| {
+            let fields: Vec<&str> = line.trim().split(':').collect();
+            (fields.get(2).and_then(|f| f.parse::<u64>().ok()) == Some(uid))
+                .then(|| fields[0].to_string())
+        }),
+    };
+    let mut groups = vec![gid];
+    if let Some(name) = name {
+        for line in read_file(view, "etc/group")?.lines() {
+            let fields: Vec<&str> = line.trim().split(':').collect();
+            let member = fields
+                .get(3)
+                .is_some_and(|m| m.split(',').any(|m| m.trim() == name));
+            if let (true, Some(Ok(g))) = (member, fields.get(2).map(|f| f.parse::<u64>()))
+                && !groups.contains(&g)
+            {
+                groups.push(g);
+            }
+        }
+    }
+    Ok(groups)
+}
+
 /// Finds `name` in a passwd- or group-style file: returns the numeric
 /// fields at `index` and `index + 1` (the second is 0 when absent).
 fn lookup(text: &str, name: &str, index: usize) -> Option<(u64, u64)> {
@@ -175,5 +206,14 @@ mod tests {
             resolve_chown("app", &FsView::default()),
             Err(UserError::UnknownUser { .. })
         ));
+    }
+
+    #[test]
+    fn groups_come_from_group_membership() {
+        let v = image();
+        assert_eq!(groups_of("app", 1001, 1002, &v), Ok(vec![1002, 50]));
+        assert_eq!(groups_of("1001:7", 1001, 7, &v), Ok(vec![7, 50]));
+        assert_eq!(groups_of("root", 0, 0, &v), Ok(vec![0]));
+        assert_eq!(groups_of("4242", 4242, 4242, &v), Ok(vec![4242]));
     }
 }

@@ -188,6 +188,8 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
     };
     let started = std::time::Instant::now();
     let quiet = args.quiet;
+    // A step's line stays open until it is done; RUN output closes it.
+    let line_open = std::cell::Cell::new(false);
     let mut progress = |event: Event| {
         if quiet {
             return;
@@ -205,13 +207,23 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
                     format!("[{stage}] ")
                 };
                 eprint!("#{number}/{total} {stage}{text}");
+                line_open.set(true);
+            }
+            Event::Output { line, .. } => {
+                if line_open.replace(false) {
+                    eprintln!();
+                }
+                eprintln!("  | {line}");
             }
             Event::Done {
+                number,
                 cached,
                 layer_bytes,
                 seconds,
-                ..
             } => {
+                if !line_open.replace(false) {
+                    eprint!("#{number}");
+                }
                 let what = if cached {
                     "CACHED".to_string()
                 } else {
@@ -227,6 +239,9 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
     let built = match build(&store, &request, &mut progress) {
         Ok(b) => b,
         Err(e) => {
+            if line_open.replace(false) {
+                eprintln!();
+            }
             eprintln!("error: {e}");
             let mut source = std::error::Error::source(&e);
             while let Some(cause) = source {

@@ -48,13 +48,24 @@ pub struct ExtractOptions {
     /// Apply the uid/gid of each entry (needs root or a user namespace
     /// that maps them). Defaults to whether the process runs as root.
     pub chown: bool,
+    /// Keep whiteouts as overlayfs does instead of applying them: the
+    /// destination is one lower directory of an overlay mount (RUN's
+    /// snapshots), so `.wh.<name>` becomes a 0:0 character device and
+    /// `.wh..wh..opq` the `trusted.overlay.opaque=y` attribute (the
+    /// kernel's overlayfs.rst, "whiteouts and opaque directories"). Needs
+    /// root. `trusted.overlay.*` attributes in the layer itself are dropped
+    /// either way: they would steer the overlay mount.
+    pub overlay_whiteouts: bool,
 }
 
 impl Default for ExtractOptions {
     fn default() -> ExtractOptions {
         // SAFETY: geteuid has no preconditions and cannot fail.
         let root = unsafe { libc::geteuid() } == 0;
-        ExtractOptions { chown: root }
+        ExtractOptions {
+            chown: root,
+            overlay_whiteouts: false,
+        }
     }
 }
 
@@ -276,6 +287,9 @@ impl Extractor<'_> {
         if !is_opaque && matches!(deleted, b"" | b"." | b"..") {
             return Err(unsafe_entry(name, "whiteout of an empty, `.` or `..` name"));
         }
+        if self.options.overlay_whiteouts {
+            return self.overlay_whiteout(parents, is_opaque, deleted, name);
+        }
         // Nothing below a missing directory can need hiding.
         let Some(parent) = self.resolve_dir(parents, false, name)? else {
             return Ok(());
@@ -294,6 +308,54 @@ impl Extractor<'_> {
             path,
             source,
         })
+    }
+
+    /// A whiteout kept for overlayfs: a 0:0 character device named as
+    /// the deleted entry, or the opaque attribute on its directory.
+    fn overlay_whiteout(
+        &mut self,
+        parents: &[&[u8]],
+        is_opaque: bool,
+        deleted: &[u8],
+        name: &str,
+    ) -> Result<(), ExtractError> {
+        let parent = self.resolve_dir(parents, true, name)?.expect("created");
+        self.summary.whiteouts += 1;
+        let target = if is_opaque {
+            parent.clone()
+        } else {
+            parent.join(OsStr::from_bytes(deleted))
+        };
+        let path = self.root.join(&target);
+        let io = |source| ExtractError::Io {
+            entry: name.into(),
+            path: path.clone(),
+            source,
+        };
+        let c_path = c_path(&path).map_err(io)?;
+        let rc = if is_opaque {
+            // SAFETY: NUL-terminated strings and a value of the given length.
+            unsafe {
+                libc::lsetxattr(
+                    c_path.as_ptr(),
+                    c"trusted.overlay.opaque".as_ptr(),
+                    b"y".as_ptr().cast(),
+                    1,
+                    0,
+                )
+            }
+        } else {
+            if self.written.contains(&target) {
+                return Ok(());
+            }
+            remove_existing(&path).map_err(io)?;
+            // SAFETY: c_path is a valid NUL-terminated path.
+            unsafe { libc::mknod(c_path.as_ptr(), libc::S_IFCHR, libc::makedev(0, 0)) }
+        };
+        if rc != 0 {
+            return Err(io(io::Error::last_os_error()));
+        }
+        Ok(())
     }
 
     /// Removes everything under `dir` that this layer did not write,
@@ -445,6 +507,9 @@ impl Extractor<'_> {
     /// dropped, as rootless builders do.
     fn set_xattrs(&self, path: &Path, meta: &Meta) -> Result<(), ExtractError> {
         for (key, value) in &meta.xattrs {
+            if key.starts_with(b"trusted.overlay.") {
+                continue;
+            }
             let io = |source| ExtractError::Io {
                 entry: meta.name.clone(),
                 path: path.to_path_buf(),
@@ -640,6 +705,53 @@ mod tests {
         assert_eq!(fs::read(outside.join("secret")).unwrap(), b"secret");
         let meta = fs::metadata(outside.join("secret")).unwrap();
         assert_eq!((meta.nlink(), meta.mode() & 0o7777), (1, 0o644));
+    }
+
+    #[test]
+    fn overlay_mode_keeps_whiteouts_for_the_overlay_and_drops_its_xattrs() {
+        if !ExtractOptions::default().chown {
+            eprintln!("skipped: whiteout devices need root");
+            return;
+        }
+        let mut entries = vec![
+            Entry::dir("d"),
+            Entry::opaque(b"d"),
+            Entry::file("d/new", b"n".to_vec())
+                .with_xattr("trusted.overlay.redirect", b"/elsewhere".to_vec()),
+            Entry::whiteout(b"etc/group"),
+        ];
+        sort_entries(&mut entries);
+        let tar = write_tar(&entries, TarOptions::default(), Vec::new()).unwrap();
+        let (_tmp, root, outside) = dirs();
+        let options = ExtractOptions {
+            chown: true,
+            overlay_whiteouts: true,
+        };
+        let summary = extract(&tar[..], &root, &options).unwrap();
+        assert_eq!(summary.whiteouts, 2);
+        let gone = fs::symlink_metadata(root.join("etc/group")).unwrap();
+        assert!(gone.file_type().is_char_device());
+        assert_eq!(gone.rdev(), 0);
+        let read = |path: &Path, name: &std::ffi::CStr| {
+            let c = c_path(path).unwrap();
+            let mut buf = [0u8; 64];
+            // SAFETY: NUL-terminated strings and a buffer of the given length.
+            let n = unsafe {
+                libc::lgetxattr(
+                    c.as_ptr(),
+                    name.as_ptr(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                )
+            };
+            (n >= 0).then(|| buf[..n as usize].to_vec())
+        };
+        assert_eq!(
+            read(&root.join("d"), c"trusted.overlay.opaque"),
+            Some(b"y".to_vec())
+        );
+        assert_eq!(read(&root.join("d/new"), c"trusted.overlay.redirect"), None);
+        assert_outside_untouched(&outside);
     }
 
     fn mode(path: &Path) -> u32 {

@@ -2,6 +2,7 @@
 
 mod build_add;
 mod build_outputs;
+mod build_run;
 mod build_scale;
 mod cli_front_end;
 mod common;

@@ -1,0 +1,106 @@
+//! An overlay upper directory -> the entries of a layer.
+//!
+//! overlayfs records a deletion as a 0:0 character device and a directory
+//! that replaced a lower one as `trusted.overlay.opaque=y`
+//! (Documentation/filesystems/overlayfs.rst); OCI layers say the same with
+//! `.wh.<name>` and `.wh..wh..opq` entries (image-spec layer.md). Ownership,
+//! modes and other extended attributes come from the upper directory as
+//! the command left them. Contents stay in the upper directory
+//! ([`Content::Path`]), which must outlive the layer's writing.
+
+use crate::layer::tar::{Entry, EntryKind};
+use crate::layer::walk::{WalkError, WalkOptions, walk};
+use std::path::Path;
+
+const OVERLAY_XATTR: &[u8] = b"trusted.overlay.";
+const OPAQUE_XATTR: &[u8] = b"trusted.overlay.opaque";
+
+/// The changes in `upper` as layer entries, sorted, leaving out the empty
+/// mount points listed in `mount_points` (paths without a leading `/`) that
+/// the sandbox created and the command did not touch.
+pub fn diff(upper: &Path, mount_points: &[&str]) -> Result<Vec<Entry>, WalkError> {
+    let options = WalkOptions {
+        xattrs: true,
+        ..WalkOptions::default()
+    };
+    let mut out = Vec::new();
+    for mut entry in walk(upper, &options)? {
+        if mount_points.iter().any(|m| m.as_bytes() == entry.path)
+            && matches!(entry.kind, EntryKind::File { size: 0, .. })
+        {
+            continue;
+        }
+        if entry.kind == (EntryKind::CharDevice { major: 0, minor: 0 }) {
+            out.push(Entry::whiteout(&entry.path));
+            continue;
+        }
+        let opaque = entry.kind == EntryKind::Dir
+            && entry.xattrs.get(OPAQUE_XATTR).map(Vec::as_slice) == Some(b"y");
+        entry.xattrs.retain(|k, _| !k.starts_with(OVERLAY_XATTR));
+        if opaque {
+            out.push(Entry::opaque(&entry.path));
+        }
+        out.push(entry);
+    }
+    crate::layer::tar::sort_entries(&mut out);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+
+    fn names(entries: &[Entry]) -> Vec<String> {
+        entries
+            .iter()
+            .map(|e| String::from_utf8_lossy(&e.path).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn overlay_markers_become_oci_whiteouts() {
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: whiteout devices need root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let up = dir.path();
+        std::fs::create_dir_all(up.join("etc")).unwrap();
+        std::fs::create_dir_all(up.join("data")).unwrap();
+        std::fs::write(up.join("data/new"), b"new").unwrap();
+        std::fs::write(up.join("etc/hosts"), b"").unwrap();
+        std::fs::write(up.join("etc/resolv.conf"), b"changed").unwrap();
+        let gone = CString::new(up.join("etc/group").as_os_str().as_bytes()).unwrap();
+        let data = CString::new(up.join("data").as_os_str().as_bytes()).unwrap();
+        // SAFETY: NUL-terminated paths and a one-byte value.
+        unsafe {
+            assert_eq!(libc::mknod(gone.as_ptr(), libc::S_IFCHR, 0), 0);
+            assert_eq!(
+                libc::lsetxattr(
+                    data.as_ptr(),
+                    c"trusted.overlay.opaque".as_ptr(),
+                    b"y".as_ptr().cast(),
+                    1,
+                    0
+                ),
+                0
+            );
+        }
+        let entries = diff(up, &["etc/hosts", "etc/resolv.conf"]).unwrap();
+        assert_eq!(
+            names(&entries),
+            [
+                "data",
+                "data/.wh..wh..opq",
+                "data/new",
+                "etc",
+                "etc/.wh.group",
+                "etc/resolv.conf"
+            ]
+        );
+        assert!(entries.iter().all(|e| e.xattrs.is_empty()));
+    }
+}

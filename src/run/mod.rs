@@ -1,0 +1,130 @@
+//! RUN: a command in a sandbox over the stage's layers, and its changes
+//! as a layer's entries.
+//!
+//! Takes the stage's layers as extracted snapshots ([`snapshot`], one
+//! directory per diffID in the store, bottom to top), the command, its
+//! environment, working directory and user; runs it as root in fresh
+//! mount, pid, uts and ipc namespaces (and a network namespace for
+//! `--network=none`) on an overlayfs whose upper directory collects every
+//! change; returns the exit code, then [`diff`] turns the upper directory
+//! into layer entries (overlay whiteouts and opaque directories become OCI
+//! ones). The command sees /proc, a small /dev, /sys read-only and the
+//! host's /etc/hosts and /etc/resolv.conf read-only, never the host's file
+//! system or the store: the root is pivoted into the overlay and the old
+//! root detached. Kernel calls go through [`syscall::Syscall`]. Rootless
+//! runs (a user namespace) are not implemented yet: RUN needs root.
+
+pub mod diff;
+mod sandbox;
+pub mod snapshot;
+pub mod syscall;
+
+use std::path::{Path, PathBuf};
+
+/// The PATH a step gets when the image sets none (BuildKit's default).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Why a command could not be run (its own failure is an exit code).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot {step} for the RUN sandbox")]
+    Sandbox {
+        step: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot run {program}")]
+    Exec {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{reason}")]
+    Invalid { reason: String },
+    #[error("cannot prepare {path} for the RUN sandbox")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot extract layer {digest} for RUN")]
+    Extract {
+        digest: String,
+        #[source]
+        source: crate::layer::ExtractError,
+    },
+    #[error("RUN needs root for now: rootless RUN (user namespaces) is not implemented yet")]
+    NotRoot,
+}
+
+/// The network a step gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Network {
+    /// The host's (BuildKit's default for RUN).
+    Host,
+    /// A new network namespace with only a loopback device, down.
+    None,
+}
+
+/// A host file bound read-only into the step (`/etc/hosts`,
+/// `/etc/resolv.conf`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostFile {
+    pub source: PathBuf,
+    /// Relative to the image's root, e.g. `etc/hosts`.
+    pub target: String,
+    /// The image has no such file: an empty mount point is created, to be
+    /// left out of the diff.
+    pub create: bool,
+}
+
+/// One command to run.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    /// Extracted layers, bottom to top.
+    pub lowers: Vec<PathBuf>,
+    /// The argv, the shell already prepended for the shell form.
+    pub argv: Vec<String>,
+    /// `KEY=value` pairs.
+    pub env: Vec<String>,
+    /// Absolute; created when missing.
+    pub workdir: String,
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups (the primary one included).
+    pub groups: Vec<u32>,
+    pub network: Network,
+    pub host_files: Vec<HostFile>,
+}
+
+/// Runs `spec` with `dir` (an empty directory in the store, kept by the
+/// caller until the layer is written) holding the overlay's upper, work and
+/// mount directories; calls `output` for each line the command prints.
+/// Returns the exit code; the changes are in [`upper_dir`]`(dir)`.
+pub fn run(spec: &RunSpec, dir: &Path, output: &mut dyn FnMut(&str)) -> Result<i32, RunError> {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(RunError::NotRoot);
+    }
+    let upper = upper_dir(dir);
+    let work = dir.join("work");
+    let merged = dir.join("merged");
+    let empty = dir.join("empty");
+    for d in [&upper, &work, &merged, &empty] {
+        std::fs::create_dir_all(d).map_err(|source| RunError::Io {
+            path: d.clone(),
+            source,
+        })?;
+    }
+    let prepared = sandbox::Prepared::new(spec, &upper, &work, &merged, &empty)?;
+    let code = sandbox::run(&prepared, output)?;
+    // overlayfs leaves its work directory owned by root with mode 0: gone
+    // with the scratch directory later, but keep the tree tidy now.
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(code)
+}
+
+/// Where [`run`] leaves the changes.
+pub fn upper_dir(dir: &Path) -> PathBuf {
+    dir.join("upper")
+}

@@ -1,0 +1,602 @@
+//! One command in its own namespaces, on an overlay of layer snapshots.
+//!
+//! The process tree: hoist forks an intermediate child that unshares the
+//! mount, pid, uts and ipc namespaces (and the network one for
+//! `--network=none`), then forks the command's process, pid 1 of the new
+//! pid namespace. That process mounts the overlay and the pseudo file
+//! systems, pivots into the overlay (a chroot can be climbed out of by
+//! root; a pivot_root with the old root detached cannot), drops to the
+//! step's user and execs. The intermediate child waits for it and exits
+//! with its status. Everything the children need is prepared before the
+//! fork: after it they only make system calls (see `syscall`).
+
+use super::syscall::{Errno, Linux, Syscall};
+use super::{Network, RunError, RunSpec};
+use std::ffi::{CStr, CString};
+use std::io::{BufRead, BufReader, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// The host devices a build step gets (BuildKit's and runc's defaults).
+const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+/// Capabilities a root step keeps: Docker's and BuildKit's default set
+/// (CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID, SETPCAP,
+/// NET_BIND_SERVICE, NET_RAW, SYS_CHROOT, MKNOD, AUDIT_WRITE, SETFCAP).
+/// CAP_SYS_ADMIN in particular is dropped: with it a step could mount the
+/// host's disk.
+const KEPT_CAPS: [u32; 14] = [0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 18, 27, 29, 31];
+
+/// The host name a step sees: BuildKit's, so that a step that records it
+/// gives the same bytes on every machine.
+const HOSTNAME: &CStr = c"buildkitsandbox";
+
+/// Overlay options that keep the upper directory a plain diff: no
+/// metadata-only copy-ups (a chown would leave a file without its data)
+/// and no redirects (a renamed directory is copied instead).
+const OVERLAY_OPTIONS: &str = "redirect_dir=off,metacopy=off,index=off";
+
+/// The longest mount option string the kernel takes (one page, NUL
+/// included).
+const MAX_MOUNT_DATA: usize = 4095;
+
+/// Everything the child needs, as C strings made before the fork.
+pub(super) struct Prepared {
+    lower_root: CString,
+    merged: CString,
+    overlay_data: CString,
+    mount_points: Vec<CString>,
+    proc_dir: CString,
+    sys_dir: CString,
+    dev_dir: CString,
+    devices: Vec<(CString, CString)>,
+    shm: CString,
+    dev_links: Vec<(CString, CString)>,
+    etc: CString,
+    host_files: Vec<(CString, CString, bool)>,
+    workdir_parts: Vec<CString>,
+    workdir: CString,
+    uid: u32,
+    gid: u32,
+    groups: Vec<libc::gid_t>,
+    /// Where to look for the program: each candidate path in order.
+    program: Vec<CString>,
+    argv: Vec<CString>,
+    env: Vec<CString>,
+    flags: libc::c_int,
+}
+
+fn cstring(bytes: impl AsRef<[u8]>) -> Result<CString, RunError> {
+    CString::new(bytes.as_ref()).map_err(|_| RunError::Invalid {
+        reason: format!(
+            "`{}` contains a NUL byte",
+            String::from_utf8_lossy(bytes.as_ref())
+        ),
+    })
+}
+
+fn path_c(path: &Path) -> Result<CString, RunError> {
+    cstring(path.as_os_str().as_bytes())
+}
+
+/// The deepest directory holding every path, so that lower directories
+/// can be named relative to it and more of them fit in one mount call.
+fn common_root(paths: &[PathBuf]) -> PathBuf {
+    let mut root = paths[0].parent().unwrap_or(Path::new("/")).to_path_buf();
+    while !paths.iter().all(|p| p.starts_with(&root)) {
+        if !root.pop() {
+            break;
+        }
+    }
+    root
+}
+
+impl Prepared {
+    pub(super) fn new(
+        spec: &RunSpec,
+        upper: &Path,
+        work: &Path,
+        merged: &Path,
+        empty: &Path,
+    ) -> Result<Prepared, RunError> {
+        // overlayfs lists lower directories top first.
+        let mut lowers: Vec<PathBuf> = spec.lowers.iter().rev().cloned().collect();
+        if lowers.is_empty() {
+            lowers.push(empty.to_path_buf());
+        }
+        let root = common_root(&lowers);
+        let mut names = Vec::new();
+        for lower in &lowers {
+            let rel = lower.strip_prefix(&root).unwrap_or(lower);
+            let text = rel.to_string_lossy();
+            if text.contains([':', ',', '\\']) || text.is_empty() {
+                return Err(RunError::Invalid {
+                    reason: format!(
+                        "layer snapshot path {} cannot be an overlay lower directory",
+                        lower.display()
+                    ),
+                });
+            }
+            names.push(text.into_owned());
+        }
+        for dir in [upper, work] {
+            if dir.to_string_lossy().contains([':', ',', '\\']) {
+                return Err(RunError::Invalid {
+                    reason: format!(
+                        "{} has `:`, `,` or `\\` in its path, which overlay mount options cannot hold: use a store path without them",
+                        dir.display()
+                    ),
+                });
+            }
+        }
+        let data = format!(
+            "lowerdir={},upperdir={},workdir={},{OVERLAY_OPTIONS}",
+            names.join(":"),
+            upper.display(),
+            work.display()
+        );
+        if data.len() > MAX_MOUNT_DATA {
+            return Err(RunError::Invalid {
+                reason: format!(
+                    "the image has too many layers ({}) for one overlay mount",
+                    lowers.len()
+                ),
+            });
+        }
+        let m = |rel: &str| path_c(&merged.join(rel));
+        let mut workdir_parts = Vec::new();
+        let mut current = String::new();
+        for part in spec.workdir.split('/').filter(|p| !p.is_empty()) {
+            current.push('/');
+            current.push_str(part);
+            workdir_parts.push(cstring(&current)?);
+        }
+        let workdir = if current.is_empty() {
+            "/".to_string()
+        } else {
+            current
+        };
+        let path_var = spec
+            .env
+            .iter()
+            .find_map(|e| e.strip_prefix("PATH="))
+            .unwrap_or(super::DEFAULT_PATH);
+        let arg0 = spec.argv.first().ok_or_else(|| RunError::Invalid {
+            reason: "the command is empty".into(),
+        })?;
+        let program = if arg0.contains('/') {
+            vec![cstring(arg0)?]
+        } else {
+            path_var
+                .split(':')
+                .map(|dir| {
+                    let dir = if dir.is_empty() { "." } else { dir };
+                    cstring(format!("{}/{arg0}", dir.trim_end_matches('/')))
+                })
+                .collect::<Result<_, _>>()?
+        };
+        let mut flags =
+            libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
+        if spec.network == Network::None {
+            flags |= libc::CLONE_NEWNET;
+        }
+        Ok(Prepared {
+            lower_root: path_c(&root)?,
+            merged: path_c(merged)?,
+            overlay_data: cstring(data)?,
+            mount_points: vec![m("proc")?, m("dev")?, m("sys")?],
+            proc_dir: m("proc")?,
+            sys_dir: m("sys")?,
+            dev_dir: m("dev")?,
+            devices: DEVICES
+                .iter()
+                .map(|d| Ok((cstring(format!("/dev/{d}"))?, m(&format!("dev/{d}"))?)))
+                .collect::<Result<_, RunError>>()?,
+            shm: m("dev/shm")?,
+            dev_links: [
+                ("/proc/self/fd", "dev/fd"),
+                ("/proc/self/fd/0", "dev/stdin"),
+                ("/proc/self/fd/1", "dev/stdout"),
+                ("/proc/self/fd/2", "dev/stderr"),
+            ]
+            .iter()
+            .map(|(t, p)| Ok((cstring(t)?, m(p)?)))
+            .collect::<Result<_, RunError>>()?,
+            etc: m("etc")?,
+            host_files: spec
+                .host_files
+                .iter()
+                .map(|f| Ok((path_c(&f.source)?, m(&f.target)?, f.create)))
+                .collect::<Result<_, RunError>>()?,
+            workdir_parts,
+            workdir: cstring(workdir)?,
+            uid: spec.uid,
+            gid: spec.gid,
+            groups: spec.groups.clone(),
+            program,
+            argv: spec.argv.iter().map(cstring).collect::<Result<_, _>>()?,
+            env: spec.env.iter().map(cstring).collect::<Result<_, _>>()?,
+            flags,
+        })
+    }
+}
+
+/// A failed setup step: what was being done and the errno.
+type StepError = (&'static str, Errno);
+
+/// The command process's setup, from a fresh mount namespace to the
+/// moment before exec: mounts, pivot, working directory, user.
+pub(super) fn setup(sys: &mut impl Syscall, p: &Prepared) -> Result<(), StepError> {
+    let none = c"none";
+    let empty = c"";
+    sys.umask(0o022);
+    sys.mount(none, c"/", empty, libc::MS_REC | libc::MS_PRIVATE, None)
+        .map_err(|e| ("make mounts private", e))?;
+    sys.chdir(&p.lower_root)
+        .map_err(|e| ("enter the snapshot directory", e))?;
+    sys.mount(c"overlay", &p.merged, c"overlay", 0, Some(&p.overlay_data))
+        .map_err(|e| ("mount the overlay root file system", e))?;
+    for point in &p.mount_points {
+        sys.mkdir(point, 0o755)
+            .map_err(|e| ("create a mount point", e))?;
+    }
+    let pseudo = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    sys.mount(c"proc", &p.proc_dir, c"proc", pseudo, None)
+        .map_err(|e| ("mount /proc", e))?;
+    sys.mount(
+        c"sysfs",
+        &p.sys_dir,
+        c"sysfs",
+        pseudo | libc::MS_RDONLY,
+        None,
+    )
+    .map_err(|e| ("mount /sys", e))?;
+    sys.mount(
+        c"tmpfs",
+        &p.dev_dir,
+        c"tmpfs",
+        libc::MS_NOSUID | libc::MS_STRICTATIME,
+        Some(c"mode=755,size=65536k"),
+    )
+    .map_err(|e| ("mount /dev", e))?;
+    for (host, target) in &p.devices {
+        sys.touch(target).map_err(|e| ("create a device node", e))?;
+        sys.mount(host, target, empty, libc::MS_BIND, None)
+            .map_err(|e| ("bind a device", e))?;
+    }
+    sys.mkdir(&p.shm, 0o1777)
+        .map_err(|e| ("create /dev/shm", e))?;
+    sys.mount(
+        c"shm",
+        &p.shm,
+        c"tmpfs",
+        pseudo,
+        Some(c"mode=1777,size=65536k"),
+    )
+    .map_err(|e| ("mount /dev/shm", e))?;
+    for (target, link) in &p.dev_links {
+        sys.symlink(target, link).map_err(|e| ("link /dev/fd", e))?;
+    }
+    for (host, target, create) in &p.host_files {
+        if *create {
+            sys.mkdir(&p.etc, 0o755).map_err(|e| ("create /etc", e))?;
+            sys.touch(target)
+                .map_err(|e| ("create a mount point in /etc", e))?;
+        }
+        sys.mount(host, target, empty, libc::MS_BIND, None)
+            .map_err(|e| ("bind /etc/hosts or /etc/resolv.conf", e))?;
+        sys.mount(
+            empty,
+            target,
+            empty,
+            libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY,
+            None,
+        )
+        .map_err(|e| ("make /etc/hosts or /etc/resolv.conf read-only", e))?;
+    }
+    sys.sethostname(HOSTNAME)
+        .map_err(|e| ("set the host name", e))?;
+    // pivot_root(".", "."): the old root ends up mounted over the new one
+    // and is detached at once (pivot_root(2), "NOTES").
+    sys.chdir(&p.merged)
+        .map_err(|e| ("enter the root file system", e))?;
+    sys.pivot_root(c".", c".")
+        .map_err(|e| ("pivot into the root file system", e))?;
+    sys.umount(c".", libc::MNT_DETACH)
+        .map_err(|e| ("detach the host's root", e))?;
+    sys.chdir(c"/").map_err(|e| ("enter /", e))?;
+    for part in &p.workdir_parts {
+        sys.mkdir(part, 0o755)
+            .map_err(|e| ("create the working directory", e))?;
+    }
+    sys.chdir(&p.workdir)
+        .map_err(|e| ("enter the working directory", e))?;
+    for cap in 0..64 {
+        if !KEPT_CAPS.contains(&cap) {
+            sys.drop_bounding_cap(cap)
+                .map_err(|e| ("drop capabilities", e))?;
+        }
+    }
+    sys.set_groups(&p.groups)
+        .map_err(|e| ("set supplementary groups", e))?;
+    sys.set_gid(p.gid).map_err(|e| ("set the group id", e))?;
+    sys.set_uid(p.uid).map_err(|e| ("set the user id", e))?;
+    Ok(())
+}
+
+/// Writes a setup failure to the error pipe: the step, a NUL, the errno.
+/// No allocation: this runs in a forked child.
+fn report(fd: libc::c_int, (step, errno): StepError) {
+    let mut buf = [0u8; 128];
+    let bytes = step.as_bytes();
+    let n = bytes.len().min(buf.len() - 5);
+    buf[..n].copy_from_slice(&bytes[..n]);
+    buf[n] = 0;
+    buf[n + 1..n + 5].copy_from_slice(&errno.0.to_le_bytes());
+    // SAFETY: the buffer is valid for n + 5 bytes.
+    unsafe { libc::write(fd, buf.as_ptr().cast(), n + 5) };
+}
+
+/// Waits for `pid`; its exit code, or 128 + the signal that ended it.
+fn wait_for(pid: libc::pid_t) -> i32 {
+    let mut status = 0;
+    loop {
+        // SAFETY: status is a valid out pointer.
+        let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if rc == pid {
+            break;
+        }
+        if rc < 0 && Errno::last_raw() != libc::EINTR {
+            return 255;
+        }
+    }
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status)
+    } else {
+        255
+    }
+}
+
+impl Errno {
+    fn last_raw() -> i32 {
+        std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+    }
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), RunError> {
+    let mut fds = [0; 2];
+    // SAFETY: fds has room for two descriptors.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(RunError::Sandbox {
+            step: "create a pipe".into(),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    // SAFETY: both descriptors were just opened and are owned here.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// The child's side, after fork: never returns.
+fn child(p: &Prepared, err: libc::c_int, out: libc::c_int, null: libc::c_int) -> ! {
+    // SAFETY (whole function): only system calls on prepared data; every
+    // path ends in _exit or a successful exec.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+        if let Err(e) = Linux.unshare(p.flags) {
+            report(err, ("create namespaces", e));
+            libc::_exit(126);
+        }
+        let pid = libc::fork();
+        if pid < 0 {
+            report(
+                err,
+                ("fork the command's process", Errno(Errno::last_raw())),
+            );
+            libc::_exit(126);
+        }
+        if pid > 0 {
+            libc::close(err);
+            libc::close(out);
+            libc::_exit(wait_for(pid));
+        }
+        // pid 1 of the new pid namespace.
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+        if libc::dup2(null, 0) < 0 || libc::dup2(out, 1) < 0 || libc::dup2(out, 2) < 0 {
+            report(err, ("redirect output", Errno(Errno::last_raw())));
+            libc::_exit(126);
+        }
+        // Nothing of hoist's (the store's lock files, sockets) reaches the
+        // command: every other descriptor closes on exec.
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
+        );
+        if let Err(e) = setup(&mut Linux, p) {
+            report(err, e);
+            libc::_exit(126);
+        }
+        let mut argv: [*const libc::c_char; 256] = [std::ptr::null(); 256];
+        let mut envp: [*const libc::c_char; 1024] = [std::ptr::null(); 1024];
+        for (slot, a) in argv.iter_mut().zip(p.argv.iter()) {
+            *slot = a.as_ptr();
+        }
+        for (slot, e) in envp.iter_mut().zip(p.env.iter()) {
+            *slot = e.as_ptr();
+        }
+        let mut errno = libc::ENOENT;
+        for program in &p.program {
+            libc::execve(program.as_ptr(), argv.as_ptr(), envp.as_ptr());
+            let e = Errno::last_raw();
+            // As execvp: a later directory may still hold it.
+            if e != libc::ENOENT && e != libc::ENOTDIR {
+                errno = e;
+            }
+        }
+        report(err, ("exec", Errno(errno)));
+        libc::_exit(127);
+    }
+}
+
+/// Runs the prepared command; calls `output` with each line it prints
+/// (stdout and stderr, interleaved as written); returns its exit code.
+pub(super) fn run(p: &Prepared, output: &mut dyn FnMut(&str)) -> Result<i32, RunError> {
+    if p.argv.len() > 255 || p.env.len() > 1023 {
+        return Err(RunError::Invalid {
+            reason: "the command has too many arguments or environment variables".into(),
+        });
+    }
+    let (err_r, err_w) = pipe()?;
+    let (out_r, out_w) = pipe()?;
+    let null = std::fs::File::open("/dev/null").map_err(|source| RunError::Sandbox {
+        step: "open /dev/null".into(),
+        source,
+    })?;
+    // SAFETY: the child only makes system calls on data prepared above.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(RunError::Sandbox {
+            step: "fork".into(),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    if pid == 0 {
+        child(p, err_w.as_raw_fd(), out_w.as_raw_fd(), null.as_raw_fd());
+    }
+    drop(err_w);
+    drop(out_w);
+    drop(null);
+    // The error pipe closes on exec (or when setup fails and reports).
+    let mut report = Vec::new();
+    let _ = std::fs::File::from(err_r).read_to_end(&mut report);
+    let mut reader = BufReader::new(std::fs::File::from(out_r));
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) => break,
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&line);
+                output(text.trim_end_matches(['\n', '\r']));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+    }
+    let code = wait_for(pid);
+    if let Some(nul) = report.iter().position(|&b| b == 0) {
+        let step = String::from_utf8_lossy(&report[..nul]).into_owned();
+        let errno = report
+            .get(nul + 1..nul + 5)
+            .map(|b| i32::from_le_bytes(b.try_into().expect("four bytes")))
+            .unwrap_or(0);
+        let source = std::io::Error::from_raw_os_error(errno);
+        if step == "exec" {
+            return Err(RunError::Exec {
+                program: p.argv[0].to_string_lossy().into_owned(),
+                source,
+            });
+        }
+        return Err(RunError::Sandbox { step, source });
+    }
+    Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::syscall::Recording;
+    use crate::run::{HostFile, RunSpec};
+
+    fn spec() -> RunSpec {
+        RunSpec {
+            lowers: vec![
+                "/store/snapshots/aaa/rootfs".into(),
+                "/store/snapshots/bbb/rootfs".into(),
+            ],
+            argv: vec!["sh".into(), "-c".into(), "true".into()],
+            env: vec!["PATH=/usr/bin:/bin".into()],
+            workdir: "/app/src".into(),
+            uid: 1001,
+            gid: 1002,
+            groups: vec![1002, 50],
+            network: Network::Host,
+            host_files: vec![HostFile {
+                source: "/etc/hosts".into(),
+                target: "etc/hosts".into(),
+                create: true,
+            }],
+        }
+    }
+
+    fn prepared(spec: &RunSpec) -> Prepared {
+        Prepared::new(
+            spec,
+            Path::new("/s/upper"),
+            Path::new("/s/work"),
+            Path::new("/s/merged"),
+            Path::new("/s/empty"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_root_is_an_overlay_of_the_lowers_top_first_and_pivoted_into() {
+        let p = prepared(&spec());
+        let mut sys = Recording::default();
+        setup(&mut sys, &p).unwrap();
+        let calls = sys.calls;
+        let at = |prefix: &str| {
+            calls
+                .iter()
+                .position(|c| c.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no {prefix} in {calls:#?}"))
+        };
+        assert_eq!(calls[1], "mount none /  0x44000 ");
+        assert_eq!(calls[2], "chdir /store/snapshots");
+        assert_eq!(
+            calls[3],
+            "mount overlay /s/merged overlay 0x0 lowerdir=bbb/rootfs:aaa/rootfs,upperdir=/s/upper,workdir=/s/work,redirect_dir=off,metacopy=off,index=off"
+        );
+        // Host files are bound read-only, after their mount point is made.
+        let bind = at("mount /etc/hosts /s/merged/etc/hosts");
+        assert!(at("touch /s/merged/etc/hosts") < bind);
+        assert_eq!(calls[bind + 1], "mount  /s/merged/etc/hosts  0x1021 ");
+        // Everything is mounted before the pivot, the user set after it.
+        let pivot = at("pivot_root . .");
+        assert!(at("mount proc /s/merged/proc proc") < pivot);
+        assert!(at("mount tmpfs /s/merged/dev tmpfs") < pivot);
+        assert_eq!(calls[pivot + 1], "umount . 0x2");
+        assert!(pivot < at("mkdir /app/src"));
+        assert!(at("chdir /app/src") < at("setuid 1001"));
+        assert!(at("drop cap 21") < at("setuid 1001"), "CAP_SYS_ADMIN goes");
+        assert!(
+            !calls.contains(&"drop cap 0".to_string()),
+            "CAP_CHOWN stays"
+        );
+        assert_eq!(calls[at("setgroups")], "setgroups [1002, 50]");
+        assert!(at("setgid 1002") < at("setuid 1001"));
+    }
+
+    #[test]
+    fn programs_are_looked_up_on_the_steps_path() {
+        let p = prepared(&spec());
+        let names: Vec<_> = p.program.iter().map(|c| c.to_str().unwrap()).collect();
+        assert_eq!(names, ["/usr/bin/sh", "/bin/sh"]);
+        let mut none = spec();
+        none.network = Network::None;
+        none.lowers.clear();
+        let p = prepared(&none);
+        assert_ne!(p.flags & libc::CLONE_NEWNET, 0);
+        assert!(
+            p.overlay_data
+                .to_str()
+                .unwrap()
+                .starts_with("lowerdir=empty,")
+        );
+    }
+}

@@ -1,0 +1,58 @@
+//! Layer snapshots: each layer blob extracted once, with full metadata,
+//! into `snapshots/<diffID>/rootfs` in the store, as an overlay lower
+//! directory (whiteouts kept as overlayfs's, see
+//! [`crate::layer::ExtractOptions::overlay_whiteouts`]).
+//!
+//! A snapshot is extracted into a temporary directory beside it and
+//! renamed into place when complete, so a crash or a concurrent build
+//! never leaves a half snapshot under the real name: `rootfs` exists only
+//! complete. (The `content` directory next to it is the build engine's
+//! plain-file copy of the same layer, for COPY; it is not usable here.)
+
+use super::RunError;
+use crate::layer::digest::Digest;
+use crate::layer::{ExtractOptions, extract};
+use crate::store::Store;
+use std::path::PathBuf;
+
+/// The snapshot of layer `blob` (diffID `diff_id`), extracted if missing.
+pub fn ensure(store: &Store, blob: &Digest, diff_id: &Digest) -> Result<PathBuf, RunError> {
+    let dir = store.root().join("snapshots").join(diff_id.hex());
+    let rootfs = dir.join("rootfs");
+    if rootfs.is_dir() {
+        return Ok(rootfs);
+    }
+    let io = |path: &PathBuf| {
+        let path = path.clone();
+        move |source| RunError::Io { path, source }
+    };
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    let temp = dir.join(format!("rootfs.partial-{}", std::process::id()));
+    if temp.exists() {
+        std::fs::remove_dir_all(&temp).map_err(io(&temp))?;
+    }
+    std::fs::create_dir(&temp).map_err(io(&temp))?;
+    let file = store.open_blob(blob).map_err(|e| RunError::Io {
+        path: store.blob_path(blob),
+        source: std::io::Error::other(e),
+    })?;
+    let options = ExtractOptions {
+        chown: true,
+        overlay_whiteouts: true,
+    };
+    if let Err(source) = extract(std::io::BufReader::new(file), &temp, &options) {
+        let _ = std::fs::remove_dir_all(&temp);
+        return Err(RunError::Extract {
+            digest: blob.to_string(),
+            source,
+        });
+    }
+    if let Err(e) = std::fs::rename(&temp, &rootfs) {
+        let _ = std::fs::remove_dir_all(&temp);
+        // Another build completed the same snapshot first.
+        if !rootfs.is_dir() {
+            return Err(io(&rootfs)(e));
+        }
+    }
+    Ok(rootfs)
+}

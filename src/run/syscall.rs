@@ -1,0 +1,252 @@
+//! The kernel calls the sandbox makes, behind a trait (as youki does), so
+//! the order and arguments of the setup are tested without privileges.
+//!
+//! [`Linux`] runs in a forked child of a possibly multi-threaded process:
+//! its methods make one system call each and never allocate (the child may
+//! have inherited a malloc lock held by another thread). [`Recording`] is
+//! for tests: it records every call as a line of text and succeeds.
+
+use std::ffi::CStr;
+
+/// An `errno` value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Errno(pub i32);
+
+impl Errno {
+    fn last() -> Errno {
+        Errno(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    }
+}
+
+pub type SysResult = Result<(), Errno>;
+
+fn check(rc: libc::c_int) -> SysResult {
+    if rc < 0 { Err(Errno::last()) } else { Ok(()) }
+}
+
+/// The calls the sandbox's child makes while it sets up the root.
+pub trait Syscall {
+    fn unshare(&mut self, flags: libc::c_int) -> SysResult;
+    fn mount(
+        &mut self,
+        source: &CStr,
+        target: &CStr,
+        fstype: &CStr,
+        flags: libc::c_ulong,
+        data: Option<&CStr>,
+    ) -> SysResult;
+    fn umount(&mut self, target: &CStr, flags: libc::c_int) -> SysResult;
+    /// `mkdir(2)`; an existing entry is not an error.
+    fn mkdir(&mut self, path: &CStr, mode: u32) -> SysResult;
+    /// Creates an empty file if nothing is there (a bind-mount point).
+    fn touch(&mut self, path: &CStr) -> SysResult;
+    /// `symlink(2)`; an existing entry is not an error.
+    fn symlink(&mut self, target: &CStr, path: &CStr) -> SysResult;
+    fn chdir(&mut self, path: &CStr) -> SysResult;
+    fn pivot_root(&mut self, new_root: &CStr, put_old: &CStr) -> SysResult;
+    fn sethostname(&mut self, name: &CStr) -> SysResult;
+    fn umask(&mut self, mask: u32);
+    /// Removes a capability from the bounding set; `EINVAL` (a number the
+    /// kernel does not know) is not an error.
+    fn drop_bounding_cap(&mut self, cap: u32) -> SysResult;
+    fn set_groups(&mut self, groups: &[libc::gid_t]) -> SysResult;
+    fn set_gid(&mut self, gid: libc::gid_t) -> SysResult;
+    fn set_uid(&mut self, uid: libc::uid_t) -> SysResult;
+}
+
+/// The real calls.
+pub struct Linux;
+
+impl Syscall for Linux {
+    fn unshare(&mut self, flags: libc::c_int) -> SysResult {
+        // SAFETY: unshare takes flags only.
+        check(unsafe { libc::unshare(flags) })
+    }
+
+    fn mount(
+        &mut self,
+        source: &CStr,
+        target: &CStr,
+        fstype: &CStr,
+        flags: libc::c_ulong,
+        data: Option<&CStr>,
+    ) -> SysResult {
+        let data = data.map_or(std::ptr::null(), |d| d.as_ptr().cast());
+        // SAFETY: NUL-terminated strings (or null data) that outlive the call.
+        check(unsafe {
+            libc::mount(
+                source.as_ptr(),
+                target.as_ptr(),
+                fstype.as_ptr(),
+                flags,
+                data,
+            )
+        })
+    }
+
+    fn umount(&mut self, target: &CStr, flags: libc::c_int) -> SysResult {
+        // SAFETY: a NUL-terminated path.
+        check(unsafe { libc::umount2(target.as_ptr(), flags) })
+    }
+
+    fn mkdir(&mut self, path: &CStr, mode: u32) -> SysResult {
+        // SAFETY: a NUL-terminated path.
+        match check(unsafe { libc::mkdir(path.as_ptr(), mode) }) {
+            Err(Errno(libc::EEXIST)) => Ok(()),
+            other => other,
+        }
+    }
+
+    fn touch(&mut self, path: &CStr) -> SysResult {
+        // SAFETY: a NUL-terminated path; the descriptor is closed at once.
+        let fd = unsafe {
+            libc::open(
+                path.as_ptr(),
+                libc::O_CREAT | libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                0o644,
+            )
+        };
+        check(fd)?;
+        // SAFETY: fd was opened above.
+        unsafe { libc::close(fd) };
+        Ok(())
+    }
+
+    fn symlink(&mut self, target: &CStr, path: &CStr) -> SysResult {
+        // SAFETY: NUL-terminated strings.
+        match check(unsafe { libc::symlink(target.as_ptr(), path.as_ptr()) }) {
+            Err(Errno(libc::EEXIST)) => Ok(()),
+            other => other,
+        }
+    }
+
+    fn chdir(&mut self, path: &CStr) -> SysResult {
+        // SAFETY: a NUL-terminated path.
+        check(unsafe { libc::chdir(path.as_ptr()) })
+    }
+
+    fn pivot_root(&mut self, new_root: &CStr, put_old: &CStr) -> SysResult {
+        // SAFETY: NUL-terminated paths; pivot_root has no libc wrapper.
+        let rc =
+            unsafe { libc::syscall(libc::SYS_pivot_root, new_root.as_ptr(), put_old.as_ptr()) };
+        check(rc as libc::c_int)
+    }
+
+    fn sethostname(&mut self, name: &CStr) -> SysResult {
+        let bytes = name.to_bytes();
+        // SAFETY: the pointer and length describe `name`.
+        check(unsafe { libc::sethostname(bytes.as_ptr().cast(), bytes.len()) })
+    }
+
+    fn umask(&mut self, mask: u32) {
+        // SAFETY: umask cannot fail.
+        unsafe { libc::umask(mask) };
+    }
+
+    fn drop_bounding_cap(&mut self, cap: u32) -> SysResult {
+        // SAFETY: prctl with integer arguments.
+        let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+        match check(rc) {
+            Err(Errno(libc::EINVAL)) => Ok(()),
+            other => other,
+        }
+    }
+
+    fn set_groups(&mut self, groups: &[libc::gid_t]) -> SysResult {
+        // SAFETY: the pointer and length describe `groups`.
+        check(unsafe { libc::setgroups(groups.len(), groups.as_ptr()) })
+    }
+
+    fn set_gid(&mut self, gid: libc::gid_t) -> SysResult {
+        // SAFETY: an integer argument.
+        check(unsafe { libc::setgid(gid) })
+    }
+
+    fn set_uid(&mut self, uid: libc::uid_t) -> SysResult {
+        // SAFETY: an integer argument.
+        check(unsafe { libc::setuid(uid) })
+    }
+}
+
+/// Records the calls as text, for tests.
+#[derive(Debug, Default)]
+pub struct Recording {
+    pub calls: Vec<String>,
+}
+
+fn s(c: &CStr) -> String {
+    c.to_string_lossy().into_owned()
+}
+
+impl Syscall for Recording {
+    fn unshare(&mut self, flags: libc::c_int) -> SysResult {
+        self.calls.push(format!("unshare {flags:#x}"));
+        Ok(())
+    }
+    fn mount(
+        &mut self,
+        source: &CStr,
+        target: &CStr,
+        fstype: &CStr,
+        flags: libc::c_ulong,
+        data: Option<&CStr>,
+    ) -> SysResult {
+        self.calls.push(format!(
+            "mount {} {} {} {flags:#x} {}",
+            s(source),
+            s(target),
+            s(fstype),
+            data.map(s).unwrap_or_default()
+        ));
+        Ok(())
+    }
+    fn umount(&mut self, target: &CStr, flags: libc::c_int) -> SysResult {
+        self.calls.push(format!("umount {} {flags:#x}", s(target)));
+        Ok(())
+    }
+    fn mkdir(&mut self, path: &CStr, mode: u32) -> SysResult {
+        self.calls.push(format!("mkdir {} {mode:o}", s(path)));
+        Ok(())
+    }
+    fn touch(&mut self, path: &CStr) -> SysResult {
+        self.calls.push(format!("touch {}", s(path)));
+        Ok(())
+    }
+    fn symlink(&mut self, target: &CStr, path: &CStr) -> SysResult {
+        self.calls
+            .push(format!("symlink {} {}", s(target), s(path)));
+        Ok(())
+    }
+    fn chdir(&mut self, path: &CStr) -> SysResult {
+        self.calls.push(format!("chdir {}", s(path)));
+        Ok(())
+    }
+    fn pivot_root(&mut self, new_root: &CStr, put_old: &CStr) -> SysResult {
+        self.calls
+            .push(format!("pivot_root {} {}", s(new_root), s(put_old)));
+        Ok(())
+    }
+    fn sethostname(&mut self, name: &CStr) -> SysResult {
+        self.calls.push(format!("sethostname {}", s(name)));
+        Ok(())
+    }
+    fn umask(&mut self, mask: u32) {
+        self.calls.push(format!("umask {mask:o}"));
+    }
+    fn drop_bounding_cap(&mut self, cap: u32) -> SysResult {
+        self.calls.push(format!("drop cap {cap}"));
+        Ok(())
+    }
+    fn set_groups(&mut self, groups: &[libc::gid_t]) -> SysResult {
+        self.calls.push(format!("setgroups {groups:?}"));
+        Ok(())
+    }
+    fn set_gid(&mut self, gid: libc::gid_t) -> SysResult {
+        self.calls.push(format!("setgid {gid}"));
+        Ok(())
+    }
+    fn set_uid(&mut self, uid: libc::uid_t) -> SysResult {
+        self.calls.push(format!("setuid {uid}"));
+        Ok(())
+    }
+}

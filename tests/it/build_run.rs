@@ -1,0 +1,138 @@
+//! RUN: a failing step stops the build with its line and exit code; a step
+//! sees the image and nothing of the host; a cached step is not run again;
+//! a deterministic step gives the same layer every time.
+
+use crate::support::busybox_context;
+use assert_cmd::cargo::CommandCargoExt;
+use std::path::Path;
+use std::process::Command;
+
+struct Built {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+/// Builds `dockerfile` in a context holding a static busybox (`COPY bin
+/// /bin/` makes a shell), with `extra` arguments before the context.
+fn build(store: &Path, dockerfile: &str, extra: &[&str]) -> Built {
+    let ctx = tempfile::tempdir().unwrap();
+    busybox_context(ctx.path());
+    std::fs::write(ctx.path().join("Dockerfile"), dockerfile).unwrap();
+    let out = Command::cargo_bin("hoist")
+        .unwrap()
+        .arg("--store")
+        .arg(store)
+        .args(["build", "-t", "run:test"])
+        .args(extra)
+        .arg(ctx.path())
+        .output()
+        .unwrap();
+    Built {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn a_failing_run_fails_the_build_with_its_line_exit_code_and_output() {
+    let store = tempfile::tempdir().unwrap();
+    let built = build(
+        store.path(),
+        "FROM scratch\nCOPY bin /bin/\nRUN echo step-started && echo on-stderr >&2 && exit 3\nRUN echo never\n",
+        &[],
+    );
+    assert!(!built.ok, "{}", built.stderr);
+    assert!(
+        built.stderr.contains(
+            "Dockerfile:3: RUN echo step-started && echo on-stderr >&2 && exit 3: exit code 3"
+        ),
+        "{}",
+        built.stderr
+    );
+    // The output is streamed, and repeated in the error.
+    assert!(
+        built.stderr.matches("step-started").count() >= 3,
+        "{}",
+        built.stderr
+    );
+    assert!(built.stderr.contains("on-stderr"), "{}", built.stderr);
+    assert!(!built.stderr.contains("| never"), "{}", built.stderr);
+}
+
+#[test]
+fn a_run_step_sees_the_image_and_not_the_host() {
+    let store = tempfile::tempdir().unwrap();
+    let host = tempfile::tempdir().unwrap();
+    let secret = host.path().join("config.json");
+    std::fs::write(&secret, r#"{"auths":{"x":{"auth":"c2VjcmV0"}}}"#).unwrap();
+    // The step gets the paths as build args (so as environment variables)
+    // and fails the build if it can reach either.
+    let dockerfile = r#"FROM scratch
+COPY bin /bin/
+ARG SECRET STORE
+RUN test -n "$SECRET" && test -n "$STORE" \
+ && test ! -e "$SECRET" && test ! -e "$STORE" && test ! -e /root/.docker/config.json \
+ && test "$$" = 1 && test "$(hostname)" = buildkitsandbox \
+ && ls / > /root-listing && cat /etc/hosts > /dev/null \
+ && echo probe > /dev/null && ! touch /etc/hosts 2>/dev/null
+RUN --network=none test "$(ls /sys/class/net)" = lo
+"#;
+    let built = build(
+        store.path(),
+        dockerfile,
+        &[
+            "--build-arg",
+            &format!("SECRET={}", secret.display()),
+            "--build-arg",
+            &format!("STORE={}", store.path().join("blobs").display()),
+            "--output",
+            &format!("type=oci,dest={}", host.path().join("oci").display()),
+        ],
+    );
+    assert!(built.ok, "{}", built.stderr);
+    let rootfs = host.path().join("rootfs");
+    crate::support::unpack_oci_image(&host.path().join("oci"), "test", &rootfs);
+    let listing = std::fs::read_to_string(rootfs.join("root-listing")).unwrap();
+    let names: Vec<&str> = listing.lines().collect();
+    assert_eq!(names, ["bin", "dev", "etc", "proc", "root-listing", "sys"]);
+    // /etc/hosts was an empty mount point: not in the image, nor is /etc
+    // left with anything in it.
+    assert!(!rootfs.join("etc/hosts").exists());
+    assert!(!rootfs.join("etc/resolv.conf").exists());
+}
+
+#[test]
+fn a_cached_run_is_not_run_again_and_a_deterministic_one_gives_the_same_layer() {
+    let store = tempfile::tempdir().unwrap();
+    let dockerfile = "FROM scratch\nCOPY bin /bin/\nRUN echo ran-now && mkdir -p /d/e && echo x > /d/e/f && ln -s e/f /d/l && rm /bin/vi\n";
+    let first = build(store.path(), dockerfile, &[]);
+    assert!(first.ok, "{}", first.stderr);
+    assert!(first.stderr.contains("| ran-now"), "{}", first.stderr);
+    let second = build(store.path(), dockerfile, &[]);
+    assert!(second.ok, "{}", second.stderr);
+    assert!(!second.stderr.contains("| ran-now"), "{}", second.stderr);
+    assert!(second.stderr.contains("CACHED"), "{}", second.stderr);
+    let third = build(store.path(), dockerfile, &["--no-cache"]);
+    assert!(third.ok, "{}", third.stderr);
+    assert!(third.stderr.contains("| ran-now"), "{}", third.stderr);
+    assert_eq!(first.stdout, third.stdout, "the image digest changed");
+    assert!(!first.stdout.trim().is_empty());
+}
+
+#[test]
+fn later_steps_see_earlier_deletions_and_replaced_directories() {
+    let store = tempfile::tempdir().unwrap();
+    let dockerfile = r#"FROM scratch
+COPY bin /bin/
+RUN mkdir -p /d/old && echo old > /d/old/f && echo keep > /d/keep && echo x > /gone
+RUN rm /gone /bin/vi && rm -rf /d && mkdir /d && echo new > /d/new
+RUN test ! -e /gone && test ! -e /bin/vi && test -e /bin/sh \
+ && test "$(ls /d)" = new && test ! -e /d/old && test ! -e /d/keep
+USER 1001:1001
+RUN test "$(id -u):$(id -g)" = 1001:1001 && test "$PWD" = /
+"#;
+    let built = build(store.path(), dockerfile, &[]);
+    assert!(built.ok, "{}", built.stderr);
+}
