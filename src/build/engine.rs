@@ -122,6 +122,10 @@ pub enum BuildError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// SIGTERM or SIGINT during a RUN step: its processes are killed and
+    /// the build's scratch files removed as the error unwinds.
+    #[error("interrupted by {}", if *signal == 2 { "SIGINT" } else { "SIGTERM" })]
+    Interrupted { signal: i32 },
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error("cannot write a layer")]
@@ -1040,7 +1044,13 @@ impl<'a> Builder<'a> {
                 line: line.to_string(),
             });
         });
-        let code = result.map_err(|e| self.run_error(instr, e))?;
+        let code = match result {
+            Ok(code) => code,
+            Err(crate::run::RunError::Interrupted { signal }) => {
+                return Err(BuildError::Interrupted { signal });
+            }
+            Err(e) => return Err(self.run_error(instr, e)),
+        };
         if code != 0 {
             let mut message = format!("exit code {code}");
             if !tail.is_empty() {

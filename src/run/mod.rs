@@ -53,6 +53,9 @@ pub enum RunError {
         #[source]
         source: crate::layer::ExtractError,
     },
+    /// SIGTERM or SIGINT arrived; the step's processes are gone.
+    #[error("interrupted by signal {signal}")]
+    Interrupted { signal: i32 },
     #[error("RUN needs root for now: rootless RUN (user namespaces) is not implemented yet")]
     NotRoot,
 }

@@ -17,6 +17,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
 
 /// The host devices a build step gets (BuildKit's and runc's defaults).
 const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
@@ -384,6 +385,9 @@ fn child(p: &Prepared, err: libc::c_int, out: libc::c_int, null: libc::c_int) ->
     // SAFETY (whole function): only system calls on prepared data; every
     // path ends in _exit or a successful exec.
     unsafe {
+        // hoist's handlers are not for the sandbox's processes.
+        libc::signal(libc::SIGTERM, libc::SIG_DFL);
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
         if let Err(e) = Linux.unshare(p.flags) {
             report(err, ("create namespaces", e));
@@ -442,6 +446,64 @@ fn child(p: &Prepared, err: libc::c_int, out: libc::c_int, null: libc::c_int) ->
     }
 }
 
+/// The intermediate child of the step running now (0 when none), for the
+/// signal handler.
+static CHILD: AtomicI32 = AtomicI32::new(0);
+/// SIGTERM or SIGINT, once one arrived during a step.
+static SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+/// SIGTERM and SIGINT during a step: kill the sandbox and let the build
+/// unwind. Killing the intermediate child is enough: its death kills the
+/// command (parent-death signal), whose death as pid 1 kills everything
+/// else in its pid namespace, and the mount namespace with all the
+/// step's mounts goes with the last of them.
+extern "C" fn on_signal(signal: libc::c_int) {
+    SIGNAL.store(signal, Ordering::SeqCst);
+    let pid = CHILD.load(Ordering::SeqCst);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+}
+
+/// Installs [`on_signal`] for SIGTERM and SIGINT while alive; puts the
+/// previous handlers back when dropped.
+struct SignalGuard {
+    previous: [(libc::c_int, libc::sigaction); 2],
+}
+
+impl SignalGuard {
+    fn install() -> SignalGuard {
+        let mut previous = [
+            (libc::SIGTERM, unsafe_zeroed()),
+            (libc::SIGINT, unsafe_zeroed()),
+        ];
+        for (signal, old) in &mut previous {
+            let mut action = unsafe_zeroed();
+            action.sa_sigaction = on_signal as *const () as libc::sighandler_t;
+            // No SA_RESTART: the blocking read of the output returns.
+            action.sa_flags = 0;
+            // SAFETY: valid sigaction structures; the handler is async-signal-safe.
+            unsafe { libc::sigaction(*signal, &action, old) };
+        }
+        SignalGuard { previous }
+    }
+}
+
+impl Drop for SignalGuard {
+    fn drop(&mut self) {
+        for (signal, old) in &self.previous {
+            // SAFETY: restores what sigaction returned.
+            unsafe { libc::sigaction(*signal, old, std::ptr::null_mut()) };
+        }
+    }
+}
+
+fn unsafe_zeroed() -> libc::sigaction {
+    // SAFETY: sigaction is plain data; all-zero is a valid (default) value.
+    unsafe { std::mem::zeroed() }
+}
+
 /// Runs the prepared command; calls `output` with each line it prints
 /// (stdout and stderr, interleaved as written); returns its exit code.
 pub(super) fn run(p: &Prepared, output: &mut dyn FnMut(&str)) -> Result<i32, RunError> {
@@ -456,6 +518,8 @@ pub(super) fn run(p: &Prepared, output: &mut dyn FnMut(&str)) -> Result<i32, Run
         step: "open /dev/null".into(),
         source,
     })?;
+    SIGNAL.store(0, Ordering::SeqCst);
+    let _signals = SignalGuard::install();
     // SAFETY: the child only makes system calls on data prepared above.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
@@ -466,6 +530,11 @@ pub(super) fn run(p: &Prepared, output: &mut dyn FnMut(&str)) -> Result<i32, Run
     }
     if pid == 0 {
         child(p, err_w.as_raw_fd(), out_w.as_raw_fd(), null.as_raw_fd());
+    }
+    CHILD.store(pid, Ordering::SeqCst);
+    if SIGNAL.load(Ordering::SeqCst) != 0 {
+        // SAFETY: pid is our child.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
     }
     drop(err_w);
     drop(out_w);
@@ -488,6 +557,11 @@ pub(super) fn run(p: &Prepared, output: &mut dyn FnMut(&str)) -> Result<i32, Run
         }
     }
     let code = wait_for(pid);
+    CHILD.store(0, Ordering::SeqCst);
+    let signal = SIGNAL.swap(0, Ordering::SeqCst);
+    if signal != 0 {
+        return Err(RunError::Interrupted { signal });
+    }
     if let Some(nul) = report.iter().position(|&b| b == 0) {
         let step = String::from_utf8_lossy(&report[..nul]).into_owned();
         let errno = report

@@ -136,3 +136,85 @@ RUN test "$(id -u):$(id -g)" = 1001:1001 && test "$PWD" = /
     let built = build(store.path(), dockerfile, &[]);
     assert!(built.ok, "{}", built.stderr);
 }
+
+#[test]
+fn sigterm_during_a_run_ends_it_and_the_store_stays_usable() {
+    use std::io::BufRead;
+    let store = tempfile::tempdir().unwrap();
+    let ctx = tempfile::tempdir().unwrap();
+    busybox_context(ctx.path());
+    let token = format!("sigterm-{}", std::process::id());
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        format!(
+            "FROM scratch\nCOPY bin /bin/\nRUN echo started-{token} && sleep 60 && echo {token}\n"
+        ),
+    )
+    .unwrap();
+    let mut child = Command::cargo_bin("hoist")
+        .unwrap()
+        .arg("--store")
+        .arg(store.path())
+        .args(["build", "-t", "run:test"])
+        .arg(ctx.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut log = Vec::new();
+    while !log
+        .iter()
+        .any(|l: &String| l.contains(&format!("| started-{token}")))
+    {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => log.push(line),
+            Err(_) => panic!("the step did not start: {log:#?}"),
+        }
+    }
+    // SAFETY: kill with a pid we own.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let stopped = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            stopped.elapsed() < std::time::Duration::from_secs(5),
+            "hoist did not exit within 5 s of SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(143), "{log:#?}");
+    // No process of the step is left (their command lines hold the token).
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).into_owned();
+            assert!(
+                !cmdline.contains(&token) || entry.file_name() == "self",
+                "left behind: {cmdline}"
+            );
+        }
+    }
+    // The build's scratch files are gone and the next build works.
+    let tmp: Vec<_> = std::fs::read_dir(store.path().join("tmp"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(tmp.is_empty(), "{tmp:?}");
+    let next = build(
+        store.path(),
+        "FROM scratch\nCOPY bin /bin/\nRUN true\n",
+        &[],
+    );
+    assert!(next.ok, "{}", next.stderr);
+}
