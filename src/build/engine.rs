@@ -902,10 +902,8 @@ impl<'a> Builder<'a> {
         number: usize,
         events: &mut dyn FnMut(Event),
     ) -> Result<(Option<u64>, bool, String), BuildError> {
-        if !command.files.is_empty() {
-            return Err(self.step_error(instr, "RUN with a heredoc is not supported yet", None));
-        }
-        let argv = meta::with_shell(&state.config, command);
+        let (argv, script) =
+            meta::run_argv(&state.config, command).map_err(|e| self.step_error(instr, e, None))?;
         // BuildKit's history text, without its `|N K=V` build-arg prefix:
         // build-arg values never go into the image.
         let history = format!("RUN {}", argv.join(" "));
@@ -923,6 +921,9 @@ impl<'a> Builder<'a> {
             &epoch,
         ];
         parts.extend(argv.iter().map(String::as_str));
+        if let Some((name, data)) = &script {
+            parts.extend(["\u{0}script", name, data]);
+        }
         parts.push("\u{0}env");
         parts.extend(env.iter().map(String::as_str));
         let key = key_of(&parts);
@@ -1022,6 +1023,7 @@ impl<'a> Builder<'a> {
             groups: groups.into_iter().map(id).collect::<Result<_, _>>()?,
             network,
             host_files,
+            scripts: script.into_iter().collect(),
         };
         let dir = self.scratch()?.join(format!("run-{number}"));
         std::fs::create_dir(&dir).map_err(|e| {

@@ -98,6 +98,9 @@ pub struct RunSpec {
     pub groups: Vec<u32>,
     pub network: Network,
     pub host_files: Vec<HostFile>,
+    /// Files (name, content) the step finds, executable and read-only, in
+    /// `/dev/pipes` (a RUN heredoc starting with `#!`, as BuildKit does).
+    pub scripts: Vec<(String, String)>,
 }
 
 /// Runs `spec` with `dir` (an empty directory in the store, kept by the
@@ -119,7 +122,23 @@ pub fn run(spec: &RunSpec, dir: &Path, output: &mut dyn FnMut(&str)) -> Result<i
             source,
         })?;
     }
-    let prepared = sandbox::Prepared::new(spec, &upper, &work, &merged, &empty)?;
+    let pipes = dir.join("pipes");
+    if !spec.scripts.is_empty() {
+        use std::os::unix::fs::PermissionsExt;
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| RunError::Io { path, source }
+        };
+        std::fs::create_dir_all(&pipes).map_err(io(&pipes))?;
+        for (name, data) in &spec.scripts {
+            let path = pipes.join(name);
+            std::fs::write(&path, data).map_err(io(&path))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+                .map_err(io(&path))?;
+        }
+    }
+    let pipes = (!spec.scripts.is_empty()).then_some(pipes.as_path());
+    let prepared = sandbox::Prepared::new(spec, &upper, &work, &merged, &empty, pipes)?;
     let code = sandbox::run(&prepared, output)?;
     // overlayfs leaves its work directory owned by root with mode 0: gone
     // with the scratch directory later, but keep the tree tidy now.

@@ -55,6 +55,8 @@ pub(super) struct Prepared {
     shm: CString,
     dev_links: Vec<(CString, CString)>,
     etc: CString,
+    /// A host directory bound read-only at /dev/pipes.
+    pipes: Option<(CString, CString)>,
     host_files: Vec<(CString, CString, bool)>,
     workdir_parts: Vec<CString>,
     workdir: CString,
@@ -100,6 +102,7 @@ impl Prepared {
         work: &Path,
         merged: &Path,
         empty: &Path,
+        pipes: Option<&Path>,
     ) -> Result<Prepared, RunError> {
         // overlayfs lists lower directories top first.
         let mut lowers: Vec<PathBuf> = spec.lowers.iter().rev().cloned().collect();
@@ -205,6 +208,10 @@ impl Prepared {
             .map(|(t, p)| Ok((cstring(t)?, m(p)?)))
             .collect::<Result<_, RunError>>()?,
             etc: m("etc")?,
+            pipes: match pipes {
+                Some(dir) => Some((path_c(dir)?, m("dev/pipes")?)),
+                None => None,
+            },
             host_files: spec
                 .host_files
                 .iter()
@@ -278,6 +285,20 @@ pub(super) fn setup(sys: &mut impl Syscall, p: &Prepared) -> Result<(), StepErro
     .map_err(|e| ("mount /dev/shm", e))?;
     for (target, link) in &p.dev_links {
         sys.symlink(target, link).map_err(|e| ("link /dev/fd", e))?;
+    }
+    if let Some((host, target)) = &p.pipes {
+        sys.mkdir(target, 0o755)
+            .map_err(|e| ("create /dev/pipes", e))?;
+        sys.mount(host, target, empty, libc::MS_BIND, None)
+            .map_err(|e| ("bind /dev/pipes", e))?;
+        sys.mount(
+            empty,
+            target,
+            empty,
+            libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY,
+            None,
+        )
+        .map_err(|e| ("make /dev/pipes read-only", e))?;
     }
     for (host, target, create) in &p.host_files {
         if *create {
@@ -604,6 +625,7 @@ mod tests {
                 target: "etc/hosts".into(),
                 create: true,
             }],
+            scripts: Vec::new(),
         }
     }
 
@@ -614,6 +636,7 @@ mod tests {
             Path::new("/s/work"),
             Path::new("/s/merged"),
             Path::new("/s/empty"),
+            None,
         )
         .unwrap()
     }

@@ -218,3 +218,26 @@ fn sigterm_during_a_run_ends_it_and_the_store_stays_usable() {
     );
     assert!(next.ok, "{}", next.stderr);
 }
+
+#[test]
+fn heredoc_runs_as_buildkit_runs_them() {
+    let store = tempfile::tempdir().unwrap();
+    let dockerfile = r#"FROM scratch
+COPY bin /bin/
+RUN <<EOF
+echo one > /one
+echo two > /two
+EOF
+RUN <<EOT
+#!/bin/sh
+echo "$0" > /script-name
+EOT
+RUN cat <<A > /x
+body
+A
+RUN test "$(cat /one /two /script-name /x)" = "$(printf 'one\ntwo\n/dev/pipes/EOT\nbody')" \
+ && test ! -e /dev/pipes/EOT
+"#;
+    let built = build(store.path(), dockerfile, &[]);
+    assert!(built.ok, "{}", built.stderr);
+}
