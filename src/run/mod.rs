@@ -81,6 +81,27 @@ pub struct HostFile {
     pub create: bool,
 }
 
+/// A file system mounted into the step (`RUN --mount`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountSource {
+    Tmpfs {
+        size: Option<u64>,
+    },
+    /// A host directory (a cache mount's), bound.
+    Bind {
+        source: PathBuf,
+        readonly: bool,
+    },
+}
+
+/// One `RUN --mount`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunMount {
+    /// Absolute in the image, without symlinks (the caller resolves them).
+    pub target: String,
+    pub source: MountSource,
+}
+
 /// One command to run.
 #[derive(Debug, Clone)]
 pub struct RunSpec {
@@ -101,6 +122,7 @@ pub struct RunSpec {
     /// Files (name, content) the step finds, executable and read-only, in
     /// `/dev/pipes` (a RUN heredoc starting with `#!`, as BuildKit does).
     pub scripts: Vec<(String, String)>,
+    pub mounts: Vec<RunMount>,
 }
 
 /// Runs `spec` with `dir` (an empty directory in the store, kept by the

@@ -11,7 +11,7 @@
 //! fork: after it they only make system calls (see `syscall`).
 
 use super::syscall::{Errno, Linux, Syscall};
-use super::{Network, RunError, RunSpec};
+use super::{MountSource, Network, RunError, RunSpec};
 use std::ffi::{CStr, CString};
 use std::io::{BufRead, BufReader, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -58,6 +58,7 @@ pub(super) struct Prepared {
     /// A host directory bound read-only at /dev/pipes.
     pipes: Option<(CString, CString)>,
     host_files: Vec<(CString, CString, bool)>,
+    mounts: Vec<PreparedMount>,
     workdir_parts: Vec<CString>,
     workdir: CString,
     uid: u32,
@@ -68,6 +69,19 @@ pub(super) struct Prepared {
     argv: Vec<CString>,
     env: Vec<CString>,
     flags: libc::c_int,
+}
+
+/// A `--mount`: the directories to create on the way, its target in the
+/// merged root, what to mount there.
+struct PreparedMount {
+    parents: Vec<CString>,
+    target: CString,
+    kind: PreparedKind,
+}
+
+enum PreparedKind {
+    Tmpfs(CString),
+    Bind { source: CString, readonly: bool },
 }
 
 fn cstring(bytes: impl AsRef<[u8]>) -> Result<CString, RunError> {
@@ -217,6 +231,39 @@ impl Prepared {
                 .iter()
                 .map(|f| Ok((path_c(&f.source)?, m(&f.target)?, f.create)))
                 .collect::<Result<_, RunError>>()?,
+            mounts: spec
+                .mounts
+                .iter()
+                .map(|mount| {
+                    let mut parents = Vec::new();
+                    let mut current = String::new();
+                    for part in mount.target.split('/').filter(|p| !p.is_empty()) {
+                        if !current.is_empty() {
+                            current.push('/');
+                        }
+                        current.push_str(part);
+                        parents.push(m(&current)?);
+                    }
+                    let target = parents.pop().ok_or_else(|| RunError::Invalid {
+                        reason: "a mount cannot replace the root directory".into(),
+                    })?;
+                    let kind = match &mount.source {
+                        MountSource::Tmpfs { size } => PreparedKind::Tmpfs(cstring(match size {
+                            Some(bytes) => format!("mode=1777,size={bytes}"),
+                            None => "mode=1777".to_string(),
+                        })?),
+                        MountSource::Bind { source, readonly } => PreparedKind::Bind {
+                            source: path_c(source)?,
+                            readonly: *readonly,
+                        },
+                    };
+                    Ok(PreparedMount {
+                        parents,
+                        target,
+                        kind,
+                    })
+                })
+                .collect::<Result<_, RunError>>()?,
             workdir_parts,
             workdir: cstring(workdir)?,
             uid: spec.uid,
@@ -316,6 +363,43 @@ pub(super) fn setup(sys: &mut impl Syscall, p: &Prepared) -> Result<(), StepErro
             None,
         )
         .map_err(|e| ("make /etc/hosts or /etc/resolv.conf read-only", e))?;
+    }
+    for mount in &p.mounts {
+        for dir in mount.parents.iter().chain([&mount.target]) {
+            sys.mkdir(dir, 0o755)
+                .map_err(|e| ("create a --mount target", e))?;
+        }
+        match &mount.kind {
+            PreparedKind::Tmpfs(data) => sys
+                .mount(
+                    c"tmpfs",
+                    &mount.target,
+                    c"tmpfs",
+                    libc::MS_NOSUID | libc::MS_NODEV,
+                    Some(data),
+                )
+                .map_err(|e| ("mount a tmpfs --mount", e))?,
+            PreparedKind::Bind { source, readonly } => {
+                sys.mount(
+                    source,
+                    &mount.target,
+                    empty,
+                    libc::MS_BIND | libc::MS_REC,
+                    None,
+                )
+                .map_err(|e| ("bind a --mount", e))?;
+                if *readonly {
+                    sys.mount(
+                        empty,
+                        &mount.target,
+                        empty,
+                        libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY,
+                        None,
+                    )
+                    .map_err(|e| ("make a --mount read-only", e))?;
+                }
+            }
+        }
     }
     sys.sethostname(HOSTNAME)
         .map_err(|e| ("set the host name", e))?;
@@ -626,6 +710,13 @@ mod tests {
                 create: true,
             }],
             scripts: Vec::new(),
+            mounts: vec![crate::run::RunMount {
+                target: "/root/.cache".into(),
+                source: MountSource::Bind {
+                    source: "/store/mounts/cache/ab".into(),
+                    readonly: false,
+                },
+            }],
         }
     }
 
@@ -670,6 +761,8 @@ mod tests {
         assert_eq!(calls[pivot + 1], "umount . 0x2");
         assert!(pivot < at("mkdir /app/src"));
         assert!(at("chdir /app/src") < at("setuid 1001"));
+        let cache = at("mount /store/mounts/cache/ab /s/merged/root/.cache  0x5000");
+        assert!(at("mkdir /s/merged/root 755") < cache && cache < pivot);
         assert!(at("drop cap 21") < at("setuid 1001"), "CAP_SYS_ADMIN goes");
         assert!(
             !calls.contains(&"drop cap 0".to_string()),

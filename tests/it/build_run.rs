@@ -241,3 +241,42 @@ RUN test "$(cat /one /two /script-name /x)" = "$(printf 'one\ntwo\n/dev/pipes/EO
     let built = build(store.path(), dockerfile, &[]);
     assert!(built.ok, "{}", built.stderr);
 }
+
+#[test]
+fn cache_mounts_persist_between_builds_and_mount_points_stay_out_of_the_layer() {
+    let store = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let dockerfile = r#"FROM scratch
+COPY bin /bin/
+RUN --mount=type=cache,target=/var/cache/app \
+    n=$(cat /var/cache/app/n 2>/dev/null || echo 0) && echo $((n + 1)) > /var/cache/app/n \
+ && cp /var/cache/app/n /seen
+RUN --mount=type=tmpfs,target=/scratch echo x > /scratch/y && test -f /scratch/y && echo z > /z
+"#;
+    let layout = out.path().join("oci");
+    let output = format!("type=oci,dest={}", layout.display());
+    for expected in ["1", "2"] {
+        let _ = std::fs::remove_dir_all(&layout);
+        let built = build(
+            store.path(),
+            dockerfile,
+            &["--no-cache", "--output", &output],
+        );
+        assert!(built.ok, "{}", built.stderr);
+        let rootfs = out.path().join(format!("rootfs-{expected}"));
+        crate::support::unpack_oci_image(&layout, "test", &rootfs);
+        assert_eq!(
+            std::fs::read_to_string(rootfs.join("seen")).unwrap().trim(),
+            expected
+        );
+        assert!(rootfs.join("z").is_file());
+        assert!(
+            !rootfs.join("var").exists(),
+            "a cache mount point left in the image"
+        );
+        assert!(
+            !rootfs.join("scratch").exists(),
+            "a tmpfs mount point left in the image"
+        );
+    }
+}
