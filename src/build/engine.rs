@@ -129,6 +129,10 @@ pub enum BuildError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// SIGTERM or SIGINT during a RUN step: its processes are killed and
+    /// the build's scratch files removed as the error unwinds.
+    #[error("interrupted by {}", if *signal == 2 { "SIGINT" } else { "SIGTERM" })]
+    Interrupted { signal: i32 },
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error("cannot write a layer")]
@@ -627,32 +631,9 @@ impl<'a> Builder<'a> {
                 cached = hit;
                 Some(history)
             }
-            Kind::Run {
-                command,
-                mounts,
-                network,
-                security,
-            } => {
-                if let Some(m) = mounts.first() {
-                    return Err(self.step_error(
-                        instr,
-                        format!("RUN --mount={m} is not supported yet"),
-                        Some("copy what the step needs with COPY first".into()),
-                    ));
-                }
-                if *security == Some(crate::dockerfile::instructions::Security::Insecure) {
-                    return Err(self.step_error(
-                        instr,
-                        "RUN --security=insecure is not supported",
-                        None,
-                    ));
-                }
-                let network = match network {
-                    Some(crate::dockerfile::instructions::Network::None) => RunNetwork::None,
-                    _ => RunNetwork::Host,
-                };
+            Kind::Run { .. } => {
                 let (bytes, hit, history) =
-                    self.run_step(instr, state, command, network, number, events)?;
+                    self.run_step(instr, &expanded.kind, state, number, events)?;
                 layer_bytes = bytes;
                 cached = hit;
                 Some(history)
@@ -918,16 +899,30 @@ impl<'a> Builder<'a> {
     fn run_step(
         &mut self,
         instr: &Instruction,
+        run: &Kind,
         state: &mut StageState,
-        command: &crate::dockerfile::instructions::CommandLine,
-        network: RunNetwork,
         number: usize,
         events: &mut dyn FnMut(Event),
     ) -> Result<(Option<u64>, bool, String), BuildError> {
-        if !command.files.is_empty() {
-            return Err(self.step_error(instr, "RUN with a heredoc is not supported yet", None));
+        let Kind::Run {
+            command,
+            mounts,
+            network,
+            security,
+        } = run
+        else {
+            unreachable!("run_step takes RUN")
+        };
+        if *security == Some(crate::dockerfile::instructions::Security::Insecure) {
+            return Err(self.step_error(instr, "RUN --security=insecure is not supported", None));
         }
-        let argv = meta::with_shell(&state.config, command);
+        let network = match network {
+            Some(crate::dockerfile::instructions::Network::None) => RunNetwork::None,
+            _ => RunNetwork::Host,
+        };
+        let (run_mounts, stubs, mount_texts) = self.run_mounts(instr, state, mounts)?;
+        let (argv, script) =
+            meta::run_argv(&state.config, command).map_err(|e| self.step_error(instr, e, None))?;
         // BuildKit's history text, without its `|N K=V` build-arg prefix:
         // build-arg values never go into the image.
         let history = format!("RUN {}", argv.join(" "));
@@ -945,6 +940,11 @@ impl<'a> Builder<'a> {
             &epoch,
         ];
         parts.extend(argv.iter().map(String::as_str));
+        if let Some((name, data)) = &script {
+            parts.extend(["\u{0}script", name, data]);
+        }
+        parts.push("\u{0}mounts");
+        parts.extend(mount_texts.iter().map(String::as_str));
         parts.push("\u{0}env");
         parts.extend(env.iter().map(String::as_str));
         let key = key_of(&parts);
@@ -1044,6 +1044,8 @@ impl<'a> Builder<'a> {
             groups: groups.into_iter().map(id).collect::<Result<_, _>>()?,
             network,
             host_files,
+            scripts: script.into_iter().collect(),
+            mounts: run_mounts,
         };
         let dir = self.scratch()?.join(format!("run-{number}"));
         std::fs::create_dir(&dir).map_err(|e| {
@@ -1066,7 +1068,13 @@ impl<'a> Builder<'a> {
                 line: line.to_string(),
             });
         });
-        let code = result.map_err(|e| self.run_error(instr, e))?;
+        let code = match result {
+            Ok(code) => code,
+            Err(crate::run::RunError::Interrupted { signal }) => {
+                return Err(BuildError::Interrupted { signal });
+            }
+            Err(e) => return Err(self.run_error(instr, e)),
+        };
         if code != 0 {
             let mut message = format!("exit code {code}");
             if !tail.is_empty() {
@@ -1082,6 +1090,7 @@ impl<'a> Builder<'a> {
             .iter()
             .filter(|f| f.create)
             .map(|f| f.target.as_str())
+            .chain(stubs.iter().map(String::as_str))
             .collect();
         let entries =
             crate::run::diff::diff(&crate::run::upper_dir(&dir), &created).map_err(|e| {
@@ -1109,6 +1118,108 @@ impl<'a> Builder<'a> {
         state.layers.push((descriptor, diff_id));
         state.key = key;
         Ok((Some(size), false, history))
+    }
+
+    /// A RUN's `--mount`s, prepared: what the sandbox mounts, the mount
+    /// points it will create (missing in the image, left out of the layer
+    /// as newer BuildKit leaves them out) and each mount as key text.
+    #[allow(clippy::type_complexity)]
+    fn run_mounts(
+        &mut self,
+        instr: &Instruction,
+        state: &StageState,
+        mounts: &[String],
+    ) -> Result<(Vec<crate::run::RunMount>, Vec<String>, Vec<String>), BuildError> {
+        use crate::dockerfile::instructions::{MountType, parse_mount};
+        use crate::run::MountSource;
+        let mut out = Vec::new();
+        let mut stubs = Vec::new();
+        let mut texts = Vec::new();
+        for raw in mounts {
+            let lexer = &self.lexer;
+            let m = parse_mount(raw, &mut |v| {
+                lexer
+                    .process_word(v, &state.scope)
+                    .map_err(|e| e.to_string())
+            })
+            .map_err(|e| {
+                self.step_error(instr, e.message, (!e.hint.is_empty()).then_some(e.hint))
+            })?;
+            let Some(target) = m.target.clone() else {
+                return Err(self.step_error(
+                    instr,
+                    format!("--mount={raw}: the mount needs a target"),
+                    None,
+                ));
+            };
+            let target = meta::normalize_workdir(&state.run().working_dir, &target);
+            let rel = target.trim_start_matches('/');
+            // A mount over a symlink would follow it out of the root:
+            // the path must be plain directories in the image.
+            let resolved = state
+                .view
+                .resolve(rel.as_bytes(), true)
+                .map_err(|e| self.step_error(instr, e.to_string(), None))?;
+            if resolved != rel.as_bytes() {
+                return Err(self.step_error(
+                    instr,
+                    format!("--mount target {target} goes through a symlink in the image"),
+                    Some("mount at the path the symlink points to".into()),
+                ));
+            }
+            let mut current = String::new();
+            for part in rel.split('/').filter(|p| !p.is_empty()) {
+                if !current.is_empty() {
+                    current.push('/');
+                }
+                current.push_str(part);
+                if state.view.get(current.as_bytes()).is_none() {
+                    stubs.push(current.clone());
+                }
+            }
+            let source = match m.kind {
+                MountType::Tmpfs => MountSource::Tmpfs { size: m.size_limit },
+                MountType::Cache => {
+                    let id = m.id.clone().unwrap_or_else(|| target.clone());
+                    let dir = self
+                        .store
+                        .root()
+                        .join("mounts/cache")
+                        .join(key_of(&[&id]).hex());
+                    if !dir.exists() {
+                        create_cache_dir(
+                            &dir,
+                            m.mode.unwrap_or(0o755),
+                            m.uid.unwrap_or(0),
+                            m.gid.unwrap_or(0),
+                        )
+                        .map_err(|e| {
+                            self.run_error(
+                                instr,
+                                crate::run::RunError::Io {
+                                    path: dir.clone(),
+                                    source: e,
+                                },
+                            )
+                        })?;
+                    }
+                    MountSource::Bind {
+                        source: dir,
+                        readonly: m.readonly,
+                    }
+                }
+                other => {
+                    return Err(self.step_error(
+                        instr,
+                        format!("RUN --mount=type={other:?} is not supported yet").to_lowercase(),
+                        Some("type=cache and type=tmpfs are; copy other inputs with COPY".into()),
+                    ));
+                }
+            };
+            texts.push(format!("{m:?}"));
+            out.push(crate::run::RunMount { target, source });
+        }
+        Ok((out, stubs, texts))
     }
 
     fn run_error(&self, instr: &Instruction, e: crate::run::RunError) -> BuildError {
@@ -1416,6 +1527,26 @@ fn run_env(state: &StageState) -> Vec<String> {
         env.push(format!("PATH={}", meta::DEFAULT_PATH));
     }
     env
+}
+
+/// A cache mount's directory, made whole before it gets its real name (two
+/// builds may race to create it).
+fn create_cache_dir(dir: &std::path::Path, mode: u32, uid: u32, gid: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = dir.parent().expect("under mounts/cache");
+    std::fs::create_dir_all(parent)?;
+    let temp = parent.join(format!(".new-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&temp);
+    std::fs::create_dir(&temp)?;
+    std::os::unix::fs::chown(&temp, Some(uid), Some(gid))?;
+    std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(mode & 0o7777))?;
+    if let Err(e) = std::fs::rename(&temp, dir) {
+        let _ = std::fs::remove_dir(&temp);
+        if !dir.is_dir() {
+            return Err(e);
+        }
+    }
+    Ok(())
 }
 
 /// A chain key: the SHA-256 of the parts, each ended by a NUL.

@@ -95,6 +95,63 @@ pub fn with_shell(config: &ImageConfig, command: &CommandLine) -> Vec<String> {
         .collect()
 }
 
+/// Where BuildKit puts a RUN heredoc that starts with `#!`.
+pub const HEREDOC_DIR: &str = "/dev/pipes";
+
+/// A file a RUN step runs: its name and content.
+pub type Script = (String, String);
+
+/// A RUN's argv, BuildKit's `dispatchRun`: a lone heredoc (`RUN <<EOF`)
+/// runs its body through the shell, or, when the body starts with `#!`, is
+/// written to [`HEREDOC_DIR`]`/NAME` (mode 0755, returned as the second
+/// value) and that file run; any other heredoc is put back together with
+/// its command line for the shell to read.
+pub fn run_argv(
+    config: &ImageConfig,
+    command: &CommandLine,
+) -> Result<(Vec<String>, Option<Script>), String> {
+    let Some(first) = command.files.first() else {
+        return Ok((with_shell(config, command), None));
+    };
+    if command.args.len() != 1 || !command.prepend_shell {
+        return Err(format!(
+            "parsing produced an invalid run command: {:?}",
+            command.args
+        ));
+    }
+    let mut file = None;
+    let body = if crate::dockerfile::parser::heredoc_marker(&command.args[0]).is_some() {
+        if first.data.starts_with("#!") {
+            if first.name.contains('/') || first.name.is_empty() {
+                return Err(format!("invalid heredoc name {:?}", first.name));
+            }
+            let data = if first.chomp {
+                crate::dockerfile::parser::chomp_heredoc_content(&first.data)
+            } else {
+                first.data.clone()
+            };
+            file = Some((first.name.clone(), data));
+            format!("{HEREDOC_DIR}/{}", first.name)
+        } else {
+            first.data.clone()
+        }
+    } else {
+        let mut full = command.args[0].clone();
+        for f in &command.files {
+            full.push('\n');
+            full.push_str(&f.data);
+            full.push_str(&f.name);
+        }
+        full
+    };
+    let line = CommandLine {
+        args: vec![body],
+        prepend_shell: true,
+        files: Vec::new(),
+    };
+    Ok((with_shell(config, &line), file))
+}
+
 pub fn cmd(config: &mut ImageConfig, command: &CommandLine) -> String {
     let args = with_shell(config, command);
     let run = run_config(config);

@@ -251,6 +251,10 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
             if let Some(hint) = e.hint() {
                 eprintln!("  hint: {hint}");
             }
+            // 130 for SIGINT, 143 for SIGTERM, as a shell reports them.
+            if let hoist::build::engine::BuildError::Interrupted { signal } = e {
+                return Ok(128 + signal);
+            }
             return Ok(1);
         }
     };

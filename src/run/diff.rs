@@ -15,9 +15,10 @@ use std::path::Path;
 const OVERLAY_XATTR: &[u8] = b"trusted.overlay.";
 const OPAQUE_XATTR: &[u8] = b"trusted.overlay.opaque";
 
-/// The changes in `upper` as layer entries, sorted, leaving out the empty
-/// mount points listed in `mount_points` (paths without a leading `/`) that
-/// the sandbox created and the command did not touch.
+/// The changes in `upper` as layer entries, sorted, leaving out the mount
+/// points listed in `mount_points` (paths without a leading `/`) that the
+/// sandbox created and the command left empty: empty files, and
+/// directories with nothing of the layer below them.
 pub fn diff(upper: &Path, mount_points: &[&str]) -> Result<Vec<Entry>, WalkError> {
     let options = WalkOptions {
         xattrs: true,
@@ -41,6 +42,16 @@ pub fn diff(upper: &Path, mount_points: &[&str]) -> Result<Vec<Entry>, WalkError
             out.push(Entry::opaque(&entry.path));
         }
         out.push(entry);
+    }
+    // Deepest first, so a stub's stub parent is empty once it is gone.
+    let mut stubs: Vec<&str> = mount_points.to_vec();
+    stubs.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    for stub in stubs {
+        let below = format!("{stub}/");
+        let used = out.iter().any(|e| e.path.starts_with(below.as_bytes()));
+        if !used {
+            out.retain(|e| !(e.path == stub.as_bytes() && e.kind == EntryKind::Dir));
+        }
     }
     crate::layer::tar::sort_entries(&mut out);
     Ok(out)
@@ -73,6 +84,9 @@ mod tests {
         std::fs::write(up.join("data/new"), b"new").unwrap();
         std::fs::write(up.join("etc/hosts"), b"").unwrap();
         std::fs::write(up.join("etc/resolv.conf"), b"changed").unwrap();
+        std::fs::create_dir_all(up.join("cache/a")).unwrap();
+        std::fs::create_dir_all(up.join("used/a")).unwrap();
+        std::fs::write(up.join("used/b"), b"b").unwrap();
         let gone = CString::new(up.join("etc/group").as_os_str().as_bytes()).unwrap();
         let data = CString::new(up.join("data").as_os_str().as_bytes()).unwrap();
         // SAFETY: NUL-terminated paths and a one-byte value.
@@ -89,7 +103,15 @@ mod tests {
                 0
             );
         }
-        let entries = diff(up, &["etc/hosts", "etc/resolv.conf"]).unwrap();
+        let stubs = [
+            "etc/hosts",
+            "etc/resolv.conf",
+            "cache",
+            "cache/a",
+            "used",
+            "used/a",
+        ];
+        let entries = diff(up, &stubs).unwrap();
         assert_eq!(
             names(&entries),
             [
@@ -98,7 +120,9 @@ mod tests {
                 "data/new",
                 "etc",
                 "etc/.wh.group",
-                "etc/resolv.conf"
+                "etc/resolv.conf",
+                "used",
+                "used/b"
             ]
         );
         assert!(entries.iter().all(|e| e.xattrs.is_empty()));

@@ -53,6 +53,9 @@ pub enum RunError {
         #[source]
         source: crate::layer::ExtractError,
     },
+    /// SIGTERM or SIGINT arrived; the step's processes are gone.
+    #[error("interrupted by signal {signal}")]
+    Interrupted { signal: i32 },
     #[error("RUN needs root for now: rootless RUN (user namespaces) is not implemented yet")]
     NotRoot,
 }
@@ -78,6 +81,27 @@ pub struct HostFile {
     pub create: bool,
 }
 
+/// A file system mounted into the step (`RUN --mount`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountSource {
+    Tmpfs {
+        size: Option<u64>,
+    },
+    /// A host directory (a cache mount's), bound.
+    Bind {
+        source: PathBuf,
+        readonly: bool,
+    },
+}
+
+/// One `RUN --mount`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunMount {
+    /// Absolute in the image, without symlinks (the caller resolves them).
+    pub target: String,
+    pub source: MountSource,
+}
+
 /// One command to run.
 #[derive(Debug, Clone)]
 pub struct RunSpec {
@@ -95,6 +119,10 @@ pub struct RunSpec {
     pub groups: Vec<u32>,
     pub network: Network,
     pub host_files: Vec<HostFile>,
+    /// Files (name, content) the step finds, executable and read-only, in
+    /// `/dev/pipes` (a RUN heredoc starting with `#!`, as BuildKit does).
+    pub scripts: Vec<(String, String)>,
+    pub mounts: Vec<RunMount>,
 }
 
 /// Runs `spec` with `dir` (an empty directory in the store, kept by the
@@ -116,7 +144,23 @@ pub fn run(spec: &RunSpec, dir: &Path, output: &mut dyn FnMut(&str)) -> Result<i
             source,
         })?;
     }
-    let prepared = sandbox::Prepared::new(spec, &upper, &work, &merged, &empty)?;
+    let pipes = dir.join("pipes");
+    if !spec.scripts.is_empty() {
+        use std::os::unix::fs::PermissionsExt;
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| RunError::Io { path, source }
+        };
+        std::fs::create_dir_all(&pipes).map_err(io(&pipes))?;
+        for (name, data) in &spec.scripts {
+            let path = pipes.join(name);
+            std::fs::write(&path, data).map_err(io(&path))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+                .map_err(io(&path))?;
+        }
+    }
+    let pipes = (!spec.scripts.is_empty()).then_some(pipes.as_path());
+    let prepared = sandbox::Prepared::new(spec, &upper, &work, &merged, &empty, pipes)?;
     let code = sandbox::run(&prepared, output)?;
     // overlayfs leaves its work directory owned by root with mode 0: gone
     // with the scratch directory later, but keep the tree tidy now.

@@ -11,12 +11,13 @@
 //! fork: after it they only make system calls (see `syscall`).
 
 use super::syscall::{Errno, Linux, Syscall};
-use super::{Network, RunError, RunSpec};
+use super::{MountSource, Network, RunError, RunSpec};
 use std::ffi::{CStr, CString};
 use std::io::{BufRead, BufReader, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
 
 /// The host devices a build step gets (BuildKit's and runc's defaults).
 const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
@@ -54,7 +55,10 @@ pub(super) struct Prepared {
     shm: CString,
     dev_links: Vec<(CString, CString)>,
     etc: CString,
+    /// A host directory bound read-only at /dev/pipes.
+    pipes: Option<(CString, CString)>,
     host_files: Vec<(CString, CString, bool)>,
+    mounts: Vec<PreparedMount>,
     workdir_parts: Vec<CString>,
     workdir: CString,
     uid: u32,
@@ -65,6 +69,19 @@ pub(super) struct Prepared {
     argv: Vec<CString>,
     env: Vec<CString>,
     flags: libc::c_int,
+}
+
+/// A `--mount`: the directories to create on the way, its target in the
+/// merged root, what to mount there.
+struct PreparedMount {
+    parents: Vec<CString>,
+    target: CString,
+    kind: PreparedKind,
+}
+
+enum PreparedKind {
+    Tmpfs(CString),
+    Bind { source: CString, readonly: bool },
 }
 
 fn cstring(bytes: impl AsRef<[u8]>) -> Result<CString, RunError> {
@@ -99,6 +116,7 @@ impl Prepared {
         work: &Path,
         merged: &Path,
         empty: &Path,
+        pipes: Option<&Path>,
     ) -> Result<Prepared, RunError> {
         // overlayfs lists lower directories top first.
         let mut lowers: Vec<PathBuf> = spec.lowers.iter().rev().cloned().collect();
@@ -204,10 +222,47 @@ impl Prepared {
             .map(|(t, p)| Ok((cstring(t)?, m(p)?)))
             .collect::<Result<_, RunError>>()?,
             etc: m("etc")?,
+            pipes: match pipes {
+                Some(dir) => Some((path_c(dir)?, m("dev/pipes")?)),
+                None => None,
+            },
             host_files: spec
                 .host_files
                 .iter()
                 .map(|f| Ok((path_c(&f.source)?, m(&f.target)?, f.create)))
+                .collect::<Result<_, RunError>>()?,
+            mounts: spec
+                .mounts
+                .iter()
+                .map(|mount| {
+                    let mut parents = Vec::new();
+                    let mut current = String::new();
+                    for part in mount.target.split('/').filter(|p| !p.is_empty()) {
+                        if !current.is_empty() {
+                            current.push('/');
+                        }
+                        current.push_str(part);
+                        parents.push(m(&current)?);
+                    }
+                    let target = parents.pop().ok_or_else(|| RunError::Invalid {
+                        reason: "a mount cannot replace the root directory".into(),
+                    })?;
+                    let kind = match &mount.source {
+                        MountSource::Tmpfs { size } => PreparedKind::Tmpfs(cstring(match size {
+                            Some(bytes) => format!("mode=1777,size={bytes}"),
+                            None => "mode=1777".to_string(),
+                        })?),
+                        MountSource::Bind { source, readonly } => PreparedKind::Bind {
+                            source: path_c(source)?,
+                            readonly: *readonly,
+                        },
+                    };
+                    Ok(PreparedMount {
+                        parents,
+                        target,
+                        kind,
+                    })
+                })
                 .collect::<Result<_, RunError>>()?,
             workdir_parts,
             workdir: cstring(workdir)?,
@@ -278,6 +333,20 @@ pub(super) fn setup(sys: &mut impl Syscall, p: &Prepared) -> Result<(), StepErro
     for (target, link) in &p.dev_links {
         sys.symlink(target, link).map_err(|e| ("link /dev/fd", e))?;
     }
+    if let Some((host, target)) = &p.pipes {
+        sys.mkdir(target, 0o755)
+            .map_err(|e| ("create /dev/pipes", e))?;
+        sys.mount(host, target, empty, libc::MS_BIND, None)
+            .map_err(|e| ("bind /dev/pipes", e))?;
+        sys.mount(
+            empty,
+            target,
+            empty,
+            libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY,
+            None,
+        )
+        .map_err(|e| ("make /dev/pipes read-only", e))?;
+    }
     for (host, target, create) in &p.host_files {
         if *create {
             sys.mkdir(&p.etc, 0o755).map_err(|e| ("create /etc", e))?;
@@ -294,6 +363,43 @@ pub(super) fn setup(sys: &mut impl Syscall, p: &Prepared) -> Result<(), StepErro
             None,
         )
         .map_err(|e| ("make /etc/hosts or /etc/resolv.conf read-only", e))?;
+    }
+    for mount in &p.mounts {
+        for dir in mount.parents.iter().chain([&mount.target]) {
+            sys.mkdir(dir, 0o755)
+                .map_err(|e| ("create a --mount target", e))?;
+        }
+        match &mount.kind {
+            PreparedKind::Tmpfs(data) => sys
+                .mount(
+                    c"tmpfs",
+                    &mount.target,
+                    c"tmpfs",
+                    libc::MS_NOSUID | libc::MS_NODEV,
+                    Some(data),
+                )
+                .map_err(|e| ("mount a tmpfs --mount", e))?,
+            PreparedKind::Bind { source, readonly } => {
+                sys.mount(
+                    source,
+                    &mount.target,
+                    empty,
+                    libc::MS_BIND | libc::MS_REC,
+                    None,
+                )
+                .map_err(|e| ("bind a --mount", e))?;
+                if *readonly {
+                    sys.mount(
+                        empty,
+                        &mount.target,
+                        empty,
+                        libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY,
+                        None,
+                    )
+                    .map_err(|e| ("make a --mount read-only", e))?;
+                }
+            }
+        }
     }
     sys.sethostname(HOSTNAME)
         .map_err(|e| ("set the host name", e))?;
@@ -384,6 +490,9 @@ fn child(p: &Prepared, err: libc::c_int, out: libc::c_int, null: libc::c_int) ->
     // SAFETY (whole function): only system calls on prepared data; every
     // path ends in _exit or a successful exec.
     unsafe {
+        // hoist's handlers are not for the sandbox's processes.
+        libc::signal(libc::SIGTERM, libc::SIG_DFL);
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
         if let Err(e) = Linux.unshare(p.flags) {
             report(err, ("create namespaces", e));
@@ -442,6 +551,64 @@ fn child(p: &Prepared, err: libc::c_int, out: libc::c_int, null: libc::c_int) ->
     }
 }
 
+/// The intermediate child of the step running now (0 when none), for the
+/// signal handler.
+static CHILD: AtomicI32 = AtomicI32::new(0);
+/// SIGTERM or SIGINT, once one arrived during a step.
+static SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+/// SIGTERM and SIGINT during a step: kill the sandbox and let the build
+/// unwind. Killing the intermediate child is enough: its death kills the
+/// command (parent-death signal), whose death as pid 1 kills everything
+/// else in its pid namespace, and the mount namespace with all the
+/// step's mounts goes with the last of them.
+extern "C" fn on_signal(signal: libc::c_int) {
+    SIGNAL.store(signal, Ordering::SeqCst);
+    let pid = CHILD.load(Ordering::SeqCst);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+}
+
+/// Installs [`on_signal`] for SIGTERM and SIGINT while alive; puts the
+/// previous handlers back when dropped.
+struct SignalGuard {
+    previous: [(libc::c_int, libc::sigaction); 2],
+}
+
+impl SignalGuard {
+    fn install() -> SignalGuard {
+        let mut previous = [
+            (libc::SIGTERM, unsafe_zeroed()),
+            (libc::SIGINT, unsafe_zeroed()),
+        ];
+        for (signal, old) in &mut previous {
+            let mut action = unsafe_zeroed();
+            action.sa_sigaction = on_signal as *const () as libc::sighandler_t;
+            // No SA_RESTART: the blocking read of the output returns.
+            action.sa_flags = 0;
+            // SAFETY: valid sigaction structures; the handler is async-signal-safe.
+            unsafe { libc::sigaction(*signal, &action, old) };
+        }
+        SignalGuard { previous }
+    }
+}
+
+impl Drop for SignalGuard {
+    fn drop(&mut self) {
+        for (signal, old) in &self.previous {
+            // SAFETY: restores what sigaction returned.
+            unsafe { libc::sigaction(*signal, old, std::ptr::null_mut()) };
+        }
+    }
+}
+
+fn unsafe_zeroed() -> libc::sigaction {
+    // SAFETY: sigaction is plain data; all-zero is a valid (default) value.
+    unsafe { std::mem::zeroed() }
+}
+
 /// Runs the prepared command; calls `output` with each line it prints
 /// (stdout and stderr, interleaved as written); returns its exit code.
 pub(super) fn run(p: &Prepared, output: &mut dyn FnMut(&str)) -> Result<i32, RunError> {
@@ -456,6 +623,8 @@ pub(super) fn run(p: &Prepared, output: &mut dyn FnMut(&str)) -> Result<i32, Run
         step: "open /dev/null".into(),
         source,
     })?;
+    SIGNAL.store(0, Ordering::SeqCst);
+    let _signals = SignalGuard::install();
     // SAFETY: the child only makes system calls on data prepared above.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
@@ -466,6 +635,11 @@ pub(super) fn run(p: &Prepared, output: &mut dyn FnMut(&str)) -> Result<i32, Run
     }
     if pid == 0 {
         child(p, err_w.as_raw_fd(), out_w.as_raw_fd(), null.as_raw_fd());
+    }
+    CHILD.store(pid, Ordering::SeqCst);
+    if SIGNAL.load(Ordering::SeqCst) != 0 {
+        // SAFETY: pid is our child.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
     }
     drop(err_w);
     drop(out_w);
@@ -488,6 +662,11 @@ pub(super) fn run(p: &Prepared, output: &mut dyn FnMut(&str)) -> Result<i32, Run
         }
     }
     let code = wait_for(pid);
+    CHILD.store(0, Ordering::SeqCst);
+    let signal = SIGNAL.swap(0, Ordering::SeqCst);
+    if signal != 0 {
+        return Err(RunError::Interrupted { signal });
+    }
     if let Some(nul) = report.iter().position(|&b| b == 0) {
         let step = String::from_utf8_lossy(&report[..nul]).into_owned();
         let errno = report
@@ -530,6 +709,14 @@ mod tests {
                 target: "etc/hosts".into(),
                 create: true,
             }],
+            scripts: Vec::new(),
+            mounts: vec![crate::run::RunMount {
+                target: "/root/.cache".into(),
+                source: MountSource::Bind {
+                    source: "/store/mounts/cache/ab".into(),
+                    readonly: false,
+                },
+            }],
         }
     }
 
@@ -540,6 +727,7 @@ mod tests {
             Path::new("/s/work"),
             Path::new("/s/merged"),
             Path::new("/s/empty"),
+            None,
         )
         .unwrap()
     }
@@ -573,6 +761,8 @@ mod tests {
         assert_eq!(calls[pivot + 1], "umount . 0x2");
         assert!(pivot < at("mkdir /app/src"));
         assert!(at("chdir /app/src") < at("setuid 1001"));
+        let cache = at("mount /store/mounts/cache/ab /s/merged/root/.cache  0x5000");
+        assert!(at("mkdir /s/merged/root 755") < cache && cache < pivot);
         assert!(at("drop cap 21") < at("setuid 1001"), "CAP_SYS_ADMIN goes");
         assert!(
             !calls.contains(&"drop cap 0".to_string()),

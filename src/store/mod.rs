@@ -11,7 +11,9 @@
 //! blobs/sha256/<hex>  every blob, named by the SHA-256 of its content
 //! hoist.json          {"hoistStoreVersion":N}, the format of hoist's own parts
 //! cache/ab/<key>.json build cache records (step cache key -> result)
-//! snapshots/          extracted layers, by diffID (created; not yet used)
+//! snapshots/<diffID>/  extracted layers: `content/` (plain files COPY reads)
+//!                     and `rootfs/` (RUN's overlay lower directories)
+//! mounts/cache/<hex>  RUN --mount=type=cache directories, by SHA-256 of id
 //! tmp/                blobs and documents being written
 //! locks/              lock files (see below)
 //! ```
@@ -92,6 +94,7 @@ const STORE_ENTRIES: &[&str] = &[
     "hoist.json",
     "cache",
     "snapshots",
+    "mounts",
     "tmp",
     "locks",
 ];

@@ -136,3 +136,147 @@ RUN test "$(id -u):$(id -g)" = 1001:1001 && test "$PWD" = /
     let built = build(store.path(), dockerfile, &[]);
     assert!(built.ok, "{}", built.stderr);
 }
+
+#[test]
+fn sigterm_during_a_run_ends_it_and_the_store_stays_usable() {
+    use std::io::BufRead;
+    let store = tempfile::tempdir().unwrap();
+    let ctx = tempfile::tempdir().unwrap();
+    busybox_context(ctx.path());
+    let token = format!("sigterm-{}", std::process::id());
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        format!(
+            "FROM scratch\nCOPY bin /bin/\nRUN echo started-{token} && sleep 60 && echo {token}\n"
+        ),
+    )
+    .unwrap();
+    let mut child = Command::cargo_bin("hoist")
+        .unwrap()
+        .arg("--store")
+        .arg(store.path())
+        .args(["build", "-t", "run:test"])
+        .arg(ctx.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut log = Vec::new();
+    while !log
+        .iter()
+        .any(|l: &String| l.contains(&format!("| started-{token}")))
+    {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => log.push(line),
+            Err(_) => panic!("the step did not start: {log:#?}"),
+        }
+    }
+    // SAFETY: kill with a pid we own.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let stopped = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            stopped.elapsed() < std::time::Duration::from_secs(5),
+            "hoist did not exit within 5 s of SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(143), "{log:#?}");
+    // No process of the step is left (their command lines hold the token).
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).into_owned();
+            assert!(
+                !cmdline.contains(&token) || entry.file_name() == "self",
+                "left behind: {cmdline}"
+            );
+        }
+    }
+    // The build's scratch files are gone and the next build works.
+    let tmp: Vec<_> = std::fs::read_dir(store.path().join("tmp"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(tmp.is_empty(), "{tmp:?}");
+    let next = build(
+        store.path(),
+        "FROM scratch\nCOPY bin /bin/\nRUN true\n",
+        &[],
+    );
+    assert!(next.ok, "{}", next.stderr);
+}
+
+#[test]
+fn heredoc_runs_as_buildkit_runs_them() {
+    let store = tempfile::tempdir().unwrap();
+    let dockerfile = r#"FROM scratch
+COPY bin /bin/
+RUN <<EOF
+echo one > /one
+echo two > /two
+EOF
+RUN <<EOT
+#!/bin/sh
+echo "$0" > /script-name
+EOT
+RUN cat <<A > /x
+body
+A
+RUN test "$(cat /one /two /script-name /x)" = "$(printf 'one\ntwo\n/dev/pipes/EOT\nbody')" \
+ && test ! -e /dev/pipes/EOT
+"#;
+    let built = build(store.path(), dockerfile, &[]);
+    assert!(built.ok, "{}", built.stderr);
+}
+
+#[test]
+fn cache_mounts_persist_between_builds_and_mount_points_stay_out_of_the_layer() {
+    let store = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let dockerfile = r#"FROM scratch
+COPY bin /bin/
+RUN --mount=type=cache,target=/var/cache/app \
+    n=$(cat /var/cache/app/n 2>/dev/null || echo 0) && echo $((n + 1)) > /var/cache/app/n \
+ && cp /var/cache/app/n /seen
+RUN --mount=type=tmpfs,target=/scratch echo x > /scratch/y && test -f /scratch/y && echo z > /z
+"#;
+    let layout = out.path().join("oci");
+    let output = format!("type=oci,dest={}", layout.display());
+    for expected in ["1", "2"] {
+        let _ = std::fs::remove_dir_all(&layout);
+        let built = build(
+            store.path(),
+            dockerfile,
+            &["--no-cache", "--output", &output],
+        );
+        assert!(built.ok, "{}", built.stderr);
+        let rootfs = out.path().join(format!("rootfs-{expected}"));
+        crate::support::unpack_oci_image(&layout, "test", &rootfs);
+        assert_eq!(
+            std::fs::read_to_string(rootfs.join("seen")).unwrap().trim(),
+            expected
+        );
+        assert!(rootfs.join("z").is_file());
+        assert!(
+            !rootfs.join("var").exists(),
+            "a cache mount point left in the image"
+        );
+        assert!(
+            !rootfs.join("scratch").exists(),
+            "a tmpfs mount point left in the image"
+        );
+    }
+}
