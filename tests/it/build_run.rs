@@ -17,15 +17,22 @@ struct Built {
 /// /bin/` makes a shell), with `extra` arguments before the context.
 fn build(store: &Path, dockerfile: &str, extra: &[&str]) -> Built {
     let ctx = tempfile::tempdir().unwrap();
-    busybox_context(ctx.path());
-    std::fs::write(ctx.path().join("Dockerfile"), dockerfile).unwrap();
+    build_in(ctx.path(), store, dockerfile, extra)
+}
+
+/// [`build`] in a given context directory (which may hold more files).
+fn build_in(ctx: &Path, store: &Path, dockerfile: &str, extra: &[&str]) -> Built {
+    if !ctx.join("bin").exists() {
+        busybox_context(ctx);
+    }
+    std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
     let out = Command::cargo_bin("hoist")
         .unwrap()
         .arg("--store")
         .arg(store)
         .args(["build", "-t", "run:test"])
         .args(extra)
-        .arg(ctx.path())
+        .arg(ctx)
         .output()
         .unwrap();
     Built {
@@ -277,6 +284,70 @@ RUN --mount=type=tmpfs,target=/scratch echo x > /scratch/y && test -f /scratch/y
         assert!(
             !rootfs.join("scratch").exists(),
             "a tmpfs mount point left in the image"
+        );
+    }
+}
+
+#[test]
+fn bind_mounts_read_the_context_and_other_stages_and_leave_nothing_behind() {
+    let store = tempfile::tempdir().unwrap();
+    let ctx = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    std::fs::write(ctx.path().join("note.txt"), "from-context\n").unwrap();
+    std::fs::write(ctx.path().join("secret.txt"), "ignored\n").unwrap();
+    std::fs::write(ctx.path().join(".dockerignore"), "secret.txt\n").unwrap();
+    let dockerfile = r#"FROM scratch AS data
+COPY bin /bin/
+RUN mkdir /out && echo from-stage > /out/msg
+
+FROM scratch
+COPY bin /bin/
+RUN --mount=type=bind,from=data,source=/out,target=/m cp /m/msg /got-stage \
+ && ! touch /m/x 2>/dev/null
+RUN --mount=type=bind,target=/ctx cp /ctx/note.txt /got-ctx && test ! -e /ctx/secret.txt
+RUN --mount=type=bind,target=/ctx,rw echo scribble > /ctx/note.txt \
+ && test "$(cat /ctx/note.txt)" = scribble
+"#;
+    let layout = out.path().join("oci");
+    let built = build_in(
+        ctx.path(),
+        store.path(),
+        dockerfile,
+        &["--output", &format!("type=oci,dest={}", layout.display())],
+    );
+    assert!(built.ok, "{}", built.stderr);
+    let rootfs = out.path().join("rootfs");
+    crate::support::unpack_oci_image(&layout, "test", &rootfs);
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("got-stage")).unwrap(),
+        "from-stage\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("got-ctx")).unwrap(),
+        "from-context\n"
+    );
+    assert!(!rootfs.join("m").exists() && !rootfs.join("ctx").exists());
+    // A read-write bind mount's writes are thrown away.
+    assert_eq!(
+        std::fs::read_to_string(ctx.path().join("note.txt")).unwrap(),
+        "from-context\n"
+    );
+}
+
+#[test]
+fn a_context_bind_mount_is_keyed_by_the_context_content() {
+    let store = tempfile::tempdir().unwrap();
+    let ctx = tempfile::tempdir().unwrap();
+    let dockerfile =
+        "FROM scratch\nCOPY bin /bin/\nRUN --mount=type=bind,target=/ctx cat /ctx/note.txt\n";
+    for text in ["first-note", "second-note"] {
+        std::fs::write(ctx.path().join("note.txt"), text).unwrap();
+        let built = build_in(ctx.path(), store.path(), dockerfile, &[]);
+        assert!(built.ok, "{}", built.stderr);
+        assert!(
+            built.stderr.contains(&format!("| {text}")),
+            "{}",
+            built.stderr
         );
     }
 }
