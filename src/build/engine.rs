@@ -1020,6 +1020,19 @@ impl<'a> Builder<'a> {
                 create,
             });
         }
+        // runc's default: HOME from the user's passwd entry, else `/`.
+        let mut env = env;
+        if !env.iter().any(|e| e.starts_with("HOME=")) {
+            let passwd = super::user::read_file(&state.view, "etc/passwd").unwrap_or_default();
+            let home = passwd
+                .lines()
+                .map(|l| l.trim().split(':').collect::<Vec<_>>())
+                .find(|f| f.len() > 5 && f[2].parse::<u64>().ok() == Some(uid))
+                .map(|f| f[5].to_string())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "/".into());
+            env.push(format!("HOME={home}"));
+        }
         let spec = RunSpec {
             lowers,
             argv,

@@ -81,7 +81,7 @@ COPY bin /bin/
 ARG SECRET STORE
 RUN test -n "$SECRET" && test -n "$STORE" \
  && test ! -e "$SECRET" && test ! -e "$STORE" && test ! -e /root/.docker/config.json \
- && test "$$" = 1 && test "$(hostname)" = buildkitsandbox \
+ && test "$$" = 1 && test "$(hostname)" = buildkitsandbox && test "$HOME" = / \
  && ls / > /root-listing && cat /etc/hosts > /dev/null \
  && echo probe > /dev/null && ! touch /etc/hosts 2>/dev/null
 RUN --network=none test "$(ls /sys/class/net)" = lo
@@ -138,7 +138,7 @@ RUN rm /gone /bin/vi && rm -rf /d && mkdir /d && echo new > /d/new
 RUN test ! -e /gone && test ! -e /bin/vi && test -e /bin/sh \
  && test "$(ls /d)" = new && test ! -e /d/old && test ! -e /d/keep
 USER 1001:1001
-RUN test "$(id -u):$(id -g)" = 1001:1001 && test "$PWD" = /
+RUN test "$(id -u):$(id -g)" = 1001:1001 && test "$PWD" = / && test "$HOME" = /
 "#;
     let built = build(store.path(), dockerfile, &[]);
     assert!(built.ok, "{}", built.stderr);
