@@ -960,6 +960,7 @@ impl<'a> Builder<'a> {
             None => {}
         }
 
+        crate::run::check_privileges().map_err(|e| self.run_error(instr, e))?;
         for dir in ["proc", "dev", "sys"] {
             if let Some(e) = state.view.get(dir.as_bytes())
                 && e.kind != EntryKind::Dir

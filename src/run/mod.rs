@@ -140,10 +140,7 @@ pub struct RunSpec {
 /// mount directories; calls `output` for each line the command prints.
 /// Returns the exit code; the changes are in [`upper_dir`]`(dir)`.
 pub fn run(spec: &RunSpec, dir: &Path, output: &mut dyn FnMut(&str)) -> Result<i32, RunError> {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        return Err(RunError::NotRoot);
-    }
+    check_privileges()?;
     let upper = upper_dir(dir);
     let work = dir.join("work");
     let merged = dir.join("merged");
@@ -186,6 +183,16 @@ pub fn run(spec: &RunSpec, dir: &Path, output: &mut dyn FnMut(&str)) -> Result<i
     // with the scratch directory later, but keep the tree tidy now.
     let _ = std::fs::remove_dir_all(&work);
     Ok(code)
+}
+
+/// Fails unless this process can run steps (for now: it runs as root),
+/// before any snapshot is extracted for them.
+pub fn check_privileges() -> Result<(), RunError> {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(RunError::NotRoot);
+    }
+    Ok(())
 }
 
 /// Where [`run`] leaves the changes.

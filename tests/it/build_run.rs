@@ -351,3 +351,40 @@ fn a_context_bind_mount_is_keyed_by_the_context_content() {
         );
     }
 }
+
+#[test]
+fn run_without_root_fails_at_once_with_the_remedy_and_copy_still_works() {
+    use std::os::unix::fs::PermissionsExt;
+    let setpriv = crate::support::require("/usr/bin/setpriv", "util-linux");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let ctx = dir.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(ctx.join("f"), "f").unwrap();
+    let build_as_nobody = |dockerfile: &str| {
+        std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
+        Command::new(&setpriv)
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(assert_cmd::cargo::cargo_bin("hoist"))
+            .arg("--store")
+            .arg(dir.path().join("store"))
+            .args(["build", "-t", "x:y"])
+            .arg(&ctx)
+            .output()
+            .unwrap()
+    };
+    let out = build_as_nobody("FROM scratch\nCOPY f /f\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = build_as_nobody("FROM scratch\nCOPY f /f\nRUN true\n");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("Dockerfile:3: RUN true: RUN needs root"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint: run hoist as root"), "{stderr}");
+}
