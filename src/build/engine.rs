@@ -251,6 +251,14 @@ struct Builder<'a> {
     cached: usize,
     /// Images pulled during this build (`--pull` pulls each once).
     pulled: std::collections::HashSet<String>,
+    /// The build context laid out on disk for `RUN --mount=type=bind`.
+    context_tree: Option<PathBuf>,
+}
+
+/// What a step may read besides its own stage.
+struct Inputs<'p> {
+    planned: &'p Plan,
+    done: &'p HashMap<usize, StageState>,
 }
 
 impl<'a> Builder<'a> {
@@ -269,6 +277,7 @@ impl<'a> Builder<'a> {
             step: 0,
             cached: 0,
             pulled: Default::default(),
+            context_tree: None,
         })
     }
 
@@ -632,8 +641,14 @@ impl<'a> Builder<'a> {
                 Some(history)
             }
             Kind::Run { .. } => {
-                let (bytes, hit, history) =
-                    self.run_step(instr, &expanded.kind, state, number, events)?;
+                let (bytes, hit, history) = self.run_step(
+                    instr,
+                    &expanded.kind,
+                    state,
+                    &Inputs { planned, done },
+                    number,
+                    events,
+                )?;
                 layer_bytes = bytes;
                 cached = hit;
                 Some(history)
@@ -901,6 +916,7 @@ impl<'a> Builder<'a> {
         instr: &Instruction,
         run: &Kind,
         state: &mut StageState,
+        inputs: &Inputs<'_>,
         number: usize,
         events: &mut dyn FnMut(Event),
     ) -> Result<(Option<u64>, bool, String), BuildError> {
@@ -920,7 +936,7 @@ impl<'a> Builder<'a> {
             Some(crate::dockerfile::instructions::Network::None) => RunNetwork::None,
             _ => RunNetwork::Host,
         };
-        let (run_mounts, stubs, mount_texts) = self.run_mounts(instr, state, mounts)?;
+        let (run_mounts, stubs, mount_texts) = self.run_mounts(instr, state, inputs, mounts)?;
         let (argv, script) =
             meta::run_argv(&state.config, command).map_err(|e| self.step_error(instr, e, None))?;
         // BuildKit's history text, without its `|N K=V` build-arg prefix:
@@ -970,6 +986,7 @@ impl<'a> Builder<'a> {
             None => {}
         }
 
+        crate::run::check_privileges().map_err(|e| self.run_error(instr, e))?;
         for dir in ["proc", "dev", "sys"] {
             if let Some(e) = state.view.get(dir.as_bytes())
                 && e.kind != EntryKind::Dir
@@ -1029,6 +1046,19 @@ impl<'a> Builder<'a> {
                 target: target.into(),
                 create,
             });
+        }
+        // runc's default: HOME from the user's passwd entry, else `/`.
+        let mut env = env;
+        if !env.iter().any(|e| e.starts_with("HOME=")) {
+            let passwd = super::user::read_file(&state.view, "etc/passwd").unwrap_or_default();
+            let home = passwd
+                .lines()
+                .map(|l| l.trim().split(':').collect::<Vec<_>>())
+                .find(|f| f.len() > 5 && f[2].parse::<u64>().ok() == Some(uid))
+                .map(|f| f[5].to_string())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "/".into());
+            env.push(format!("HOME={home}"));
         }
         let spec = RunSpec {
             lowers,
@@ -1128,6 +1158,7 @@ impl<'a> Builder<'a> {
         &mut self,
         instr: &Instruction,
         state: &StageState,
+        inputs: &Inputs<'_>,
         mounts: &[String],
     ) -> Result<(Vec<crate::run::RunMount>, Vec<String>, Vec<String>), BuildError> {
         use crate::dockerfile::instructions::{MountType, parse_mount};
@@ -1208,6 +1239,28 @@ impl<'a> Builder<'a> {
                         readonly: m.readonly,
                     }
                 }
+                MountType::Bind => {
+                    let (view, lowers, content_key) =
+                        self.bind_source(instr, inputs, m.from.as_deref())?;
+                    texts.push(content_key);
+                    let source = m.source.clone().unwrap_or_else(|| "/".into());
+                    let rel = meta::normalize_workdir("/", &source);
+                    let resolved = view
+                        .resolve(rel.trim_start_matches('/').as_bytes(), true)
+                        .map_err(|e| self.step_error(instr, e.to_string(), None))?;
+                    if !resolved.is_empty() && view.get(&resolved).is_none() {
+                        return Err(self.step_error(
+                            instr,
+                            format!("--mount={raw}: source {source} not found"),
+                            None,
+                        ));
+                    }
+                    MountSource::Overlay {
+                        lowers,
+                        subpath: String::from_utf8_lossy(&resolved).into_owned(),
+                        readonly: m.readonly,
+                    }
+                }
                 other => {
                     return Err(self.step_error(
                         instr,
@@ -1220,6 +1273,119 @@ impl<'a> Builder<'a> {
             out.push(crate::run::RunMount { target, source });
         }
         Ok((out, stubs, texts))
+    }
+
+    /// A bind mount's source: the view to resolve its path in, the
+    /// directories that hold it on disk (bottom to top), and a key for its
+    /// content (the stage's key, or a digest of the context's entries).
+    fn bind_source(
+        &mut self,
+        instr: &Instruction,
+        inputs: &Inputs<'_>,
+        from: Option<&str>,
+    ) -> Result<(FsView, Vec<PathBuf>, String), BuildError> {
+        let Some(from) = from else {
+            let view = self.context_view()?.clone();
+            let tree = self.context_tree(instr)?;
+            // The key covers what the step can read: every context entry.
+            let mut h = Sha256::new();
+            for entry in view.layers()[0].entries() {
+                h.update(&entry.path);
+                h.update(format!("\0{:o}\0", entry.mode).as_bytes());
+                match &entry.kind {
+                    EntryKind::File { content, .. } => {
+                        let digest =
+                            self.hasher
+                                .digest(content)
+                                .map_err(|e| BuildError::Context {
+                                    path: self.request.context.clone(),
+                                    source: Box::new(e),
+                                })?;
+                        h.update(digest.to_string().as_bytes());
+                    }
+                    other => h.update(format!("{other:?}").as_bytes()),
+                }
+                h.update(&[0]);
+            }
+            return Ok((view, vec![tree], h.finish().to_string()));
+        };
+        let stage = match inputs.planned.stage_by_ref(from) {
+            Some(i) => inputs.done.get(&i).cloned().ok_or_else(|| {
+                self.step_error(
+                    instr,
+                    format!("stage {from} is not built before this step"),
+                    None,
+                )
+            })?,
+            None => {
+                let platform = self.request.options.target_platform.clone();
+                self.image_state(instr, from, &platform)?
+            }
+        };
+        let mut lowers = Vec::new();
+        for (descriptor, diff_id) in &stage.layers {
+            lowers.push(
+                crate::run::snapshot::ensure(self.store, &descriptor.digest, diff_id)
+                    .map_err(|e| self.run_error(instr, e))?,
+            );
+        }
+        Ok((stage.view, lowers, stage.key.to_string()))
+    }
+
+    /// The build context (after .dockerignore) as a directory tree in the
+    /// build's scratch directory, made once per build: files are hard links
+    /// to the context's (copies across file systems), never written to (the
+    /// mount is an overlay over it).
+    fn context_tree(&mut self, instr: &Instruction) -> Result<PathBuf, BuildError> {
+        if let Some(tree) = &self.context_tree {
+            return Ok(tree.clone());
+        }
+        let tree = self.scratch()?.join("context");
+        let entries: Vec<Entry> = self.context_view()?.layers()[0]
+            .entries()
+            .cloned()
+            .collect();
+        let fail = |e: std::io::Error| {
+            self.run_error(
+                instr,
+                crate::run::RunError::Io {
+                    path: tree.clone(),
+                    source: e,
+                },
+            )
+        };
+        std::fs::create_dir_all(&tree).map_err(fail)?;
+        for entry in entries {
+            use std::os::unix::ffi::OsStrExt;
+            let dest = tree.join(std::ffi::OsStr::from_bytes(&entry.path));
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent).map_err(fail)?;
+            }
+            match &entry.kind {
+                EntryKind::Dir => std::fs::create_dir_all(&dest).map_err(fail)?,
+                EntryKind::File { content, .. } => match content {
+                    crate::layer::tar::Content::Path(p) => {
+                        if std::fs::hard_link(p, &dest).is_err() {
+                            std::fs::copy(p, &dest).map_err(fail)?;
+                        }
+                    }
+                    crate::layer::tar::Content::Bytes(b) => {
+                        std::fs::write(&dest, b).map_err(fail)?
+                    }
+                },
+                EntryKind::Symlink { target } => {
+                    std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(target), &dest)
+                        .map_err(fail)?
+                }
+                EntryKind::Hardlink { target } => {
+                    let source = tree.join(std::ffi::OsStr::from_bytes(target));
+                    std::fs::hard_link(source, &dest).map_err(fail)?
+                }
+                _ => {}
+            }
+        }
+        self.context_tree = Some(tree.clone());
+        Ok(tree)
     }
 
     fn run_error(&self, instr: &Instruction, e: crate::run::RunError) -> BuildError {

@@ -92,6 +92,16 @@ pub enum MountSource {
         source: PathBuf,
         readonly: bool,
     },
+    /// Directories (snapshots of a stage's layers, or the build context
+    /// laid out on disk), bottom to top, merged by an overlay of their
+    /// own; `subpath` of it (relative, already free of symlinks) is bound.
+    /// Writes to a read-write one go to a scratch upper directory and are
+    /// dropped with it, as BuildKit drops them.
+    Overlay {
+        lowers: Vec<PathBuf>,
+        subpath: String,
+        readonly: bool,
+    },
 }
 
 /// One `RUN --mount`.
@@ -130,10 +140,7 @@ pub struct RunSpec {
 /// mount directories; calls `output` for each line the command prints.
 /// Returns the exit code; the changes are in [`upper_dir`]`(dir)`.
 pub fn run(spec: &RunSpec, dir: &Path, output: &mut dyn FnMut(&str)) -> Result<i32, RunError> {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        return Err(RunError::NotRoot);
-    }
+    check_privileges()?;
     let upper = upper_dir(dir);
     let work = dir.join("work");
     let merged = dir.join("merged");
@@ -159,13 +166,33 @@ pub fn run(spec: &RunSpec, dir: &Path, output: &mut dyn FnMut(&str)) -> Result<i
                 .map_err(io(&path))?;
         }
     }
-    let pipes = (!spec.scripts.is_empty()).then_some(pipes.as_path());
-    let prepared = sandbox::Prepared::new(spec, &upper, &work, &merged, &empty, pipes)?;
+    for (i, mount) in spec.mounts.iter().enumerate() {
+        if let MountSource::Overlay { .. } = mount.source {
+            for part in ["merged", "upper", "work"] {
+                let d = sandbox::mount_dir(dir, i).join(part);
+                std::fs::create_dir_all(&d).map_err(|source| RunError::Io {
+                    path: d.clone(),
+                    source,
+                })?;
+            }
+        }
+    }
+    let prepared = sandbox::Prepared::new(spec, dir, !spec.scripts.is_empty())?;
     let code = sandbox::run(&prepared, output)?;
     // overlayfs leaves its work directory owned by root with mode 0: gone
     // with the scratch directory later, but keep the tree tidy now.
     let _ = std::fs::remove_dir_all(&work);
     Ok(code)
+}
+
+/// Fails unless this process can run steps (for now: it runs as root),
+/// before any snapshot is extracted for them.
+pub fn check_privileges() -> Result<(), RunError> {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(RunError::NotRoot);
+    }
+    Ok(())
 }
 
 /// Where [`run`] leaves the changes.

@@ -81,7 +81,68 @@ struct PreparedMount {
 
 enum PreparedKind {
     Tmpfs(CString),
-    Bind { source: CString, readonly: bool },
+    Bind {
+        source: CString,
+        readonly: bool,
+    },
+    Overlay {
+        staging: CString,
+        data: CString,
+        source: CString,
+        readonly: bool,
+    },
+}
+
+/// Where the overlay of the `index`th `--mount` is assembled.
+pub(super) fn mount_dir(dir: &Path, index: usize) -> PathBuf {
+    dir.join(format!("mount-{index}"))
+}
+
+/// A bind mount's source assembled as an overlay of `lowers` in
+/// [`mount_dir`]: read-only, or with a scratch upper directory.
+fn overlay_mount(
+    dir: &Path,
+    index: usize,
+    lowers: &[PathBuf],
+    subpath: &str,
+    readonly: bool,
+) -> Result<PreparedKind, RunError> {
+    let staging = mount_dir(dir, index);
+    // The empty directory at the bottom: an overlay without an upper
+    // directory needs two lower ones.
+    let empty = dir.join("empty");
+    let names: Vec<String> = lowers
+        .iter()
+        .rev()
+        .chain([&empty])
+        .map(|l| l.to_string_lossy().into_owned())
+        .collect();
+    let mut data = format!("lowerdir={}", names.join(":"));
+    if !readonly {
+        data.push_str(&format!(
+            ",upperdir={},workdir={}",
+            staging.join("upper").display(),
+            staging.join("work").display()
+        ));
+    }
+    data.push_str(&format!(",{OVERLAY_OPTIONS}"));
+    if names.iter().any(|n| n.contains([':', ','])) || data.len() > MAX_MOUNT_DATA {
+        return Err(RunError::Invalid {
+            reason: "a --mount source cannot be an overlay (too many layers, or `:` or `,` in the store path)".into(),
+        });
+    }
+    let merged = staging.join("merged");
+    let source = if subpath.is_empty() {
+        merged.clone()
+    } else {
+        merged.join(subpath)
+    };
+    Ok(PreparedKind::Overlay {
+        staging: path_c(&merged)?,
+        data: cstring(data)?,
+        source: path_c(&source)?,
+        readonly,
+    })
 }
 
 fn cstring(bytes: impl AsRef<[u8]>) -> Result<CString, RunError> {
@@ -110,14 +171,15 @@ fn common_root(paths: &[PathBuf]) -> PathBuf {
 }
 
 impl Prepared {
-    pub(super) fn new(
-        spec: &RunSpec,
-        upper: &Path,
-        work: &Path,
-        merged: &Path,
-        empty: &Path,
-        pipes: Option<&Path>,
-    ) -> Result<Prepared, RunError> {
+    /// Everything for `spec`, with the overlay's directories in `dir`
+    /// (see [`super::run`]).
+    pub(super) fn new(spec: &RunSpec, dir: &Path, pipes: bool) -> Result<Prepared, RunError> {
+        let upper = &super::upper_dir(dir);
+        let work = &dir.join("work");
+        let merged = &dir.join("merged");
+        let empty = &dir.join("empty");
+        let pipes_dir = dir.join("pipes");
+        let pipes = pipes.then_some(pipes_dir.as_path());
         // overlayfs lists lower directories top first.
         let mut lowers: Vec<PathBuf> = spec.lowers.iter().rev().cloned().collect();
         if lowers.is_empty() {
@@ -234,7 +296,8 @@ impl Prepared {
             mounts: spec
                 .mounts
                 .iter()
-                .map(|mount| {
+                .enumerate()
+                .map(|(i, mount)| {
                     let mut parents = Vec::new();
                     let mut current = String::new();
                     for part in mount.target.split('/').filter(|p| !p.is_empty()) {
@@ -256,6 +319,11 @@ impl Prepared {
                             source: path_c(source)?,
                             readonly: *readonly,
                         },
+                        MountSource::Overlay {
+                            lowers,
+                            subpath,
+                            readonly,
+                        } => overlay_mount(dir, i, lowers, subpath, *readonly)?,
                     };
                     Ok(PreparedMount {
                         parents,
@@ -379,25 +447,19 @@ pub(super) fn setup(sys: &mut impl Syscall, p: &Prepared) -> Result<(), StepErro
                     Some(data),
                 )
                 .map_err(|e| ("mount a tmpfs --mount", e))?,
+            PreparedKind::Overlay {
+                staging,
+                data,
+                source,
+                readonly,
+            } => {
+                let flags = if *readonly { libc::MS_RDONLY } else { 0 };
+                sys.mount(c"overlay", staging, c"overlay", flags, Some(data))
+                    .map_err(|e| ("mount a --mount=type=bind source", e))?;
+                bind(sys, source, &mount.target, *readonly)?;
+            }
             PreparedKind::Bind { source, readonly } => {
-                sys.mount(
-                    source,
-                    &mount.target,
-                    empty,
-                    libc::MS_BIND | libc::MS_REC,
-                    None,
-                )
-                .map_err(|e| ("bind a --mount", e))?;
-                if *readonly {
-                    sys.mount(
-                        empty,
-                        &mount.target,
-                        empty,
-                        libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY,
-                        None,
-                    )
-                    .map_err(|e| ("make a --mount read-only", e))?;
-                }
+                bind(sys, source, &mount.target, *readonly)?;
             }
         }
     }
@@ -428,6 +490,30 @@ pub(super) fn setup(sys: &mut impl Syscall, p: &Prepared) -> Result<(), StepErro
         .map_err(|e| ("set supplementary groups", e))?;
     sys.set_gid(p.gid).map_err(|e| ("set the group id", e))?;
     sys.set_uid(p.uid).map_err(|e| ("set the user id", e))?;
+    Ok(())
+}
+
+/// Binds `source` at `target`, read-only when asked (a bind mount takes
+/// MS_RDONLY only on a remount).
+fn bind(
+    sys: &mut impl Syscall,
+    source: &CStr,
+    target: &CStr,
+    readonly: bool,
+) -> Result<(), StepError> {
+    let empty = c"";
+    sys.mount(source, target, empty, libc::MS_BIND | libc::MS_REC, None)
+        .map_err(|e| ("bind a --mount", e))?;
+    if readonly {
+        sys.mount(
+            empty,
+            target,
+            empty,
+            libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY,
+            None,
+        )
+        .map_err(|e| ("make a --mount read-only", e))?;
+    }
     Ok(())
 }
 
@@ -721,15 +807,7 @@ mod tests {
     }
 
     fn prepared(spec: &RunSpec) -> Prepared {
-        Prepared::new(
-            spec,
-            Path::new("/s/upper"),
-            Path::new("/s/work"),
-            Path::new("/s/merged"),
-            Path::new("/s/empty"),
-            None,
-        )
-        .unwrap()
+        Prepared::new(spec, Path::new("/s"), false).unwrap()
     }
 
     #[test]

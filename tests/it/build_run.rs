@@ -17,15 +17,22 @@ struct Built {
 /// /bin/` makes a shell), with `extra` arguments before the context.
 fn build(store: &Path, dockerfile: &str, extra: &[&str]) -> Built {
     let ctx = tempfile::tempdir().unwrap();
-    busybox_context(ctx.path());
-    std::fs::write(ctx.path().join("Dockerfile"), dockerfile).unwrap();
+    build_in(ctx.path(), store, dockerfile, extra)
+}
+
+/// [`build`] in a given context directory (which may hold more files).
+fn build_in(ctx: &Path, store: &Path, dockerfile: &str, extra: &[&str]) -> Built {
+    if !ctx.join("bin").exists() {
+        busybox_context(ctx);
+    }
+    std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
     let out = Command::cargo_bin("hoist")
         .unwrap()
         .arg("--store")
         .arg(store)
         .args(["build", "-t", "run:test"])
         .args(extra)
-        .arg(ctx.path())
+        .arg(ctx)
         .output()
         .unwrap();
     Built {
@@ -74,7 +81,7 @@ COPY bin /bin/
 ARG SECRET STORE
 RUN test -n "$SECRET" && test -n "$STORE" \
  && test ! -e "$SECRET" && test ! -e "$STORE" && test ! -e /root/.docker/config.json \
- && test "$$" = 1 && test "$(hostname)" = buildkitsandbox \
+ && test "$$" = 1 && test "$(hostname)" = buildkitsandbox && test "$HOME" = / \
  && ls / > /root-listing && cat /etc/hosts > /dev/null \
  && echo probe > /dev/null && ! touch /etc/hosts 2>/dev/null
 RUN --network=none test "$(ls /sys/class/net)" = lo
@@ -131,7 +138,7 @@ RUN rm /gone /bin/vi && rm -rf /d && mkdir /d && echo new > /d/new
 RUN test ! -e /gone && test ! -e /bin/vi && test -e /bin/sh \
  && test "$(ls /d)" = new && test ! -e /d/old && test ! -e /d/keep
 USER 1001:1001
-RUN test "$(id -u):$(id -g)" = 1001:1001 && test "$PWD" = /
+RUN test "$(id -u):$(id -g)" = 1001:1001 && test "$PWD" = / && test "$HOME" = /
 "#;
     let built = build(store.path(), dockerfile, &[]);
     assert!(built.ok, "{}", built.stderr);
@@ -279,4 +286,105 @@ RUN --mount=type=tmpfs,target=/scratch echo x > /scratch/y && test -f /scratch/y
             "a tmpfs mount point left in the image"
         );
     }
+}
+
+#[test]
+fn bind_mounts_read_the_context_and_other_stages_and_leave_nothing_behind() {
+    let store = tempfile::tempdir().unwrap();
+    let ctx = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    std::fs::write(ctx.path().join("note.txt"), "from-context\n").unwrap();
+    std::fs::write(ctx.path().join("secret.txt"), "ignored\n").unwrap();
+    std::fs::write(ctx.path().join(".dockerignore"), "secret.txt\n").unwrap();
+    let dockerfile = r#"FROM scratch AS data
+COPY bin /bin/
+RUN mkdir /out && echo from-stage > /out/msg
+
+FROM scratch
+COPY bin /bin/
+RUN --mount=type=bind,from=data,source=/out,target=/m cp /m/msg /got-stage \
+ && ! touch /m/x 2>/dev/null
+RUN --mount=type=bind,target=/ctx cp /ctx/note.txt /got-ctx && test ! -e /ctx/secret.txt
+RUN --mount=type=bind,target=/ctx,rw echo scribble > /ctx/note.txt \
+ && test "$(cat /ctx/note.txt)" = scribble
+"#;
+    let layout = out.path().join("oci");
+    let built = build_in(
+        ctx.path(),
+        store.path(),
+        dockerfile,
+        &["--output", &format!("type=oci,dest={}", layout.display())],
+    );
+    assert!(built.ok, "{}", built.stderr);
+    let rootfs = out.path().join("rootfs");
+    crate::support::unpack_oci_image(&layout, "test", &rootfs);
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("got-stage")).unwrap(),
+        "from-stage\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("got-ctx")).unwrap(),
+        "from-context\n"
+    );
+    assert!(!rootfs.join("m").exists() && !rootfs.join("ctx").exists());
+    // A read-write bind mount's writes are thrown away.
+    assert_eq!(
+        std::fs::read_to_string(ctx.path().join("note.txt")).unwrap(),
+        "from-context\n"
+    );
+}
+
+#[test]
+fn a_context_bind_mount_is_keyed_by_the_context_content() {
+    let store = tempfile::tempdir().unwrap();
+    let ctx = tempfile::tempdir().unwrap();
+    let dockerfile =
+        "FROM scratch\nCOPY bin /bin/\nRUN --mount=type=bind,target=/ctx cat /ctx/note.txt\n";
+    for text in ["first-note", "second-note"] {
+        std::fs::write(ctx.path().join("note.txt"), text).unwrap();
+        let built = build_in(ctx.path(), store.path(), dockerfile, &[]);
+        assert!(built.ok, "{}", built.stderr);
+        assert!(
+            built.stderr.contains(&format!("| {text}")),
+            "{}",
+            built.stderr
+        );
+    }
+}
+
+#[test]
+fn run_without_root_fails_at_once_with_the_remedy_and_copy_still_works() {
+    use std::os::unix::fs::PermissionsExt;
+    let setpriv = crate::support::require("/usr/bin/setpriv", "util-linux");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let ctx = dir.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(ctx.join("f"), "f").unwrap();
+    let build_as_nobody = |dockerfile: &str| {
+        std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
+        Command::new(&setpriv)
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(assert_cmd::cargo::cargo_bin("hoist"))
+            .arg("--store")
+            .arg(dir.path().join("store"))
+            .args(["build", "-t", "x:y"])
+            .arg(&ctx)
+            .output()
+            .unwrap()
+    };
+    let out = build_as_nobody("FROM scratch\nCOPY f /f\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = build_as_nobody("FROM scratch\nCOPY f /f\nRUN true\n");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("Dockerfile:3: RUN true: RUN needs root"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint: run hoist as root"), "{stderr}");
 }
