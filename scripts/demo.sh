@@ -5,7 +5,8 @@
 #   3. build a small image with no daemon (Debian's static busybox plus a
 #      message, FROM scratch), export it, load it into podman and run it;
 #   4. rebuild it from the cache and show the digest is the same.
-# The tutorial's own images need RUN, which hoist does not run yet.
+# The tutorial's own images need their base images (node:14-alpine,
+# python:3.9-slim), which Docker Hub would serve; offline stand-ins come next.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" -eq 0 ]; then
