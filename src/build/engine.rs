@@ -56,6 +56,9 @@ pub struct BuildRequest {
     pub no_cache: bool,
     /// Clamps every timestamp; also the image's `created` time.
     pub source_date_epoch: u64,
+    /// Whether the user gave `SOURCE_DATE_EPOCH`: RUN steps then see it in
+    /// their environment, as BuildKit passes it.
+    pub epoch_given: bool,
     pub gzip: GzipOptions,
     /// Where base images missing from the store are pulled from.
     pub pull: crate::registry::PullOptions,
@@ -942,7 +945,13 @@ impl<'a> Builder<'a> {
         // BuildKit's history text, without its `|N K=V` build-arg prefix:
         // build-arg values never go into the image.
         let history = format!("RUN {}", argv.join(" "));
-        let env = run_env(state);
+        let mut env = run_env(state);
+        if self.request.epoch_given && !env.iter().any(|e| e.starts_with("SOURCE_DATE_EPOCH=")) {
+            env.push(format!(
+                "SOURCE_DATE_EPOCH={}",
+                self.request.source_date_epoch
+            ));
+        }
         let gzip = format!("gzip-level-{}", self.request.gzip.level);
         let epoch = self.request.source_date_epoch.to_string();
         let network_text = format!("{network:?}");
@@ -1048,7 +1057,6 @@ impl<'a> Builder<'a> {
             });
         }
         // runc's default: HOME from the user's passwd entry, else `/`.
-        let mut env = env;
         if !env.iter().any(|e| e.starts_with("HOME=")) {
             let passwd = super::user::read_file(&state.view, "etc/passwd").unwrap_or_default();
             let home = passwd

@@ -156,11 +156,19 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
             .with_context(|| format!("--label {l}: expected KEY=VALUE"))?;
         labels.insert(k.to_string(), v.to_string());
     }
-    let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.is_empty() => v
+    // SOURCE_DATE_EPOCH from the environment or, as BuildKit takes it, from
+    // a build arg of that name.
+    let epoch_text = options
+        .build_args
+        .get("SOURCE_DATE_EPOCH")
+        .cloned()
+        .or_else(|| std::env::var("SOURCE_DATE_EPOCH").ok())
+        .filter(|v| !v.is_empty());
+    let source_date_epoch = match &epoch_text {
+        Some(v) => v
             .parse()
             .with_context(|| format!("SOURCE_DATE_EPOCH={v} is not a number of seconds"))?,
-        _ => 0,
+        None => 0,
     };
     let mut pull = hoist::registry::PullOptions {
         insecure: args.insecure_registries.clone(),
@@ -182,6 +190,7 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
         labels,
         no_cache: args.no_cache,
         source_date_epoch,
+        epoch_given: epoch_text.is_some(),
         gzip: GzipOptions::default(),
         pull,
         always_pull: args.pull,

@@ -454,7 +454,9 @@ pub fn plan(ast: &Ast, opts: &Options) -> Result<Plan, PlanError> {
     let unused_build_args = opts
         .build_args
         .keys()
-        .filter(|k| !declared.contains(*k) && !PROXY_ARGS.contains(&k.as_str()))
+        .filter(|k| {
+            !declared.contains(*k) && !PROXY_ARGS.contains(&k.as_str()) && *k != "SOURCE_DATE_EPOCH"
+        })
         .cloned()
         .collect();
     Ok(Plan {

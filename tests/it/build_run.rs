@@ -388,3 +388,28 @@ fn run_without_root_fails_at_once_with_the_remedy_and_copy_still_works() {
     );
     assert!(stderr.contains("hint: run hoist as root"), "{stderr}");
 }
+
+/// A build with SOURCE_DATE_EPOCH (here as BuildKit's build arg of that
+/// name) gives RUN steps that value in their environment; without one they
+/// see none.
+#[test]
+fn run_steps_see_source_date_epoch_when_the_build_has_one() {
+    let store = tempfile::tempdir().unwrap();
+    let dockerfile =
+        "FROM scratch\nCOPY bin /bin/\nRUN echo \"epoch=${SOURCE_DATE_EPOCH:-none}\"\n";
+    let with = build(
+        store.path(),
+        dockerfile,
+        &["--no-cache", "--build-arg", "SOURCE_DATE_EPOCH=1700000000"],
+    );
+    assert!(with.ok, "{}", with.stderr);
+    assert!(with.stderr.contains("epoch=1700000000"), "{}", with.stderr);
+    assert!(
+        !with.stderr.contains("not consumed"),
+        "SOURCE_DATE_EPOCH is not an unused build arg: {}",
+        with.stderr
+    );
+    let without = build(store.path(), dockerfile, &["--no-cache"]);
+    assert!(without.ok, "{}", without.stderr);
+    assert!(without.stderr.contains("epoch=none"), "{}", without.stderr);
+}
