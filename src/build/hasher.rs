@@ -155,7 +155,7 @@ fn now_ns() -> i128 {
 }
 
 fn hash_file(path: &Path) -> io::Result<Digest> {
-    let mut file = std::fs::File::open(path)?;
+    let mut file = crate::layer::tar::open_regular(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
     loop {

@@ -280,7 +280,7 @@ impl<W: Write> TarWriter<W> {
                 content: Content::Path(path),
                 ..
             } => {
-                let mut file = File::open(path).map_err(|source| TarError::Read {
+                let mut file = open_regular(path).map_err(|source| TarError::Read {
                     path: path.clone(),
                     source,
                 })?;
@@ -616,9 +616,30 @@ fn octal(field: &mut [u8], value: u64) {
     field[digits] = 0;
 }
 
+/// Opens a file whose content goes into a layer, refusing to follow a
+/// symlink: entries name regular files, and one swapped for a link since it
+/// was listed must not pull a file from elsewhere into the image.
+pub fn open_regular(path: &std::path::Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn layer_contents_are_never_read_through_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("secret"), "host file").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("secret"), dir.path().join("f")).unwrap();
+        let entry = Entry::file_from_path("f", dir.path().join("f"), 9);
+        assert!(write_tar(&[entry], TarOptions::default(), Vec::new()).is_err());
+        assert!(open_regular(&dir.path().join("secret")).is_ok());
+    }
 
     fn tar_bytes(entries: &[Entry], epoch: u64) -> Vec<u8> {
         write_tar(
