@@ -1150,7 +1150,7 @@ impl<'a> Builder<'a> {
             state.key = key;
             return Ok((None, false, history));
         }
-        let (descriptor, diff_id) = self.store_layer(&key, &changes)?;
+        let (descriptor, diff_id) = self.store_layer(&key, &changes.to_tar_entries())?;
         let size = descriptor.size;
         state.view.push(Arc::new(changes));
         state.layers.push((descriptor, diff_id));
@@ -1406,13 +1406,7 @@ impl<'a> Builder<'a> {
             ),
             _ => None,
         };
-        let mut message = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            message.push_str(&format!(": {s}"));
-            source = s.source();
-        }
-        self.step_error(instr, message, hint)
+        self.step_error(instr, with_causes(&e), hint)
     }
 
     /// The build's scratch directory in the store (created on first use,
@@ -1445,13 +1439,7 @@ impl<'a> Builder<'a> {
             ),
             _ => None,
         };
-        let mut message = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            message.push_str(&format!(": {s}"));
-            source = s.source();
-        }
-        self.step_error(instr, message, hint)
+        self.step_error(instr, with_causes(&e), hint)
     }
 
     fn copy_error(&self, instr: &Instruction, e: CopyError) -> BuildError {
@@ -1475,11 +1463,14 @@ impl<'a> Builder<'a> {
         text: &str,
         changes: LayerIndex,
     ) -> Result<(u64, bool), BuildError> {
-        let key = self.layer_key(state, keyword, text, &changes)?;
+        // Sorted (and hardlinks normalised) once: the key and the tar both
+        // walk these entries.
+        let entries = changes.to_tar_entries();
+        let key = self.layer_key(state, keyword, text, &entries)?;
         let (descriptor, diff_id, hit) = match self.cached_layer(&key)? {
             Some(Some((d, diff))) => (d, diff, true),
             _ => {
-                let (d, diff) = self.store_layer(&key, &changes)?;
+                let (d, diff) = self.store_layer(&key, &entries)?;
                 (d, diff, false)
             }
         };
@@ -1512,9 +1503,8 @@ impl<'a> Builder<'a> {
     fn store_layer(
         &mut self,
         key: &Digest,
-        changes: &LayerIndex,
+        entries: &[Entry],
     ) -> Result<(Descriptor, Digest), BuildError> {
-        let entries = changes.to_tar_entries();
         let options = LayerOptions {
             tar: TarOptions {
                 source_date_epoch: self.request.source_date_epoch,
@@ -1522,7 +1512,7 @@ impl<'a> Builder<'a> {
             gzip: self.request.gzip,
         };
         let writer = self.store.blob_writer()?;
-        let (digests, writer) = write_layer(&entries, &options, writer)?;
+        let (digests, writer) = write_layer(entries, &options, writer)?;
         let (digest, size) = writer.commit(Some(&digests.digest))?;
         let descriptor = Descriptor::new(media_type::OCI_LAYER_TAR_GZIP, digest, size);
         let value = serde_json::json!({
@@ -1547,7 +1537,7 @@ impl<'a> Builder<'a> {
         state: &StageState,
         keyword: &str,
         text: &str,
-        changes: &LayerIndex,
+        entries: &[Entry],
     ) -> Result<Digest, BuildError> {
         let mut h = Sha256::new();
         for part in [
@@ -1561,7 +1551,7 @@ impl<'a> Builder<'a> {
             h.update(part.as_bytes());
             h.update(&[0]);
         }
-        for entry in changes.to_tar_entries() {
+        for entry in entries {
             h.update(&entry.path);
             h.update(&[0]);
             let kind = match &entry.kind {
@@ -1639,6 +1629,18 @@ impl<'a> Builder<'a> {
             unused_build_args: Vec::new(),
         })
     }
+}
+
+/// An error's message followed by its causes, `: `-separated, for the one
+/// line a failed step reports.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    message
 }
 
 /// Whether ADD would clone `src` as a git repository rather than fetch or

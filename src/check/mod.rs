@@ -131,14 +131,17 @@ pub fn check(source: &str) -> Report {
         .map(CheckConfig::parse)
         .unwrap_or_default();
     let mut findings = type_errors(&ast);
+    let mut planned = None;
     if findings.is_empty() {
         match plan(&ast, &Options::default()) {
-            Ok(p) => findings.extend(rules::errors(&p)),
+            Ok(p) => {
+                findings.extend(rules::errors(&p));
+                planned = Some(p);
+            }
             Err(e) => findings.push(plan_finding(e)),
         }
     }
-    if findings.is_empty() {
-        let p = plan(&ast, &Options::default()).expect("planned above");
+    if let Some(p) = planned.filter(|_| findings.is_empty()) {
         for w in &ast.warnings {
             findings.push(Finding {
                 severity: Severity::Warning,

@@ -404,16 +404,12 @@ pub(super) fn setup(sys: &mut impl Syscall, p: &Prepared) -> Result<(), StepErro
     if let Some((host, target)) = &p.pipes {
         sys.mkdir(target, 0o755)
             .map_err(|e| ("create /dev/pipes", e))?;
-        sys.mount(host, target, empty, libc::MS_BIND, None)
-            .map_err(|e| ("bind /dev/pipes", e))?;
-        sys.mount(
-            empty,
+        bind_read_only(
+            sys,
+            host,
             target,
-            empty,
-            libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY,
-            None,
-        )
-        .map_err(|e| ("make /dev/pipes read-only", e))?;
+            ("bind /dev/pipes", "make /dev/pipes read-only"),
+        )?;
     }
     for (host, target, create) in &p.host_files {
         if *create {
@@ -421,16 +417,15 @@ pub(super) fn setup(sys: &mut impl Syscall, p: &Prepared) -> Result<(), StepErro
             sys.touch(target)
                 .map_err(|e| ("create a mount point in /etc", e))?;
         }
-        sys.mount(host, target, empty, libc::MS_BIND, None)
-            .map_err(|e| ("bind /etc/hosts or /etc/resolv.conf", e))?;
-        sys.mount(
-            empty,
+        bind_read_only(
+            sys,
+            host,
             target,
-            empty,
-            libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY,
-            None,
-        )
-        .map_err(|e| ("make /etc/hosts or /etc/resolv.conf read-only", e))?;
+            (
+                "bind /etc/hosts or /etc/resolv.conf",
+                "make /etc/hosts or /etc/resolv.conf read-only",
+            ),
+        )?;
     }
     for mount in &p.mounts {
         for dir in mount.parents.iter().chain([&mount.target]) {
@@ -501,20 +496,35 @@ fn bind(
     target: &CStr,
     readonly: bool,
 ) -> Result<(), StepError> {
-    let empty = c"";
-    sys.mount(source, target, empty, libc::MS_BIND | libc::MS_REC, None)
+    sys.mount(source, target, c"", libc::MS_BIND | libc::MS_REC, None)
         .map_err(|e| ("bind a --mount", e))?;
     if readonly {
-        sys.mount(
-            empty,
-            target,
-            empty,
-            libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY,
-            None,
-        )
-        .map_err(|e| ("make a --mount read-only", e))?;
+        remount_read_only(sys, target, "make a --mount read-only")?;
     }
     Ok(())
+}
+
+/// Binds a host file or directory read-only; `steps` name the two calls
+/// in errors.
+fn bind_read_only(
+    sys: &mut impl Syscall,
+    source: &CStr,
+    target: &CStr,
+    steps: (&'static str, &'static str),
+) -> Result<(), StepError> {
+    sys.mount(source, target, c"", libc::MS_BIND, None)
+        .map_err(|e| (steps.0, e))?;
+    remount_read_only(sys, target, steps.1)
+}
+
+fn remount_read_only(
+    sys: &mut impl Syscall,
+    target: &CStr,
+    step: &'static str,
+) -> Result<(), StepError> {
+    let flags = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY;
+    sys.mount(c"", target, c"", flags, None)
+        .map_err(|e| (step, e))
 }
 
 /// Writes a setup failure to the error pipe: the step, a NUL, the errno.

@@ -58,6 +58,19 @@ fn build_layout(store: &Path, ctx: &Path, name: &str, out: &Path, dir: &str) -> 
     layout
 }
 
+/// Builds `ctx` into `store`, expecting the build to fail (exit 1) with
+/// `message` on stderr.
+fn build_fails_with(store: &Path, ctx: &Path, message: &str) {
+    let out = hoist(store)
+        .args(["build", "-q"])
+        .arg(ctx)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(message), "{stderr}");
+}
+
 /// The root file system of the `v1` image of `layout`, unpacked under `out`.
 fn rootfs_of(layout: &Path, out: &Path, dir: &str) -> std::path::PathBuf {
     let rootfs = out.join(dir);
@@ -460,16 +473,10 @@ fn from_an_oci_layout_directory() {
     assert_eq!(snapshots(), 0, "nothing uses it any more");
 
     let missing = context("FROM oci-layout:///nonexistent:v1\n", &[]);
-    let failed = hoist(fresh.path())
-        .args(["build", "-q"])
-        .arg(missing.path())
-        .output()
-        .unwrap();
-    assert!(!failed.status.success());
-    let stderr = String::from_utf8_lossy(&failed.stderr);
-    assert!(
-        stderr.contains("cannot use the OCI layout /nonexistent"),
-        "{stderr}"
+    build_fails_with(
+        fresh.path(),
+        missing.path(),
+        "cannot use the OCI layout /nonexistent",
     );
 }
 
@@ -602,16 +609,10 @@ fn a_base_image_with_an_onbuild_from_trigger_is_refused() {
     )
     .unwrap();
     let store = tempfile::tempdir().unwrap();
-    let out = hoist(store.path())
-        .args(["build", "-q"])
-        .arg(ctx.path())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("FROM isn't allowed as an ONBUILD trigger"),
-        "{stderr}"
+    build_fails_with(
+        store.path(),
+        ctx.path(),
+        "FROM isn't allowed as an ONBUILD trigger",
     );
 }
 
@@ -633,11 +634,5 @@ fn link_with_chmod_and_git_sources() {
         "FROM scratch\nADD https://example.invalid/repo.git#v1 /src\n",
         &[],
     );
-    let out = hoist(store.path())
-        .args(["build", "-q"])
-        .arg(git.path())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("git repository"), "{stderr}");
+    build_fails_with(store.path(), git.path(), "git repository");
 }
