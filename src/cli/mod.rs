@@ -4,6 +4,7 @@
 pub mod build;
 pub mod check;
 pub mod images;
+pub mod k8s;
 pub mod parse;
 pub mod prune;
 pub mod rmi;
@@ -27,6 +28,7 @@ pub enum Command {
     Build(Box<build::BuildArgs>),
     Check(check::CheckArgs),
     Images(images::ImagesArgs),
+    K8s(Box<k8s::K8sArgs>),
     Parse(parse::ParseArgs),
     Prune(prune::PruneArgs),
     Rmi(rmi::RmiArgs),
