@@ -20,6 +20,7 @@ fn main() {
         Command::Build(args) => store().and_then(|s| cli::build::run(args, &s)),
         Command::Images(args) => store().and_then(|s| cli::images::run(args, &s)),
         Command::K8s(args) => store().and_then(|s| cli::k8s::run(args, &s)),
+        Command::Resolve(args) => store().and_then(|s| cli::resolve::run(args, &s)),
         Command::Rmi(args) => store().and_then(|s| cli::rmi::run(args, &s)),
         Command::Prune(args) => store().and_then(|s| cli::prune::run(args, &s)),
     };

@@ -7,6 +7,7 @@ pub mod images;
 pub mod k8s;
 pub mod parse;
 pub mod prune;
+pub mod resolve;
 pub mod rmi;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +32,7 @@ pub enum Command {
     K8s(Box<k8s::K8sArgs>),
     Parse(parse::ParseArgs),
     Prune(prune::PruneArgs),
+    Resolve(resolve::ResolveArgs),
     Rmi(rmi::RmiArgs),
 }
 
