@@ -6,7 +6,10 @@ pub mod check;
 pub mod images;
 pub mod parse;
 pub mod prune;
+pub mod pull;
+pub mod push;
 pub mod rmi;
+pub mod tag;
 
 use clap::{Parser, Subcommand};
 
@@ -29,7 +32,10 @@ pub enum Command {
     Images(images::ImagesArgs),
     Parse(parse::ParseArgs),
     Prune(prune::PruneArgs),
+    Pull(pull::PullArgs),
+    Push(push::PushArgs),
     Rmi(rmi::RmiArgs),
+    Tag(tag::TagArgs),
 }
 
 /// Reads a Dockerfile from a path, or from stdin for `-`; returns the name to

@@ -166,6 +166,48 @@ pub enum RegistryError {
         #[source]
         source: Box<RegistryError>,
     },
+    #[error(
+        "pushing to {repository} was refused by registry {registry}: log in with an account \
+         that may push there (hoist login {registry}) or check the repository name"
+    )]
+    PushRefused {
+        registry: String,
+        repository: String,
+    },
+    #[error(
+        "uploading blob {digest} to {repository} on registry {registry} failed: {reason}; retry \
+         the push"
+    )]
+    Upload {
+        registry: String,
+        repository: String,
+        digest: Digest,
+        reason: String,
+    },
+    #[error("pushing {reference} to {repository} on registry {registry} failed")]
+    Push {
+        registry: String,
+        repository: String,
+        reference: String,
+        #[source]
+        source: Box<RegistryError>,
+    },
+    #[error(
+        "the store lacks blob {digest} of {reference}; pull or rebuild the image before pushing it"
+    )]
+    MissingBlob { reference: String, digest: Digest },
+    #[error("{reference} cannot be pushed in Docker's format")]
+    Convert {
+        reference: String,
+        #[source]
+        source: crate::image::ConvertError,
+    },
+    #[error("cannot read {reference} from the store to push it")]
+    StoreRead {
+        reference: String,
+        #[source]
+        source: StoreError,
+    },
     #[error("cannot store what was pulled from {registry}")]
     Store {
         registry: String,
