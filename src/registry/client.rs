@@ -83,6 +83,9 @@ pub struct ClientOptions {
     pub attempts: u32,
     /// Wait before the first retry; doubled for each further one.
     pub backoff: Duration,
+    /// Blobs up to this size are uploaded in one `PUT`, larger ones in
+    /// `PATCH` chunks of this size.
+    pub upload_chunk: u64,
 }
 
 impl Default for ClientOptions {
@@ -95,6 +98,7 @@ impl Default for ClientOptions {
             stall_timeout: Duration::from_secs(30),
             attempts: 4,
             backoff: Duration::from_millis(250),
+            upload_chunk: super::upload::CHUNK,
         }
     }
 }

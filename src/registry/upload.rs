@@ -140,7 +140,11 @@ impl Client {
         min_chunk: Option<u64>,
     ) -> Result<()> {
         let BlobFile { path, digest, size } = *blob;
-        let chunk = CHUNK.max(min_chunk.unwrap_or(0));
+        let chunk = self
+            .options()
+            .upload_chunk
+            .max(min_chunk.unwrap_or(0))
+            .max(1);
         let mut session = Session {
             location,
             offset: 0,
