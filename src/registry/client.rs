@@ -852,6 +852,22 @@ fn connection_error(endpoint: &Endpoint, url: &str, error: ureq::Error) -> Regis
         ref e if !endpoint.plain_http && speaks_plain_http(e) => {
             RegistryError::TlsToPlainHttp { registry }
         }
+        // Connected, then cut off: not a reason to check the host name.
+        ureq::Error::Io(ref e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            ) =>
+        {
+            RegistryError::Dropped {
+                registry,
+                url: url.to_owned(),
+                source: Box::new(error),
+            }
+        }
         ureq::Error::Rustls(_) | ureq::Error::Tls(_) | ureq::Error::Pem(_) => RegistryError::Tls {
             registry,
             source: Box::new(error),

@@ -48,6 +48,16 @@ pub enum RegistryError {
         #[source]
         source: Box<ureq::Error>,
     },
+    #[error(
+        "registry {registry} kept dropping the connection ({url}); retry later, or check the \
+         network or a proxy between you and it"
+    )]
+    Dropped {
+        registry: String,
+        url: String,
+        #[source]
+        source: Box<ureq::Error>,
+    },
     #[error("request to registry {registry} timed out ({url}); retry, or check the network")]
     Timeout { registry: String, url: String },
     #[error("registry {registry} answered {status} to {url}{detail}; retry later")]
@@ -225,6 +235,7 @@ impl RegistryError {
             self,
             RegistryError::NotFound { .. }
                 | RegistryError::Connect { .. }
+                | RegistryError::Dropped { .. }
                 | RegistryError::TlsToPlainHttp { .. }
         )
     }

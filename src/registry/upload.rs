@@ -25,7 +25,7 @@ use crate::layer::Digest;
 
 /// Blobs up to this size go in one `PUT`; larger ones in `PATCH` chunks of
 /// this size, so a broken connection costs at most one chunk.
-pub const CHUNK: u64 = 64 << 20;
+pub const CHUNK: u64 = 16 << 20;
 
 /// The scope a push asks for: pull and push on the destination.
 pub fn push_scope(repository: &str) -> String {
@@ -411,6 +411,7 @@ impl Failed {
         match error {
             RegistryError::Timeout { .. }
             | RegistryError::Connect { .. }
+            | RegistryError::Dropped { .. }
             | RegistryError::Transfer { .. } => Failed::Transient(Box::new(error), None),
             RegistryError::Status { status, .. } if transient_status(status) => {
                 Failed::Transient(Box::new(error), None)
