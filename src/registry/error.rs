@@ -194,11 +194,10 @@ pub enum RegistryError {
         digest: Digest,
         reason: String,
     },
-    #[error("pushing {reference} to {repository} on registry {registry} failed")]
+    #[error("pushing to {repository} on registry {registry} failed; its tag was left as it was")]
     Push {
         registry: String,
         repository: String,
-        reference: String,
         #[source]
         source: Box<RegistryError>,
     },

@@ -130,7 +130,6 @@ pub fn push_with(
     let wrap = |error: RegistryError| RegistryError::Push {
         registry: endpoint.host.clone(),
         repository: repository.to_owned(),
-        reference: destination.to_string(),
         source: Box::new(error),
     };
     let mounts =
@@ -363,8 +362,11 @@ fn read_document(store: &Store, source: &str, digest: &Digest) -> Result<Vec<u8>
         })
 }
 
-/// For each blob, a repository of the destination's registry that a push
-/// from this store left it in (not the destination itself).
+/// For each blob, a repository of the destination's registry (not the
+/// destination itself) that likely holds it: one a push from this store
+/// left it in, else one the store has an image from (a base image pulled
+/// from that registry). A wrong guess costs nothing: the registry answers
+/// the mount with an ordinary upload session.
 fn mount_sources(
     store: &Store,
     destination: &Reference,
@@ -372,21 +374,64 @@ fn mount_sources(
 ) -> store::Result<BTreeMap<Digest, String>> {
     let wanted: BTreeSet<Digest> = blobs.iter().map(|b| b.digest).collect();
     let mut sources = BTreeMap::new();
+    let other_repository = |name: &str| {
+        Reference::parse(name)
+            .ok()
+            .filter(|r| r.domain == destination.domain && r.path != destination.path)
+    };
     let mut records = store.push_records()?;
     // The latest push first: the repository most likely to still exist.
     records.sort_by(|a, b| b.pushed_at.cmp(&a.pushed_at));
     for record in records {
-        let Ok(pushed) = Reference::parse(&record.reference) else {
+        let Some(pushed) = other_repository(&record.reference) else {
             continue;
         };
-        if pushed.domain != destination.domain || pushed.path == destination.path {
-            continue;
-        }
         for blob in record.blobs.iter().filter(|b| wanted.contains(b)) {
             sources.entry(*blob).or_insert_with(|| pushed.path.clone());
         }
     }
+    for (name, tagged) in store.list()? {
+        if sources.len() == wanted.len() {
+            break;
+        }
+        let Some(image) = other_repository(&name) else {
+            continue;
+        };
+        for digest in image_blobs(store, &tagged) {
+            if wanted.contains(&digest) {
+                sources.entry(digest).or_insert_with(|| image.path.clone());
+            }
+        }
+    }
     Ok(sources)
+}
+
+/// The configs and layers of the image `tagged` names, as far as the store
+/// holds its documents (a pulled index has only one platform's manifest).
+fn image_blobs(store: &Store, tagged: &Descriptor) -> Vec<Digest> {
+    let read = |digest: &Digest| {
+        store
+            .read_blob_bytes(digest, super::client::MAX_MANIFEST)
+            .ok()
+            .and_then(|bytes| ManifestOrIndex::from_json(&bytes).ok())
+    };
+    let manifests = match read(&tagged.digest) {
+        Some(ManifestOrIndex::Manifest(manifest)) => vec![manifest],
+        Some(ManifestOrIndex::Index(index)) => index
+            .manifests
+            .iter()
+            .filter_map(|entry| match read(&entry.digest) {
+                Some(ManifestOrIndex::Manifest(manifest)) => Some(manifest),
+                _ => None,
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    manifests
+        .iter()
+        .flat_map(|m| std::iter::once(&m.config).chain(&m.layers))
+        .map(|d| d.digest)
+        .collect()
 }
 
 #[derive(Debug, Default)]
