@@ -311,6 +311,27 @@ mod tests {
                 platform: "linux/s390x".into(),
                 available: "linux/amd64, linux/arm64/v8".into(),
             },
+            RegistryError::PushRefused {
+                registry: registry(),
+                repository: repository(),
+            },
+            RegistryError::Push {
+                registry: registry(),
+                repository: repository(),
+                source: Box::new(RegistryError::TlsToPlainHttp {
+                    registry: registry(),
+                }),
+            },
+            RegistryError::Upload {
+                registry: registry(),
+                repository: repository(),
+                digest,
+                reason: "the registry started an upload without a Location".into(),
+            },
+            RegistryError::MissingBlob {
+                reference: "registry.example:5000/team/app:v1".into(),
+                digest,
+            },
             RegistryError::MirrorsFailed {
                 domain: "docker.io".into(),
                 repository: "library/node".into(),
