@@ -7,8 +7,11 @@ pub mod images;
 pub mod k8s;
 pub mod parse;
 pub mod prune;
+pub mod pull;
+pub mod push;
 pub mod resolve;
 pub mod rmi;
+pub mod tag;
 
 use clap::{Parser, Subcommand};
 
@@ -32,8 +35,11 @@ pub enum Command {
     K8s(Box<k8s::K8sArgs>),
     Parse(parse::ParseArgs),
     Prune(prune::PruneArgs),
+    Pull(pull::PullArgs),
+    Push(push::PushArgs),
     Resolve(resolve::ResolveArgs),
     Rmi(rmi::RmiArgs),
+    Tag(tag::TagArgs),
 }
 
 /// Reads a Dockerfile from a path, or from stdin for `-`; returns the name to
