@@ -562,8 +562,14 @@ pub fn manifests(args: &K8sArgs, store: &Store) -> anyhow::Result<Generated> {
 pub fn run(args: &K8sArgs, store_dir: &Path) -> anyhow::Result<i32> {
     let store = Store::open(store_dir)
         .with_context(|| format!("cannot open the store at {}", store_dir.display()))?;
-    let generated = manifests(args, &store)?;
-    drop(store);
+    write_manifests(args, &store)?;
+    Ok(0)
+}
+
+/// Generates and writes the manifests `args` asks for, then prints the
+/// `kubectl set image` line for a running Deployment.
+pub fn write_manifests(args: &K8sArgs, store: &Store) -> anyhow::Result<()> {
+    let generated = manifests(args, store)?;
     let pull_secret = args.pod.pull_secret.as_ref().map(|s| s[1].as_str());
     write(&generated, args.output_dir.as_deref(), pull_secret)?;
     if let Some(dir) = &args.output_dir {
@@ -577,5 +583,35 @@ pub fn run(args: &K8sArgs, store_dir: &Path) -> anyhow::Result<i32> {
         "update a running deployment: kubectl set image deployment/{} {}={}",
         generated.deployment, generated.container, generated.image
     );
-    Ok(0)
+    Ok(())
+}
+
+/// `hoist k8s` flags given to `hoist build --k8s-out DIR ... -- FLAGS`.
+#[derive(Debug, clap::Parser)]
+#[command(name = "hoist build --k8s-out DIR CONTEXT --", no_binary_name = true)]
+struct BuildK8sFlags {
+    #[command(flatten)]
+    args: K8sArgs,
+}
+
+/// Parses the flags after `--` of `hoist build --k8s-out DIR` for the
+/// image `image`, writing into `dir`; done before the build so a typo
+/// fails at once.
+pub fn build_args(image: &str, dir: &Path, flags: &[String]) -> anyhow::Result<K8sArgs> {
+    if flags
+        .iter()
+        .any(|f| f == "-o" || f.starts_with("--output-dir"))
+    {
+        bail!("--k8s-out DIR already says where manifests go: drop -o/--output-dir after --");
+    }
+    let argv = std::iter::once(image.to_owned())
+        .chain(["--output-dir".to_owned(), dir.display().to_string()])
+        .chain(flags.iter().cloned());
+    match <BuildK8sFlags as clap::Parser>::try_parse_from(argv) {
+        Ok(parsed) => Ok(parsed.args),
+        Err(e) => bail!(
+            "in the `hoist k8s` flags after --: {}",
+            e.render().to_string().trim_start_matches("error: ")
+        ),
+    }
 }

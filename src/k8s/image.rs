@@ -4,7 +4,8 @@
 //! Kubernetes pulls by digest from the registry, never from hoist's store,
 //! so the digest written into a manifest must be one the registry serves:
 //! the manifest digest the store's tag points at (exactly what a push
-//! uploads), checked with a `GET /v2/<repo>/manifests/<digest>`.
+//! uploads), or the one the store's push record holds when the push
+//! converted the manifest, checked with a `GET /v2/<repo>/manifests/<digest>`.
 
 use super::K8sError;
 use crate::build::base::{load_image, load_layer};
@@ -41,7 +42,9 @@ pub struct Port {
 pub struct ImageFacts {
     /// The reference given, normalised.
     pub reference: Reference,
-    /// The manifest (or index) digest the store's tag points at.
+    /// The manifest (or index) digest the registry serves for the image:
+    /// the store tag's, or the one its push recorded when the push
+    /// converted the manifest.
     pub digest: Digest,
     pub ports: Vec<Port>,
     pub healthcheck: Option<Healthcheck>,
@@ -113,9 +116,23 @@ pub fn inspect(
             }
         },
     };
+    // A push may have converted the manifest (`hoist push --format
+    // docker`): the registry then serves another digest, which the push
+    // record holds. The record counts only while it is of this image (its
+    // config among the blobs pushed); otherwise the image changed since.
+    let pushed = store.pushed(&name).map_err(|e| store_err(Box::new(e)))?;
+    let digest = match pushed {
+        Some(record)
+            if record.digest == descriptor.digest
+                || record.blobs.contains(&image.manifest.config.digest) =>
+        {
+            record.digest
+        }
+        _ => descriptor.digest,
+    };
     Ok(ImageFacts {
         reference: reference.clone(),
-        digest: descriptor.digest,
+        digest,
         ports: ports(&config),
         healthcheck: config
             .healthcheck
