@@ -9,9 +9,11 @@
 //!
 //! Which scalars are candidates (any kind of object, CRDs included):
 //! - a value starting with `hoist://` (as ko's `ko://`), anywhere;
-//! - a value of a key named `image`, or ending in `Image`/`image` (CRDs:
-//!   `sidecarImage`), or an item of a list under a key ending in `images`,
-//!   when the caller maps that exact text to an image (`--image`).
+//! - a value of a key named `image` or ending in `Image` (CRDs:
+//!   `sidecarImage`), or an item of a list under a key `images` or ending
+//!   in `Images`, when the caller maps that exact text to an image
+//!   (`--image`). Field names are camelCase, so an annotation such as
+//!   `source-image` is never one.
 
 use super::K8sError;
 use saphyr_parser::{Event, Parser, ScalarStyle, Span};
@@ -98,12 +100,13 @@ pub fn resolve_text(
                     Some(Frame::Sequence { key }) => (key.as_deref(), true),
                     None => (None, false),
                 };
+                // Kubernetes field names are camelCase: `image`,
+                // `sidecarImage`; not `source-image` (an annotation).
                 let image_field = key.is_some_and(|k| {
-                    let k = k.to_ascii_lowercase();
                     if in_list {
-                        k.ends_with("images")
+                        k == "images" || k.ends_with("Images")
                     } else {
-                        k.ends_with("image")
+                        k == "image" || k.ends_with("Image")
                     }
                 });
                 // A block scalar keeps its chomping: its final line break
