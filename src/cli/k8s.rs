@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 /// USER, VOLUME). See docs/k8s.md for every flag and how fields map.
 ///
 /// Examples:
-///   hoist k8s user/my-k8s-app:v1 --replicas 3 --service-port 80:3000
+///   hoist k8s user/my-k8s-app:v1 --name web-app --replicas 3 --service-port 80:3000
 ///   hoist k8s user/configurable-app:v1 --config-file config.json=cfg.json \
 ///       --config-mount /app/config --secret-env-file app-secrets.env -o k8s/
 #[derive(Debug, Args)]

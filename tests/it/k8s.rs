@@ -208,10 +208,13 @@ fn tutorial(name: &str) -> String {
 #[test]
 fn the_tutorial_web_app_manifests_come_from_flags() {
     let store = tempfile::tempdir().unwrap();
-    let built = build(store.path(), &fixture("web-app"), "web-app", true, &[]);
+    // The tutorial's repository name; the app is called web-app.
+    let built = build(store.path(), &fixture("web-app"), "my-k8s-app", true, &[]);
     let out = output(hoist(store.path()).args([
         "k8s",
         &built.reference,
+        "--name",
+        "web-app",
         "--replicas",
         "3",
         "--limits",
