@@ -641,6 +641,89 @@ fn a_pull_secret_is_written_private_and_never_logged() {
     validate(&[file]);
 }
 
+#[test]
+fn a_registry_that_needs_credentials_asks_for_a_pull_secret() {
+    let htpasswd = require("htpasswd", "apache2-utils");
+    let auth_dir = tempfile::tempdir().unwrap();
+    let users = auth_dir.path().join("htpasswd");
+    let line = run_ok(Command::new(htpasswd).args(["-Bbn", "ci-bot", "s3cret"]));
+    std::fs::write(&users, line).unwrap();
+    let private = Registry::start_with(&format!(
+        "auth: {{htpasswd: {{realm: test, path: {}}}}}",
+        users.display()
+    ));
+    let reference = format!("{}/priv/app:v1", private.addr());
+    let store = tempfile::tempdir().unwrap();
+    let layout = tempfile::tempdir().unwrap();
+    run_ok(
+        hoist(store.path())
+            .args(["build", "-q", "-t", &reference])
+            .arg("--registry-mirror")
+            .arg(format!("docker.io={}", Registry::shared().addr()))
+            .arg("--output")
+            .arg(format!("type=oci,dest={}", layout.path().display()))
+            .arg(fixture("web-app")),
+    );
+    run_ok(
+        crate::support::skopeo()
+            .args([
+                "copy",
+                "-q",
+                "--preserve-digests",
+                "--dest-tls-verify=false",
+            ])
+            .args(["--dest-creds", "ci-bot:s3cret"])
+            .arg(format!("oci:{}", layout.path().display()))
+            .arg(format!("docker://{reference}")),
+    );
+    let config = tempfile::tempdir().unwrap();
+    std::fs::write(
+        config.path().join("config.json"),
+        format!(
+            "{{\"auths\":{{\"{}\":{{\"username\":\"ci-bot\",\"password\":\"s3cret\"}}}}}}",
+            private.addr()
+        ),
+    )
+    .unwrap();
+    let k8s = |extra: &[&str]| {
+        output(
+            hoist(store.path())
+                .env("DOCKER_CONFIG", config.path())
+                .args(["k8s", &reference])
+                .args(extra),
+        )
+    };
+    let warning = "only with credentials: the cluster needs a pull Secret";
+    let out = k8s(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains(warning), "{}", stderr(&out));
+    for flags in [
+        &["--image-pull-secret", "regcred"][..],
+        &["--pull-secret", "regcred", "-"],
+    ] {
+        let out = k8s(flags);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(
+            !stderr(&out).contains(warning),
+            "{flags:?}: {}",
+            stderr(&out)
+        );
+        assert!(!stderr(&out).contains("s3cret"));
+    }
+    // Without credentials hoist cannot even check: an error, not a guess.
+    let out = output(
+        hoist(store.path())
+            .env("DOCKER_CONFIG", auth_dir.path())
+            .args(["k8s", &reference]),
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("cannot check that"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 fn read_dir_sorted(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
         .unwrap()

@@ -321,3 +321,64 @@ fn output_is_stable_and_sorted() {
     );
     assert!(a.find("name: B").unwrap() < a.find("name: A").unwrap());
 }
+
+/// The tutorial's configurable app as a reader sees it; the snapshot
+/// guards the layout (key order, quoting, block strings).
+#[test]
+fn configurable_app_yaml_snapshot() {
+    let mut f = facts();
+    f.reference = Reference::parse("user/configurable-app:v1").unwrap();
+    f.ports = vec![Port {
+        number: 8080,
+        protocol: "TCP",
+    }];
+    f.volumes = vec!["/app/config".into()];
+    let options = Options {
+        replicas: Some(2),
+        limits: [
+            ("cpu".into(), "0.5".into()),
+            ("memory".into(), "512Mi".into()),
+        ]
+        .into(),
+        requests: [
+            ("cpu".into(), "0.2".into()),
+            ("memory".into(), "256Mi".into()),
+        ]
+        .into(),
+        env: vec![
+            ("APP_ENV".into(), "kubernetes".into()),
+            ("CONFIG_PATH".into(), "/app/config/config.json".into()),
+        ],
+        liveness: Some(
+            ProbeSpec::parse(
+                "--liveness",
+                "http=/health,port=8080,initial-delay=5,period=10",
+            )
+            .unwrap(),
+        ),
+        configmap_name: Some("app-config".into()),
+        config_volume_name: Some("config-volume".into()),
+        config: DataOptions {
+            entries: vec![(
+                "config.json".into(),
+                b"{\n  \"message\": \"Hello from Kubernetes ConfigMap!\"\n}\n".to_vec(),
+            )],
+            mount: Some("/app/config".into()),
+        },
+        secret_name: Some("app-secrets".into()),
+        secret: DataOptions {
+            entries: vec![
+                ("APP_VERSION".into(), b"2.0.0".to_vec()),
+                ("SECRET_KEY".into(), b"my-super-secret-key".to_vec()),
+            ],
+            mount: None,
+        },
+        service_name: Some("configurable-app-service".into()),
+        service: crate::k8s::options::ServiceOptions {
+            ports: vec![PortMap::parse("80:8080").unwrap()],
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    insta::assert_snapshot!(generate(&f, &options).unwrap().to_yaml().unwrap());
+}
