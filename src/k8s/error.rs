@@ -34,12 +34,6 @@ pub enum K8sError {
     },
     #[error("{flag}: {reason}")]
     Option { flag: String, reason: String },
-    #[error("cannot read {path}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
     #[error("{path}:{line}: {reason}")]
     EnvFile {
         path: PathBuf,

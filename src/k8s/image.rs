@@ -67,12 +67,20 @@ pub fn inspect(
         reference: reference.familiar(),
         source,
     };
-    let descriptor = store
-        .resolve(&name)
-        .map_err(|e| store_err(Box::new(e)))?
-        .ok_or_else(|| K8sError::NotInStore {
-            reference: reference.familiar(),
-        })?;
+    let descriptor = match &reference.digest {
+        // `app@sha256:...`: that manifest, when the store has it under
+        // some tag.
+        Some(digest) => store
+            .list()
+            .map_err(|e| store_err(Box::new(e)))?
+            .into_iter()
+            .map(|(_, d)| d)
+            .find(|d| d.digest == *digest),
+        None => store.resolve(&name).map_err(|e| store_err(Box::new(e)))?,
+    }
+    .ok_or_else(|| K8sError::NotInStore {
+        reference: reference.familiar(),
+    })?;
     let image =
         load_image(store, &descriptor.digest, platform).map_err(|e| store_err(Box::new(e)))?;
     let config = image.config.config.clone().unwrap_or_default();
@@ -120,7 +128,10 @@ pub fn inspect(
     // docker`): the registry then serves another digest, which the push
     // record holds. The record counts only while it is of this image (its
     // config among the blobs pushed); otherwise the image changed since.
-    let pushed = store.pushed(&name).map_err(|e| store_err(Box::new(e)))?;
+    let pushed = match reference.digest {
+        Some(_) => None,
+        None => store.pushed(&name).map_err(|e| store_err(Box::new(e)))?,
+    };
     let digest = match pushed {
         Some(record)
             if record.digest == descriptor.digest

@@ -441,6 +441,9 @@ fn image_metadata_drives_the_no_flag_manifests_and_every_extra_validates() {
             {"name": "udp-9090", "port": 9090, "protocol": "UDP", "targetPort": 9090},
         ])
     );
+    // By digest, the same manifests.
+    let by_digest = run_ok(hoist(store.path()).args(["k8s", &pinned(&built)]));
+    assert_eq!(by_digest, yaml);
     let dir = tempfile::tempdir().unwrap();
     let mut files = vec![write_documents(dir.path(), "plain", &yaml)];
 
@@ -722,6 +725,29 @@ fn a_registry_that_needs_credentials_asks_for_a_pull_secret() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn a_push_that_converted_the_manifest_pins_the_registry_digest() {
+    let store = tempfile::tempdir().unwrap();
+    let built = build(
+        store.path(),
+        &fixture("web-app"),
+        "docker-format",
+        false,
+        &[],
+    );
+    // Docker's schema 2: the same blobs, another manifest, another digest.
+    let pushed =
+        run_ok(hoist(store.path()).args(["push", "-q", "--format", "docker", &built.reference]));
+    let pushed = pushed.trim();
+    let repo = built.reference.rsplit_once(':').unwrap().0;
+    assert!(pushed.starts_with(&format!("{repo}@sha256:")), "{pushed}");
+    assert_ne!(pushed, pinned(&built));
+    let out = output(hoist(store.path()).args(["k8s", &built.reference]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let yaml = String::from_utf8(out.stdout).unwrap();
+    assert!(yaml.contains(&format!("image: {pushed}\n")), "{yaml}");
 }
 
 fn read_dir_sorted(dir: &Path) -> Vec<(String, Vec<u8>)> {
