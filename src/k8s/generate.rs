@@ -494,13 +494,12 @@ pub fn generate(facts: &ImageFacts, options: &Options) -> Result<Generated, K8sE
             .collect()
     };
     let mut service_port = None;
-    if options.service.disabled {
-    } else if service_ports.is_empty() {
+    if service_ports.is_empty() && !options.service.disabled {
         warnings.push(
             "no Service: the image exposes no port (EXPOSE) and no --service-port was given"
                 .to_owned(),
         );
-    } else {
+    } else if !options.service.disabled {
         service_port = Some(service_ports[0].0);
         // A Service with several ports must name each one.
         let several = service_ports.len() > 1;
@@ -543,7 +542,8 @@ pub fn generate(facts: &ImageFacts, options: &Options) -> Result<Generated, K8sE
         let Some(port) = service_port else {
             return Err(K8sError::option(
                 "--ingress-host",
-                "an Ingress routes to the Service, and there is none: give --service-port",
+                "an Ingress routes to the Service, and there is none: drop --no-service, or \
+                 give --service-port when the image exposes no port",
             ));
         };
         let path = ingress.path.clone().unwrap_or_else(|| "/".to_owned());
