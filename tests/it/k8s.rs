@@ -998,17 +998,24 @@ fn http_body(addr: &str, path: &str) -> String {
     body.to_owned()
 }
 
-/// Removes the pod `podman kube play` made, even when the test fails.
-struct PlayedPod(String);
+/// Removes the pod `podman kube play` made and the podman secret the test
+/// created, even when the test fails.
+struct PlayedPod {
+    pod: String,
+    secret: String,
+}
 
 impl Drop for PlayedPod {
     fn drop(&mut self) {
-        let _ = podman().args(["pod", "rm", "-f", &self.0]).output();
+        let _ = podman()
+            .args(["pod", "rm", "-f", "-t", "0", &self.pod])
+            .output();
+        let _ = podman().args(["secret", "rm", &self.secret]).output();
     }
 }
 
 #[test]
-fn podman_kube_play_runs_the_manifests_and_serves_the_config_map() {
+fn podman_kube_play_runs_the_manifests_with_the_config_map_and_the_fixed_secret() {
     require("catatonit", "catatonit");
     let store = tempfile::tempdir().unwrap();
     let built = build(
@@ -1018,33 +1025,71 @@ fn podman_kube_play_runs_the_manifests_and_serves_the_config_map() {
         true,
         &[],
     );
+    // The ConfigMap's and Secret's contents, from the tutorial's YAML.
+    let config_docs = by_kind_and_name(documents(&tutorial("configurable-app-config.yaml")));
+    let message = config_docs[&("ConfigMap".into(), "app-config".into())]["data"]["config.json"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let env_file =
+        config_docs[&("Secret".into(), "app-secrets".into())]["stringData"]["app-secrets.env"]
+            .as_str()
+            .unwrap()
+            .to_owned();
     let files = tempfile::tempdir().unwrap();
     let config = files.path().join("config.json");
-    let message = "{\n  \"message\": \"Hello from Kubernetes ConfigMap!\"\n}\n";
-    std::fs::write(&config, message).unwrap();
-    // A name of its own, so runs at the same time do not collide.
+    std::fs::write(&config, &message).unwrap();
+    let secrets = files.path().join("app-secrets.env");
+    std::fs::write(&secrets, &env_file).unwrap();
+    // Names of its own, so runs at the same time do not collide.
     let name = format!("kube-play-{}", std::process::id());
+    let secret_name = format!("{name}-secrets");
     let dir = tempfile::tempdir().unwrap();
     run_ok(
         hoist(store.path())
             .args(["k8s", &built.reference, "--name", &name, "-o"])
             .arg(dir.path())
-            .args([
-                "--replicas",
-                "1",
-                "--config-mount",
-                "/app/config",
-                "--config-file",
-            ])
+            .args(["--replicas", "1", "--env", "APP_ENV=kubernetes"])
+            .args(["--config-mount", "/app/config", "--config-file"])
             .arg(format!("config.json={}", config.display()))
+            .args(["--secret-name", &secret_name, "--secret-env-file"])
+            .arg(&secrets)
             .args(["--liveness", "http=/health,initial-delay=5,period=10"]),
     );
     let deployment = dir.path().join(format!("deployment-{name}.yaml"));
     let configmap = dir.path().join(format!("configmap-{name}-config.yaml"));
-    // The one edit, for this machine and not for Kubernetes: podman 4.3
-    // publishes every containerPort on the host (0.0.0.0, same number),
-    // and tests here listen on 127.0.0.1 and free ports only; a hostIP
-    // and hostPort, which podman honours, say where.
+    let secret_file = dir.path().join(format!("secret-{secret_name}.yaml"));
+    let _played = PlayedPod {
+        pod: format!("{name}-pod-0"),
+        secret: secret_name.clone(),
+    };
+
+    // podman 4.3 keeps Secrets in its own store and reads one there as a
+    // JSON map of base64 values (what a cluster stores as `data`): the
+    // Secret hoist wrote, put there as such.
+    let secret = documents(&std::fs::read_to_string(&secret_file).unwrap()).remove(0);
+    let data: serde_json::Map<String, Value> = secret["stringData"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            use base64::Engine as _;
+            let encoded = base64::engine::general_purpose::STANDARD.encode(v.as_str().unwrap());
+            (k.clone(), Value::String(encoded))
+        })
+        .collect();
+    let podman_secret = dir.path().join("podman-secret.json");
+    std::fs::write(&podman_secret, serde_json::to_vec(&data).unwrap()).unwrap();
+    run_ok(
+        podman()
+            .args(["secret", "create", &secret_name])
+            .arg(&podman_secret),
+    );
+
+    // The one edit of the Deployment, for this machine and not for
+    // Kubernetes: podman 4.3 publishes every containerPort on the host
+    // (0.0.0.0, same number), and tests here listen on 127.0.0.1 and free
+    // ports only; a hostIP and hostPort, which podman honours, say where.
     let port = crate::support::free_port();
     let mut doc = documents(&std::fs::read_to_string(&deployment).unwrap()).remove(0);
     let ports = doc["spec"]["template"]["spec"]["containers"][0]["ports"]
@@ -1055,7 +1100,6 @@ fn podman_kube_play_runs_the_manifests_and_serves_the_config_map() {
     ports[0]["hostPort"] = port.into();
     let played = dir.path().join("played.yaml");
     std::fs::write(&played, serde_saphyr::to_string(&doc).unwrap()).unwrap();
-    let _pod = PlayedPod(format!("{name}-pod-0"));
     run_ok(
         podman()
             .args([
@@ -1083,4 +1127,16 @@ fn podman_kube_play_runs_the_manifests_and_serves_the_config_map() {
     assert_eq!(image.trim(), pinned(&built));
     let id = run_ok(podman().args(["exec", &container, "id", "-u"]));
     assert_eq!(id.trim(), "1001");
+    // The fixed Secret reaches the app as the tutorial meant: one variable
+    // per line of its env file, over the image's defaults (1.0.0).
+    let env = run_ok(podman().args(["exec", &container, "env"]));
+    let env: Vec<&str> = env.lines().collect();
+    for want in [
+        "APP_VERSION=2.0.0",
+        "SECRET_KEY=my-super-secret-key",
+        "APP_ENV=kubernetes",
+        "CONFIG_PATH=/app/config/config.json",
+    ] {
+        assert!(env.contains(&want), "{want} not in {env:?}");
+    }
 }
