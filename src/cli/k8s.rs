@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 ///   hoist k8s user/configurable-app:v1 --config-file config.json=cfg.json \
 ///       --config-mount /app/config --secret-env-file app-secrets.env -o k8s/
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub struct K8sArgs {
     /// The image, as tagged in the store (`hoist build -t IMAGE`).
     pub image: String,

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 /// Pin image references in Kubernetes YAML to the digests hoist built.
 ///
 /// Rewrites `hoist://IMAGE` values anywhere, and values of image fields
-/// (`image`, `*Image`, items of `*images`) named with --image, to
+/// (`image`, `*Image`, items of `images`/`*Images`) named with --image, to
 /// `REPO@sha256:...` as the registry holds it. Comments, key order,
 /// quoting, anchors and line endings stay as they were. Files are printed
 /// on stdout, in order, separated by `---`.
@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 ///   hoist resolve -f k8s/ > resolved.yaml
 ///   hoist resolve -f web-app-deployment.yaml --image votre-username/my-k8s-app:v1
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub struct ResolveArgs {
     /// A YAML file, or a directory of `.yaml`/`.yml`/`.json` files
     /// (repeatable; `-` reads stdin).
