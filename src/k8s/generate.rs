@@ -7,29 +7,19 @@
 //! ("hoist's additions"); keep that list in step with this file.
 
 use super::image::{ImageFacts, UserId};
-use super::options::{DataOptions, Options, PdbOptions, ProbeAction, ProbeSpec, is_env_name};
+use super::options::{DataOptions, Options, ProbeAction, ProbeSpec, is_env_name};
 use super::{K8sError, yaml};
 use crate::image::Healthcheck;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
-use k8s_openapi::api::autoscaling::v2::{
-    CrossVersionObjectReference, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec, MetricSpec,
-    MetricTarget, ResourceMetricSource,
-};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapEnvSource, ConfigMapVolumeSource, Container, ContainerPort,
     EmptyDirVolumeSource, EnvFromSource, EnvVar, ExecAction, HTTPGetAction, LocalObjectReference,
     PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, Secret, SecretEnvSource,
-    SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec, TCPSocketAction,
-    Volume, VolumeMount,
+    SecretVolumeSource, SecurityContext, TCPSocketAction, Volume, VolumeMount,
 };
-use k8s_openapi::api::networking::v1::{
-    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
-    IngressServiceBackend, IngressSpec, IngressTLS, ServiceBackendPort,
-};
-use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -119,50 +109,12 @@ pub fn generate(facts: &ImageFacts, options: &Options) -> Result<Generated, K8sE
         .next()
         .unwrap_or("app")
         .to_owned();
-    let name = options.name.clone().unwrap_or(default_name);
-    check_name("--name", &name)?;
-    let named = |given: &Option<String>, flag: &str, default: String| -> Result<String, K8sError> {
-        let n = given.clone().unwrap_or(default);
-        check_name(flag, &n)?;
-        Ok(n)
-    };
-    let container_name = named(&options.container_name, "--container-name", name.clone())?;
-    let service_name = named(&options.service_name, "--service-name", name.clone())?;
-    let ingress_name = named(&options.ingress_name, "--ingress-name", name.clone())?;
-    let configmap_name = named(
-        &options.configmap_name,
-        "--configmap-name",
-        format!("{name}-config"),
-    )?;
-    let secret_name = named(
-        &options.secret_name,
-        "--secret-name",
-        format!("{name}-secret"),
-    )?;
-    let config_volume = named(
-        &options.config_volume_name,
-        "--config-volume-name",
-        "config".into(),
-    )?;
-    let secret_volume = named(
-        &options.secret_volume_name,
-        "--secret-volume-name",
-        "secret".into(),
-    )?;
-
-    let mut selector = BTreeMap::new();
-    selector.insert("app".to_owned(), name.clone());
-    let mut labels = options.labels.clone();
-    labels.insert("app".to_owned(), name.clone());
-    let meta = |object_name: &str| ObjectMeta {
-        name: Some(object_name.to_owned()),
-        labels: Some(labels.clone()),
-        ..Default::default()
-    };
+    let names = Names::new(options, default_name)?;
+    let meta = |object_name: &str| names.meta(object_name);
 
     let image = image_reference(facts, options);
     let mut container = Container {
-        name: container_name.clone(),
+        name: names.container.clone(),
         image: Some(image.clone()),
         image_pull_policy: options.pull_policy.clone(),
         ..Default::default()
@@ -245,7 +197,7 @@ pub fn generate(facts: &ImageFacts, options: &Options) -> Result<Generated, K8sE
     }
     let mut env_from = Vec::new();
     for cm in options.env_from_configmaps.iter().chain(
-        (!options.config.is_empty() && options.config.mount.is_none()).then_some(&configmap_name),
+        (!options.config.is_empty() && options.config.mount.is_none()).then_some(&names.configmap),
     ) {
         env_from.push(EnvFromSource {
             config_map_ref: Some(ConfigMapEnvSource {
@@ -256,7 +208,7 @@ pub fn generate(facts: &ImageFacts, options: &Options) -> Result<Generated, K8sE
         });
     }
     for s in options.env_from_secrets.iter().chain(
-        (!options.secret.is_empty() && options.secret.mount.is_none()).then_some(&secret_name),
+        (!options.secret.is_empty() && options.secret.mount.is_none()).then_some(&names.secret),
     ) {
         env_from.push(EnvFromSource {
             secret_ref: Some(SecretEnvSource {
@@ -277,15 +229,15 @@ pub fn generate(facts: &ImageFacts, options: &Options) -> Result<Generated, K8sE
     if let (false, Some(path)) = (options.config.is_empty(), &options.config.mount) {
         check_mount("--config-mount", path)?;
         volumes.push(Volume {
-            name: config_volume.clone(),
+            name: names.config_volume.clone(),
             config_map: Some(ConfigMapVolumeSource {
-                name: configmap_name.clone(),
+                name: names.configmap.clone(),
                 ..Default::default()
             }),
             ..Default::default()
         });
         mounts.push(VolumeMount {
-            name: config_volume.clone(),
+            name: names.config_volume.clone(),
             mount_path: path.clone(),
             ..Default::default()
         });
@@ -298,15 +250,15 @@ pub fn generate(facts: &ImageFacts, options: &Options) -> Result<Generated, K8sE
     if let (false, Some(path)) = (options.secret.is_empty(), &options.secret.mount) {
         check_mount("--secret-mount", path)?;
         volumes.push(Volume {
-            name: secret_volume.clone(),
+            name: names.secret_volume.clone(),
             secret: Some(SecretVolumeSource {
-                secret_name: Some(secret_name.clone()),
+                secret_name: Some(names.secret.clone()),
                 ..Default::default()
             }),
             ..Default::default()
         });
         mounts.push(VolumeMount {
-            name: secret_volume.clone(),
+            name: names.secret_volume.clone(),
             mount_path: path.clone(),
             read_only: Some(true),
             ..Default::default()
@@ -365,7 +317,188 @@ pub fn generate(facts: &ImageFacts, options: &Options) -> Result<Generated, K8sE
         .or_else(|| healthcheck.map(|h| probe_from_healthcheck(h, &facts.shell)));
     container.startup_probe = probe("--startup", &options.startup)?;
 
-    // Security context.
+    container.security_context = security_context(facts, options, &mut warnings);
+
+    // Deployment.
+    let strategy = deployment_strategy(options)?;
+    let mut pod_spec = PodSpec {
+        containers: vec![container],
+        ..Default::default()
+    };
+    if !volumes.is_empty() {
+        pod_spec.volumes = Some(volumes);
+    }
+    let mut pull_secrets = options.image_pull_secrets.clone();
+    if let Some(secret) = &options.pull_secret
+        && !pull_secrets.contains(&secret.name)
+    {
+        pull_secrets.push(secret.name.clone());
+    }
+    if !pull_secrets.is_empty() {
+        pod_spec.image_pull_secrets = Some(
+            pull_secrets
+                .iter()
+                .map(|n| LocalObjectReference { name: n.clone() })
+                .collect(),
+        );
+    }
+    let deployment = Deployment {
+        metadata: meta(&names.app),
+        spec: DeploymentSpec {
+            replicas: options.replicas,
+            selector: LabelSelector {
+                match_labels: Some(names.selector.clone()),
+                ..Default::default()
+            },
+            strategy,
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(names.labels.clone()),
+                    ..Default::default()
+                }),
+                spec: Some(pod_spec),
+            },
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+
+    let mut objects = Vec::new();
+    if !options.config.is_empty() {
+        let (data, binary) = split_data(&options.config);
+        objects.push(Object::new(
+            "ConfigMap",
+            &names.configmap,
+            &ConfigMap {
+                metadata: meta(&names.configmap),
+                data,
+                binary_data: binary,
+                ..Default::default()
+            },
+        ));
+    }
+    if !options.secret.is_empty() {
+        let (string_data, data) = split_data(&options.secret);
+        objects.push(Object::new(
+            "Secret",
+            &names.secret,
+            &Secret {
+                metadata: meta(&names.secret),
+                type_: Some("Opaque".to_owned()),
+                string_data,
+                data,
+                ..Default::default()
+            },
+        ));
+    }
+    objects.push(Object::new("Deployment", &names.app, &deployment));
+
+    let service = objects::service(&names, facts, options, &mut warnings);
+    let service_port = service.as_ref().map(|(_, port)| *port);
+    objects.extend(service.map(|(object, _)| object));
+    if let Some(ingress) = &options.ingress {
+        objects.push(objects::ingress(&names, ingress, service_port)?);
+    }
+    if let Some(pdb) = &options.pdb {
+        objects.push(objects::pod_disruption_budget(
+            &names,
+            pdb,
+            options,
+            &mut warnings,
+        )?);
+    }
+    if let Some(hpa) = &options.hpa {
+        objects.push(objects::autoscaler(&names, hpa, options, &mut warnings)?);
+    }
+    let pull_secret = options
+        .pull_secret
+        .as_ref()
+        .map(|p| objects::pull_secret(&names, p));
+
+    Ok(Generated {
+        objects,
+        pull_secret,
+        image,
+        deployment: names.app.clone(),
+        container: names.container.clone(),
+        warnings,
+    })
+}
+
+/// The objects' names, and the labels every one carries.
+pub(super) struct Names {
+    pub app: String,
+    pub container: String,
+    pub service: String,
+    pub ingress: String,
+    pub configmap: String,
+    pub secret: String,
+    pub config_volume: String,
+    pub secret_volume: String,
+    /// `app: NAME` plus `--label`s.
+    pub labels: BTreeMap<String, String>,
+    /// `app: NAME`: what the Deployment, Service and PDB select.
+    pub selector: BTreeMap<String, String>,
+}
+
+impl Names {
+    fn new(options: &Options, default_app: String) -> Result<Names, K8sError> {
+        let app = options.name.clone().unwrap_or(default_app);
+        check_name("--name", &app)?;
+        let named = |given: &Option<String>, flag: &str, default: String| {
+            let n = given.clone().unwrap_or(default);
+            check_name(flag, &n).map(|()| n)
+        };
+        let mut selector = BTreeMap::new();
+        selector.insert("app".to_owned(), app.clone());
+        let mut labels = options.labels.clone();
+        labels.extend(selector.clone());
+        Ok(Names {
+            container: named(&options.container_name, "--container-name", app.clone())?,
+            service: named(&options.service_name, "--service-name", app.clone())?,
+            ingress: named(&options.ingress_name, "--ingress-name", app.clone())?,
+            configmap: named(
+                &options.configmap_name,
+                "--configmap-name",
+                format!("{app}-config"),
+            )?,
+            secret: named(
+                &options.secret_name,
+                "--secret-name",
+                format!("{app}-secret"),
+            )?,
+            config_volume: named(
+                &options.config_volume_name,
+                "--config-volume-name",
+                "config".into(),
+            )?,
+            secret_volume: named(
+                &options.secret_volume_name,
+                "--secret-volume-name",
+                "secret".into(),
+            )?,
+            app,
+            labels,
+            selector,
+        })
+    }
+
+    pub fn meta(&self, name: &str) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name.to_owned()),
+            labels: Some(self.labels.clone()),
+            ..Default::default()
+        }
+    }
+}
+
+/// hoist's hardening (unless `--no-hardening`), a read-only root on
+/// request, and the non-root user when USER gives a number.
+fn security_context(
+    facts: &ImageFacts,
+    options: &Options,
+    warnings: &mut Vec<String>,
+) -> Option<SecurityContext> {
     let mut security = SecurityContext::default();
     if !options.no_hardening {
         security.allow_privilege_escalation = Some(false);
@@ -394,352 +527,7 @@ pub fn generate(facts: &ImageFacts, options: &Options) -> Result<Generated, K8sE
             "the image runs as root (no USER, or uid 0): consider a non-root USER".to_owned(),
         ),
     }
-    if security != SecurityContext::default() {
-        container.security_context = Some(security);
-    }
-
-    // Deployment.
-    let strategy = deployment_strategy(options)?;
-    let mut pod_spec = PodSpec {
-        containers: vec![container],
-        ..Default::default()
-    };
-    if !volumes.is_empty() {
-        pod_spec.volumes = Some(volumes);
-    }
-    let mut pull_secrets = options.image_pull_secrets.clone();
-    if let Some(secret) = &options.pull_secret
-        && !pull_secrets.contains(&secret.name)
-    {
-        pull_secrets.push(secret.name.clone());
-    }
-    if !pull_secrets.is_empty() {
-        pod_spec.image_pull_secrets = Some(
-            pull_secrets
-                .iter()
-                .map(|n| LocalObjectReference { name: n.clone() })
-                .collect(),
-        );
-    }
-    let deployment = Deployment {
-        metadata: meta(&name),
-        spec: DeploymentSpec {
-            replicas: options.replicas,
-            selector: LabelSelector {
-                match_labels: Some(selector.clone()),
-                ..Default::default()
-            },
-            strategy,
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels.clone()),
-                    ..Default::default()
-                }),
-                spec: Some(pod_spec),
-            },
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-
-    let mut objects = Vec::new();
-    if !options.config.is_empty() {
-        let (data, binary) = split_data(&options.config);
-        objects.push(Object::new(
-            "ConfigMap",
-            &configmap_name,
-            &ConfigMap {
-                metadata: meta(&configmap_name),
-                data,
-                binary_data: binary,
-                ..Default::default()
-            },
-        ));
-    }
-    if !options.secret.is_empty() {
-        let (string_data, data) = split_data(&options.secret);
-        objects.push(Object::new(
-            "Secret",
-            &secret_name,
-            &Secret {
-                metadata: meta(&secret_name),
-                type_: Some("Opaque".to_owned()),
-                string_data,
-                data,
-                ..Default::default()
-            },
-        ));
-    }
-    objects.push(Object::new("Deployment", &name, &deployment));
-
-    // Service.
-    let service_ports: Vec<(i32, String, String)> = if options.service.ports.is_empty() {
-        facts
-            .ports
-            .iter()
-            .map(|p| {
-                (
-                    i32::from(p.number),
-                    p.number.to_string(),
-                    p.protocol.to_owned(),
-                )
-            })
-            .collect()
-    } else {
-        options
-            .service
-            .ports
-            .iter()
-            .map(|m| (i32::from(m.port), m.target.clone(), m.protocol.clone()))
-            .collect()
-    };
-    let mut service_port = None;
-    if service_ports.is_empty() && !options.service.disabled {
-        warnings.push(
-            "no Service: the image exposes no port (EXPOSE) and no --service-port was given"
-                .to_owned(),
-        );
-    } else if !options.service.disabled {
-        service_port = Some(service_ports[0].0);
-        // A Service with several ports must name each one.
-        let several = service_ports.len() > 1;
-        let service = Service {
-            metadata: meta(&service_name),
-            spec: Some(ServiceSpec {
-                selector: Some(selector.clone()),
-                type_: Some(
-                    options
-                        .service
-                        .kind
-                        .clone()
-                        .unwrap_or_else(|| "ClusterIP".to_owned()),
-                ),
-                ports: Some(
-                    service_ports
-                        .iter()
-                        .map(|(port, target, protocol)| ServicePort {
-                            name: several
-                                .then(|| format!("{}-{port}", protocol.to_ascii_lowercase())),
-                            port: *port,
-                            protocol: (protocol != "TCP").then(|| protocol.clone()),
-                            target_port: Some(match target.parse::<i32>() {
-                                Ok(n) => IntOrString::Int(n),
-                                Err(_) => IntOrString::String(target.clone()),
-                            }),
-                            ..Default::default()
-                        })
-                        .collect(),
-                ),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        objects.push(Object::new("Service", &service_name, &service));
-    }
-
-    // Ingress.
-    if let Some(ingress) = &options.ingress {
-        let Some(port) = service_port else {
-            return Err(K8sError::option(
-                "--ingress-host",
-                "an Ingress routes to the Service, and there is none: drop --no-service, or \
-                 give --service-port when the image exposes no port",
-            ));
-        };
-        let path = ingress.path.clone().unwrap_or_else(|| "/".to_owned());
-        let path_type = ingress
-            .path_type
-            .clone()
-            .unwrap_or_else(|| "Prefix".to_owned());
-        if !matches!(
-            path_type.as_str(),
-            "Prefix" | "Exact" | "ImplementationSpecific"
-        ) {
-            return Err(K8sError::option(
-                &format!("--ingress-path-type {path_type}"),
-                "expected Prefix, Exact or ImplementationSpecific",
-            ));
-        }
-        let mut metadata = meta(&ingress_name);
-        if !ingress.annotations.is_empty() {
-            metadata.annotations = Some(ingress.annotations.clone());
-        }
-        let tls = match (&ingress.tls_secret, &ingress.host) {
-            (Some(secret), host) => Some(vec![IngressTLS {
-                hosts: host.clone().map(|h| vec![h]),
-                secret_name: Some(secret.clone()),
-            }]),
-            (None, _) => None,
-        };
-        let object = Ingress {
-            metadata,
-            spec: Some(IngressSpec {
-                ingress_class_name: ingress.class.clone(),
-                rules: Some(vec![IngressRule {
-                    host: ingress.host.clone(),
-                    http: Some(HTTPIngressRuleValue {
-                        paths: vec![HTTPIngressPath {
-                            path: Some(path),
-                            path_type,
-                            backend: IngressBackend {
-                                service: Some(IngressServiceBackend {
-                                    name: service_name.clone(),
-                                    port: Some(ServiceBackendPort {
-                                        number: Some(port),
-                                        ..Default::default()
-                                    }),
-                                }),
-                                ..Default::default()
-                            },
-                        }],
-                    }),
-                }]),
-                tls,
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        objects.push(Object::new("Ingress", &ingress_name, &object));
-    }
-
-    // PodDisruptionBudget.
-    if let Some(pdb) = &options.pdb {
-        let (min_available, max_unavailable) = match pdb {
-            PdbOptions::MinAvailable(v) => (Some(int_or_percent("--pdb-min-available", v)?), None),
-            PdbOptions::MaxUnavailable(v) => {
-                (None, Some(int_or_percent("--pdb-max-unavailable", v)?))
-            }
-        };
-        if options.replicas.unwrap_or(1) <= 1
-            && matches!(pdb, PdbOptions::MinAvailable(v) if v != "0" && v != "0%")
-        {
-            warnings.push(
-                "a PodDisruptionBudget with one replica blocks node drains: raise --replicas"
-                    .to_owned(),
-            );
-        }
-        objects.push(Object::new(
-            "PodDisruptionBudget",
-            &name,
-            &PodDisruptionBudget {
-                metadata: meta(&name),
-                spec: Some(PodDisruptionBudgetSpec {
-                    selector: Some(LabelSelector {
-                        match_labels: Some(selector.clone()),
-                        ..Default::default()
-                    }),
-                    min_available,
-                    max_unavailable,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-        ));
-    }
-
-    // HorizontalPodAutoscaler.
-    if let Some(hpa) = &options.hpa {
-        if hpa.max < hpa.min.unwrap_or(1) || hpa.max < 1 {
-            return Err(K8sError::option(
-                "--hpa-max",
-                "must be at least 1 and at least --hpa-min",
-            ));
-        }
-        let resource = |name: &str, percent: i32| MetricSpec {
-            type_: "Resource".to_owned(),
-            resource: Some(ResourceMetricSource {
-                name: name.to_owned(),
-                target: MetricTarget {
-                    type_: "Utilization".to_owned(),
-                    average_utilization: Some(percent),
-                    ..Default::default()
-                },
-            }),
-            ..Default::default()
-        };
-        let mut metrics = Vec::new();
-        if let Some(p) = hpa.cpu_percent {
-            metrics.push(resource("cpu", p));
-            if !options.requests.contains_key("cpu") {
-                warnings.push(
-                    "--hpa-cpu scales on a percentage of the CPU request, and there is none: \
-                     add --requests cpu=..."
-                        .to_owned(),
-                );
-            }
-        }
-        if let Some(p) = hpa.memory_percent {
-            metrics.push(resource("memory", p));
-            if !options.requests.contains_key("memory") {
-                warnings.push(
-                    "--hpa-memory scales on a percentage of the memory request, and there is \
-                     none: add --requests memory=..."
-                        .to_owned(),
-                );
-            }
-        }
-        objects.push(Object::new(
-            "HorizontalPodAutoscaler",
-            &name,
-            &HorizontalPodAutoscaler {
-                metadata: meta(&name),
-                spec: HorizontalPodAutoscalerSpec {
-                    scale_target_ref: CrossVersionObjectReference {
-                        api_version: Some("apps/v1".to_owned()),
-                        kind: "Deployment".to_owned(),
-                        name: name.clone(),
-                    },
-                    min_replicas: hpa.min,
-                    max_replicas: hpa.max,
-                    metrics: (!metrics.is_empty()).then_some(metrics),
-                    ..Default::default()
-                },
-                ..Default::default()
-            },
-        ));
-    }
-
-    let pull_secret = options.pull_secret.as_ref().map(|p| {
-        let mut auth = serde_json::Map::new();
-        auth.insert("username".into(), p.username.clone().into());
-        auth.insert("password".into(), p.password.expose().into());
-        auth.insert(
-            "auth".into(),
-            base64_encode(&format!("{}:{}", p.username, p.password.expose())).into(),
-        );
-        let mut auths = serde_json::Map::new();
-        auths.insert(p.registry.clone(), serde_json::Value::Object(auth));
-        let config = serde_json::json!({ "auths": auths });
-        let mut data = BTreeMap::new();
-        data.insert(
-            ".dockerconfigjson".to_owned(),
-            ByteString(serde_json::to_vec(&config).expect("JSON values serialise")),
-        );
-        Object::new(
-            "Secret",
-            &p.name,
-            &Secret {
-                metadata: meta(&p.name),
-                type_: Some("kubernetes.io/dockerconfigjson".to_owned()),
-                data: Some(data),
-                ..Default::default()
-            },
-        )
-    });
-
-    Ok(Generated {
-        objects,
-        pull_secret,
-        image,
-        deployment: name,
-        container: container_name,
-        warnings,
-    })
-}
-
-fn base64_encode(text: &str) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(text)
+    (security != SecurityContext::default()).then_some(security)
 }
 
 /// UTF-8 values as text (`data`/`stringData`), the rest as bytes
@@ -978,5 +766,6 @@ fn unique_name(base: &str, taken: &[Volume]) -> String {
     name
 }
 
+mod objects;
 #[cfg(test)]
 mod tests;
