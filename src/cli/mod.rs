@@ -5,6 +5,7 @@ pub mod build;
 pub mod check;
 pub mod images;
 pub mod parse;
+pub mod progress;
 pub mod prune;
 pub mod rmi;
 
