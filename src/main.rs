@@ -17,6 +17,7 @@ fn main() {
     let result = match &cli.command {
         Command::Parse(args) => cli::parse::run(args),
         Command::Check(args) => cli::check::run(args),
+        Command::Completions(args) => cli::completions::run(args),
         Command::Build(args) => store().and_then(|s| cli::build::run(args, &s)),
         Command::Images(args) => store().and_then(|s| cli::images::run(args, &s)),
         Command::Rmi(args) => store().and_then(|s| cli::rmi::run(args, &s)),

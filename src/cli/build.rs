@@ -4,7 +4,7 @@ use super::progress::{Display, Mode, Summary};
 use super::{emit, read_dockerfile};
 use anyhow::{Context, bail};
 use clap::Args;
-use hoist::build::engine::{BuildRequest, build};
+use hoist::build::engine::{BuildError, BuildRequest, build};
 use hoist::image::{ExportImage, write_docker_archive, write_oci_archive, write_oci_layout};
 use hoist::layer::GzipOptions;
 use hoist::plan::{Options, Platform, resolve_build_arg};
@@ -23,7 +23,9 @@ use std::path::{Path, PathBuf};
 ///   hoist build -t web-app:v1 fixtures/tutorial/web-app
 ///   hoist build -t app --output type=docker,dest=- . | docker load
 ///   hoist build --output type=oci,dest=out/ --build-arg VERSION=1.2 .
+///   hoist build --registry-mirror docker.io=127.0.0.1:5000 -t app:v1 .
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub struct BuildArgs {
     /// The Dockerfile (default: CONTEXT/Dockerfile); `-` reads stdin.
     #[arg(short = 'f', long = "file")]
@@ -212,9 +214,17 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
                 causes.push(cause.to_string());
                 source = cause.source();
             }
-            display.error(&e.to_string(), &causes, e.hint());
+            let lines: Vec<&str> = request.dockerfile.lines().collect();
+            let excerpt = match &e {
+                BuildError::Dockerfile { line, column, .. } => {
+                    hoist::check::excerpt(&lines, *line, Some(*column))
+                }
+                BuildError::Step { line, .. } => hoist::check::excerpt(&lines, *line, None),
+                _ => String::new(),
+            };
+            display.error(&e.to_string(), &excerpt, &causes, e.hint());
             // 130 for SIGINT, 143 for SIGTERM, as a shell reports them.
-            if let hoist::build::engine::BuildError::Interrupted { signal } = e {
+            if let BuildError::Interrupted { signal } = e {
                 return Ok(128 + signal);
             }
             return Ok(1);

@@ -98,9 +98,10 @@ impl Display {
         }
     }
 
-    /// Shows why the build failed (even when quiet): the error, its causes
+    /// Shows why the build failed (even when quiet): the error, the
+    /// Dockerfile lines it is about (` N | text`, a caret line), its causes
     /// and the hint.
-    pub fn error(&mut self, message: &str, causes: &[String], hint: Option<&str>) {
+    pub fn error(&mut self, message: &str, excerpt: &str, causes: &[String], hint: Option<&str>) {
         if let Style::Tty { running } = &mut self.style
             && let Some(step) = running.take()
         {
@@ -111,11 +112,13 @@ impl Display {
             Style::Json => json_line(&json!({
                 "type": "error",
                 "message": message,
+                "excerpt": excerpt,
                 "causes": causes,
                 "hint": hint,
             })),
             _ => {
                 eprintln!("error: {message}");
+                eprint!("{excerpt}");
                 for cause in causes {
                     eprintln!("  caused by: {cause}");
                 }

@@ -17,5 +17,6 @@ mod real_components;
 mod reference_examples;
 mod shell_corpus;
 mod shell_differential;
+mod snapshots_cli;
 mod store_oci_tools;
 mod support;
