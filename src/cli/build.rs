@@ -63,6 +63,9 @@ pub struct BuildArgs {
     /// `type=oci-archive,dest=FILE|-`.
     #[arg(long)]
     pub output: Vec<String>,
+    /// Push every `-t` name to its registry once the build is done.
+    #[arg(long)]
+    pub push: bool,
     /// Write the manifest digest to this file.
     #[arg(long)]
     pub digest_file: Option<PathBuf>,
@@ -135,6 +138,9 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
         .iter()
         .map(|t| Reference::parse(t).with_context(|| format!("-t {t}")))
         .collect::<anyhow::Result<_>>()?;
+    if args.push && tags.is_empty() {
+        bail!("--push needs at least one -t NAME to push the image as");
+    }
     if !args.context.is_dir() {
         bail!(
             "build context {} is not a directory",
@@ -262,6 +268,18 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
                     write_oci_archive(sink, &export, &store)?
                 };
                 sink.flush()?;
+            }
+        }
+    }
+    if args.push {
+        let options = hoist::registry::PushOptions {
+            insecure: args.insecure_registries.clone(),
+            ..Default::default()
+        };
+        for tag in &tags {
+            let pushed = super::push::push_one(&store, tag, tag, &options, args.quiet)?;
+            if !args.quiet {
+                eprintln!("{}", pushed.pinned());
             }
         }
     }

@@ -8,7 +8,10 @@ pub mod images;
 pub mod parse;
 pub mod progress;
 pub mod prune;
+pub mod pull;
+pub mod push;
 pub mod rmi;
+pub mod tag;
 
 use clap::{Parser, Subcommand};
 
@@ -45,7 +48,10 @@ pub enum Command {
     Images(images::ImagesArgs),
     Parse(parse::ParseArgs),
     Prune(prune::PruneArgs),
+    Pull(pull::PullArgs),
+    Push(push::PushArgs),
     Rmi(rmi::RmiArgs),
+    Tag(tag::TagArgs),
 }
 
 /// Reads a Dockerfile from a path, or from stdin for `-`; returns the name to
