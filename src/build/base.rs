@@ -250,11 +250,17 @@ pub fn load_layer(
         }
     };
     if !finished {
-        std::fs::write(temp.join("complete"), b"").map_err(layer_err)?;
-        if std::fs::rename(&temp, &snapshot).is_err() {
+        // The snapshot's directory may exist already, holding RUN's
+        // extraction of the same layer (`rootfs`): the content directory
+        // moves in on its own, then the marker says it is whole.
+        std::fs::create_dir_all(&snapshot).map_err(layer_err)?;
+        let moved = std::fs::rename(&temp_content, &content);
+        let _ = std::fs::remove_dir_all(&temp);
+        if moved.is_ok() {
+            std::fs::write(snapshot.join("complete"), b"").map_err(layer_err)?;
+        } else {
             // Another build finished the same snapshot first: use it.
-            let _ = std::fs::remove_dir_all(&temp);
-            if !snapshot.join("complete").exists() {
+            if !content.is_dir() {
                 return Err(layer_err(io::Error::other(format!(
                     "cannot move the extracted layer into {}",
                     snapshot.display()

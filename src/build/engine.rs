@@ -64,6 +64,8 @@ pub struct BuildRequest {
     pub pull: crate::registry::PullOptions,
     /// Pull base images even when the store has them (`--pull`).
     pub always_pull: bool,
+    /// `--secret` and `--ssh`: what `RUN --mount=type=secret|ssh` mounts.
+    pub secrets: super::secrets::Secrets,
 }
 
 /// A step's progress, for the display.
@@ -248,6 +250,9 @@ struct Builder<'a> {
     lexer: Lexer,
     context: Option<FsView>,
     hasher: ContentHasher,
+    /// Agents started for `--ssh ID=KEYFILE`, by id; their sockets are in
+    /// the scratch directory, so they are dropped before it.
+    key_agents: HashMap<String, crate::run::ssh::KeyAgent>,
     /// Downloads and unpacked archives of this build, removed at its end.
     scratch: Option<crate::store::ScratchDir>,
     step: usize,
@@ -256,6 +261,41 @@ struct Builder<'a> {
     pulled: std::collections::HashSet<String>,
     /// The build context laid out on disk for `RUN --mount=type=bind`.
     context_tree: Option<PathBuf>,
+}
+
+/// A RUN's `--mount`s, prepared.
+struct PreparedMounts {
+    /// What the sandbox mounts; secret and ssh sources are placeholders
+    /// until the step runs.
+    mounts: Vec<crate::run::RunMount>,
+    /// Mount points the sandbox creates (missing in the image), left out
+    /// of the layer as newer BuildKit leaves them out.
+    stubs: Vec<String>,
+    /// Each mount as key text.
+    texts: Vec<String>,
+    secrets: Vec<PendingSecret>,
+    agents: Vec<PendingAgent>,
+}
+
+/// A secret the step gets once it runs.
+struct PendingSecret {
+    id: String,
+    /// Its mount in [`PreparedMounts::mounts`], if it is a file.
+    index: Option<usize>,
+    /// The variable that holds it, if any (`env=`).
+    env: Option<String>,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+}
+
+/// An ssh agent the step gets once it runs.
+struct PendingAgent {
+    id: String,
+    index: usize,
+    mode: u32,
+    uid: u32,
+    gid: u32,
 }
 
 /// What a step may read besides its own stage.
@@ -276,6 +316,7 @@ impl<'a> Builder<'a> {
             lexer: Lexer::new(ast.escape),
             context: None,
             hasher: ContentHasher::load(&store.root().join("cache/stat-cache.json")),
+            key_agents: HashMap::new(),
             scratch: None,
             step: 0,
             cached: 0,
@@ -939,7 +980,13 @@ impl<'a> Builder<'a> {
             Some(crate::dockerfile::instructions::Network::None) => RunNetwork::None,
             _ => RunNetwork::Host,
         };
-        let (run_mounts, stubs, mount_texts) = self.run_mounts(instr, state, inputs, mounts)?;
+        let PreparedMounts {
+            mounts: mut run_mounts,
+            stubs,
+            texts: mount_texts,
+            secrets,
+            agents,
+        } = self.run_mounts(instr, state, inputs, mounts)?;
         let (argv, script) =
             meta::run_argv(&state.config, command).map_err(|e| self.step_error(instr, e, None))?;
         // BuildKit's history text, without its `|N K=V` build-arg prefix:
@@ -1030,6 +1077,11 @@ impl<'a> Builder<'a> {
                 self.step_error(instr, format!("user or group id {n} is out of range"), None)
             })
         };
+        let (uid, gid, groups) = (
+            id(uid)?,
+            id(gid)?,
+            groups.into_iter().map(id).collect::<Result<Vec<_>, _>>()?,
+        );
         let workdir = state.run().working_dir.clone();
         let mut host_files = Vec::new();
         for (source, target) in [
@@ -1062,29 +1114,12 @@ impl<'a> Builder<'a> {
             let home = passwd
                 .lines()
                 .map(|l| l.trim().split(':').collect::<Vec<_>>())
-                .find(|f| f.len() > 5 && f[2].parse::<u64>().ok() == Some(uid))
+                .find(|f| f.len() > 5 && f[2].parse::<u32>().ok() == Some(uid))
                 .map(|f| f[5].to_string())
                 .filter(|h| !h.is_empty())
                 .unwrap_or_else(|| "/".into());
             env.push(format!("HOME={home}"));
         }
-        let spec = RunSpec {
-            lowers,
-            argv,
-            env,
-            workdir: if workdir.is_empty() {
-                "/".into()
-            } else {
-                workdir
-            },
-            uid: id(uid)?,
-            gid: id(gid)?,
-            groups: groups.into_iter().map(id).collect::<Result<_, _>>()?,
-            network,
-            host_files,
-            scripts: script.into_iter().collect(),
-            mounts: run_mounts,
-        };
         let dir = self.scratch()?.join(format!("run-{number}"));
         std::fs::create_dir(&dir).map_err(|e| {
             self.run_error(
@@ -1095,6 +1130,71 @@ impl<'a> Builder<'a> {
                 },
             )
         })?;
+        // Secrets and agents only now that the step runs: after the key,
+        // which never holds their content.
+        let env_lookup = |name: &str| std::env::var(name).ok();
+        for pending in secrets {
+            let data = self
+                .request
+                .secrets
+                .read(&pending.id, &env_lookup)
+                .map_err(|e| self.step_error(instr, with_causes(&e), None))?
+                .ok_or_else(|| self.missing_secret(instr, "secret", &pending.id))?;
+            if let Some(var) = &pending.env {
+                let value = std::str::from_utf8(&data).map_err(|_| {
+                    self.step_error(
+                        instr,
+                        format!(
+                            "secret {} is not UTF-8 text: it cannot be the variable {var}",
+                            pending.id
+                        ),
+                        Some("mount it as a file (target=PATH) instead".into()),
+                    )
+                })?;
+                env.retain(|e| !e.starts_with(&format!("{var}=")));
+                env.push(format!("{var}={value}"));
+            }
+            if let Some(i) = pending.index {
+                run_mounts[i].source = crate::run::MountSource::Secret {
+                    data: crate::run::SecretBytes(data),
+                    mode: pending.mode,
+                    uid: pending.uid,
+                    gid: pending.gid,
+                };
+            }
+        }
+        let mut proxies = Vec::new();
+        for (n, agent) in agents.iter().enumerate() {
+            let upstream = self.agent_socket(instr, &agent.id)?;
+            let socket = dir.join(format!("ssh-{n}.sock"));
+            proxies.push(
+                crate::run::ssh::AgentProxy::start(
+                    &socket, &upstream, agent.mode, agent.uid, agent.gid,
+                )
+                .map_err(|e| self.run_error(instr, e))?,
+            );
+            run_mounts[agent.index].source = crate::run::MountSource::Socket { source: socket };
+            if n == 0 && !env.iter().any(|e| e.starts_with("SSH_AUTH_SOCK=")) {
+                env.push(format!("SSH_AUTH_SOCK={}", run_mounts[agent.index].target));
+            }
+        }
+        let spec = RunSpec {
+            lowers,
+            argv,
+            env,
+            workdir: if workdir.is_empty() {
+                "/".into()
+            } else {
+                workdir
+            },
+            uid,
+            gid,
+            groups,
+            network,
+            host_files,
+            scripts: script.into_iter().collect(),
+            mounts: run_mounts,
+        };
         let mut tail = std::collections::VecDeque::new();
         let result = crate::run::run(&spec, &dir, &mut |line| {
             if tail.len() == OUTPUT_TAIL {
@@ -1113,6 +1213,7 @@ impl<'a> Builder<'a> {
             }
             Err(e) => return Err(self.run_error(instr, e)),
         };
+        drop(proxies);
         if code != 0 {
             let mut message = format!("exit code {code}");
             if !tail.is_empty() {
@@ -1158,22 +1259,21 @@ impl<'a> Builder<'a> {
         Ok((Some(size), false, history))
     }
 
-    /// A RUN's `--mount`s, prepared: what the sandbox mounts, the mount
-    /// points it will create (missing in the image, left out of the layer
-    /// as newer BuildKit leaves them out) and each mount as key text.
-    #[allow(clippy::type_complexity)]
+    /// A RUN's `--mount`s, prepared (see [`PreparedMounts`]).
     fn run_mounts(
         &mut self,
         instr: &Instruction,
         state: &StageState,
         inputs: &Inputs<'_>,
         mounts: &[String],
-    ) -> Result<(Vec<crate::run::RunMount>, Vec<String>, Vec<String>), BuildError> {
+    ) -> Result<PreparedMounts, BuildError> {
         use crate::dockerfile::instructions::{MountType, parse_mount};
         use crate::run::MountSource;
         let mut out = Vec::new();
         let mut stubs = Vec::new();
         let mut texts = Vec::new();
+        let mut secrets = Vec::new();
+        let mut agents = Vec::new();
         for raw in mounts {
             let lexer = &self.lexer;
             let m = parse_mount(raw, &mut |v| {
@@ -1184,6 +1284,68 @@ impl<'a> Builder<'a> {
             .map_err(|e| {
                 self.step_error(instr, e.message, (!e.hint.is_empty()).then_some(e.hint))
             })?;
+            // The mount's key text: ids, targets and options, never a
+            // secret's content (BuildKit keys a secret by its id too).
+            texts.push(format!("{m:?}"));
+            let mut m = m;
+            match m.kind {
+                MountType::Secret => {
+                    // BuildKit: `source` is another name for the id, which
+                    // defaults to the target's base name; the target to
+                    // /run/secrets/ID, unless the secret is only a variable.
+                    let id = m
+                        .id
+                        .clone()
+                        .or_else(|| m.source.clone())
+                        .or_else(|| {
+                            m.target
+                                .as_deref()
+                                .map(|t| t.trim_end_matches('/').rsplit('/').next().unwrap_or(t))
+                                .map(str::to_string)
+                        })
+                        .unwrap_or_default();
+                    if !self.request.secrets.secrets.contains_key(&id) {
+                        if m.required {
+                            return Err(self.missing_secret(instr, "secret", &id));
+                        }
+                        continue;
+                    }
+                    if m.target.is_none() && m.env.is_none() {
+                        m.target = Some(format!("/run/secrets/{id}"));
+                    }
+                    secrets.push(PendingSecret {
+                        id,
+                        index: m.target.is_some().then_some(out.len()),
+                        env: m.env.clone(),
+                        mode: m.mode.unwrap_or(0o400),
+                        uid: m.uid.unwrap_or(0),
+                        gid: m.gid.unwrap_or(0),
+                    });
+                    if m.target.is_none() {
+                        continue;
+                    }
+                }
+                MountType::Ssh => {
+                    let id = m.id.clone().unwrap_or_else(|| "default".into());
+                    if !self.request.secrets.ssh.contains_key(&id) {
+                        if m.required {
+                            return Err(self.missing_secret(instr, "ssh", &id));
+                        }
+                        continue;
+                    }
+                    if m.target.is_none() {
+                        m.target = Some(format!("/run/buildkit/ssh_agent.{}", agents.len()));
+                    }
+                    agents.push(PendingAgent {
+                        id,
+                        index: out.len(),
+                        mode: m.mode.unwrap_or(0o600),
+                        uid: m.uid.unwrap_or(0),
+                        gid: m.gid.unwrap_or(0),
+                    });
+                }
+                _ => {}
+            }
             let Some(target) = m.target.clone() else {
                 return Err(self.step_error(
                     instr,
@@ -1269,18 +1431,63 @@ impl<'a> Builder<'a> {
                         readonly: m.readonly,
                     }
                 }
-                other => {
-                    return Err(self.step_error(
-                        instr,
-                        format!("RUN --mount=type={other:?} is not supported yet").to_lowercase(),
-                        Some("type=cache and type=tmpfs are; copy other inputs with COPY".into()),
-                    ));
-                }
+                // Filled in once the step runs (see `run_step`).
+                MountType::Secret => MountSource::Secret {
+                    data: crate::run::SecretBytes(Vec::new()),
+                    mode: 0,
+                    uid: 0,
+                    gid: 0,
+                },
+                MountType::Ssh => MountSource::Socket {
+                    source: PathBuf::new(),
+                },
             };
-            texts.push(format!("{m:?}"));
             out.push(crate::run::RunMount { target, source });
         }
-        Ok((out, stubs, texts))
+        Ok(PreparedMounts {
+            mounts: out,
+            stubs,
+            texts,
+            secrets,
+            agents,
+        })
+    }
+
+    /// A required secret or ssh id the build was not given.
+    fn missing_secret(&self, instr: &Instruction, kind: &str, id: &str) -> BuildError {
+        let flag = if kind == "ssh" {
+            format!("--ssh {id}=SOCKET (or --ssh default with SSH_AUTH_SOCK set)")
+        } else {
+            format!("--secret id={id},src=FILE (or env=VARIABLE)")
+        };
+        self.step_error(
+            instr,
+            format!("{kind} {id} is required but the build has none of that id"),
+            Some(format!("pass it with hoist build {flag}")),
+        )
+    }
+
+    /// The agent socket for ssh id `id`: the one given, or an agent
+    /// started once per build for the given key files.
+    fn agent_socket(&mut self, instr: &Instruction, id: &str) -> Result<PathBuf, BuildError> {
+        use super::secrets::SshSource;
+        match self.request.secrets.ssh.get(id) {
+            Some(SshSource::Socket(path)) => Ok(path.clone()),
+            Some(SshSource::Keys(keys)) => {
+                if let Some(agent) = self.key_agents.get(id) {
+                    return Ok(agent.socket().to_path_buf());
+                }
+                let socket = self
+                    .scratch()?
+                    .join(format!("agent-{}.sock", self.key_agents.len()));
+                let agent = crate::run::ssh::KeyAgent::start(&socket, keys)
+                    .map_err(|e| self.run_error(instr, e))?;
+                let path = agent.socket().to_path_buf();
+                self.key_agents.insert(id.to_string(), agent);
+                Ok(path)
+            }
+            None => Err(self.missing_secret(instr, "ssh", id)),
+        }
     }
 
     /// A bind mount's source: the view to resolve its path in, the

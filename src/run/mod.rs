@@ -17,6 +17,7 @@
 pub mod diff;
 mod sandbox;
 pub mod snapshot;
+pub mod ssh;
 pub mod syscall;
 
 use std::path::{Path, PathBuf};
@@ -102,6 +103,30 @@ pub enum MountSource {
         subpath: String,
         readonly: bool,
     },
+    /// A secret (`--mount=type=secret`): a read-only file on a tmpfs of
+    /// the sandbox's own, gone with it; never on disk.
+    Secret {
+        data: SecretBytes,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    /// A host socket or file bound read-write over a file mount point (an
+    /// ssh agent's socket).
+    Socket {
+        source: PathBuf,
+    },
+}
+
+/// A secret's content: its `Debug` shows only its length, so that no
+/// debug print or error can carry it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretBytes(pub Vec<u8>);
+
+impl std::fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretBytes({} bytes)", self.0.len())
+    }
 }
 
 /// One `RUN --mount`.
@@ -167,14 +192,18 @@ pub fn run(spec: &RunSpec, dir: &Path, output: &mut dyn FnMut(&str)) -> Result<i
         }
     }
     for (i, mount) in spec.mounts.iter().enumerate() {
-        if let MountSource::Overlay { .. } = mount.source {
-            for part in ["merged", "upper", "work"] {
-                let d = sandbox::mount_dir(dir, i).join(part);
-                std::fs::create_dir_all(&d).map_err(|source| RunError::Io {
-                    path: d.clone(),
-                    source,
-                })?;
-            }
+        let parts: &[&str] = match mount.source {
+            MountSource::Overlay { .. } => &["merged", "upper", "work"],
+            // The secret's tmpfs is mounted there, in the sandbox only.
+            MountSource::Secret { .. } => &[""],
+            _ => &[],
+        };
+        for part in parts {
+            let d = sandbox::mount_dir(dir, i).join(part);
+            std::fs::create_dir_all(&d).map_err(|source| RunError::Io {
+                path: d.clone(),
+                source,
+            })?;
         }
     }
     let prepared = sandbox::Prepared::new(spec, dir, !spec.scripts.is_empty())?;

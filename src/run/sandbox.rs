@@ -91,6 +91,32 @@ enum PreparedKind {
         source: CString,
         readonly: bool,
     },
+    /// A tmpfs at `staging` (in the scratch directory, private to the
+    /// sandbox's mount namespace), `file` written in it and bound over
+    /// the target file, read-only.
+    Secret {
+        staging: CString,
+        file: CString,
+        data: Vec<u8>,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    /// A host file or socket bound over the target file.
+    File {
+        source: CString,
+    },
+}
+
+impl PreparedKind {
+    /// Whether the target is a file (created empty when missing) rather
+    /// than a directory.
+    fn is_file(&self) -> bool {
+        matches!(
+            self,
+            PreparedKind::Secret { .. } | PreparedKind::File { .. }
+        )
+    }
 }
 
 /// Where the overlay of the `index`th `--mount` is assembled.
@@ -324,6 +350,22 @@ impl Prepared {
                             subpath,
                             readonly,
                         } => overlay_mount(dir, i, lowers, subpath, *readonly)?,
+                        MountSource::Secret {
+                            data,
+                            mode,
+                            uid,
+                            gid,
+                        } => PreparedKind::Secret {
+                            staging: path_c(&mount_dir(dir, i))?,
+                            file: path_c(&mount_dir(dir, i).join("secret"))?,
+                            data: data.0.clone(),
+                            mode: *mode,
+                            uid: *uid,
+                            gid: *gid,
+                        },
+                        MountSource::Socket { source } => PreparedKind::File {
+                            source: path_c(source)?,
+                        },
                     };
                     Ok(PreparedMount {
                         parents,
@@ -428,8 +470,15 @@ pub(super) fn setup(sys: &mut impl Syscall, p: &Prepared) -> Result<(), StepErro
         )?;
     }
     for mount in &p.mounts {
-        for dir in mount.parents.iter().chain([&mount.target]) {
+        for dir in &mount.parents {
             sys.mkdir(dir, 0o755)
+                .map_err(|e| ("create a --mount target", e))?;
+        }
+        if mount.kind.is_file() {
+            sys.touch(&mount.target)
+                .map_err(|e| ("create a --mount target file", e))?;
+        } else {
+            sys.mkdir(&mount.target, 0o755)
                 .map_err(|e| ("create a --mount target", e))?;
         }
         match &mount.kind {
@@ -455,6 +504,29 @@ pub(super) fn setup(sys: &mut impl Syscall, p: &Prepared) -> Result<(), StepErro
             }
             PreparedKind::Bind { source, readonly } => {
                 bind(sys, source, &mount.target, *readonly)?;
+            }
+            PreparedKind::Secret {
+                staging,
+                file,
+                data,
+                mode,
+                uid,
+                gid,
+            } => {
+                sys.mount(
+                    c"tmpfs",
+                    staging,
+                    c"tmpfs",
+                    libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                    Some(c"mode=700"),
+                )
+                .map_err(|e| ("mount a tmpfs for a secret", e))?;
+                sys.write_file(file, data, *mode, *uid, *gid)
+                    .map_err(|e| ("write a secret", e))?;
+                bind(sys, file, &mount.target, true)?;
+            }
+            PreparedKind::File { source } => {
+                bind(sys, source, &mount.target, false)?;
             }
         }
     }
@@ -858,6 +930,41 @@ mod tests {
         );
         assert_eq!(calls[at("setgroups")], "setgroups [1002, 50]");
         assert!(at("setgid 1002") < at("setuid 1001"));
+    }
+
+    #[test]
+    fn a_secret_is_written_on_a_private_tmpfs_and_bound_read_only() {
+        let mut with_secret = spec();
+        with_secret.mounts.push(crate::run::RunMount {
+            target: "/run/secrets/tok".into(),
+            source: MountSource::Secret {
+                data: crate::run::SecretBytes(b"hunter2".to_vec()),
+                mode: 0o400,
+                uid: 1001,
+                gid: 0,
+            },
+        });
+        let p = prepared(&with_secret);
+        let mut sys = Recording::default();
+        setup(&mut sys, &p).unwrap();
+        let calls = sys.calls.join("\n");
+        let expected = [
+            "mkdir /s/merged/run/secrets 755",
+            "touch /s/merged/run/secrets/tok",
+            "mount tmpfs /s/mount-1 tmpfs 0xe mode=700",
+            "write /s/mount-1/secret (7 bytes) 400 1001:0",
+            "mount /s/mount-1/secret /s/merged/run/secrets/tok  0x5000 ",
+            "mount  /s/merged/run/secrets/tok  0x1021 ",
+        ];
+        let at = expected.map(|c| {
+            calls
+                .lines()
+                .position(|l| l == c)
+                .unwrap_or_else(|| panic!("no `{c}` in {calls}"))
+        });
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{calls}");
+        assert!(!calls.contains("hunter2"));
+        assert!(!format!("{with_secret:?}").contains("hunter2"));
     }
 
     #[test]

@@ -38,8 +38,20 @@ pub trait Syscall {
     fn umount(&mut self, target: &CStr, flags: libc::c_int) -> SysResult;
     /// `mkdir(2)`; an existing entry is not an error.
     fn mkdir(&mut self, path: &CStr, mode: u32) -> SysResult;
-    /// Creates an empty file if nothing is there (a bind-mount point).
+    /// Creates an empty file if nothing is there (a bind-mount point); an
+    /// existing entry is left alone (not opened for writing, which on an
+    /// overlay would copy it up into the layer).
     fn touch(&mut self, path: &CStr) -> SysResult;
+    /// Creates `path` (which must not exist) holding `data`, with `mode`
+    /// and owner `uid`:`gid` (a secret's file, on a tmpfs).
+    fn write_file(
+        &mut self,
+        path: &CStr,
+        data: &[u8],
+        mode: u32,
+        uid: libc::uid_t,
+        gid: libc::gid_t,
+    ) -> SysResult;
     /// `symlink(2)`; an existing entry is not an error.
     fn symlink(&mut self, target: &CStr, path: &CStr) -> SysResult;
     fn chdir(&mut self, path: &CStr) -> SysResult;
@@ -102,14 +114,57 @@ impl Syscall for Linux {
         let fd = unsafe {
             libc::open(
                 path.as_ptr(),
-                libc::O_CREAT | libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
                 0o644,
             )
         };
-        check(fd)?;
+        match check(fd) {
+            Err(Errno(libc::EEXIST)) => return Ok(()),
+            other => other?,
+        }
         // SAFETY: fd was opened above.
         unsafe { libc::close(fd) };
         Ok(())
+    }
+
+    fn write_file(
+        &mut self,
+        path: &CStr,
+        data: &[u8],
+        mode: u32,
+        uid: libc::uid_t,
+        gid: libc::gid_t,
+    ) -> SysResult {
+        // SAFETY: a NUL-terminated path; the descriptor is closed below.
+        let fd = unsafe {
+            libc::open(
+                path.as_ptr(),
+                libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                0o600,
+            )
+        };
+        check(fd)?;
+        let result = (|| {
+            let mut rest = data;
+            while !rest.is_empty() {
+                // SAFETY: rest is valid for rest.len() bytes.
+                let n = unsafe { libc::write(fd, rest.as_ptr().cast(), rest.len()) };
+                if n < 0 {
+                    let e = Errno::last();
+                    if e.0 == libc::EINTR {
+                        continue;
+                    }
+                    return Err(e);
+                }
+                rest = &rest[n as usize..];
+            }
+            // SAFETY: fd is open; owner before mode, as chown clears setuid bits.
+            check(unsafe { libc::fchown(fd, uid, gid) })?;
+            check(unsafe { libc::fchmod(fd, mode) })
+        })();
+        // SAFETY: fd was opened above.
+        unsafe { libc::close(fd) };
+        result
     }
 
     fn symlink(&mut self, target: &CStr, path: &CStr) -> SysResult {
@@ -210,6 +265,22 @@ impl Syscall for Recording {
     }
     fn touch(&mut self, path: &CStr) -> SysResult {
         self.calls.push(format!("touch {}", s(path)));
+        Ok(())
+    }
+    fn write_file(
+        &mut self,
+        path: &CStr,
+        data: &[u8],
+        mode: u32,
+        uid: libc::uid_t,
+        gid: libc::gid_t,
+    ) -> SysResult {
+        // The length only: a secret's content is never recorded.
+        self.calls.push(format!(
+            "write {} ({} bytes) {mode:o} {uid}:{gid}",
+            s(path),
+            data.len()
+        ));
         Ok(())
     }
     fn symlink(&mut self, target: &CStr, path: &CStr) -> SysResult {

@@ -7,10 +7,10 @@ use assert_cmd::cargo::CommandCargoExt;
 use std::path::Path;
 use std::process::Command;
 
-struct Built {
-    ok: bool,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Built {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 /// Builds `dockerfile` in a context holding a static busybox (`COPY bin
@@ -21,13 +21,25 @@ fn build(store: &Path, dockerfile: &str, extra: &[&str]) -> Built {
 }
 
 /// [`build`] in a given context directory (which may hold more files).
-fn build_in(ctx: &Path, store: &Path, dockerfile: &str, extra: &[&str]) -> Built {
+pub(crate) fn build_in(ctx: &Path, store: &Path, dockerfile: &str, extra: &[&str]) -> Built {
+    build_with_env(ctx, store, dockerfile, extra, &[])
+}
+
+/// [`build_in`] with variables added to hoist's environment.
+pub(crate) fn build_with_env(
+    ctx: &Path,
+    store: &Path,
+    dockerfile: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Built {
     if !ctx.join("bin").exists() {
         busybox_context(ctx);
     }
     std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
     let out = Command::cargo_bin("hoist")
         .unwrap()
+        .envs(env.iter().copied())
         .arg("--store")
         .arg(store)
         .args(["build", "-t", "run:test"])

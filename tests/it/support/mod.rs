@@ -393,6 +393,28 @@ pub fn busybox_context(dir: &Path) {
     }
 }
 
+/// Copies the dynamically linked `binary` into `dir` at its own path, with
+/// the shared libraries `ldd` names at theirs (symlinks followed), so a
+/// `FROM scratch` image built from `dir` can run it.
+pub fn copy_dynamic_binary(dir: &Path, binary: &str) {
+    let ldd = run_ok(Command::new("ldd").arg(binary));
+    let mut files = vec![binary.to_string()];
+    for line in ldd.lines() {
+        let path = match line.split_once("=>") {
+            Some((_, right)) => right.split_whitespace().next(),
+            None => line.split_whitespace().next(),
+        };
+        if let Some(p) = path.filter(|p| p.starts_with('/')) {
+            files.push(p.to_string());
+        }
+    }
+    for file in files {
+        let dest = dir.join(file.trim_start_matches('/'));
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(&file, &dest).unwrap_or_else(|e| panic!("copy {file}: {e}"));
+    }
+}
+
 /// The differential cases under fixtures/differential (names starting with `_`
 /// are shared material, not cases), sorted.
 pub fn differential_cases() -> Vec<PathBuf> {
