@@ -1082,6 +1082,15 @@ impl<'a> Builder<'a> {
             id(gid)?,
             groups.into_iter().map(id).collect::<Result<Vec<_>, _>>()?,
         );
+        let namespace = crate::run::userns::current();
+        if namespace == crate::run::userns::Namespace::Single && (uid, gid) != (0, 0) {
+            return Err(self.run_error(
+                instr,
+                crate::run::RunError::SingleId {
+                    what: format!("the step runs as USER {user} ({uid}:{gid})"),
+                },
+            ));
+        }
         let workdir = state.run().working_dir.clone();
         let mut host_files = Vec::new();
         for (source, target) in [
@@ -1194,6 +1203,7 @@ impl<'a> Builder<'a> {
             host_files,
             scripts: script.into_iter().collect(),
             mounts: run_mounts,
+            namespace,
         };
         let mut tail = std::collections::VecDeque::new();
         let result = crate::run::run(&spec, &dir, &mut |line| {
@@ -1222,7 +1232,14 @@ impl<'a> Builder<'a> {
                     message.push_str(&format!("\n  {line}"));
                 }
             }
-            return Err(self.step_error(instr, message, None));
+            // A single-id namespace makes chown and adduser fail: say so.
+            let hint = (namespace == crate::run::userns::Namespace::Single).then(|| {
+                format!(
+                    "hoist ran this step in a single-id user namespace, where only id 0 exists: if it changes ownership or needs other users, {}",
+                    crate::run::userns::subid_remedy()
+                )
+            });
+            return Err(self.step_error(instr, message, hint));
         }
         let created: Vec<&str> = spec
             .host_files
@@ -1231,13 +1248,27 @@ impl<'a> Builder<'a> {
             .map(|f| f.target.as_str())
             .chain(stubs.iter().map(String::as_str))
             .collect();
-        let entries =
-            crate::run::diff::diff(&crate::run::upper_dir(&dir), &created).map_err(|e| {
-                BuildError::Context {
-                    path: dir.clone(),
-                    source: Box::new(e),
+        let mut entries = crate::run::diff::diff(
+            &crate::run::upper_dir(&dir),
+            &created,
+            namespace.is_user_namespace(),
+        )
+        .map_err(|e| BuildError::Context {
+            path: dir.clone(),
+            source: Box::new(e),
+        })?;
+        if namespace == crate::run::userns::Namespace::Single {
+            // Snapshots hold every file as 0 here, and a copied-up file
+            // keeps that: its owner is the one of the layer below.
+            for entry in &mut entries {
+                if (entry.uid, entry.gid) == (0, 0)
+                    && let Some(lower) = state.view.get(&entry.path)
+                {
+                    entry.uid = lower.uid;
+                    entry.gid = lower.gid;
                 }
-            })?;
+            }
+        }
         let changes = LayerIndex::from_entries(entries);
         if changes.is_empty() {
             // As BuildKit: a step that changed nothing makes no layer.
@@ -1606,8 +1637,12 @@ impl<'a> Builder<'a> {
     fn run_error(&self, instr: &Instruction, e: crate::run::RunError) -> BuildError {
         let hint = match &e {
             crate::run::RunError::NotRoot => {
-                Some("run hoist as root (sudo) to build Dockerfiles with RUN".into())
+                Some("run hoist as root, or call hoist::run::userns::reexec first".into())
             }
+            crate::run::RunError::NoUserNamespace { source } => {
+                Some(crate::run::userns::remedy(source.raw_os_error()))
+            }
+            crate::run::RunError::SingleId { .. } => Some(crate::run::userns::subid_remedy()),
             crate::run::RunError::Sandbox { .. } => Some(
                 "RUN needs mount, pid, uts and ipc namespaces and overlayfs: in a container, run hoist with --privileged".into(),
             ),

@@ -11,14 +11,16 @@
 //! ones). The command sees /proc, a small /dev, /sys read-only and the
 //! host's /etc/hosts and /etc/resolv.conf read-only, never the host's file
 //! system or the store: the root is pivoted into the overlay and the old
-//! root detached. Kernel calls go through [`syscall::Syscall`]. Rootless
-//! runs (a user namespace) are not implemented yet: RUN needs root.
+//! root detached. Kernel calls go through [`syscall::Syscall`]. Rootless,
+//! hoist runs as root of a user namespace ([`userns`]); the overlay then
+//! takes `userxattr` and /sys is bound rather than mounted.
 
 pub mod diff;
 mod sandbox;
 pub mod snapshot;
 pub mod ssh;
 pub mod syscall;
+pub mod userns;
 
 use std::path::{Path, PathBuf};
 
@@ -57,8 +59,20 @@ pub enum RunError {
     /// SIGTERM or SIGINT arrived; the step's processes are gone.
     #[error("interrupted by signal {signal}")]
     Interrupted { signal: i32 },
-    #[error("RUN needs root for now: rootless RUN (user namespaces) is not implemented yet")]
+    /// A library caller that is not root and did not call
+    /// [`userns::reexec`].
+    #[error("RUN needs root, or hoist running as root of a user namespace")]
     NotRoot,
+    #[error("RUN needs a user namespace when hoist is not root, and none can be made here")]
+    NoUserNamespace {
+        #[source]
+        source: std::io::Error,
+    },
+    /// A single-id user namespace cannot give a step the ids it needs.
+    #[error(
+        "{what}, but hoist has only a single-id user namespace: the caller has no subordinate ids in /etc/subuid and /etc/subgid"
+    )]
+    SingleId { what: String },
 }
 
 /// The network a step gets.
@@ -158,6 +172,8 @@ pub struct RunSpec {
     /// `/dev/pipes` (a RUN heredoc starting with `#!`, as BuildKit does).
     pub scripts: Vec<(String, String)>,
     pub mounts: Vec<RunMount>,
+    /// The user namespace hoist runs in ([`userns::current`]).
+    pub namespace: userns::Namespace,
 }
 
 /// Runs `spec` with `dir` (an empty directory in the store, kept by the
@@ -214,12 +230,15 @@ pub fn run(spec: &RunSpec, dir: &Path, output: &mut dyn FnMut(&str)) -> Result<i
     Ok(code)
 }
 
-/// Fails unless this process can run steps (for now: it runs as root),
-/// before any snapshot is extracted for them.
+/// Fails unless this process can run steps (it is root, of the host or
+/// of a user namespace), before any snapshot is extracted for them.
 pub fn check_privileges() -> Result<(), RunError> {
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } != 0 {
-        return Err(RunError::NotRoot);
+        return Err(match userns::unavailable() {
+            Some(source) => RunError::NoUserNamespace { source },
+            None => RunError::NotRoot,
+        });
     }
     Ok(())
 }

@@ -64,6 +64,12 @@ pub(super) struct Prepared {
     uid: u32,
     gid: u32,
     groups: Vec<libc::gid_t>,
+    /// Bind the host's /sys instead of mounting a sysfs: in a user
+    /// namespace, sysfs can only be mounted with a network namespace of
+    /// its own.
+    bind_sys: bool,
+    /// A single-id user namespace has setgroups(2) denied.
+    set_groups: bool,
     /// Where to look for the program: each candidate path in order.
     program: Vec<CString>,
     argv: Vec<CString>,
@@ -132,6 +138,7 @@ fn overlay_mount(
     lowers: &[PathBuf],
     subpath: &str,
     readonly: bool,
+    options: &str,
 ) -> Result<PreparedKind, RunError> {
     let staging = mount_dir(dir, index);
     // The empty directory at the bottom: an overlay without an upper
@@ -151,7 +158,7 @@ fn overlay_mount(
             staging.join("work").display()
         ));
     }
-    data.push_str(&format!(",{OVERLAY_OPTIONS}"));
+    data.push_str(&format!(",{options}"));
     if names.iter().any(|n| n.contains([':', ','])) || data.len() > MAX_MOUNT_DATA {
         return Err(RunError::Invalid {
             reason: "a --mount source cannot be an overlay (too many layers, or `:` or `,` in the store path)".into(),
@@ -236,8 +243,17 @@ impl Prepared {
                 });
             }
         }
+        let userns = spec.namespace.is_user_namespace();
+        // overlayfs in a user namespace (Linux >= 5.11) keeps its
+        // attributes in user.overlay.* (overlayfs.rst, "User xattr"), and
+        // then takes redirect_dir=nofollow only (off may still follow).
+        let options = if userns {
+            "redirect_dir=nofollow,metacopy=off,index=off,userxattr".to_string()
+        } else {
+            OVERLAY_OPTIONS.to_string()
+        };
         let data = format!(
-            "lowerdir={},upperdir={},workdir={},{OVERLAY_OPTIONS}",
+            "lowerdir={},upperdir={},workdir={},{options}",
             names.join(":"),
             upper.display(),
             work.display()
@@ -349,7 +365,7 @@ impl Prepared {
                             lowers,
                             subpath,
                             readonly,
-                        } => overlay_mount(dir, i, lowers, subpath, *readonly)?,
+                        } => overlay_mount(dir, i, lowers, subpath, *readonly, &options)?,
                         MountSource::Secret {
                             data,
                             mode,
@@ -379,6 +395,8 @@ impl Prepared {
             uid: spec.uid,
             gid: spec.gid,
             groups: spec.groups.clone(),
+            bind_sys: userns && spec.network == Network::Host,
+            set_groups: spec.namespace != super::userns::Namespace::Single,
             program,
             argv: spec.argv.iter().map(cstring).collect::<Result<_, _>>()?,
             env: spec.env.iter().map(cstring).collect::<Result<_, _>>()?,
@@ -409,14 +427,20 @@ pub(super) fn setup(sys: &mut impl Syscall, p: &Prepared) -> Result<(), StepErro
     let pseudo = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
     sys.mount(c"proc", &p.proc_dir, c"proc", pseudo, None)
         .map_err(|e| ("mount /proc", e))?;
-    sys.mount(
-        c"sysfs",
-        &p.sys_dir,
-        c"sysfs",
-        pseudo | libc::MS_RDONLY,
-        None,
-    )
-    .map_err(|e| ("mount /sys", e))?;
+    if p.bind_sys {
+        sys.mount(c"/sys", &p.sys_dir, c"", libc::MS_BIND | libc::MS_REC, None)
+            .map_err(|e| ("bind /sys", e))?;
+        remount_read_only(sys, &p.sys_dir, "make /sys read-only")?;
+    } else {
+        sys.mount(
+            c"sysfs",
+            &p.sys_dir,
+            c"sysfs",
+            pseudo | libc::MS_RDONLY,
+            None,
+        )
+        .map_err(|e| ("mount /sys", e))?;
+    }
     sys.mount(
         c"tmpfs",
         &p.dev_dir,
@@ -553,8 +577,10 @@ pub(super) fn setup(sys: &mut impl Syscall, p: &Prepared) -> Result<(), StepErro
                 .map_err(|e| ("drop capabilities", e))?;
         }
     }
-    sys.set_groups(&p.groups)
-        .map_err(|e| ("set supplementary groups", e))?;
+    if p.set_groups {
+        sys.set_groups(&p.groups)
+            .map_err(|e| ("set supplementary groups", e))?;
+    }
     sys.set_gid(p.gid).map_err(|e| ("set the group id", e))?;
     sys.set_uid(p.uid).map_err(|e| ("set the user id", e))?;
     Ok(())
@@ -594,7 +620,18 @@ fn remount_read_only(
     target: &CStr,
     step: &'static str,
 ) -> Result<(), StepError> {
-    let flags = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY;
+    // A remount must keep the flags the mount was made with where they
+    // are locked (a mount from a more privileged user namespace: nosuid,
+    // nodev, noexec, atime), or the kernel refuses it (mount(2), EPERM).
+    // ST_* flags have the MS_* values.
+    let kept = libc::MS_NOSUID
+        | libc::MS_NODEV
+        | libc::MS_NOEXEC
+        | libc::MS_NOATIME
+        | libc::MS_NODIRATIME
+        | libc::MS_RELATIME;
+    let current = sys.mount_flags(target).map_err(|e| (step, e))?;
+    let flags = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | (current & kept);
     sys.mount(c"", target, c"", flags, None)
         .map_err(|e| (step, e))
 }
@@ -878,6 +915,7 @@ mod tests {
                 create: true,
             }],
             scripts: Vec::new(),
+            namespace: crate::run::userns::Namespace::Host,
             mounts: vec![crate::run::RunMount {
                 target: "/root/.cache".into(),
                 source: MountSource::Bind {

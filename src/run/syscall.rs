@@ -36,6 +36,8 @@ pub trait Syscall {
         data: Option<&CStr>,
     ) -> SysResult;
     fn umount(&mut self, target: &CStr, flags: libc::c_int) -> SysResult;
+    /// The `ST_*` flags of the mount holding `path` (statvfs(3)).
+    fn mount_flags(&mut self, path: &CStr) -> Result<libc::c_ulong, Errno>;
     /// `mkdir(2)`; an existing entry is not an error.
     fn mkdir(&mut self, path: &CStr, mode: u32) -> SysResult;
     /// Creates an empty file if nothing is there (a bind-mount point); an
@@ -99,6 +101,14 @@ impl Syscall for Linux {
     fn umount(&mut self, target: &CStr, flags: libc::c_int) -> SysResult {
         // SAFETY: a NUL-terminated path.
         check(unsafe { libc::umount2(target.as_ptr(), flags) })
+    }
+
+    fn mount_flags(&mut self, path: &CStr) -> Result<libc::c_ulong, Errno> {
+        // SAFETY: statvfs is plain data filled by the call.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: a NUL-terminated path and a valid out pointer.
+        check(unsafe { libc::statvfs(path.as_ptr(), &mut st) })?;
+        Ok(st.f_flag)
     }
 
     fn mkdir(&mut self, path: &CStr, mode: u32) -> SysResult {
@@ -258,6 +268,9 @@ impl Syscall for Recording {
     fn umount(&mut self, target: &CStr, flags: libc::c_int) -> SysResult {
         self.calls.push(format!("umount {} {flags:#x}", s(target)));
         Ok(())
+    }
+    fn mount_flags(&mut self, _path: &CStr) -> Result<libc::c_ulong, Errno> {
+        Ok(0)
     }
     fn mkdir(&mut self, path: &CStr, mode: u32) -> SysResult {
         self.calls.push(format!("mkdir {} {mode:o}", s(path)));

@@ -15,6 +15,7 @@ mod parser_corpus;
 mod pull;
 mod real_components;
 mod reference_examples;
+mod run_rootless;
 mod run_secrets;
 mod shell_corpus;
 mod shell_differential;

@@ -3,6 +3,7 @@
 //! holds a secret's content.
 
 use crate::build_run::{build_in, build_with_env};
+use crate::support::rootless::Who;
 use crate::support::{busybox_context, copy_dynamic_binary, require, run_ok};
 use std::io::Read;
 use std::path::Path;
@@ -90,7 +91,7 @@ RUN --mount=type=secret,id=absent test ! -e /run/secrets/absent && echo optional
         output.as_str(),
     ];
     let env = [("HOIST_TEST_TOKEN", env_token.as_str())];
-    let built = build_with_env(ctx.path(), store.path(), dockerfile, &args, &env);
+    let built = build_with_env(Who::Root, ctx.path(), store.path(), dockerfile, &args, &env);
     assert!(built.ok, "{}", built.stderr);
     assert!(
         built.stderr.contains("| optional-skipped"),
@@ -116,7 +117,7 @@ RUN --mount=type=secret,id=absent test ! -e /run/secrets/absent && echo optional
     // The key depends on the secret's id, not its content (BuildKit's
     // rule): a new content is a cache hit.
     std::fs::write(&file, "another content").unwrap();
-    let again = build_with_env(ctx.path(), store.path(), dockerfile, &args, &env);
+    let again = build_with_env(Who::Root, ctx.path(), store.path(), dockerfile, &args, &env);
     assert!(again.ok, "{}", again.stderr);
     assert!(
         !again.stderr.contains("| optional-skipped"),
@@ -130,6 +131,7 @@ fn a_required_secret_or_agent_that_is_missing_fails_with_its_line() {
     let store = tempfile::tempdir().unwrap();
     let ctx = tempfile::tempdir().unwrap();
     let built = build_in(
+        Who::Root,
         ctx.path(),
         store.path(),
         "FROM scratch\nCOPY bin /bin/\nRUN --mount=type=secret,id=npmrc,required cat /run/secrets/npmrc\n",
@@ -154,6 +156,7 @@ fn a_required_secret_or_agent_that_is_missing_fails_with_its_line() {
         built.stderr
     );
     let built = build_in(
+        Who::Root,
         ctx.path(),
         store.path(),
         "FROM scratch\nCOPY bin /bin/\nRUN --mount=type=ssh,required=true true\n",
@@ -167,6 +170,7 @@ fn a_required_secret_or_agent_that_is_missing_fails_with_its_line() {
     );
     // A secret file that cannot be read: the error names the file.
     let built = build_in(
+        Who::Root,
         ctx.path(),
         store.path(),
         "FROM scratch\nCOPY bin /bin/\nRUN --mount=type=secret,id=k true\n",
@@ -250,6 +254,7 @@ RUN test ! -e /run/buildkit && test ! -e /agent && ! /usr/bin/ssh-add -l 2>/dev/
     let sock = socket.display().to_string();
     let deploy = format!("deploy={}", key.display());
     let built = build_with_env(
+        Who::Root,
         ctx.path(),
         store.path(),
         dockerfile,

@@ -12,6 +12,7 @@
 #![allow(dead_code)]
 
 pub mod process;
+pub mod rootless;
 pub mod tree;
 
 use std::io::{Read, Write};
