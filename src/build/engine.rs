@@ -275,6 +275,8 @@ struct PreparedMounts {
     texts: Vec<String>,
     secrets: Vec<PendingSecret>,
     agents: Vec<PendingAgent>,
+    /// The cache mounts' locks, held until the step is done.
+    locks: Vec<std::fs::File>,
 }
 
 /// A secret the step gets once it runs.
@@ -986,6 +988,7 @@ impl<'a> Builder<'a> {
             texts: mount_texts,
             secrets,
             agents,
+            locks: _cache_locks,
         } = self.run_mounts(instr, state, inputs, mounts)?;
         let (argv, script) =
             meta::run_argv(&state.config, command).map_err(|e| self.step_error(instr, e, None))?;
@@ -1298,8 +1301,9 @@ impl<'a> Builder<'a> {
         inputs: &Inputs<'_>,
         mounts: &[String],
     ) -> Result<PreparedMounts, BuildError> {
-        use crate::dockerfile::instructions::{MountType, parse_mount};
+        use crate::dockerfile::instructions::{MountType, Sharing, parse_mount};
         use crate::run::MountSource;
+        let mut locks = Vec::new();
         let mut out = Vec::new();
         let mut stubs = Vec::new();
         let mut texts = Vec::new();
@@ -1413,28 +1417,28 @@ impl<'a> Builder<'a> {
                 MountType::Tmpfs => MountSource::Tmpfs { size: m.size_limit },
                 MountType::Cache => {
                     let id = m.id.clone().unwrap_or_else(|| target.clone());
-                    let dir = self
+                    let base = self
                         .store
                         .root()
                         .join("mounts/cache")
                         .join(key_of(&[&id]).hex());
-                    if !dir.exists() {
-                        create_cache_dir(
-                            &dir,
-                            m.mode.unwrap_or(0o755),
-                            m.uid.unwrap_or(0),
-                            m.gid.unwrap_or(0),
+                    let (dir, lock) = cache_mount_dir(
+                        &base,
+                        m.sharing.unwrap_or(Sharing::Shared),
+                        m.mode.unwrap_or(0o755),
+                        m.uid.unwrap_or(0),
+                        m.gid.unwrap_or(0),
+                    )
+                    .map_err(|e| {
+                        self.run_error(
+                            instr,
+                            crate::run::RunError::Io {
+                                path: base.clone(),
+                                source: e,
+                            },
                         )
-                        .map_err(|e| {
-                            self.run_error(
-                                instr,
-                                crate::run::RunError::Io {
-                                    path: dir.clone(),
-                                    source: e,
-                                },
-                            )
-                        })?;
-                    }
+                    })?;
+                    locks.push(lock);
                     MountSource::Bind {
                         source: dir,
                         readonly: m.readonly,
@@ -1481,6 +1485,7 @@ impl<'a> Builder<'a> {
             texts,
             secrets,
             agents,
+            locks,
         })
     }
 
@@ -1949,6 +1954,64 @@ fn run_env(state: &StageState) -> Vec<String> {
 
 /// A cache mount's directory, made whole before it gets its real name (two
 /// builds may race to create it).
+/// A cache mount's directory (`base`, or another instance of it) and its
+/// lock, taken as the sharing mode says, with BuildKit's semantics:
+/// `shared` is used by any number of steps at once (it waits only for a
+/// `locked` or `private` holder); `locked` waits until no other step uses
+/// it; `private` takes it if no other step does, else the first free
+/// instance `base-2`, `base-3`... (created as needed and kept, as
+/// BuildKit keeps them). The lock is a `flock` on `<dir>.lock`, released
+/// when the file is dropped or the process dies.
+fn cache_mount_dir(
+    base: &std::path::Path,
+    sharing: crate::dockerfile::instructions::Sharing,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+) -> std::io::Result<(PathBuf, std::fs::File)> {
+    use crate::dockerfile::instructions::Sharing;
+    use std::os::fd::AsRawFd;
+    std::fs::create_dir_all(base.parent().expect("under mounts/cache"))?;
+    for n in 1u32.. {
+        let dir = if n == 1 {
+            base.to_path_buf()
+        } else {
+            PathBuf::from(format!("{}-{n}", base.display()))
+        };
+        let lock = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(PathBuf::from(format!("{}.lock", dir.display())))?;
+        let op = match sharing {
+            Sharing::Shared => libc::LOCK_SH,
+            Sharing::Locked => libc::LOCK_EX,
+            Sharing::Private => libc::LOCK_EX | libc::LOCK_NB,
+        };
+        let locked = loop {
+            // SAFETY: a descriptor owned by `lock`.
+            if unsafe { libc::flock(lock.as_raw_fd(), op) } == 0 {
+                break true;
+            }
+            let e = std::io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                // `private`, and another step has this instance.
+                Some(libc::EWOULDBLOCK) => break false,
+                _ => return Err(e),
+            }
+        };
+        if !locked {
+            continue;
+        }
+        if !dir.exists() {
+            create_cache_dir(&dir, mode, uid, gid)?;
+        }
+        return Ok((dir, lock));
+    }
+    unreachable!("the instances are unbounded")
+}
+
 fn create_cache_dir(dir: &std::path::Path, mode: u32, uid: u32, gid: u32) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let parent = dir.parent().expect("under mounts/cache");

@@ -393,6 +393,118 @@ fn run_steps_see_source_date_epoch_when_the_build_has_one(who: Who) {
     assert!(without.stderr.contains("epoch=none"), "{}", without.stderr);
 }
 
+fn cache_mount_sharing_modes_follow_buildkit(who: Who) {
+    // Each step marks itself in the cache, waits up to 5 s for the other
+    // build's mark, appends its name to a log there and keeps its mark a
+    // little longer than the other's polling interval.
+    for (sharing, see_each_other, logged) in [
+        ("shared", true, "a b"),
+        ("locked", false, "a b"),
+        ("private", false, "one"),
+    ] {
+        let store = who.tempdir();
+        let dockerfile = format!(
+            r#"FROM scratch
+COPY bin /bin/
+ARG ME OTHER
+RUN --mount=type=cache,id=c,target=/c,sharing={sharing} touch /c/in-$ME && i=0 \
+ && while [ ! -e /c/in-$OTHER ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done \
+ && if [ -e /c/in-$OTHER ]; then echo saw-$OTHER; fi; echo $ME >> /c/log \
+ && sleep 0.5 && rm /c/in-$ME
+"#
+        );
+        // The COPY layer first, so that both builds reach the step together.
+        let warm = build(who, store.path(), "FROM scratch\nCOPY bin /bin/\n", &[]);
+        assert!(warm.ok, "{}", warm.stderr);
+        let builds: Vec<Built> = std::thread::scope(|scope| {
+            let runs: Vec<_> = [("a", "b"), ("b", "a")]
+                .map(|(me, other)| {
+                    let (store, dockerfile) = (store.path(), dockerfile.as_str());
+                    scope.spawn(move || {
+                        let me = format!("ME={me}");
+                        let other = format!("OTHER={other}");
+                        build(
+                            who,
+                            store,
+                            dockerfile,
+                            &["--build-arg", &me, "--build-arg", &other],
+                        )
+                    })
+                })
+                .into_iter()
+                .collect();
+            runs.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        for (built, other) in builds.iter().zip(["b", "a"]) {
+            assert!(built.ok, "{sharing}: {}", built.stderr);
+            assert_eq!(
+                built.stderr.contains(&format!("| saw-{other}")),
+                see_each_other,
+                "{sharing}: {}",
+                built.stderr
+            );
+        }
+        let read = build(
+            who,
+            store.path(),
+            "FROM scratch\nCOPY bin /bin/\nRUN --mount=type=cache,id=c,target=/c echo log: $(sort /c/log)\n",
+            &[],
+        );
+        assert!(read.ok, "{}", read.stderr);
+        let log = read
+            .stderr
+            .lines()
+            .find_map(|l| l.split_once("| log: ").map(|(_, v)| v.to_string()))
+            .unwrap_or_else(|| panic!("{}", read.stderr));
+        if logged == "one" {
+            // The other build had a private instance of its own.
+            assert!(log == "a" || log == "b", "{sharing}: {log}");
+        } else {
+            assert_eq!(log, logged, "{sharing}");
+        }
+    }
+}
+
+fn prune_keeps_cache_mounts_unless_asked(who: Who) {
+    let store = who.tempdir();
+    let built = build(
+        who,
+        store.path(),
+        "FROM scratch\nCOPY bin /bin/\nRUN --mount=type=cache,target=/c echo kept > /c/f\n",
+        &[],
+    );
+    assert!(built.ok, "{}", built.stderr);
+    let cache = store.path().join("mounts/cache");
+    let count = || {
+        std::fs::read_dir(&cache)
+            .map(|d| d.flatten().filter(|e| e.path().is_dir()).count())
+            .unwrap_or(0)
+    };
+    assert_eq!(count(), 1);
+    let prune = |extra: &[&str]| {
+        let out = who
+            .hoist(store.path())
+            .arg("--store")
+            .arg(store.path())
+            .arg("prune")
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let report = prune(&[]);
+    assert!(report.contains("0 cache mounts"), "{report}");
+    assert_eq!(count(), 1);
+    let report = prune(&["--cache-mounts"]);
+    assert!(report.contains("1 cache mounts"), "{report}");
+    assert_eq!(count(), 0);
+}
+
 /// Each test of the group, as root (`as_root::`) and as an unprivileged
 /// user with subordinate id ranges (`rootless::`).
 macro_rules! as_root_and_rootless {
@@ -416,5 +528,7 @@ as_root_and_rootless!(
     cache_mounts_persist_between_builds_and_mount_points_stay_out_of_the_layer,
     bind_mounts_read_the_context_and_other_stages_and_leave_nothing_behind,
     a_context_bind_mount_is_keyed_by_the_context_content,
-    run_steps_see_source_date_epoch_when_the_build_has_one
+    run_steps_see_source_date_epoch_when_the_build_has_one,
+    cache_mount_sharing_modes_follow_buildkit,
+    prune_keeps_cache_mounts_unless_asked
 );
