@@ -4,6 +4,7 @@
 //! as root and rootless (an unprivileged user with subordinate ids); the
 //! single-id and no-namespace cases have tests of their own.
 
+use crate::as_root_and_rootless;
 use crate::support::busybox_context;
 use crate::support::rootless::Who;
 use std::path::Path;
@@ -91,22 +92,30 @@ fn a_failing_run_fails_the_build_with_its_line_exit_code_and_output(who: Who) {
 fn a_run_step_sees_the_image_and_not_the_host(who: Who) {
     let store = who.tempdir();
     let host = who.tempdir();
-    let secret = host.path().join("config.json");
+    // hoist's HOME holds registry credentials, as `docker login` leaves them.
+    let secret = host.path().join(".docker/config.json");
+    std::fs::create_dir_all(secret.parent().unwrap()).unwrap();
     std::fs::write(&secret, r#"{"auths":{"x":{"auth":"c2VjcmV0"}}}"#).unwrap();
+    who.own(host.path());
+    let ctx = who.tempdir();
     // The step gets the paths as build args (so as environment variables)
-    // and fails the build if it can reach either.
+    // and fails the build if it can reach either, or any file under the
+    // store's or HOME's name.
     let dockerfile = r#"FROM scratch
 COPY bin /bin/
 ARG SECRET STORE
 RUN test -n "$SECRET" && test -n "$STORE" \
  && test ! -e "$SECRET" && test ! -e "$STORE" && test ! -e /root/.docker/config.json \
+ && test -z "$(find / -xdev -name config.json -o -name oci-layout 2>/dev/null)" \
  && test "$$" = 1 && test "$(hostname)" = buildkitsandbox && test "$HOME" = / \
  && ls / > /root-listing && cat /etc/hosts > /dev/null \
  && echo probe > /dev/null && ! touch /etc/hosts 2>/dev/null
 RUN --network=none test "$(ls /sys/class/net)" = lo
 "#;
-    let built = build(
+    let home = host.path().to_str().unwrap();
+    let built = build_with_env(
         who,
+        ctx.path(),
         store.path(),
         dockerfile,
         &[
@@ -117,6 +126,7 @@ RUN --network=none test "$(ls /sys/class/net)" = lo
             "--output",
             &format!("type=oci,dest={}", host.path().join("oci").display()),
         ],
+        &[("HOME", home)],
     );
     assert!(built.ok, "{}", built.stderr);
     let rootfs = host.path().join("rootfs");
@@ -503,19 +513,6 @@ fn prune_keeps_cache_mounts_unless_asked(who: Who) {
     let report = prune(&["--cache-mounts"]);
     assert!(report.contains("1 cache mounts"), "{report}");
     assert_eq!(count(), 0);
-}
-
-/// Each test of the group, as root (`as_root::`) and as an unprivileged
-/// user with subordinate id ranges (`rootless::`).
-macro_rules! as_root_and_rootless {
-    ($($name:ident),* $(,)?) => {
-        mod as_root {
-            $(#[test] fn $name() { super::$name(super::Who::Root) })*
-        }
-        mod rootless {
-            $(#[test] fn $name() { super::$name(super::Who::Rootless) })*
-        }
-    };
 }
 
 as_root_and_rootless!(

@@ -2,6 +2,7 @@
 //! agent; no layer, history entry, cache record or output of hoist ever
 //! holds a secret's content.
 
+use crate::as_root_and_rootless;
 use crate::build_run::{build_in, build_with_env};
 use crate::support::rootless::Who;
 use crate::support::{busybox_context, copy_dynamic_binary, require, run_ok};
@@ -58,12 +59,11 @@ fn md5(data: &str) -> String {
         .to_string()
 }
 
-#[test]
-fn a_secret_reaches_its_step_and_no_layer_history_cache_or_output() {
-    let store = tempfile::tempdir().unwrap();
-    let ctx = tempfile::tempdir().unwrap();
-    let keys = tempfile::tempdir().unwrap();
-    let out = tempfile::tempdir().unwrap();
+fn a_secret_reaches_its_step_and_no_layer_history_cache_or_output(who: Who) {
+    let store = who.tempdir();
+    let ctx = who.tempdir();
+    let keys = who.tempdir();
+    let out = who.tempdir();
     let token = format!("s3cr3t-{}-file", std::process::id());
     let env_token = format!("s3cr3t-{}-env", std::process::id());
     let file = keys.path().join("token");
@@ -91,7 +91,7 @@ RUN --mount=type=secret,id=absent test ! -e /run/secrets/absent && echo optional
         output.as_str(),
     ];
     let env = [("HOIST_TEST_TOKEN", env_token.as_str())];
-    let built = build_with_env(Who::Root, ctx.path(), store.path(), dockerfile, &args, &env);
+    let built = build_with_env(who, ctx.path(), store.path(), dockerfile, &args, &env);
     assert!(built.ok, "{}", built.stderr);
     assert!(
         built.stderr.contains("| optional-skipped"),
@@ -117,7 +117,7 @@ RUN --mount=type=secret,id=absent test ! -e /run/secrets/absent && echo optional
     // The key depends on the secret's id, not its content (BuildKit's
     // rule): a new content is a cache hit.
     std::fs::write(&file, "another content").unwrap();
-    let again = build_with_env(Who::Root, ctx.path(), store.path(), dockerfile, &args, &env);
+    let again = build_with_env(who, ctx.path(), store.path(), dockerfile, &args, &env);
     assert!(again.ok, "{}", again.stderr);
     assert!(
         !again.stderr.contains("| optional-skipped"),
@@ -187,9 +187,11 @@ fn a_required_secret_or_agent_that_is_missing_fails_with_its_line() {
     );
 }
 
-/// An agent started here with a fresh key; returns (agent, socket, key
-/// file, the key's fingerprint).
+/// An agent started as `who` with a fresh key of `who`'s (ssh-agent
+/// answers its own user and root only); returns (agent, socket, key file,
+/// the key's fingerprint).
 fn agent(
+    who: Who,
     dir: &Path,
 ) -> (
     std::process::Child,
@@ -210,8 +212,10 @@ fn agent(
         .nth(1)
         .unwrap()
         .to_string();
+    who.own(dir);
     let socket = dir.join("agent.sock");
-    let child = Command::new(agent_bin)
+    let child = who
+        .command(&agent_bin)
         .arg("-D")
         .arg("-a")
         .arg(&socket)
@@ -227,14 +231,13 @@ fn agent(
     (child, socket, key, fingerprint)
 }
 
-#[test]
-fn ssh_mounts_forward_an_agent_socket_or_key_files() {
-    let store = tempfile::tempdir().unwrap();
-    let ctx = tempfile::tempdir().unwrap();
-    let keys = tempfile::tempdir().unwrap();
-    let (mut child, socket, key, fingerprint) = agent(keys.path());
+fn ssh_mounts_forward_an_agent_socket_or_key_files(who: Who) {
+    let store = who.tempdir();
+    let ctx = who.tempdir();
+    let keys = who.tempdir();
+    let (mut child, socket, key, fingerprint) = agent(who, keys.path());
     run_ok(
-        Command::new(require("ssh-add", "openssh-client"))
+        who.command(&require("ssh-add", "openssh-client"))
             .env("SSH_AUTH_SOCK", &socket)
             .arg(&key),
     );
@@ -254,7 +257,7 @@ RUN test ! -e /run/buildkit && test ! -e /agent && ! /usr/bin/ssh-add -l 2>/dev/
     let sock = socket.display().to_string();
     let deploy = format!("deploy={}", key.display());
     let built = build_with_env(
-        Who::Root,
+        who,
         ctx.path(),
         store.path(),
         dockerfile,
@@ -277,3 +280,8 @@ RUN test ! -e /run/buildkit && test ! -e /agent && ! /usr/bin/ssh-add -l 2>/dev/
         built.stderr
     );
 }
+
+as_root_and_rootless!(
+    a_secret_reaches_its_step_and_no_layer_history_cache_or_output,
+    ssh_mounts_forward_an_agent_socket_or_key_files,
+);

@@ -121,20 +121,41 @@ impl Who {
 
     /// `hoist` run as this user (HOME is `home`, which it should own).
     pub fn hoist(self, home: &Path) -> Command {
-        let hoist = assert_cmd::cargo::cargo_bin("hoist");
+        let mut cmd = self.command(&assert_cmd::cargo::cargo_bin("hoist"));
+        if self != Who::Root {
+            cmd.env("HOME", home).env_remove("XDG_CACHE_HOME");
+        }
+        cmd
+    }
+
+    /// `program` run as this user.
+    pub fn command(self, program: &Path) -> Command {
         match self.user() {
-            None => Command::new(hoist),
+            None => Command::new(program),
             Some(user) => {
                 let mut cmd = Command::new(require("/usr/bin/setpriv", "util-linux"));
                 cmd.arg(format!("--reuid={}", user.uid))
                     .arg(format!("--regid={}", user.gid))
                     .arg("--init-groups")
                     .arg("--")
-                    .arg(hoist)
-                    .env("HOME", home)
-                    .env_remove("XDG_CACHE_HOME");
+                    .arg(program);
                 cmd
             }
         }
     }
+}
+
+/// Each named test function `fn NAME(who: Who)` of the calling module, as
+/// root (`as_root::NAME`) and as an unprivileged user with subordinate id
+/// ranges (`rootless::NAME`). The module must have `Who` in scope.
+#[macro_export]
+macro_rules! as_root_and_rootless {
+    ($($name:ident),* $(,)?) => {
+        mod as_root {
+            $(#[test] fn $name() { super::$name(super::Who::Root) })*
+        }
+        mod rootless {
+            $(#[test] fn $name() { super::$name(super::Who::Rootless) })*
+        }
+    };
 }
