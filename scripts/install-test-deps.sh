@@ -13,6 +13,7 @@ DEBIAN_PACKAGES=(
   busybox-static debootstrap    # base image material, built offline
   docker.io         # dockerd on a private socket, BuildKit oracle, docker load/run
   uidmap            # rootless RUN
+  openssh-client    # RUN --mount=type=ssh: ssh-agent, ssh-add, ssh-keygen
   apache2-utils openssl golang-docker-credential-helpers pass   # registry auth
   pigz hyperfine    # compression reference, benchmarks
   python3 python3-pip   # PyPI tools below; `python3 -m http.server` for ADD <url>

@@ -16,6 +16,8 @@ mod pull;
 mod push;
 mod real_components;
 mod reference_examples;
+mod run_rootless;
+mod run_secrets;
 mod shell_corpus;
 mod shell_differential;
 mod snapshots_cli;
