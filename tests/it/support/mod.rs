@@ -13,6 +13,7 @@
 
 pub mod process;
 pub mod proxy;
+pub mod rootless;
 pub mod tree;
 
 use std::io::{Read, Write};
@@ -391,6 +392,28 @@ pub fn busybox_context(dir: &Path) {
     for applet in list.lines().filter(|a| !a.is_empty() && *a != "busybox") {
         std::os::unix::fs::symlink("busybox", bin.join(applet))
             .unwrap_or_else(|e| panic!("symlink bin/{applet}: {e}"));
+    }
+}
+
+/// Copies the dynamically linked `binary` into `dir` at its own path, with
+/// the shared libraries `ldd` names at theirs (symlinks followed), so a
+/// `FROM scratch` image built from `dir` can run it.
+pub fn copy_dynamic_binary(dir: &Path, binary: &str) {
+    let ldd = run_ok(Command::new("ldd").arg(binary));
+    let mut files = vec![binary.to_string()];
+    for line in ldd.lines() {
+        let path = match line.split_once("=>") {
+            Some((_, right)) => right.split_whitespace().next(),
+            None => line.split_whitespace().next(),
+        };
+        if let Some(p) = path.filter(|p| p.starts_with('/')) {
+            files.push(p.to_string());
+        }
+    }
+    for file in files {
+        let dest = dir.join(file.trim_start_matches('/'));
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(&file, &dest).unwrap_or_else(|e| panic!("copy {file}: {e}"));
     }
 }
 
