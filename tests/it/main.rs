@@ -19,3 +19,4 @@ mod shell_corpus;
 mod shell_differential;
 mod store_oci_tools;
 mod support;
+mod tutorial;
