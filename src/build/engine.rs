@@ -213,7 +213,7 @@ pub fn build(
     built.unused_build_args = planned.unused_build_args.clone();
     builder
         .hasher
-        .save(&store.root().join("cache/stat-cache.json"))
+        .save(&store.root().join("cache/stat-cache"))
         .map_err(|e| BuildError::Context {
             path: store.root().to_path_buf(),
             source: Box::new(e),
@@ -322,7 +322,7 @@ impl<'a> Builder<'a> {
             request,
             lexer: Lexer::new(ast.escape),
             context: None,
-            hasher: ContentHasher::load(&store.root().join("cache/stat-cache.json")),
+            hasher: ContentHasher::load(&store.root().join("cache/stat-cache")),
             key_agents: HashMap::new(),
             scratch: None,
             step: 0,

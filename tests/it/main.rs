@@ -24,3 +24,4 @@ mod shell_differential;
 mod snapshots_cli;
 mod store_oci_tools;
 mod support;
+mod tutorial;
