@@ -1,8 +1,9 @@
 //! `hoist k8s`, `hoist build --k8s-out` and `hoist resolve` against real
-//! components: images built from the busybox test base and pushed to a
-//! registry:2, every generated document checked by `kubernetes-validate
-//! --strict`, the tutorial's own manifests (fixtures/tutorial/k8s) as the
-//! reference for what the flags produce, and `podman kube play` running the
+//! components: the tutorial's two apps built from the stand-in base images
+//! (and a busybox stand-in where only hoist's mechanics matter), pushed to
+//! a registry:2; every generated document checked by `kubernetes-validate
+//! --strict`; the tutorial's own manifests (fixtures/tutorial/k8s) as the
+//! reference for what the flags produce; `podman kube play` running the
 //! output.
 
 use crate::support::{Registry, podman, repo_root, require, run_ok, wait_until};
@@ -49,6 +50,20 @@ fn build(store: &Path, context: &Path, name: &str, push: bool, extra: &[&str]) -
     let digest = run_ok(&mut cmd).trim().to_owned();
     assert!(digest.starts_with("sha256:"), "{digest}");
     Built { reference, digest }
+}
+
+/// One of the tutorial's apps (fixtures/tutorial, unchanged), built from
+/// the stand-in base images (`node:14-alpine`, `python:3.9-slim`) and
+/// pushed as `ADDR/k8s/NAME:v1`.
+fn tutorial_image(store: &Path, app: &str, name: &str) -> Built {
+    crate::support::tutorial_bases();
+    build(
+        store,
+        &repo_root().join("fixtures/tutorial").join(app),
+        name,
+        true,
+        &[],
+    )
 }
 
 /// `ADDR/k8s/NAME@sha256:...`, as the manifests must pin it.
@@ -209,7 +224,7 @@ fn tutorial(name: &str) -> String {
 fn the_tutorial_web_app_manifests_come_from_flags() {
     let store = tempfile::tempdir().unwrap();
     // The tutorial's repository name; the app is called web-app.
-    let built = build(store.path(), &fixture("web-app"), "my-k8s-app", true, &[]);
+    let built = tutorial_image(store.path(), "web-app", "my-k8s-app");
     let out = output(hoist(store.path()).args([
         "k8s",
         &built.reference,
@@ -242,7 +257,8 @@ fn the_tutorial_web_app_manifests_come_from_flags() {
     let want = by_kind_and_name(documents(&tutorial("web-app-deployment.yaml")));
     let problems = compare(&want, &got, &pinned(&built), &[]);
     assert!(problems.is_empty(), "{}\n{yaml}", problems.join("\n"));
-    // USER app resolved through the image's /etc/passwd.
+    // USER appuser resolved through the image's /etc/passwd (the
+    // Dockerfile's `adduser -u 1001`).
     let deployment = &got[&("Deployment".into(), "web-app".into())];
     let security = &deployment["spec"]["template"]["spec"]["containers"][0]["securityContext"];
     assert_eq!(security["runAsUser"], 1001);
@@ -303,13 +319,7 @@ fn configurable_app_flags(config: &Path, secrets: &Path) -> Vec<String> {
 #[test]
 fn the_tutorial_configurable_app_manifests_come_from_flags_with_the_secret_fixed() {
     let store = tempfile::tempdir().unwrap();
-    let built = build(
-        store.path(),
-        &fixture("configurable-app"),
-        "configurable-app",
-        true,
-        &[],
-    );
+    let built = tutorial_image(store.path(), "configurable-app", "configurable-app");
     // The ConfigMap's and Secret's contents, from the tutorial's own YAML.
     let config_docs = by_kind_and_name(documents(&tutorial("configurable-app-config.yaml")));
     let configmap = &config_docs[&("ConfigMap".into(), "app-config".into())];
@@ -1018,13 +1028,7 @@ impl Drop for PlayedPod {
 fn podman_kube_play_runs_the_manifests_with_the_config_map_and_the_fixed_secret() {
     require("catatonit", "catatonit");
     let store = tempfile::tempdir().unwrap();
-    let built = build(
-        store.path(),
-        &fixture("configurable-app"),
-        "configurable-app",
-        true,
-        &[],
-    );
+    let built = tutorial_image(store.path(), "configurable-app", "configurable-app");
     // The ConfigMap's and Secret's contents, from the tutorial's YAML.
     let config_docs = by_kind_and_name(documents(&tutorial("configurable-app-config.yaml")));
     let message = config_docs[&("ConfigMap".into(), "app-config".into())]["data"]["config.json"]
@@ -1121,12 +1125,25 @@ fn podman_kube_play_runs_the_manifests_with_the_config_map_and_the_fixed_secret(
         || Ok(()),
         || crate::support::http_status(&addr, "/health") == Some(200),
     );
-    assert_eq!(http_body(&addr, "/config/config.json"), message);
+    // The tutorial's check: the message from the mounted ConfigMap, the
+    // environment from the Deployment, the version from the fixed Secret.
+    let answer: Value = serde_json::from_str(&http_body(&addr, "/")).unwrap();
+    assert_eq!(
+        answer,
+        serde_json::json!({
+            "message": "Hello from Kubernetes ConfigMap!",
+            "environment": "kubernetes",
+            "version": "2.0.0",
+        })
+    );
     // The pod runs what the manifest pinned, as the user it names.
     let image = run_ok(podman().args(["inspect", "--format", "{{.ImageName}}", &container]));
     assert_eq!(image.trim(), pinned(&built));
+    let deployment_doc = documents(&std::fs::read_to_string(&deployment).unwrap()).remove(0);
+    let uid = &deployment_doc["spec"]["template"]["spec"]["containers"][0]["securityContext"]["runAsUser"];
+    assert!(uid.as_u64().is_some_and(|u| u > 0), "{uid}");
     let id = run_ok(podman().args(["exec", &container, "id", "-u"]));
-    assert_eq!(id.trim(), "1001");
+    assert_eq!(id.trim(), uid.to_string());
     // The fixed Secret reaches the app as the tutorial meant: one variable
     // per line of its env file, over the image's defaults (1.0.0).
     let env = run_ok(podman().args(["exec", &container, "env"]));
