@@ -66,6 +66,18 @@ fn tutorial_image(store: &Path, app: &str, name: &str) -> Built {
     )
 }
 
+/// The tutorial's configurable app, built once for the tests that use it
+/// (its store is the run's shared directory, removed by a later run).
+fn configurable_app() -> &'static (crate::support::process::ProcessDir, Built) {
+    static BUILT: std::sync::OnceLock<(crate::support::process::ProcessDir, Built)> =
+        std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let store = crate::support::process::ProcessDir::shared("k8s-configurable-app");
+        let built = tutorial_image(store.path(), "configurable-app", "configurable-app");
+        (store, built)
+    })
+}
+
 /// `ADDR/k8s/NAME@sha256:...`, as the manifests must pin it.
 fn pinned(built: &Built) -> String {
     let repo = built.reference.rsplit_once(':').unwrap().0;
@@ -318,8 +330,7 @@ fn configurable_app_flags(config: &Path, secrets: &Path) -> Vec<String> {
 
 #[test]
 fn the_tutorial_configurable_app_manifests_come_from_flags_with_the_secret_fixed() {
-    let store = tempfile::tempdir().unwrap();
-    let built = tutorial_image(store.path(), "configurable-app", "configurable-app");
+    let (store, built) = configurable_app();
     // The ConfigMap's and Secret's contents, from the tutorial's own YAML.
     let config_docs = by_kind_and_name(documents(&tutorial("configurable-app-config.yaml")));
     let configmap = &config_docs[&("ConfigMap".into(), "app-config".into())];
@@ -365,7 +376,7 @@ fn the_tutorial_configurable_app_manifests_come_from_flags_with_the_secret_fixed
     let mut want = by_kind_and_name(documents(&tutorial("configurable-app-deployment.yaml")));
     want.extend(config_docs.clone());
     // The Secret is compared apart: the tutorial's is the one thing fixed.
-    let problems = compare(&want, &got, &pinned(&built), &[("Secret", "app-secrets")]);
+    let problems = compare(&want, &got, &pinned(built), &[("Secret", "app-secrets")]);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 
     // The fix: the tutorial puts the whole env file under one key,
@@ -1027,8 +1038,7 @@ impl Drop for PlayedPod {
 #[test]
 fn podman_kube_play_runs_the_manifests_with_the_config_map_and_the_fixed_secret() {
     require("catatonit", "catatonit");
-    let store = tempfile::tempdir().unwrap();
-    let built = tutorial_image(store.path(), "configurable-app", "configurable-app");
+    let (store, built) = configurable_app();
     // The ConfigMap's and Secret's contents, from the tutorial's YAML.
     let config_docs = by_kind_and_name(documents(&tutorial("configurable-app-config.yaml")));
     let message = config_docs[&("ConfigMap".into(), "app-config".into())]["data"]["config.json"]
@@ -1138,7 +1148,7 @@ fn podman_kube_play_runs_the_manifests_with_the_config_map_and_the_fixed_secret(
     );
     // The pod runs what the manifest pinned, as the user it names.
     let image = run_ok(podman().args(["inspect", "--format", "{{.ImageName}}", &container]));
-    assert_eq!(image.trim(), pinned(&built));
+    assert_eq!(image.trim(), pinned(built));
     let deployment_doc = documents(&std::fs::read_to_string(&deployment).unwrap()).remove(0);
     let uid = &deployment_doc["spec"]["template"]["spec"]["containers"][0]["securityContext"]["runAsUser"];
     assert!(uid.as_u64().is_some_and(|u| u > 0), "{uid}");
