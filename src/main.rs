@@ -18,6 +18,8 @@ fn main() {
         Command::Parse(args) => cli::parse::run(args),
         Command::Check(args) => cli::check::run(args),
         Command::Build(args) => store().and_then(|s| cli::build::run(args, &s)),
+        Command::Login(args) => cli::login::login(args),
+        Command::Logout(args) => cli::login::logout(args),
         Command::Images(args) => store().and_then(|s| cli::images::run(args, &s)),
         Command::Rmi(args) => store().and_then(|s| cli::rmi::run(args, &s)),
         Command::Prune(args) => store().and_then(|s| cli::prune::run(args, &s)),

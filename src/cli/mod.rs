@@ -4,8 +4,10 @@
 pub mod build;
 pub mod check;
 pub mod images;
+pub mod login;
 pub mod parse;
 pub mod prune;
+pub mod registry;
 pub mod rmi;
 
 use clap::{Parser, Subcommand};
@@ -27,6 +29,8 @@ pub enum Command {
     Build(Box<build::BuildArgs>),
     Check(check::CheckArgs),
     Images(images::ImagesArgs),
+    Login(login::LoginArgs),
+    Logout(login::LogoutArgs),
     Parse(parse::ParseArgs),
     Prune(prune::PruneArgs),
     Rmi(rmi::RmiArgs),

@@ -29,7 +29,7 @@ fn bearer_token_flow_with_the_token_cached_per_scope() {
         if seen.path.starts_with("/token?") {
             assert_eq!(
                 seen.path,
-                "/token?service=fake%20registry&scope=repository%3Alib%2Fapp%3Apull"
+                "/token?service=fake%20registry&scope=repository%3Alib%2Fapp%3Apull&account=u"
             );
             assert_eq!(seen.authorization.as_deref(), Some("Basic dTpw"));
             return reply(200, br#"{"token":"tok-123","expires_in":300}"#);

@@ -1,0 +1,73 @@
+//! The flags every command that talks to a registry shares (`build`,
+//! `pull`, `push`, `login`), and the one function that merges them with
+//! hoist's config file into what the library needs.
+
+use anyhow::Context;
+use clap::Args;
+use hoist::registry::{ClientOptions, PullOptions, Settings};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct RegistryArgs {
+    /// Fetch images of REGISTRY from HOST first, as Docker's registry
+    /// mirrors: `docker.io=127.0.0.1:5000` serves `FROM node:14-alpine`
+    /// from `127.0.0.1:5000/library/node:14-alpine`; `HOST` alone mirrors
+    /// Docker Hub (repeatable; replaces the config file's mirrors of that
+    /// registry).
+    #[arg(long = "registry-mirror", value_name = "REGISTRY=HOST")]
+    pub registry_mirrors: Vec<String>,
+    /// Talk plain HTTP to this registry host (loopback hosts always are).
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure_registries: Vec<String>,
+    /// Trust the CA certificates in this PEM file, for every registry or,
+    /// as `REGISTRY=FILE`, for one (repeatable).
+    #[arg(long = "ca-cert", value_name = "[REGISTRY=]FILE")]
+    pub ca_certs: Vec<String>,
+    /// hoist's config file (default: $XDG_CONFIG_HOME/hoist/config.toml;
+    /// docs/config.md).
+    #[arg(long = "config", env = "HOIST_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+impl RegistryArgs {
+    /// The config file's settings with these flags merged in.
+    pub fn settings(&self) -> anyhow::Result<Settings> {
+        let mirrors: Vec<(String, String)> = self
+            .registry_mirrors
+            .iter()
+            .map(|spec| {
+                // `HOST` alone mirrors Docker Hub, as dockerd's --registry-mirror.
+                let (registry, host) = spec.split_once('=').unwrap_or(("docker.io", spec));
+                (registry.to_owned(), host.to_owned())
+            })
+            .collect();
+        let ca_certs: Vec<(Option<String>, PathBuf)> = self
+            .ca_certs
+            .iter()
+            .map(|spec| match spec.split_once('=') {
+                Some((registry, file)) if !registry.contains('/') => {
+                    (Some(registry.to_owned()), PathBuf::from(file))
+                }
+                _ => (None, PathBuf::from(spec)),
+            })
+            .collect();
+        let settings = Settings::load(self.config.as_deref())?;
+        Ok(settings.with_flags(&mirrors, &self.insecure_registries, &ca_certs))
+    }
+
+    /// Client options and mirrors for a command that talks to registries.
+    pub fn client(&self) -> anyhow::Result<(ClientOptions, Vec<(String, String)>)> {
+        let settings = self.settings()?;
+        let options = settings
+            .client_options()
+            .context("cannot use the registry settings")?;
+        Ok((options, settings.mirrors))
+    }
+
+    /// What pulling base images (`FROM`) needs.
+    pub fn pull_options(&self) -> anyhow::Result<PullOptions> {
+        self.settings()?
+            .pull_options()
+            .context("cannot use the registry settings")
+    }
+}
