@@ -555,7 +555,10 @@ fn helper_erase(helpers: Helpers, helper: &str, key: &str) -> Result<bool> {
     if out.success {
         return Ok(true);
     }
-    if out.message.contains(NOT_FOUND) || out.message.contains("not found") {
+    // Helpers word "nothing stored" each their own way (pass: "... is not
+    // in the password store"): when `get` finds nothing either, there was
+    // nothing to erase.
+    if out.message.contains(NOT_FOUND) || helper_get(helpers, helper, key)?.is_none() {
         return Ok(false);
     }
     Err(helper_error(helper, "erase", &out.message))

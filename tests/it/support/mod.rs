@@ -455,3 +455,25 @@ impl Drop for HttpServer {
         stop(&mut self.child, Duration::from_secs(5));
     }
 }
+
+/// Copies the busybox base image from [`Registry::shared`] to
+/// `dest/library/busybox:latest` with skopeo, logging in with `creds`
+/// (`user:password`) when given.
+pub fn copy_busybox_to(dest: &str, creds: Option<&str>) {
+    let source = Registry::shared();
+    let mut cmd = skopeo();
+    cmd.args([
+        "copy",
+        "-q",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+    ]);
+    if let Some(creds) = creds {
+        cmd.arg("--dest-creds").arg(creds);
+    }
+    // No credentials of the machine's user may leak into the copy.
+    cmd.env("REGISTRY_AUTH_FILE", "/nonexistent/auth.json");
+    cmd.arg(format!("docker://{}/library/busybox:latest", source.addr()))
+        .arg(format!("docker://{dest}/library/busybox:latest"));
+    run_ok(&mut cmd);
+}
