@@ -20,3 +20,4 @@ mod shell_corpus;
 mod shell_differential;
 mod store_oci_tools;
 mod support;
+mod token_auth;

@@ -12,6 +12,7 @@
 #![allow(dead_code)]
 
 pub mod process;
+pub mod token_server;
 pub mod tree;
 
 use std::io::{Read, Write};

@@ -1,0 +1,196 @@
+//! A registry:2 in token-auth mode, its realm a token server the tests run
+//! (support::token_server: JWTs with an x5c chain the registry trusts,
+//! per-user grants, short lifetimes, every request recorded): login, an
+//! identity token used as Docker uses it, per-user scopes, renewal of
+//! expired tokens, and the errors users see.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::login::{Home, assert_no_secret, assert_ok_without, text};
+use crate::support::token_server::{Seen, TokenServer, User};
+use crate::support::{Registry, copy_busybox_to};
+use hoist::registry::{Client, ClientOptions};
+
+const ADMIN_PASSWORD: &str = "admin-pw-7f3a";
+const READER_PASSWORD: &str = "reader-pw-91c2";
+const NOBODY_PASSWORD: &str = "nobody-pw-4d8e";
+
+fn users() -> Vec<User> {
+    vec![
+        User {
+            name: "admin",
+            password: ADMIN_PASSWORD,
+            grants: &[("*", "pull,push")],
+        },
+        User {
+            name: "reader",
+            password: READER_PASSWORD,
+            grants: &[("library/*", "pull")],
+        },
+        User {
+            name: "nobody",
+            password: NOBODY_PASSWORD,
+            grants: &[],
+        },
+    ]
+}
+
+/// A token server (tokens lasting `expires_in` s) and a registry trusting
+/// it, holding library/busybox:latest (pushed by skopeo as admin).
+fn token_registry(expires_in: u64) -> (TokenServer, Registry) {
+    let tokens = TokenServer::start(users(), expires_in);
+    let registry = Registry::start_with(&tokens.registry_config());
+    copy_busybox_to(registry.addr(), Some(&format!("admin:{ADMIN_PASSWORD}")));
+    tokens.clear();
+    (tokens, registry)
+}
+
+#[test]
+fn login_keeps_the_identity_token_and_pulls_with_per_user_scopes() {
+    let (tokens, registry) = token_registry(300);
+    let addr = registry.addr();
+    let home = Home::new();
+    let secrets = [READER_PASSWORD, NOBODY_PASSWORD, "refresh-"];
+
+    // A wrong password is refused by the token server: nothing is saved.
+    let wrong = home.login(addr, "reader", "wrong-password");
+    assert_eq!(wrong.status.code(), Some(1), "{}", text(&wrong));
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains(&format!(
+            "registry {addr} refused the user name or password"
+        )),
+        "{}",
+        text(&wrong)
+    );
+    assert!(!home.docker_config().exists());
+
+    // Login asks for no scope, as Docker's does, and for a refresh token,
+    // which is kept as the identity token in place of the password.
+    let ok = home.login(addr, "reader", READER_PASSWORD);
+    assert_ok_without(&ok, &secrets);
+    let login_request = tokens.seen().last().cloned().unwrap();
+    assert_eq!(
+        login_request,
+        Seen {
+            method: "GET".into(),
+            user: Some("reader".into()),
+            scopes: vec![],
+            grant_type: None,
+            offline: true,
+            status: 200,
+        }
+    );
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(home.docker_config()).unwrap()).unwrap();
+    let entry = &config["auths"][addr];
+    assert_eq!(
+        entry["auth"], "cmVhZGVyOg==",
+        "base64 of `reader:`: {config}"
+    );
+    let identity = entry["identitytoken"].as_str().unwrap();
+    assert!(identity.starts_with("refresh-reader-"), "{config}");
+    assert!(!config.to_string().contains(READER_PASSWORD));
+
+    // A pull exchanges the identity token for a token scoped to the
+    // repository, with OAuth2's refresh_token grant.
+    tokens.clear();
+    let built = home.build_from(&format!("{addr}/library/busybox:latest"));
+    assert_ok_without(&built, &secrets);
+    let seen = tokens.seen();
+    assert!(!seen.is_empty());
+    for request in &seen {
+        assert_eq!(request.method, "POST", "{seen:?}");
+        assert_eq!(request.grant_type.as_deref(), Some("refresh_token"));
+        assert_eq!(request.user.as_deref(), Some("reader"));
+        assert_eq!(
+            request.scopes,
+            ["repository:library/busybox:pull"],
+            "{seen:?}"
+        );
+    }
+
+    // A user the registry knows but who may not pull: a clear error
+    // naming the registry and the repository.
+    let out = home.login(addr, "nobody", NOBODY_PASSWORD);
+    assert_ok_without(&out, &secrets);
+    let denied = home.build_from(&format!("{addr}/library/busybox:latest"));
+    assert_eq!(denied.status.code(), Some(1), "{}", text(&denied));
+    let stderr = String::from_utf8_lossy(&denied.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "access to library/busybox was refused by registry {addr}"
+        )),
+        "{stderr}"
+    );
+    assert_no_secret(&denied, &secrets);
+}
+
+#[test]
+fn tokens_are_cached_per_scope_and_renewed_when_they_expire() {
+    let lifetime = 2;
+    let (tokens, registry) = token_registry(lifetime);
+    let addr = registry.addr();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"auths":{{"{addr}":{{"username":"reader","password":"{READER_PASSWORD}"}}}}}}"#
+        ),
+    )
+    .unwrap();
+    let client = Client::new(ClientOptions {
+        docker_config: Some(config),
+        auth_file: Some(dir.path().join("no-auth.json")),
+        ..ClientOptions::default()
+    });
+    let endpoint = client.endpoint(addr);
+    let started = Instant::now();
+    let manifest = client
+        .get_manifest(&endpoint, "library/busybox", "latest")
+        .unwrap();
+    let manifest: Value = serde_json::from_slice(&manifest.bytes).unwrap();
+    let config_digest: hoist::layer::Digest = manifest["config"]["digest"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // Within the token's life: the cached token serves the next request.
+    client
+        .get_manifest(&endpoint, "library/busybox", "latest")
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(lifetime - 1));
+    assert_eq!(tokens.seen().len(), 1, "{:?}", tokens.seen());
+
+    // Another repository is another scope, hence another token.
+    let other = client.get_manifest(&endpoint, "library/other", "latest");
+    assert!(other.is_err());
+    assert_eq!(
+        tokens.seen()[1].scopes,
+        ["repository:library/other:pull"],
+        "{:?}",
+        tokens.seen()
+    );
+
+    // Once the token has expired, the next request gets a new one first.
+    while started.elapsed() < Duration::from_secs(lifetime) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut blob = client
+        .get_blob(&endpoint, "library/busybox", &config_digest)
+        .unwrap();
+    std::io::copy(&mut blob, &mut std::io::sink()).unwrap();
+    let seen = tokens.seen();
+    let pulls: Vec<&Seen> = seen
+        .iter()
+        .filter(|s| s.scopes == ["repository:library/busybox:pull"])
+        .collect();
+    assert_eq!(pulls.len(), 2, "{seen:?}");
+    assert!(
+        pulls
+            .iter()
+            .all(|s| s.method == "GET" && s.user.as_deref() == Some("reader"))
+    );
+}
