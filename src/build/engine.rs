@@ -450,7 +450,19 @@ impl<'a> Builder<'a> {
                 let pulled =
                     crate::registry::pull(self.store, &normalised, platform, &self.request.pull)
                         .map_err(|e| {
-                            self.step_error(from, format!("cannot pull {reference}: {e}"), None)
+                            // `COPY --from=NAME` and `RUN --mount=from=NAME`
+                            // take a name that is no stage as an image.
+                            let hint = (!from.keyword.eq_ignore_ascii_case("FROM")
+                                && !reference.contains(['/', ':', '@']))
+                            .then(|| {
+                                format!(
+                                    "no stage is named `{reference}`, so it was taken as the image \
+                             {}/{}; name a stage with `FROM ... AS {reference}` before this \
+                             line, or give a full image reference",
+                                    normalised.domain, normalised.path
+                                )
+                            });
+                            self.step_error(from, format!("cannot pull {reference}: {e}"), hint)
                         })?;
                 self.pulled.insert(name);
                 pulled.tagged

@@ -251,6 +251,18 @@ impl Store {
             if !wanted.contains(&name) {
                 fs::remove_dir_all(&path).map_err(io_error("remove", &path))?;
                 removed += 1;
+                continue;
+            }
+            // Extractions a killed build left half done (`rootfs.partial-*`,
+            // `content.partial-*`); no build runs while prune holds the store.
+            for part in fs::read_dir(&path).map_err(io_error("read directory", &path))? {
+                let part = part.map_err(io_error("read directory", &path))?.path();
+                if part
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().contains(".partial-"))
+                {
+                    fs::remove_dir_all(&part).map_err(io_error("remove", &part))?;
+                }
             }
         }
         Ok(removed)

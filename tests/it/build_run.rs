@@ -129,6 +129,27 @@ fn a_cached_run_is_not_run_again_and_a_deterministic_one_gives_the_same_layer() 
 }
 
 #[test]
+fn a_cached_copy_reuses_a_layer_a_run_step_extracted_before() {
+    // The first build extracts the COPY layer only for the RUN sandbox; the
+    // second answers COPY from the cache and must read the same layer back.
+    let store = tempfile::tempdir().unwrap();
+    let dockerfile = "FROM scratch\nCOPY bin /bin/\nRUN ls /bin/vi\nRUN echo second-step\n";
+    let first = build(store.path(), dockerfile, &["--no-cache"]);
+    assert!(first.ok, "{}", first.stderr);
+    let second = build(store.path(), dockerfile, &[]);
+    assert!(second.ok, "{}", second.stderr);
+    assert_eq!(first.stdout, second.stdout);
+    let third = build(store.path(), dockerfile, &[]);
+    assert!(third.ok, "{}", third.stderr);
+    assert_eq!(
+        third.stderr.matches("CACHED").count(),
+        3,
+        "{}",
+        third.stderr
+    );
+}
+
+#[test]
 fn later_steps_see_earlier_deletions_and_replaced_directories() {
     let store = tempfile::tempdir().unwrap();
     let dockerfile = r#"FROM scratch

@@ -18,6 +18,7 @@ mod real_components;
 mod reference_examples;
 mod shell_corpus;
 mod shell_differential;
+mod snapshots_cli;
 mod store_oci_tools;
 mod support;
 mod token_auth;
