@@ -10,17 +10,17 @@ use std::io::{BufRead, IsTerminal, Read, Write};
 
 /// Log in to a registry, as `docker login` does.
 ///
-/// The credentials are checked against the registry before anything is
-/// saved. They go to the credential helper the Docker config names
-/// (`credHelpers`, `credsStore`), otherwise into ~/.docker/config.json
-/// ($DOCKER_CONFIG/config.json) with mode 0600. Without a user name or
-/// password, hoist prompts for them (the password is not echoed), or first
-/// tries the credentials already stored.
+/// The credentials are checked against the registry before anything is saved.
+/// They go to the credential helper the Docker config names (credHelpers,
+/// credsStore), otherwise into ~/.docker/config.json ($DOCKER_CONFIG) with
+/// mode 0600. Without -u or a password, hoist first tries the credentials
+/// already stored, then prompts (the password is not echoed).
 ///
 /// Examples:
 ///   hoist login -u alice                 # Docker Hub, password prompted
 ///   echo "$TOKEN" | hoist login -u ci --password-stdin registry.example:5000
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub struct LoginArgs {
     /// The registry (`host[:port]`); Docker Hub when omitted.
     pub registry: Option<String>,
@@ -38,9 +38,17 @@ pub struct LoginArgs {
     pub registry_flags: RegistryArgs,
 }
 
-/// Log out from a registry: remove its credentials from the credential
-/// helper, ~/.docker/config.json and podman's auth.json.
+/// Log out from a registry, as `docker logout` does.
+///
+/// Its credentials are removed from wherever hoist reads them: the credential
+/// helper the Docker config names, ~/.docker/config.json ($DOCKER_CONFIG) and
+/// podman's auth.json.
+///
+/// Examples:
+///   hoist logout                         # Docker Hub
+///   hoist logout registry.example:5000
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub struct LogoutArgs {
     /// The registry (`host[:port]`); Docker Hub when omitted.
     pub registry: Option<String>,
