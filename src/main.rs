@@ -24,6 +24,9 @@ fn main() {
         Command::Images(args) => store().and_then(|s| cli::images::run(args, &s)),
         Command::Rmi(args) => store().and_then(|s| cli::rmi::run(args, &s)),
         Command::Prune(args) => store().and_then(|s| cli::prune::run(args, &s)),
+        Command::Pull(args) => store().and_then(|s| cli::pull::run(args, &s)),
+        Command::Push(args) => store().and_then(|s| cli::push::run(args, &s)),
+        Command::Tag(args) => store().and_then(|s| cli::tag::run(args, &s)),
     };
     match result {
         Ok(code) => std::process::exit(code),

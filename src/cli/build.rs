@@ -52,11 +52,16 @@ pub struct BuildArgs {
     #[arg(long)]
     pub pull: bool,
     #[command(flatten)]
+    pub mirrors: super::registry::MirrorArgs,
+    #[command(flatten)]
     pub registry: super::registry::RegistryArgs,
     /// Export the image: `type=oci,dest=DIR`, `type=docker,dest=FILE|-`,
     /// `type=oci-archive,dest=FILE|-`.
     #[arg(long)]
     pub output: Vec<String>,
+    /// Push every `-t` name to its registry once the build is done.
+    #[arg(long)]
+    pub push: bool,
     /// Write the manifest digest to this file.
     #[arg(long)]
     pub digest_file: Option<PathBuf>,
@@ -129,6 +134,9 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
         .iter()
         .map(|t| Reference::parse(t).with_context(|| format!("-t {t}")))
         .collect::<anyhow::Result<_>>()?;
+    if args.push && tags.is_empty() {
+        bail!("--push needs at least one -t NAME to push the image as");
+    }
     if !args.context.is_dir() {
         bail!(
             "build context {} is not a directory",
@@ -172,7 +180,7 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
             .with_context(|| format!("SOURCE_DATE_EPOCH={v} is not a number of seconds"))?,
         None => 0,
     };
-    let pull = args.registry.pull_options()?;
+    let pull = args.registry.pull_options(&args.mirrors)?;
     let store = Store::open(store_dir)
         .with_context(|| format!("cannot open the store at {}", store_dir.display()))?;
     let request = BuildRequest {
@@ -248,6 +256,15 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
                     write_oci_archive(sink, &export, &store)?
                 };
                 sink.flush()?;
+            }
+        }
+    }
+    if args.push {
+        let options = args.registry.push_options(hoist::registry::Format::Oci)?;
+        for tag in &tags {
+            let pushed = super::push::push_one(&store, tag, tag, &options, args.quiet)?;
+            if !args.quiet {
+                eprintln!("{}", pushed.pinned());
             }
         }
     }

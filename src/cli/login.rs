@@ -74,7 +74,7 @@ pub fn login(args: &LoginArgs) -> anyhow::Result<i32> {
             "WARNING! Using --password on the command line is insecure: use --password-stdin."
         );
     }
-    let (options, _) = args.registry_flags.client()?;
+    let options = args.registry_flags.client_options()?;
     let store = CredentialStore::from_env();
     let client = Client::new(options);
     let endpoint = client.endpoint(api_host(&key));

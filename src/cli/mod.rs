@@ -9,8 +9,11 @@ pub mod login;
 pub mod parse;
 pub mod progress;
 pub mod prune;
+pub mod pull;
+pub mod push;
 pub mod registry;
 pub mod rmi;
+pub mod tag;
 
 use clap::{Parser, Subcommand};
 
@@ -49,7 +52,10 @@ pub enum Command {
     Logout(login::LogoutArgs),
     Parse(parse::ParseArgs),
     Prune(prune::PruneArgs),
+    Pull(pull::PullArgs),
+    Push(push::PushArgs),
     Rmi(rmi::RmiArgs),
+    Tag(tag::TagArgs),
 }
 
 /// Reads a Dockerfile from a path, or from stdin for `-`; returns the name to

@@ -1,14 +1,16 @@
 //! The flags every command that talks to a registry shares (`build`,
-//! `pull`, `push`, `login`), and the one function that merges them with
-//! hoist's config file into what the library needs.
+//! `pull`, `push`, `login`), the mirror flag of those that pull, and the
+//! one place that merges them with hoist's config file into what the
+//! library needs.
 
 use anyhow::Context;
 use clap::Args;
-use hoist::registry::{ClientOptions, PullOptions, Settings};
+use hoist::registry::{ClientOptions, Format, PullOptions, PushOptions, Settings};
 use std::path::PathBuf;
 
+/// `--registry-mirror`, for the commands that pull.
 #[derive(Debug, Clone, Default, Args)]
-pub struct RegistryArgs {
+pub struct MirrorArgs {
     /// Fetch images of REGISTRY from HOST first, as Docker's registry
     /// mirrors: `docker.io=127.0.0.1:5000` serves `FROM node:14-alpine`
     /// from `127.0.0.1:5000/library/node:14-alpine`; `HOST` alone mirrors
@@ -16,6 +18,10 @@ pub struct RegistryArgs {
     /// registry).
     #[arg(long = "registry-mirror", value_name = "REGISTRY=HOST")]
     pub registry_mirrors: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct RegistryArgs {
     /// Talk plain HTTP to this registry host (loopback hosts always are).
     #[arg(long = "insecure-registry", value_name = "HOST")]
     pub insecure_registries: Vec<String>,
@@ -30,9 +36,10 @@ pub struct RegistryArgs {
 }
 
 impl RegistryArgs {
-    /// The config file's settings with these flags merged in.
-    pub fn settings(&self) -> anyhow::Result<Settings> {
-        let mirrors: Vec<(String, String)> = self
+    /// The config file's settings with these flags (and `mirrors`)
+    /// merged in.
+    pub fn settings(&self, mirrors: &MirrorArgs) -> anyhow::Result<Settings> {
+        let mirrors: Vec<(String, String)> = mirrors
             .registry_mirrors
             .iter()
             .map(|spec| {
@@ -55,19 +62,24 @@ impl RegistryArgs {
         Ok(settings.with_flags(&mirrors, &self.insecure_registries, &ca_certs))
     }
 
-    /// Client options and mirrors for a command that talks to registries.
-    pub fn client(&self) -> anyhow::Result<(ClientOptions, Vec<(String, String)>)> {
-        let settings = self.settings()?;
-        let options = settings
+    /// Client options for a command that talks to registries.
+    pub fn client_options(&self) -> anyhow::Result<ClientOptions> {
+        self.settings(&MirrorArgs::default())?
             .client_options()
-            .context("cannot use the registry settings")?;
-        Ok((options, settings.mirrors))
+            .context("cannot use the registry settings")
     }
 
-    /// What pulling base images (`FROM`) needs.
-    pub fn pull_options(&self) -> anyhow::Result<PullOptions> {
-        self.settings()?
+    /// What pulling (and `FROM`) needs.
+    pub fn pull_options(&self, mirrors: &MirrorArgs) -> anyhow::Result<PullOptions> {
+        self.settings(mirrors)?
             .pull_options()
+            .context("cannot use the registry settings")
+    }
+
+    /// What pushing needs.
+    pub fn push_options(&self, format: Format) -> anyhow::Result<PushOptions> {
+        self.settings(&MirrorArgs::default())?
+            .push_options(format)
             .context("cannot use the registry settings")
     }
 }

@@ -16,6 +16,7 @@ pub mod archive;
 mod blobs;
 mod canonical;
 mod config;
+pub mod convert;
 mod descriptor;
 mod layout;
 mod manifest;
@@ -27,6 +28,7 @@ pub use archive::{ArchiveError, ExportImage, write_docker_archive, write_oci_arc
 pub use blobs::{BlobSource, MemoryBlobs};
 pub use canonical::{Encoded, canonical_json, digest_of};
 pub use config::{Healthcheck, History, ImageConfig, RootFs, RunConfig, rfc3339_utc};
+pub use convert::{ConvertError, to_docker_manifest, to_docker_manifest_list};
 pub use descriptor::{Descriptor, Platform};
 pub use layout::write_oci_layout;
 pub use manifest::{Index, Manifest, ManifestOrIndex, SCHEMA_VERSION};

@@ -43,7 +43,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use ureq::http::{Response, StatusCode};
+use ureq::http::{Method, Response, StatusCode};
 
 use super::auth::{self, Challenge, Secret, TokenResponse};
 use super::credentials::{self, CredentialStore, Credentials};
@@ -91,6 +91,9 @@ pub struct ClientOptions {
     pub attempts: u32,
     /// Wait before the first retry; doubled for each further one.
     pub backoff: Duration,
+    /// Blobs up to this size are uploaded in one `PUT`, larger ones in
+    /// `PATCH` chunks of this size.
+    pub upload_chunk: u64,
 }
 
 impl Default for ClientOptions {
@@ -105,6 +108,7 @@ impl Default for ClientOptions {
             stall_timeout: Duration::from_secs(30),
             attempts: 4,
             backoff: Duration::from_millis(250),
+            upload_chunk: super::upload::CHUNK,
         }
     }
 }
@@ -121,7 +125,8 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    fn url(&self, path: &str) -> String {
+    /// The absolute URL of `path` (`/v2/...`) on this endpoint.
+    pub fn url(&self, path: &str) -> String {
         let scheme = if self.plain_http { "http" } else { "https" };
         format!("{scheme}://{}{path}", self.host)
     }
@@ -293,6 +298,11 @@ impl Client {
     /// retries included; redirects followed count once).
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
+    }
+
+    /// The settings this client was made with.
+    pub fn options(&self) -> &ClientOptions {
+        &self.options
     }
 
     /// Attempts per request, the first included.
@@ -468,9 +478,9 @@ impl Client {
         Ok((start, response.into_body().into_reader()))
     }
 
-    /// Sends a GET for `url`, answering one authentication challenge and
-    /// retrying transient failures. Statuses other than 401 are left to
-    /// the caller.
+    /// Sends a GET for `url` with a pull token for `repository`,
+    /// answering one authentication challenge and retrying transient
+    /// failures. Statuses other than 401 are left to the caller.
     fn send(
         &self,
         endpoint: &Endpoint,
@@ -479,25 +489,93 @@ impl Client {
         headers: &[(&str, &str)],
         timeout: Duration,
     ) -> Result<Response<ureq::Body>> {
-        let scope = format!("repository:{repository}:pull");
+        let request = Request {
+            endpoint,
+            repository,
+            scope: &pull_scope(repository),
+            method: Method::GET,
+            url,
+            headers,
+            timeout,
+            retry: true,
+        };
+        self.send_request(&request, &mut || Ok(Payload::None))
+    }
+
+    /// Sends `request` with a body made by `payload` (called afresh for
+    /// every attempt), answering one authentication challenge with a token
+    /// for the request's scope and, when it allows, retrying transient
+    /// failures. `Authorization` goes only to the endpoint's own host: an
+    /// upload `Location` on another host gets none. Statuses other than
+    /// 401 are left to the caller.
+    pub(crate) fn send_request(
+        &self,
+        request: &Request<'_>,
+        payload: &mut dyn FnMut() -> Result<Payload>,
+    ) -> Result<Response<ureq::Body>> {
+        let Request {
+            endpoint,
+            repository,
+            scope,
+            url,
+            ..
+        } = *request;
+        let same_host = url_host(url).eq_ignore_ascii_case(&endpoint.host);
+        let attempts = if request.retry { self.attempts() } else { 1 };
         let mut challenged = false;
         loop {
-            let authorization = self.authorization(&endpoint.host, &scope)?;
-            let response = self.retrying(endpoint, url, || {
-                let mut request = self.agent_for(url).get(url);
-                for (name, value) in headers {
-                    request = request.header(*name, *value);
+            let authorization = if same_host {
+                self.authorization(&endpoint.host, scope)?
+            } else {
+                None
+            };
+            // A body that cannot be made (a store file gone) is not a
+            // network failure: it is kept aside and returned as itself.
+            let mut unreadable = None;
+            let response = self.retrying_n(endpoint, url, attempts, || {
+                let body = match payload() {
+                    Ok(body) => body,
+                    Err(e) => {
+                        unreadable = Some(e);
+                        return Err(ureq::Error::Io(std::io::Error::other("no body")));
+                    }
+                };
+                let mut builder = ureq::http::Request::builder()
+                    .method(request.method.clone())
+                    .uri(url);
+                for (name, value) in request.headers {
+                    builder = builder.header(*name, *value);
                 }
                 if let Some(value) = &authorization {
-                    request = request.header("Authorization", value.expose());
+                    builder = builder.header("Authorization", value.expose());
                 }
-                request
-                    .config()
-                    .timeout_global(Some(timeout))
-                    .build()
-                    .call()
-            })?;
-            if response.status() != StatusCode::UNAUTHORIZED || challenged {
+                let agent = self.agent_for(url);
+                let run = |built: std::result::Result<_, ureq::http::Error>| match built {
+                    Ok(built) => agent.run(
+                        agent
+                            .configure_request(built)
+                            .timeout_global(Some(request.timeout))
+                            .build(),
+                    ),
+                    Err(e) => Err(ureq::Error::Http(e)),
+                };
+                match body {
+                    Payload::None => run(builder.body(ureq::SendBody::none())),
+                    Payload::Bytes(bytes) => run(builder
+                        .header("Content-Length", bytes.len().to_string())
+                        .body(ureq::SendBody::from_owned_reader(std::io::Cursor::new(
+                            bytes,
+                        )))),
+                    Payload::Stream { reader, len } => run(builder
+                        .header("Content-Length", len.to_string())
+                        .body(ureq::SendBody::from_owned_reader(reader))),
+                }
+            });
+            if let Some(e) = unreadable {
+                return Err(e);
+            }
+            let response = response?;
+            if response.status() != StatusCode::UNAUTHORIZED || challenged || !same_host {
                 return Ok(response);
             }
             challenged = true;
@@ -511,7 +589,7 @@ impl Client {
             if challenges.is_empty() {
                 return Ok(response);
             }
-            self.answer(endpoint, repository, &scope, &challenges)?;
+            self.answer(endpoint, repository, scope, &challenges)?;
         }
     }
 
@@ -590,16 +668,22 @@ impl Client {
             .iter()
             .find(|c| matches!(c, Challenge::Bearer { .. }));
         match bearer.or_else(|| challenges.first()) {
+            // The scopes asked for are the request's own, as Docker asks:
+            // the challenge names only what the registry checked, which
+            // for a mount lacks the source repository. A request without
+            // one (`/v2/`) takes the challenge's.
             Some(Challenge::Bearer {
                 realm,
                 service,
                 scope: challenged,
             }) => {
                 let mut scopes: Vec<&str> = scope.split_whitespace().collect();
-                for extra in challenged.as_deref().unwrap_or("").split_whitespace() {
-                    if !scopes.contains(&extra) {
-                        scopes.push(extra);
-                    }
+                if scopes.is_empty() {
+                    scopes = challenged
+                        .as_deref()
+                        .unwrap_or("")
+                        .split_whitespace()
+                        .collect();
                 }
                 let credentials = self.credentials_for(&endpoint.host)?;
                 let request = TokenRequest {
@@ -802,9 +886,20 @@ impl Client {
         &self,
         endpoint: &Endpoint,
         url: &str,
+        call: impl FnMut() -> std::result::Result<Response<ureq::Body>, ureq::Error>,
+    ) -> Result<Response<ureq::Body>> {
+        self.retrying_n(endpoint, url, self.attempts(), call)
+    }
+
+    /// [`retrying`](Client::retrying) with its own number of attempts.
+    fn retrying_n(
+        &self,
+        endpoint: &Endpoint,
+        url: &str,
+        attempts: u32,
         mut call: impl FnMut() -> std::result::Result<Response<ureq::Body>, ureq::Error>,
     ) -> Result<Response<ureq::Body>> {
-        let attempts = self.options.attempts.max(1);
+        let attempts = attempts.max(1);
         let mut delay = self.options.backoff;
         for attempt in 1..=attempts {
             let last = attempt == attempts;
@@ -829,6 +924,42 @@ impl Client {
         }
         unreachable!("the last attempt always returns")
     }
+}
+
+/// The scope of a pull from `repository` (the token spec's resource scope).
+pub(crate) fn pull_scope(repository: &str) -> String {
+    format!("repository:{repository}:pull")
+}
+
+/// One request to a registry, before its body.
+pub(crate) struct Request<'a> {
+    pub endpoint: &'a Endpoint,
+    /// The repository named in errors.
+    pub repository: &'a str,
+    /// The token scope(s) to ask for, space-separated.
+    pub scope: &'a str,
+    pub method: Method,
+    pub url: &'a str,
+    pub headers: &'a [(&'a str, &'a str)],
+    /// Total time for the request, body included.
+    pub timeout: Duration,
+    /// Whether transient failures are retried here; an upload whose body
+    /// the registry may have partly kept is retried by its caller instead.
+    pub retry: bool,
+}
+
+/// What a request sends, made afresh for each attempt.
+pub(crate) enum Payload {
+    /// No body (GET, HEAD).
+    None,
+    /// A small document, or nothing with `Content-Length: 0` (an empty
+    /// POST or PUT, which some front ends refuse without a length).
+    Bytes(Vec<u8>),
+    /// `len` bytes streamed from `reader`: a blob or a part of one.
+    Stream {
+        reader: Box<dyn Read + Send>,
+        len: u64,
+    },
 }
 
 /// Maps a response whose status is not 2xx to an error.
@@ -879,7 +1010,7 @@ fn check_status(
 
 /// `Retry-After` in seconds (the HTTP-date form is rare from registries
 /// and falls back to the backoff).
-fn retry_after(response: &Response<ureq::Body>) -> Option<Duration> {
+pub(crate) fn retry_after(response: &Response<ureq::Body>) -> Option<Duration> {
     let value = response.headers().get("retry-after")?.to_str().ok()?;
     value.trim().parse().ok().map(Duration::from_secs)
 }
@@ -920,6 +1051,22 @@ fn connection_error(endpoint: &Endpoint, url: &str, error: ureq::Error) -> Regis
         ref e if !endpoint.plain_http && speaks_plain_http(e) => {
             RegistryError::TlsToPlainHttp { registry }
         }
+        // Connected, then cut off: not a reason to check the host name.
+        ureq::Error::Io(ref e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            ) =>
+        {
+            RegistryError::Dropped {
+                registry,
+                url: url.to_owned(),
+                source: Box::new(error),
+            }
+        }
         ureq::Error::Rustls(_) | ureq::Error::Tls(_) | ureq::Error::Pem(_) => RegistryError::Tls {
             registry,
             source: Box::new(error),
@@ -948,7 +1095,7 @@ fn speaks_plain_http(error: &ureq::Error) -> bool {
 }
 
 /// The `host[:port]` of an absolute URL.
-fn url_host(url: &str) -> &str {
+pub(crate) fn url_host(url: &str) -> &str {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
     let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
     authority

@@ -48,6 +48,16 @@ pub enum RegistryError {
         #[source]
         source: Box<ureq::Error>,
     },
+    #[error(
+        "registry {registry} kept dropping the connection ({url}); retry later, or check the \
+         network or a proxy between you and it"
+    )]
+    Dropped {
+        registry: String,
+        url: String,
+        #[source]
+        source: Box<ureq::Error>,
+    },
     #[error("request to registry {registry} timed out ({url}); retry, or check the network")]
     Timeout { registry: String, url: String },
     #[error("registry {registry} answered {status} to {url}{detail}; retry later")]
@@ -184,6 +194,47 @@ pub enum RegistryError {
         #[source]
         source: Box<RegistryError>,
     },
+    #[error(
+        "pushing to {repository} was refused by registry {registry}: log in with an account \
+         that may push there (hoist login {registry}) or check the repository name"
+    )]
+    PushRefused {
+        registry: String,
+        repository: String,
+    },
+    #[error(
+        "uploading blob {digest} to {repository} on registry {registry} failed: {reason}; retry \
+         the push"
+    )]
+    Upload {
+        registry: String,
+        repository: String,
+        digest: Digest,
+        reason: String,
+    },
+    #[error("pushing to {repository} on registry {registry} failed; its tag was left as it was")]
+    Push {
+        registry: String,
+        repository: String,
+        #[source]
+        source: Box<RegistryError>,
+    },
+    #[error(
+        "the store lacks blob {digest} of {reference}; pull or rebuild the image before pushing it"
+    )]
+    MissingBlob { reference: String, digest: Digest },
+    #[error("{reference} cannot be pushed in Docker's format")]
+    Convert {
+        reference: String,
+        #[source]
+        source: crate::image::ConvertError,
+    },
+    #[error("cannot read {reference} from the store to push it")]
+    StoreRead {
+        reference: String,
+        #[source]
+        source: StoreError,
+    },
     #[error("cannot store what was pulled from {registry}")]
     Store {
         registry: String,
@@ -201,6 +252,7 @@ impl RegistryError {
             self,
             RegistryError::NotFound { .. }
                 | RegistryError::Connect { .. }
+                | RegistryError::Dropped { .. }
                 | RegistryError::TlsToPlainHttp { .. }
         )
     }
@@ -288,6 +340,27 @@ mod tests {
                 reference: "docker.io/library/node:14".into(),
                 platform: "linux/s390x".into(),
                 available: "linux/amd64, linux/arm64/v8".into(),
+            },
+            RegistryError::PushRefused {
+                registry: registry(),
+                repository: repository(),
+            },
+            RegistryError::Push {
+                registry: registry(),
+                repository: repository(),
+                source: Box::new(RegistryError::TlsToPlainHttp {
+                    registry: registry(),
+                }),
+            },
+            RegistryError::Upload {
+                registry: registry(),
+                repository: repository(),
+                digest,
+                reason: "the registry started an upload without a Location".into(),
+            },
+            RegistryError::MissingBlob {
+                reference: "registry.example:5000/team/app:v1".into(),
+                digest,
             },
             RegistryError::MirrorsFailed {
                 domain: "docker.io".into(),

@@ -9,9 +9,15 @@ use std::sync::{Arc, Mutex};
 /// One request as the fake server saw it.
 #[derive(Debug, Clone)]
 pub struct Seen {
+    pub method: String,
+    /// The request target: path and query.
     pub path: String,
     pub authorization: Option<String>,
     pub range: Option<String>,
+    pub content_range: Option<String>,
+    pub content_type: Option<String>,
+    /// The body's length, read by its `Content-Length`.
+    pub body_len: usize,
 }
 
 pub struct Reply {
@@ -96,9 +102,14 @@ fn serve(stream: TcpStream, handler: &Handler, log: &Mutex<Vec<Seen>>) {
                 return;
             }
         }
-        let path = line.split_whitespace().nth(1).unwrap_or("").to_owned();
+        let mut words = line.split_whitespace();
+        let method = words.next().unwrap_or("").to_owned();
+        let path = words.next().unwrap_or("").to_owned();
         let mut authorization = None;
         let mut range = None;
+        let mut content_range = None;
+        let mut content_type = None;
+        let mut length = 0;
         loop {
             let mut header = String::new();
             if reader.read_line(&mut header).unwrap_or(0) == 0 {
@@ -113,13 +124,32 @@ fn serve(stream: TcpStream, handler: &Handler, log: &Mutex<Vec<Seen>>) {
                     authorization = Some(value.trim().to_owned());
                 } else if name.eq_ignore_ascii_case("range") {
                     range = Some(value.trim().to_owned());
+                } else if name.eq_ignore_ascii_case("content-range") {
+                    content_range = Some(value.trim().to_owned());
+                } else if name.eq_ignore_ascii_case("content-type") {
+                    content_type = Some(value.trim().to_owned());
+                } else if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap_or(0);
                 }
             }
         }
+        let mut body_len = 0;
+        let mut buf = [0u8; 64 * 1024];
+        while body_len < length {
+            let want = buf.len().min(length - body_len);
+            match std::io::Read::read(&mut reader, &mut buf[..want]) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => body_len += n,
+            }
+        }
         let seen = Seen {
+            method,
             path,
             authorization,
             range,
+            content_range,
+            content_type,
+            body_len,
         };
         let n = {
             let mut log = log.lock().unwrap();

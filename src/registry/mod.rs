@@ -14,6 +14,11 @@
 //! - [`pull`](mod@pull): manifest, config and layers from a registry (or
 //!   its mirrors) into the store, every blob verified while it streams,
 //!   then tagged with the normalised reference.
+//! - [`push`](mod@push): an image from the store to a registry, blobs
+//!   the repository lacks first (mounted from another repository when a
+//!   push left them there), manifests last; recorded in the store.
+//! - [`upload`]: the upload half of the API (HEAD, mount, chunked and
+//!   monolithic uploads, manifests) with its retries.
 //!
 //! Nothing here holds a layer in memory, and no token or password ever
 //! reaches an error message or a log.
@@ -26,13 +31,16 @@ mod error;
 mod fake;
 pub mod platform;
 pub mod pull;
+pub mod push;
 pub mod reference;
 pub mod settings;
 pub mod tls;
+pub mod upload;
 
 pub use client::{Client, ClientOptions, Endpoint};
 pub use credentials::{CredentialStore, Credentials};
 pub use error::{Content, RegistryError, Result};
 pub use pull::{PullOptions, Pulled, pull, pull_with};
+pub use push::{BlobEvent, Format, PushOptions, Pushed, push, push_with};
 pub use reference::{Reference, ReferenceError};
 pub use settings::{ConfigError, Settings};

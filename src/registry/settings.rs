@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use super::client::ClientOptions;
 use super::error::RegistryError;
 use super::pull::PullOptions;
+use super::push::{Format, PushOptions};
 use super::tls::CaBundle;
 
 /// What the config file can say about registries, after the flags are
@@ -249,6 +250,17 @@ impl Settings {
             insecure: client.insecure,
             ca_bundles: client.ca_bundles,
             ..PullOptions::default()
+        })
+    }
+
+    /// What a push needs.
+    pub fn push_options(&self, format: Format) -> Result<PushOptions, RegistryError> {
+        let client = self.client_options()?;
+        Ok(PushOptions {
+            format,
+            insecure: client.insecure,
+            ca_bundles: client.ca_bundles,
+            docker_config: None,
         })
     }
 }

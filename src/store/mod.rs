@@ -14,6 +14,8 @@
 //! snapshots/<diffID>/  extracted layers: `content/` (plain files COPY reads)
 //!                     and `rootfs/` (RUN's overlay lower directories)
 //! mounts/cache/<hex>  RUN --mount=type=cache directories, by SHA-256 of id
+//! pushed/<hash>.json  what the last push to each destination left there
+//!                     (digest, media type, blobs, time; see `Store::pushed`)
 //! tmp/                blobs and documents being written
 //! locks/              lock files (see below)
 //! ```
@@ -60,6 +62,7 @@ mod gc;
 mod index;
 mod json;
 mod lock;
+mod pushed;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -73,6 +76,7 @@ pub use json::{
     Descriptor, OCI_INDEX, OCI_MANIFEST, REF_NAME, canonical, descriptor_from_json,
     descriptor_to_json,
 };
+pub use pushed::PushRecord;
 
 use error::io_error;
 use fsutil::{ensure_dir, write_atomically};
@@ -97,6 +101,7 @@ const STORE_ENTRIES: &[&str] = &[
     "mounts",
     "tmp",
     "locks",
+    "pushed",
 ];
 
 /// An open store. Operations take `&self`, so one handle can serve many

@@ -14,6 +14,7 @@ mod oci_schema;
 mod oracle_fixtures;
 mod parser_corpus;
 mod pull;
+mod push;
 mod real_components;
 mod reference_examples;
 mod shell_corpus;

@@ -12,6 +12,7 @@
 #![allow(dead_code)]
 
 pub mod process;
+pub mod proxy;
 pub mod token_server;
 pub mod tree;
 
