@@ -163,6 +163,14 @@ struct TokenRequest<'a> {
     offline: bool,
 }
 
+/// Where a host sent us for tokens.
+#[derive(Clone)]
+struct Realm {
+    endpoint: Endpoint,
+    realm: String,
+    service: Option<String>,
+}
+
 /// The OAuth2 client id hoist names itself with to token servers.
 const CLIENT_ID: &str = "hoist";
 
@@ -191,6 +199,10 @@ pub struct Client {
     tokens: Mutex<HashMap<(String, String), Token>>,
     /// Hosts that asked for basic authentication.
     basic_hosts: Mutex<HashSet<String>>,
+    /// The bearer challenge each host answered with (its endpoint, realm
+    /// and service): an expired token is renewed before the next request
+    /// rather than after its 401, which would send a body twice.
+    realms: Mutex<HashMap<String, Realm>>,
     /// Credentials by host, read once.
     credentials: Mutex<HashMap<String, Option<Credentials>>>,
     requests: AtomicU64,
@@ -289,6 +301,7 @@ impl Client {
             credential_store,
             tokens: Mutex::new(HashMap::new()),
             basic_hosts: Mutex::new(HashSet::new()),
+            realms: Mutex::new(HashMap::new()),
             credentials: Mutex::new(HashMap::new()),
             requests: AtomicU64::new(0),
         }
@@ -626,6 +639,9 @@ impl Client {
                 None => {}
             }
         }
+        if let Some(token) = self.renew(host, scope) {
+            return Ok(Some(token));
+        }
         if self
             .basic_hosts
             .lock()
@@ -636,6 +652,45 @@ impl Client {
             return Ok(Some(Secret::new(credentials.basic_header())));
         }
         Ok(None)
+    }
+
+    /// A new token for `scope` from the realm `host` sent us to before,
+    /// if it sent us to one; `None` when there is none or asking failed
+    /// (the request then goes out without, and its 401 says why).
+    fn renew(&self, host: &str, scope: &str) -> Option<Secret> {
+        let Realm {
+            endpoint,
+            realm,
+            service,
+        } = self
+            .realms
+            .lock()
+            .expect("realm map poisoned")
+            .get(host)
+            .cloned()?;
+        let scopes: Vec<&str> = scope.split_whitespace().collect();
+        let credentials = self.credentials_for(host).ok()?;
+        let request = TokenRequest {
+            endpoint: &endpoint,
+            realm: &realm,
+            service: service.as_deref(),
+            scopes: &scopes,
+            credentials: credentials.as_ref(),
+            offline: false,
+        };
+        let repository = scope.split(':').nth(1).unwrap_or_default().to_owned();
+        let (token, _) = self
+            .fetch_token(&request, || RegistryError::Unauthorized {
+                registry: host.to_owned(),
+                repository: repository.clone(),
+            })
+            .ok()?;
+        let value = Secret::new(format!("Bearer {}", token.value.expose()));
+        self.tokens
+            .lock()
+            .expect("token cache poisoned")
+            .insert((host.to_owned(), scope.to_owned()), token);
+        Some(value)
     }
 
     fn credentials_for(&self, host: &str) -> Result<Option<Credentials>> {
@@ -695,6 +750,14 @@ impl Client {
                     offline: false,
                 };
                 let (token, _) = self.fetch_token(&request, unauthorized)?;
+                self.realms.lock().expect("realm map poisoned").insert(
+                    endpoint.host.clone(),
+                    Realm {
+                        endpoint: endpoint.clone(),
+                        realm: realm.clone(),
+                        service: service.clone(),
+                    },
+                );
                 self.tokens
                     .lock()
                     .expect("token cache poisoned")

@@ -2,13 +2,15 @@
 //! (support::token_server: JWTs with an x5c chain the registry trusts,
 //! per-user grants, short lifetimes, every request recorded): login, an
 //! identity token used as Docker uses it, per-user scopes, renewal of
-//! expired tokens, and the errors users see.
+//! expired tokens in the middle of a pull or a push, the mount's source
+//! scope, and the errors users see.
 
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::login::{Home, assert_no_secret, assert_ok_without, text};
+use crate::support::proxy::{Action, Proxy, Rule};
 use crate::support::token_server::{Seen, TokenServer, User};
 use crate::support::{Registry, copy_busybox_to};
 use hoist::registry::{Client, ClientOptions};
@@ -193,4 +195,114 @@ fn tokens_are_cached_per_scope_and_renewed_when_they_expire() {
             .iter()
             .all(|s| s.method == "GET" && s.user.as_deref() == Some("reader"))
     );
+}
+
+/// Builds a three-layer image `name` (FROM scratch) in `home`'s store.
+fn build_image(home: &Home, name: &str) {
+    let context = home.path().join("context");
+    std::fs::create_dir_all(&context).unwrap();
+    for file in ["a", "b", "c"] {
+        std::fs::write(context.join(file), format!("{file} {name}\n")).unwrap();
+    }
+    std::fs::write(
+        context.join("Dockerfile"),
+        "FROM scratch\nCOPY a /a\nCOPY b /b\nCOPY c /c\n",
+    )
+    .unwrap();
+    let out = home
+        .hoist()
+        .args(["build", "-q", "-t", name])
+        .arg(&context)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn push_renews_tokens_mid_push_mounts_with_the_source_scope_and_refuses_readers() {
+    // Tokens live 1 s; every blob upload's last request is held 1.3 s by a
+    // proxy, so the push outlives the token it started with.
+    let (tokens, registry) = token_registry(1);
+    let proxy = Proxy::start(registry.addr());
+    proxy.rule(Rule::always(
+        "PUT",
+        "/blobs/uploads/",
+        Action::Delay { millis: 1300 },
+    ));
+    let addr = proxy.addr();
+    let home = Home::new();
+    let secrets = [ADMIN_PASSWORD, READER_PASSWORD, "refresh-"];
+    assert_ok_without(&home.login(addr, "admin", ADMIN_PASSWORD), &secrets);
+    let app = format!("{addr}/team/app:v1");
+    build_image(&home, &app);
+
+    tokens.clear();
+    let out = home.hoist().args(["push", "-q", &app]).output().unwrap();
+    assert_ok_without(&out, &secrets);
+    let seen = tokens.seen();
+    let push_scope = ["repository:team/app:pull,push".to_owned()];
+    let renewals = seen.iter().filter(|s| s.scopes == push_scope).count();
+    assert!(renewals >= 2, "no token was renewed mid-push: {seen:?}");
+    for request in &seen {
+        assert_eq!(
+            (request.method.as_str(), request.grant_type.as_deref()),
+            ("POST", Some("refresh_token")),
+            "{seen:?}"
+        );
+        assert_eq!(request.user.as_deref(), Some("admin"));
+        assert_eq!(request.status, 200);
+    }
+    assert!(
+        proxy.count("PUT", "/v2/team/app/manifests/v1") == 1,
+        "{}",
+        proxy.summary()
+    );
+
+    // The same image to another repository: every blob is mounted, and
+    // the token for the mount covers the source in the same request.
+    let copy = format!("{addr}/team/copy:v1");
+    tokens.clear();
+    proxy.clear_log();
+    let out = home
+        .hoist()
+        .args(["push", "-q", &app, &copy])
+        .output()
+        .unwrap();
+    assert_ok_without(&out, &secrets);
+    let seen = tokens.seen();
+    let mount_scope = vec![
+        "repository:team/copy:pull,push".to_owned(),
+        "repository:team/app:pull".to_owned(),
+    ];
+    assert!(
+        seen.iter().any(|s| s.scopes == mount_scope),
+        "no token request asked for the mount's source: {seen:?}"
+    );
+    assert_eq!(
+        proxy.count("PATCH", "/blobs/uploads/"),
+        0,
+        "{}",
+        proxy.summary()
+    );
+    assert!(proxy.count("POST", "mount=") >= 1, "{}", proxy.summary());
+
+    // A user with pull rights only: the push is refused with the registry
+    // and the repository named.
+    let reader = Home::new();
+    assert_ok_without(&reader.login(addr, "reader", READER_PASSWORD), &secrets);
+    build_image(&reader, &format!("{addr}/team/app:v2"));
+    let denied = reader
+        .hoist()
+        .args(["push", "-q", &format!("{addr}/team/app:v2")])
+        .output()
+        .unwrap();
+    assert_eq!(denied.status.code(), Some(1), "{}", text(&denied));
+    let stderr = String::from_utf8_lossy(&denied.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "pushing to team/app was refused by registry {addr}"
+        )),
+        "{stderr}"
+    );
+    assert_no_secret(&denied, &secrets);
 }
