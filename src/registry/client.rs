@@ -1130,6 +1130,16 @@ fn connection_error(endpoint: &Endpoint, url: &str, error: ureq::Error) -> Regis
                 source: Box::new(error),
             }
         }
+        // rustls' handshake errors (an unknown issuer, a wrong name) reach
+        // ureq as I/O errors of kind InvalidData.
+        ureq::Error::Io(ref e)
+            if !endpoint.plain_http && e.kind() == std::io::ErrorKind::InvalidData =>
+        {
+            RegistryError::Tls {
+                registry,
+                source: Box::new(error),
+            }
+        }
         ureq::Error::Rustls(_) | ureq::Error::Tls(_) | ureq::Error::Pem(_) => RegistryError::Tls {
             registry,
             source: Box::new(error),

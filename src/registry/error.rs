@@ -33,7 +33,11 @@ pub enum RegistryError {
          trust it, pass {registry} as an insecure registry"
     )]
     TlsToPlainHttp { registry: String },
-    #[error("TLS with registry {registry} failed: check its certificate and the host name")]
+    #[error(
+        "TLS with registry {registry} failed: check its certificate and the host name; a \
+         registry with a private CA needs it trusted (--ca-cert, or ca-certs in hoist's config \
+         file)"
+    )]
     Tls {
         registry: String,
         #[source]

@@ -17,6 +17,7 @@ mod pull;
 mod push;
 mod real_components;
 mod reference_examples;
+mod registry_tls;
 mod shell_corpus;
 mod shell_differential;
 mod snapshots_cli;
