@@ -42,7 +42,10 @@ fn users() -> Vec<User> {
 /// A token server (tokens lasting `expires_in` s) and a registry trusting
 /// it, holding library/busybox:latest (pushed by skopeo as admin).
 fn token_registry(expires_in: u64) -> (TokenServer, Registry) {
-    let tokens = TokenServer::start(users(), expires_in);
+    token_registry_with(TokenServer::start(users(), expires_in))
+}
+
+fn token_registry_with(tokens: TokenServer) -> (TokenServer, Registry) {
     let registry = Registry::start_with(&tokens.registry_config());
     copy_busybox_to(registry.addr(), Some(&format!("admin:{ADMIN_PASSWORD}")));
     tokens.clear();
@@ -305,4 +308,35 @@ fn push_renews_tokens_mid_push_mounts_with_the_source_scope_and_refuses_readers(
         "{stderr}"
     );
     assert_no_secret(&denied, &secrets);
+}
+
+#[test]
+fn a_token_server_without_oauth2_is_asked_with_a_get_instead() {
+    let (tokens, registry) = token_registry_with(TokenServer::start_with(users(), 300, false));
+    let addr = registry.addr();
+    let home = Home::new();
+    let secrets = [READER_PASSWORD, "refresh-"];
+    assert_ok_without(&home.login(addr, "reader", READER_PASSWORD), &secrets);
+    tokens.clear();
+    let built = home.build_from(&format!("{addr}/library/busybox:latest"));
+    assert_ok_without(&built, &secrets);
+    // The refresh grant is refused (405), then the same token goes as the
+    // password of a GET, scoped as before.
+    let seen = tokens.seen();
+    assert_eq!(
+        (seen[0].method.as_str(), seen[0].status),
+        ("POST", 405),
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen[1],
+        Seen {
+            method: "GET".into(),
+            user: Some("reader".into()),
+            scopes: vec!["repository:library/busybox:pull".into()],
+            grant_type: None,
+            offline: false,
+            status: 200,
+        }
+    );
 }

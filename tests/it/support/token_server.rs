@@ -56,6 +56,9 @@ const ISSUER: &str = "hoist-test-token-server";
 
 struct State {
     users: Vec<User>,
+    /// Whether `POST /token` (OAuth2) is served; without it, a refresh
+    /// token is accepted as the password of a GET's basic credentials.
+    oauth: bool,
     expires_in: u64,
     seen: Vec<Seen>,
     /// Refresh token -> user name.
@@ -74,6 +77,12 @@ pub struct TokenServer {
 impl TokenServer {
     /// Starts a server whose tokens last `expires_in` seconds.
     pub fn start(users: Vec<User>, expires_in: u64) -> TokenServer {
+        TokenServer::start_with(users, expires_in, true)
+    }
+
+    /// [`TokenServer::start`], without an OAuth2 endpoint when `oauth` is
+    /// false: `POST /token` answers 405.
+    pub fn start_with(users: Vec<User>, expires_in: u64, oauth: bool) -> TokenServer {
         let openssl = require("openssl", "openssl");
         let dir = tempfile::tempdir().unwrap();
         let path = |name: &str| dir.path().join(name);
@@ -134,6 +143,7 @@ impl TokenServer {
         let addr = listener.local_addr().unwrap().to_string();
         let state = Arc::new(Mutex::new(State {
             users,
+            oauth,
             expires_in,
             seen: Vec::new(),
             refresh_tokens: HashMap::new(),
@@ -264,8 +274,14 @@ fn answer(
             .users
             .iter()
             .any(|u| u.name == user && u.password == password)
+            || (!state.oauth
+                && state
+                    .refresh_tokens
+                    .get(password)
+                    .is_some_and(|u| u == user))
     };
     let user: Result<Option<String>, u16> = match (method, grant_type.as_deref()) {
+        ("POST", _) if !state.oauth => Err(405),
         ("POST", Some("refresh_token")) => {
             match param("refresh_token").and_then(|t| state.refresh_tokens.get(&t).cloned()) {
                 Some(user) => Ok(Some(user)),
@@ -305,6 +321,7 @@ fn answer(
     let user = match user {
         Ok(user) => user,
         Err(400) => return (400, r#"{"error":"invalid_grant"}"#.to_owned()),
+        Err(405) => return (405, "{}".to_owned()),
         Err(status) => {
             return (
                 status,
