@@ -452,7 +452,12 @@ impl ConfigFile {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "config.json".into());
-        let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+        // Unique per process and call: a stale file of a crashed run
+        // cannot block this write (create_new refuses to reuse a name).
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let temp = dir.join(format!(".{name}.{}.{nanos}.tmp", std::process::id()));
         let written = (|| -> std::io::Result<()> {
             let mut file = std::fs::OpenOptions::new()
                 .write(true)
