@@ -77,7 +77,14 @@ pub fn login(args: &LoginArgs) -> anyhow::Result<i32> {
     let options = args.registry_flags.client_options()?;
     let store = CredentialStore::from_env();
     let client = Client::new(options);
-    let endpoint = client.endpoint(api_host(&key));
+    // `https://host` or `http://host` chooses the scheme, as with Docker.
+    let given = args.registry.as_deref().unwrap_or("");
+    let endpoint = match given.split_once("://") {
+        Some((scheme, _)) if key != credentials::DOCKER_HUB_KEY => {
+            client.endpoint(&format!("{scheme}://{key}"))
+        }
+        _ => client.endpoint(api_host(&key)),
+    };
 
     // As Docker: with neither a user name nor a password given, the stored
     // credentials are tried first.

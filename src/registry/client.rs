@@ -203,6 +203,9 @@ pub struct Client {
     /// and service): an expired token is renewed before the next request
     /// rather than after its 401, which would send a body twice.
     realms: Mutex<HashMap<String, Realm>>,
+    /// Realms that answered an OAuth2 POST with 404 or 405: asked with a
+    /// GET from then on.
+    no_oauth: Mutex<HashSet<String>>,
     /// Credentials by host, read once.
     credentials: Mutex<HashMap<String, Option<Credentials>>>,
     requests: AtomicU64,
@@ -302,6 +305,7 @@ impl Client {
             tokens: Mutex::new(HashMap::new()),
             basic_hosts: Mutex::new(HashSet::new()),
             realms: Mutex::new(HashMap::new()),
+            no_oauth: Mutex::new(HashSet::new()),
             credentials: Mutex::new(HashMap::new()),
             requests: AtomicU64::new(0),
         }
@@ -827,7 +831,12 @@ impl Client {
         };
         let identity = credentials.and_then(|c| c.identity_token.as_ref());
         let mut response = None;
-        if let Some(refresh_token) = identity {
+        let oauth = !self
+            .no_oauth
+            .lock()
+            .expect("realm set poisoned")
+            .contains(realm);
+        if let Some(refresh_token) = identity.filter(|_| oauth) {
             let mut form = vec![
                 ("grant_type", "refresh_token"),
                 ("refresh_token", refresh_token.expose()),
@@ -854,8 +863,14 @@ impl Client {
                     .build()
                     .send(body.as_bytes())
             })?;
-            // No OAuth2 endpoint there: ask as the token spec does.
-            if !matches!(posted.status().as_u16(), 404 | 405) {
+            // No OAuth2 endpoint there: ask as the token spec does, now
+            // and from then on.
+            if matches!(posted.status().as_u16(), 404 | 405) {
+                self.no_oauth
+                    .lock()
+                    .expect("realm set poisoned")
+                    .insert(realm.to_owned());
+            } else {
                 response = Some(posted);
             }
         }

@@ -321,8 +321,14 @@ fn a_token_server_without_oauth2_is_asked_with_a_get_instead() {
     let built = home.build_from(&format!("{addr}/library/busybox:latest"));
     assert_ok_without(&built, &secrets);
     // The refresh grant is refused (405), then the same token goes as the
-    // password of a GET, scoped as before.
+    // password of a GET, scoped as before; the build's other token
+    // requests (if any) go straight to GET.
     let seen = tokens.seen();
+    assert_eq!(
+        seen.iter().filter(|s| s.method == "POST").count(),
+        1,
+        "{seen:?}"
+    );
     assert_eq!(
         (seen[0].method.as_str(), seen[0].status),
         ("POST", 405),
