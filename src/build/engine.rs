@@ -23,7 +23,7 @@ use crate::dockerfile::{Ast, parse};
 use crate::image::{Descriptor, History, ImageConfig, Manifest, digest_of, media_type};
 use crate::layer::digest::{Digest, Sha256};
 use crate::layer::tar::{Entry, EntryKind, TarOptions};
-use crate::layer::{GzipOptions, LayerOptions, write_layer};
+use crate::layer::{GzipOptions, LayerOptions, write_layer_with};
 use crate::plan::{Base, Options, Plan, Scope, expand_instruction, plan};
 use crate::run::{HostFile, Network as RunNetwork, RunSpec};
 use crate::store::{CacheRecord, Store};
@@ -98,6 +98,9 @@ pub struct Built {
     pub cached_steps: usize,
     /// Files whose content was read (not answered by the stat cache).
     pub files_read: u64,
+    /// Compressed blocks copied from an earlier layer of the same step
+    /// instead of compressed again.
+    pub blocks_reused: usize,
     /// `--build-arg` names no ARG declares (BuildKit warns about them).
     pub unused_build_args: Vec<String>,
 }
@@ -256,6 +259,8 @@ struct Builder<'a> {
     pulled: std::collections::HashSet<String>,
     /// The build context laid out on disk for `RUN --mount=type=bind`.
     context_tree: Option<PathBuf>,
+    /// Compressed blocks copied from earlier layers instead of deflated.
+    blocks_reused: usize,
 }
 
 /// What a step may read besides its own stage.
@@ -281,6 +286,7 @@ impl<'a> Builder<'a> {
             cached: 0,
             pulled: Default::default(),
             context_tree: None,
+            blocks_reused: 0,
         })
     }
 
@@ -1162,7 +1168,7 @@ impl<'a> Builder<'a> {
             state.key = key;
             return Ok((None, false, history));
         }
-        let (descriptor, diff_id) = self.store_layer(&key, &changes.to_tar_entries())?;
+        let (descriptor, diff_id) = self.store_layer(&key, &history, &changes.to_tar_entries())?;
         let size = descriptor.size;
         state.view.push(Arc::new(changes));
         state.layers.push((descriptor, diff_id));
@@ -1482,7 +1488,7 @@ impl<'a> Builder<'a> {
         let (descriptor, diff_id, hit) = match self.cached_layer(&key)? {
             Some(Some((d, diff))) => (d, diff, true),
             _ => {
-                let (d, diff) = self.store_layer(&key, &entries)?;
+                let (d, diff) = self.store_layer(&key, &format!("{keyword} {text}"), &entries)?;
                 (d, diff, false)
             }
         };
@@ -1511,10 +1517,14 @@ impl<'a> Builder<'a> {
         Ok(layer_from_record(&record.value).map(Some))
     }
 
-    /// Writes `changes` as a layer blob and records it under `key`.
+    /// Writes `changes` as a layer blob and records it under `key`. The
+    /// blocks of the layer the same step (`step`: its instruction text)
+    /// made last time are copied where their input is unchanged, so that
+    /// one changed file in a large COPY costs one block of compression.
     fn store_layer(
         &mut self,
         key: &Digest,
+        step: &str,
         entries: &[Entry],
     ) -> Result<(Descriptor, Digest), BuildError> {
         let options = LayerOptions {
@@ -1523,9 +1533,31 @@ impl<'a> Builder<'a> {
             },
             gzip: self.request.gzip,
         };
+        let step = {
+            let mut h = Sha256::new();
+            for part in [
+                self.request.context.to_string_lossy().as_ref(),
+                self.request.dockerfile_name.as_str(),
+                step,
+            ] {
+                h.update(part.as_bytes());
+                h.update(&[0]);
+            }
+            h.finish()
+        };
+        let memo = self
+            .store
+            .step_layer(&step)
+            .and_then(|previous| self.store.block_memo(&previous));
         let writer = self.store.blob_writer()?;
-        let (digests, writer) = write_layer(entries, &options, writer)?;
+        let (digests, summary, writer) =
+            write_layer_with(entries, &options, memo.as_ref(), writer)?;
+        self.blocks_reused += summary.reused;
         let (digest, size) = writer.commit(Some(&digests.digest))?;
+        // Only a speed-up for the next build: failing to record it is not
+        // a reason to fail this one.
+        let _ = self.store.put_block_index(&digest, &summary.blocks);
+        let _ = self.store.set_step_layer(&step, &digest);
         let descriptor = Descriptor::new(media_type::OCI_LAYER_TAR_GZIP, digest, size);
         let value = serde_json::json!({
             "digest": digest,
@@ -1638,6 +1670,7 @@ impl<'a> Builder<'a> {
             steps: self.step,
             cached_steps: self.cached,
             files_read: self.hasher.files_read,
+            blocks_reused: self.blocks_reused,
             unused_build_args: Vec::new(),
         })
     }

@@ -288,6 +288,7 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
         steps: built.steps,
         cached_steps: built.cached_steps,
         files_read: built.files_read,
+        blocks_reused: built.blocks_reused,
     });
     // With an archive on stdout, the digest goes to stderr so the pipe
     // carries only the archive.

@@ -40,6 +40,7 @@ pub struct Summary {
     pub steps: usize,
     pub cached_steps: usize,
     pub files_read: u64,
+    pub blocks_reused: usize,
 }
 
 /// The display of one build.
@@ -143,11 +144,16 @@ impl Display {
                 "steps": s.steps,
                 "cached_steps": s.cached_steps,
                 "files_read": s.files_read,
+                "blocks_reused": s.blocks_reused,
             })),
             _ => {
                 self.close_line();
+                let reused = match s.blocks_reused {
+                    0 => String::new(),
+                    n => format!(", {n} compressed blocks reused"),
+                };
                 eprintln!(
-                    "built {} ({}) in {:.2}s: {} layers, {}, {}/{} steps cached, {} files read",
+                    "built {} ({}) in {:.2}s: {} layers, {}, {}/{} steps cached, {} files read{reused}",
                     s.image,
                     short_digest(&s.digest),
                     s.seconds,

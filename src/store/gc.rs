@@ -208,6 +208,7 @@ impl Store {
         report.corrupt.sort_unstable();
         sync_dir(&self.path("blobs/sha256"))?;
         report.removed_snapshots = self.prune_snapshots(&marker.live)?;
+        self.prune_block_indexes()?;
         Ok(report)
     }
 

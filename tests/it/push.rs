@@ -410,3 +410,60 @@ fn build_push_of_a_1gib_layer_keeps_peak_rss_under_200_mib() {
     let built = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     assert_eq!(skopeo_digest(&image), built);
 }
+
+#[test]
+fn an_index_is_pushed_after_its_manifests_in_both_formats() {
+    use hoist::image::{Document, Index, Platform, media_type};
+    let registry = Registry::start();
+    let reg = registry.addr();
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().join("store");
+    let ctx = context(dir.path(), "index", 1000);
+    let single = format!("{reg}/multi/app:single");
+    let built = build(&store_dir, &ctx, &["-t", &single]);
+    // An index of the one platform, tagged in the store as a pulled
+    // multi-platform image would be.
+    let index_tag = format!("{reg}/multi/app:index");
+    let index_digest = {
+        let store = Store::open(&store_dir).unwrap();
+        let manifest = store.resolve(&single).unwrap().unwrap();
+        assert_eq!(manifest.digest.to_string(), built);
+        let index = Index::new(vec![
+            manifest.with_platform(Platform::new("linux", "amd64")),
+        ])
+        .encode();
+        store
+            .put_blob_bytes(&index.bytes, Some(&index.digest))
+            .unwrap();
+        store
+            .tag(&index_tag, &index.descriptor(media_type::OCI_INDEX))
+            .unwrap();
+        index.digest.to_string()
+    };
+    assert_eq!(
+        push(&store_dir, &[&index_tag]),
+        format!("{reg}/multi/app@{index_digest}")
+    );
+    assert_eq!(skopeo_digest(&index_tag), index_digest);
+    let raw = raw_manifest(&index_tag);
+    assert_eq!(raw["mediaType"], media_type::OCI_INDEX);
+    assert_eq!(raw["manifests"][0]["digest"], built.as_str());
+
+    let list = format!("{reg}/multi/app:list");
+    let printed = push(&store_dir, &["--format", "docker", &index_tag, &list]);
+    let raw = raw_manifest(&list);
+    assert_eq!(raw["mediaType"], media_type::DOCKER_MANIFEST_LIST);
+    assert_eq!(raw["manifests"][0]["platform"]["architecture"], "amd64");
+    let child = raw["manifests"][0]["digest"].as_str().unwrap();
+    assert_ne!(child, built);
+    let list_digest = skopeo_digest(&list);
+    assert_eq!(printed, format!("{reg}/multi/app@{list_digest}"));
+    assert_ne!(list_digest, index_digest);
+    // The platform's image, pulled back through the list, is complete.
+    run_ok(
+        skopeo()
+            .args(["copy", "-q", "--src-tls-verify=false"])
+            .arg(format!("docker://{list}"))
+            .arg(format!("oci:{}:list", dir.path().join("layout").display())),
+    );
+}
