@@ -11,7 +11,8 @@
 //!    is configured for the registry its answer is final for this file, as
 //!    in Docker: `auths` then only records that a login happened.
 //! 2. podman's `auth.json`: `$REGISTRY_AUTH_FILE`, else
-//!    `$XDG_RUNTIME_DIR/containers/auth.json`, read the same way.
+//!    `$XDG_RUNTIME_DIR/containers/auth.json` (`/run/containers/UID/auth.json`
+//!    without a runtime directory), read the same way.
 //!
 //! A registry is keyed as `docker login` keys it: Docker Hub (`docker.io`,
 //! `index.docker.io`, `registry-1.docker.io`) as
@@ -224,14 +225,22 @@ pub fn docker_config_path() -> Option<PathBuf> {
 }
 
 /// podman's auth file: `$REGISTRY_AUTH_FILE`, else
-/// `$XDG_RUNTIME_DIR/containers/auth.json`.
+/// `$XDG_RUNTIME_DIR/containers/auth.json`, else (no runtime directory,
+/// as for root outside a login session) `/run/containers/UID/auth.json`,
+/// where containers/image looks.
 pub fn podman_auth_path() -> Option<PathBuf> {
     if let Some(file) = std::env::var_os("REGISTRY_AUTH_FILE").filter(|f| !f.is_empty()) {
         return Some(PathBuf::from(file));
     }
-    std::env::var_os("XDG_RUNTIME_DIR")
-        .filter(|d| !d.is_empty())
-        .map(|dir| PathBuf::from(dir).join("containers/auth.json"))
+    Some(
+        match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+            Some(dir) => PathBuf::from(dir).join("containers/auth.json"),
+            // SAFETY: getuid cannot fail and touches no memory.
+            None => PathBuf::from(format!("/run/containers/{}/auth.json", unsafe {
+                libc::getuid()
+            })),
+        },
+    )
 }
 
 /// The key `docker login REGISTRY` stores credentials under: Docker Hub's

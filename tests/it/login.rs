@@ -197,6 +197,22 @@ fn htpasswd_login_pull_wrong_password_and_logout() {
     let mode = std::fs::metadata(&config).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
 
+    // `hoist login` alone tries the stored credentials first, as Docker.
+    let again = with_stdin(
+        {
+            let mut cmd = home.hoist();
+            cmd.args(["login", addr]);
+            cmd
+        },
+        "",
+    );
+    assert_ok_without(&again, &[PASSWORD]);
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("Authenticating with existing credentials"),
+        "{}",
+        text(&again)
+    );
+
     // FROM the registry now pulls with those credentials.
     let built = home.build_from(&image);
     assert_ok_without(&built, &[PASSWORD]);
