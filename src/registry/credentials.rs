@@ -553,12 +553,17 @@ fn helper_store(
     let request = serde_json::to_vec(&HelperCredentials {
         server_url: key.to_owned(),
         username,
-        secret,
+        secret: secret.clone(),
     })
     .expect("credentials serialise");
     let out = run_helper(helpers, helper, "store", &request)?;
     if !out.success {
-        return Err(helper_error(helper, "store", &out.message));
+        // A helper that quotes its input back must not print the secret.
+        let said = match secret.is_empty() {
+            true => out.message,
+            false => out.message.replace(&secret, "<redacted>"),
+        };
+        return Err(helper_error(helper, "store", &said));
     }
     Ok(())
 }

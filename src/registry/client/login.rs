@@ -43,9 +43,18 @@ impl Client {
                     .call()
             })
         };
+        // Anything but 2xx and 401 from `/v2/` means no registry API there.
+        let not_a_registry = |status: u16| RegistryError::Status {
+            registry: endpoint.host.clone(),
+            url: url.clone(),
+            status,
+            detail: " (is it a registry? check the address)".to_owned(),
+        };
         let first = get(None)?;
         if first.status() != StatusCode::UNAUTHORIZED {
-            check_status(endpoint, "", &url, Content::Manifest, "/v2/", first)?;
+            if !first.status().is_success() {
+                return Err(not_a_registry(first.status().as_u16()));
+            }
             return Ok(LoginCheck {
                 identity_token: None,
                 challenged: false,
@@ -87,10 +96,11 @@ impl Client {
             None => return Err(refused()),
         };
         let second = get(Some(authorization.expose()))?;
-        if matches!(second.status().as_u16(), 401 | 403) {
-            return Err(refused());
+        match second.status().as_u16() {
+            200..=299 => {}
+            401 | 403 => return Err(refused()),
+            status => return Err(not_a_registry(status)),
         }
-        check_status(endpoint, "", &url, Content::Manifest, "/v2/", second)?;
         Ok(LoginCheck {
             identity_token,
             challenged: true,

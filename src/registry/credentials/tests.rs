@@ -300,7 +300,8 @@ fn a_missing_or_failing_helper_is_a_clear_error_without_secrets() {
     let failing = bin.join("docker-credential-broken");
     std::fs::write(
         &failing,
-        "#!/bin/sh\ncat >/dev/null\necho 'keyring is locked'\nexit 1\n",
+        // It says why, and quotes its input back, secret included.
+        "#!/bin/sh\necho \"keyring is locked, cannot keep $(cat)\"\nexit 1\n",
     )
     .unwrap();
     std::fs::set_permissions(&failing, std::fs::Permissions::from_mode(0o755)).unwrap();
