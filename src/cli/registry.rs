@@ -59,6 +59,9 @@ impl RegistryArgs {
             })
             .collect();
         let settings = Settings::load(self.config.as_deref())?;
+        if let Some(warning) = &settings.warning {
+            eprintln!("warning: {warning}");
+        }
         Ok(settings.with_flags(&mirrors, &self.insecure_registries, &ca_certs))
     }
 

@@ -133,7 +133,13 @@ impl CredentialStore {
     /// Docker writes it) and where they came from.
     pub fn get(&self, registry: &str) -> Result<Option<(Credentials, Source)>> {
         for path in self.files() {
-            let file = ConfigFile::read(path)?;
+            let file = match ConfigFile::read(path) {
+                // Another user's file (HOME kept by `su` or `setpriv`):
+                // nothing to read there, as Docker only warns. Writing it
+                // (`store`, `erase`) still fails loudly.
+                Err(RegistryError::Credentials { .. }) if is_unreadable(path) => continue,
+                found => found?,
+            };
             if let Some(found) = file.get_with_source(registry, self.helpers())? {
                 return Ok(Some(found));
             }
@@ -483,6 +489,14 @@ impl ConfigFile {
         }
         Ok(())
     }
+}
+
+/// Whether `path` exists but this user may not read it.
+fn is_unreadable(path: &Path) -> bool {
+    matches!(
+        std::fs::File::open(path),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied
+    )
 }
 
 fn file_error(path: &Path, reason: String) -> RegistryError {

@@ -39,6 +39,9 @@ pub struct Settings {
     pub ca_certs: Vec<(Option<String>, PathBuf)>,
     /// The file these came from, if any.
     pub file: Option<PathBuf>,
+    /// Why the default file was skipped, for the caller to show: it
+    /// exists but cannot be read, which Docker too only warns about.
+    pub warning: Option<String>,
 }
 
 /// Why the config file cannot be used.
@@ -128,6 +131,20 @@ impl Settings {
             Ok(text) => Settings::parse(&text, &path),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
                 Ok(Settings::default())
+            }
+            // As Docker with its config: a directory this user cannot look
+            // into (another user's HOME) hides no file; a file it sees but
+            // cannot read is skipped with a warning.
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && !required => {
+                Ok(Settings {
+                    warning: std::fs::metadata(&path).is_ok().then(|| {
+                        format!(
+                            "cannot read the hoist config file {} ({e}); going on without it",
+                            path.display()
+                        )
+                    }),
+                    ..Settings::default()
+                })
             }
             Err(source) => Err(ConfigError::Read {
                 path: path.display().to_string(),
