@@ -8,6 +8,18 @@ use cli::{Cli, Command};
 
 fn main() {
     let cli = Cli::parse();
+    // Not root: build and prune run as root of a user namespace (RUN's
+    // sandbox, and snapshots owned by subordinate ids). Before any thread.
+    if matches!(cli.command, Command::Build(_) | Command::Prune(_)) {
+        match hoist::run::userns::reexec() {
+            Ok(Some(code)) => std::process::exit(code),
+            Ok(None) => {}
+            Err(err) => {
+                eprintln!("error: {err}");
+                std::process::exit(1);
+            }
+        }
+    }
     let store = || -> anyhow::Result<std::path::PathBuf> {
         match &cli.store {
             Some(dir) => Ok(dir.clone()),

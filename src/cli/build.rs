@@ -76,6 +76,16 @@ pub struct BuildArgs {
     /// `auto` (`tty` on a terminal, `plain` otherwise).
     #[arg(long, value_enum, default_value_t = Mode::Auto)]
     pub progress: Mode,
+    /// A secret for `RUN --mount=type=secret`: `id=ID,src=FILE` or
+    /// `id=ID,env=VARIABLE` (BuildKit's syntax; repeatable). Read only
+    /// while a step runs; never in a layer, the cache or the output.
+    #[arg(long = "secret", value_name = "id=ID,src=FILE|env=VAR")]
+    pub secrets: Vec<String>,
+    /// An ssh agent for `RUN --mount=type=ssh`: `default` ($SSH_AUTH_SOCK),
+    /// `ID=SOCKET`, or `ID=KEYFILE[,KEYFILE...]` served by an ssh-agent
+    /// started for the build (repeatable).
+    #[arg(long = "ssh", value_name = "default|ID=SOCKET|ID=KEYFILE")]
+    pub ssh: Vec<String>,
     /// The build context directory.
     pub context: PathBuf,
 }
@@ -183,6 +193,14 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
     let pull = args.registry.pull_options(&args.mirrors)?;
     let store = Store::open(store_dir)
         .with_context(|| format!("cannot open the store at {}", store_dir.display()))?;
+    let env = |name: &str| std::env::var(name).ok();
+    let mut secrets = hoist::build::secrets::Secrets::default();
+    for spec in &args.secrets {
+        secrets.add_secret(spec, &env)?;
+    }
+    for spec in &args.ssh {
+        secrets.add_ssh(spec, &env)?;
+    }
     let request = BuildRequest {
         context: args.context.clone(),
         dockerfile: text,
@@ -196,6 +214,7 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
         gzip: GzipOptions::default(),
         pull,
         always_pull: args.pull,
+        secrets,
     };
     let started = std::time::Instant::now();
     let mut display = Display::new(args.progress, args.quiet);
