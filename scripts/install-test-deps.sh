@@ -8,6 +8,7 @@ set -euo pipefail
 DEBIAN_PACKAGES=(
   docker-registry   # registry:2 on a loopback port
   podman runc       # run built images
+  catatonit         # the pause process of the pods `podman kube play` starts
   buildah           # differential oracle
   skopeo umoci oci-image-tool   # inspect, convert and unpack images
   busybox-static debootstrap    # base image material, built offline
@@ -25,7 +26,7 @@ DEBIAN_PACKAGES=(
 
 # PyPI tools the tests need. Add new ones here, one per line, pinned when it matters.
 PYPI_PACKAGES=(
-  # kubernetes-validate   # --strict validation of generated manifests (Kubernetes work, later)
+  kubernetes-validate   # --strict validation of generated manifests (tests/it/k8s.rs)
 )
 
 if [ "$(id -u)" -ne 0 ]; then

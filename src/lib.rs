@@ -12,6 +12,7 @@ pub mod dockerfile;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod image;
+pub mod k8s;
 pub mod layer;
 pub mod plan;
 pub mod registry;

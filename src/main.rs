@@ -34,6 +34,8 @@ fn main() {
         Command::Login(args) => cli::login::login(args),
         Command::Logout(args) => cli::login::logout(args),
         Command::Images(args) => store().and_then(|s| cli::images::run(args, &s)),
+        Command::K8s(args) => store().and_then(|s| cli::k8s::run(args, &s)),
+        Command::Resolve(args) => store().and_then(|s| cli::resolve::run(args, &s)),
         Command::Rmi(args) => store().and_then(|s| cli::rmi::run(args, &s)),
         Command::Prune(args) => store().and_then(|s| cli::prune::run(args, &s)),
         Command::Pull(args) => store().and_then(|s| cli::pull::run(args, &s)),

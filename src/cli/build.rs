@@ -71,6 +71,11 @@ pub struct BuildArgs {
     /// Print only the digest (and errors).
     #[arg(short, long)]
     pub quiet: bool,
+    /// Write Kubernetes manifests for the first `-t` name into DIR once the
+    /// build (and the push, with --push) is done, pinned by the digest the
+    /// registry holds; `hoist k8s` flags go after `--` (docs/k8s.md).
+    #[arg(long, value_name = "DIR")]
+    pub k8s_out: Option<PathBuf>,
     /// How to show progress on stderr: `tty` (live steps), `plain` (one
     /// line per step and output line), `json` (one object per line), or
     /// `auto` (`tty` on a terminal, `plain` otherwise).
@@ -88,6 +93,9 @@ pub struct BuildArgs {
     pub ssh: Vec<String>,
     /// The build context directory.
     pub context: PathBuf,
+    /// With --k8s-out: `hoist k8s` flags (`-- --replicas 3 --service-port 80:3000`).
+    #[arg(last = true, value_name = "K8S FLAGS")]
+    pub k8s_flags: Vec<String>,
 }
 
 /// One `--output` request.
@@ -147,6 +155,22 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
     if args.push && tags.is_empty() {
         bail!("--push needs at least one -t NAME to push the image as");
     }
+    let k8s = match &args.k8s_out {
+        Some(dir) => {
+            let image = tags
+                .first()
+                .context("--k8s-out needs a -t NAME: the manifests deploy that image")?;
+            Some(super::k8s::build_args(
+                &image.to_string(),
+                dir,
+                &args.k8s_flags,
+            )?)
+        }
+        None if !args.k8s_flags.is_empty() => {
+            bail!("flags after -- are `hoist k8s` flags and need --k8s-out DIR")
+        }
+        None => None,
+    };
     if !args.context.is_dir() {
         bail!(
             "build context {} is not a directory",
@@ -286,6 +310,9 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
                 eprintln!("{}", pushed.pinned());
             }
         }
+    }
+    if let Some(k8s) = &k8s {
+        super::k8s::write_manifests(k8s, &store)?;
     }
     let digest = built.manifest.digest.to_string();
     if let Some(f) = &args.digest_file {

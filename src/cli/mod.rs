@@ -5,6 +5,7 @@ pub mod build;
 pub mod check;
 pub mod completions;
 pub mod images;
+pub mod k8s;
 pub mod login;
 pub mod parse;
 pub mod progress;
@@ -12,6 +13,7 @@ pub mod prune;
 pub mod pull;
 pub mod push;
 pub mod registry;
+pub mod resolve;
 pub mod rmi;
 pub mod tag;
 
@@ -50,10 +52,12 @@ pub enum Command {
     Images(images::ImagesArgs),
     Login(login::LoginArgs),
     Logout(login::LogoutArgs),
+    K8s(Box<k8s::K8sArgs>),
     Parse(parse::ParseArgs),
     Prune(prune::PruneArgs),
     Pull(pull::PullArgs),
     Push(push::PushArgs),
+    Resolve(resolve::ResolveArgs),
     Rmi(rmi::RmiArgs),
     Tag(tag::TagArgs),
 }

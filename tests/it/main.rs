@@ -9,6 +9,7 @@ mod common;
 mod differential;
 mod fuzz_replay;
 mod image_tools;
+mod k8s;
 mod login;
 mod oci_schema;
 mod oracle_fixtures;
