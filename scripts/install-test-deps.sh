@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real components hoist's test suite drives (see DESIGN.md, "Real
 # components used by tests"), on a fresh Debian 12 machine of this project's kind.
-# Idempotent: running it again changes nothing. Run as root (scripts/test.sh calls it).
+# Idempotent: running it again changes nothing (but always asks apt). Run as root (scripts/test.sh calls it).
 set -euo pipefail
 
 # Debian packages the tests (and the oracle recorder) need.
@@ -13,6 +13,7 @@ DEBIAN_PACKAGES=(
   busybox-static debootstrap    # base image material, built offline
   docker.io         # dockerd on a private socket, BuildKit oracle, docker load/run
   uidmap            # rootless RUN
+  openssh-client    # RUN --mount=type=ssh: ssh-agent, ssh-add, ssh-keygen
   apache2-utils openssl golang-docker-credential-helpers pass   # registry auth
   pigz hyperfine    # compression reference, benchmarks
   python3 python3-pip   # PyPI tools below; `python3 -m http.server` for ADD <url>
@@ -32,19 +33,12 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-# apt-get only when something is missing: `apt-get update` costs ~10 s and needs the
-# network, and a machine that already has everything should not depend on either.
-missing=()
-for pkg in "${DEBIAN_PACKAGES[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
-    missing+=("$pkg")
-  fi
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "install-test-deps: installing ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+# Always `apt-get update` and the whole list: a package installed but
+# outdated, or half-configured by an interrupted run, gets fixed the same way
+# on every machine. Installing what is already installed changes nothing.
+echo "install-test-deps: apt-get update and install (${#DEBIAN_PACKAGES[@]} packages)"
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${DEBIAN_PACKAGES[@]}" >/dev/null
 
 # podman on these machines: the default ulimits exceed the container's hard limits,
 # there is no systemd to manage cgroups, and crun is not installed.

@@ -8,6 +8,18 @@ use cli::{Cli, Command};
 
 fn main() {
     let cli = Cli::parse();
+    // Not root: build and prune run as root of a user namespace (RUN's
+    // sandbox, and snapshots owned by subordinate ids). Before any thread.
+    if matches!(cli.command, Command::Build(_) | Command::Prune(_)) {
+        match hoist::run::userns::reexec() {
+            Ok(Some(code)) => std::process::exit(code),
+            Ok(None) => {}
+            Err(err) => {
+                eprintln!("error: {err}");
+                std::process::exit(1);
+            }
+        }
+    }
     let store = || -> anyhow::Result<std::path::PathBuf> {
         match &cli.store {
             Some(dir) => Ok(dir.clone()),
@@ -17,6 +29,7 @@ fn main() {
     let result = match &cli.command {
         Command::Parse(args) => cli::parse::run(args),
         Command::Check(args) => cli::check::run(args),
+        Command::Completions(args) => cli::completions::run(args),
         Command::Build(args) => store().and_then(|s| cli::build::run(args, &s)),
         Command::Images(args) => store().and_then(|s| cli::images::run(args, &s)),
         Command::Rmi(args) => store().and_then(|s| cli::rmi::run(args, &s)),

@@ -198,21 +198,20 @@ pub fn load_layer(
         digest: *blob,
         source,
     };
-    let snapshots = store.root().join("snapshots");
-    let snapshot = snapshots.join(diff_id.hex());
+    let snapshot = store.root().join("snapshots").join(diff_id.hex());
     let content = snapshot.join("content");
-    // A finished snapshot is a directory renamed into place whole: readers
+    // Finished contents are a directory renamed into place whole: readers
     // never see one half written, and two builds extracting the same layer
-    // at once each write their own copy (the first rename wins).
-    let finished = snapshot.join("complete").exists();
+    // at once each write their own copy (the first rename wins). The
+    // snapshot directory itself may already exist, holding the RUN
+    // sandbox's `rootfs` of the same layer (src/run/snapshot.rs).
+    let finished = content.is_dir();
     static EXTRACTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let temp = snapshots.join(format!(
-        ".{}.tmp-{}-{}",
-        diff_id.hex(),
+    let temp_content = snapshot.join(format!(
+        "content.partial-{}-{}",
         std::process::id(),
         EXTRACTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
-    let temp_content = temp.join("content");
     if !finished {
         std::fs::create_dir_all(&temp_content).map_err(layer_err)?;
     }
@@ -227,7 +226,7 @@ pub fn load_layer(
         }
         Some(media_type::Compression::None) => Box::new(io::BufReader::new(file)),
         _ => {
-            let _ = std::fs::remove_dir_all(&temp);
+            let _ = std::fs::remove_dir_all(&temp_content);
             return Err(BaseError::Invalid {
                 what: "layer",
                 digest: *blob,
@@ -245,22 +244,21 @@ pub fn load_layer(
     let mut entries = match read_entries(reader, contents, Escapes::Skip) {
         Ok(entries) => entries,
         Err(e) => {
-            let _ = std::fs::remove_dir_all(&temp);
+            let _ = std::fs::remove_dir_all(&temp_content);
             return Err(layer_err(e));
         }
     };
-    if !finished {
-        std::fs::write(temp.join("complete"), b"").map_err(layer_err)?;
-        if std::fs::rename(&temp, &snapshot).is_err() {
-            // Another build finished the same snapshot first: use it.
-            let _ = std::fs::remove_dir_all(&temp);
-            if !snapshot.join("complete").exists() {
-                return Err(layer_err(io::Error::other(format!(
-                    "cannot move the extracted layer into {}",
-                    snapshot.display()
-                ))));
-            }
+    if !finished && std::fs::rename(&temp_content, &content).is_err() {
+        // Another build finished the same contents first: use them.
+        let _ = std::fs::remove_dir_all(&temp_content);
+        if !content.is_dir() {
+            return Err(layer_err(io::Error::other(format!(
+                "cannot move the extracted layer into {}",
+                content.display()
+            ))));
         }
+    }
+    if !finished {
         for entry in &mut entries {
             if let EntryKind::File {
                 content: Content::Path(path),

@@ -23,7 +23,7 @@ use crate::dockerfile::{Ast, parse};
 use crate::image::{Descriptor, History, ImageConfig, Manifest, digest_of, media_type};
 use crate::layer::digest::{Digest, Sha256};
 use crate::layer::tar::{Entry, EntryKind, TarOptions};
-use crate::layer::{GzipOptions, LayerOptions, write_layer};
+use crate::layer::{GzipOptions, LayerOptions, write_layer_with};
 use crate::plan::{Base, Options, Plan, Scope, expand_instruction, plan};
 use crate::run::{HostFile, Network as RunNetwork, RunSpec};
 use crate::store::{CacheRecord, Store};
@@ -64,6 +64,8 @@ pub struct BuildRequest {
     pub pull: crate::registry::PullOptions,
     /// Pull base images even when the store has them (`--pull`).
     pub always_pull: bool,
+    /// `--secret` and `--ssh`: what `RUN --mount=type=secret|ssh` mounts.
+    pub secrets: super::secrets::Secrets,
 }
 
 /// A step's progress, for the display.
@@ -98,6 +100,9 @@ pub struct Built {
     pub cached_steps: usize,
     /// Files whose content was read (not answered by the stat cache).
     pub files_read: u64,
+    /// Compressed blocks copied from an earlier layer of the same step
+    /// instead of compressed again.
+    pub blocks_reused: usize,
     /// `--build-arg` names no ARG declares (BuildKit warns about them).
     pub unused_build_args: Vec<String>,
 }
@@ -208,7 +213,7 @@ pub fn build(
     built.unused_build_args = planned.unused_build_args.clone();
     builder
         .hasher
-        .save(&store.root().join("cache/stat-cache.json"))
+        .save(&store.root().join("cache/stat-cache"))
         .map_err(|e| BuildError::Context {
             path: store.root().to_path_buf(),
             source: Box::new(e),
@@ -248,6 +253,9 @@ struct Builder<'a> {
     lexer: Lexer,
     context: Option<FsView>,
     hasher: ContentHasher,
+    /// Agents started for `--ssh ID=KEYFILE`, by id; their sockets are in
+    /// the scratch directory, so they are dropped before it.
+    key_agents: HashMap<String, crate::run::ssh::KeyAgent>,
     /// Downloads and unpacked archives of this build, removed at its end.
     scratch: Option<crate::store::ScratchDir>,
     step: usize,
@@ -256,6 +264,45 @@ struct Builder<'a> {
     pulled: std::collections::HashSet<String>,
     /// The build context laid out on disk for `RUN --mount=type=bind`.
     context_tree: Option<PathBuf>,
+    /// Compressed blocks copied from earlier layers instead of deflated.
+    blocks_reused: usize,
+}
+
+/// A RUN's `--mount`s, prepared.
+struct PreparedMounts {
+    /// What the sandbox mounts; secret and ssh sources are placeholders
+    /// until the step runs.
+    mounts: Vec<crate::run::RunMount>,
+    /// Mount points the sandbox creates (missing in the image), left out
+    /// of the layer as newer BuildKit leaves them out.
+    stubs: Vec<String>,
+    /// Each mount as key text.
+    texts: Vec<String>,
+    secrets: Vec<PendingSecret>,
+    agents: Vec<PendingAgent>,
+    /// The cache mounts' locks, held until the step is done.
+    locks: Vec<std::fs::File>,
+}
+
+/// A secret the step gets once it runs.
+struct PendingSecret {
+    id: String,
+    /// Its mount in [`PreparedMounts::mounts`], if it is a file.
+    index: Option<usize>,
+    /// The variable that holds it, if any (`env=`).
+    env: Option<String>,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+}
+
+/// An ssh agent the step gets once it runs.
+struct PendingAgent {
+    id: String,
+    index: usize,
+    mode: u32,
+    uid: u32,
+    gid: u32,
 }
 
 /// What a step may read besides its own stage.
@@ -275,12 +322,14 @@ impl<'a> Builder<'a> {
             request,
             lexer: Lexer::new(ast.escape),
             context: None,
-            hasher: ContentHasher::load(&store.root().join("cache/stat-cache.json")),
+            hasher: ContentHasher::load(&store.root().join("cache/stat-cache")),
+            key_agents: HashMap::new(),
             scratch: None,
             step: 0,
             cached: 0,
             pulled: Default::default(),
             context_tree: None,
+            blocks_reused: 0,
         })
     }
 
@@ -450,7 +499,19 @@ impl<'a> Builder<'a> {
                 let pulled =
                     crate::registry::pull(self.store, &normalised, platform, &self.request.pull)
                         .map_err(|e| {
-                            self.step_error(from, format!("cannot pull {reference}: {e}"), None)
+                            // `COPY --from=NAME` and `RUN --mount=from=NAME`
+                            // take a name that is no stage as an image.
+                            let hint = (!from.keyword.eq_ignore_ascii_case("FROM")
+                                && !reference.contains(['/', ':', '@']))
+                            .then(|| {
+                                format!(
+                                    "no stage is named `{reference}`, so it was taken as the image \
+                             {}/{}; name a stage with `FROM ... AS {reference}` before this \
+                             line, or give a full image reference",
+                                    normalised.domain, normalised.path
+                                )
+                            });
+                            self.step_error(from, format!("cannot pull {reference}: {e}"), hint)
                         })?;
                 self.pulled.insert(name);
                 pulled.tagged
@@ -939,7 +1000,14 @@ impl<'a> Builder<'a> {
             Some(crate::dockerfile::instructions::Network::None) => RunNetwork::None,
             _ => RunNetwork::Host,
         };
-        let (run_mounts, stubs, mount_texts) = self.run_mounts(instr, state, inputs, mounts)?;
+        let PreparedMounts {
+            mounts: mut run_mounts,
+            stubs,
+            texts: mount_texts,
+            secrets,
+            agents,
+            locks: _cache_locks,
+        } = self.run_mounts(instr, state, inputs, mounts)?;
         let (argv, script) =
             meta::run_argv(&state.config, command).map_err(|e| self.step_error(instr, e, None))?;
         // BuildKit's history text, without its `|N K=V` build-arg prefix:
@@ -1030,6 +1098,20 @@ impl<'a> Builder<'a> {
                 self.step_error(instr, format!("user or group id {n} is out of range"), None)
             })
         };
+        let (uid, gid, groups) = (
+            id(uid)?,
+            id(gid)?,
+            groups.into_iter().map(id).collect::<Result<Vec<_>, _>>()?,
+        );
+        let namespace = crate::run::userns::current();
+        if namespace == crate::run::userns::Namespace::Single && (uid, gid) != (0, 0) {
+            return Err(self.run_error(
+                instr,
+                crate::run::RunError::SingleId {
+                    what: format!("the step runs as USER {user} ({uid}:{gid})"),
+                },
+            ));
+        }
         let workdir = state.run().working_dir.clone();
         let mut host_files = Vec::new();
         for (source, target) in [
@@ -1062,29 +1144,12 @@ impl<'a> Builder<'a> {
             let home = passwd
                 .lines()
                 .map(|l| l.trim().split(':').collect::<Vec<_>>())
-                .find(|f| f.len() > 5 && f[2].parse::<u64>().ok() == Some(uid))
+                .find(|f| f.len() > 5 && f[2].parse::<u32>().ok() == Some(uid))
                 .map(|f| f[5].to_string())
                 .filter(|h| !h.is_empty())
                 .unwrap_or_else(|| "/".into());
             env.push(format!("HOME={home}"));
         }
-        let spec = RunSpec {
-            lowers,
-            argv,
-            env,
-            workdir: if workdir.is_empty() {
-                "/".into()
-            } else {
-                workdir
-            },
-            uid: id(uid)?,
-            gid: id(gid)?,
-            groups: groups.into_iter().map(id).collect::<Result<_, _>>()?,
-            network,
-            host_files,
-            scripts: script.into_iter().collect(),
-            mounts: run_mounts,
-        };
         let dir = self.scratch()?.join(format!("run-{number}"));
         std::fs::create_dir(&dir).map_err(|e| {
             self.run_error(
@@ -1095,6 +1160,72 @@ impl<'a> Builder<'a> {
                 },
             )
         })?;
+        // Secrets and agents only now that the step runs: after the key,
+        // which never holds their content.
+        let env_lookup = |name: &str| std::env::var(name).ok();
+        for pending in secrets {
+            let data = self
+                .request
+                .secrets
+                .read(&pending.id, &env_lookup)
+                .map_err(|e| self.step_error(instr, with_causes(&e), None))?
+                .ok_or_else(|| self.missing_secret(instr, "secret", &pending.id))?;
+            if let Some(var) = &pending.env {
+                let value = std::str::from_utf8(&data).map_err(|_| {
+                    self.step_error(
+                        instr,
+                        format!(
+                            "secret {} is not UTF-8 text: it cannot be the variable {var}",
+                            pending.id
+                        ),
+                        Some("mount it as a file (target=PATH) instead".into()),
+                    )
+                })?;
+                env.retain(|e| !e.starts_with(&format!("{var}=")));
+                env.push(format!("{var}={value}"));
+            }
+            if let Some(i) = pending.index {
+                run_mounts[i].source = crate::run::MountSource::Secret {
+                    data: crate::run::SecretBytes(data),
+                    mode: pending.mode,
+                    uid: pending.uid,
+                    gid: pending.gid,
+                };
+            }
+        }
+        let mut proxies = Vec::new();
+        for (n, agent) in agents.iter().enumerate() {
+            let upstream = self.agent_socket(instr, &agent.id)?;
+            let socket = dir.join(format!("ssh-{n}.sock"));
+            proxies.push(
+                crate::run::ssh::AgentProxy::start(
+                    &socket, &upstream, agent.mode, agent.uid, agent.gid,
+                )
+                .map_err(|e| self.run_error(instr, e))?,
+            );
+            run_mounts[agent.index].source = crate::run::MountSource::Socket { source: socket };
+            if n == 0 && !env.iter().any(|e| e.starts_with("SSH_AUTH_SOCK=")) {
+                env.push(format!("SSH_AUTH_SOCK={}", run_mounts[agent.index].target));
+            }
+        }
+        let spec = RunSpec {
+            lowers,
+            argv,
+            env,
+            workdir: if workdir.is_empty() {
+                "/".into()
+            } else {
+                workdir
+            },
+            uid,
+            gid,
+            groups,
+            network,
+            host_files,
+            scripts: script.into_iter().collect(),
+            mounts: run_mounts,
+            namespace,
+        };
         let mut tail = std::collections::VecDeque::new();
         let result = crate::run::run(&spec, &dir, &mut |line| {
             if tail.len() == OUTPUT_TAIL {
@@ -1113,6 +1244,7 @@ impl<'a> Builder<'a> {
             }
             Err(e) => return Err(self.run_error(instr, e)),
         };
+        drop(proxies);
         if code != 0 {
             let mut message = format!("exit code {code}");
             if !tail.is_empty() {
@@ -1121,7 +1253,14 @@ impl<'a> Builder<'a> {
                     message.push_str(&format!("\n  {line}"));
                 }
             }
-            return Err(self.step_error(instr, message, None));
+            // A single-id namespace makes chown and adduser fail: say so.
+            let hint = (namespace == crate::run::userns::Namespace::Single).then(|| {
+                format!(
+                    "hoist ran this step in a single-id user namespace, where only id 0 exists: if it changes ownership or needs other users, {}",
+                    crate::run::userns::subid_remedy()
+                )
+            });
+            return Err(self.step_error(instr, message, hint));
         }
         let created: Vec<&str> = spec
             .host_files
@@ -1130,13 +1269,27 @@ impl<'a> Builder<'a> {
             .map(|f| f.target.as_str())
             .chain(stubs.iter().map(String::as_str))
             .collect();
-        let entries =
-            crate::run::diff::diff(&crate::run::upper_dir(&dir), &created).map_err(|e| {
-                BuildError::Context {
-                    path: dir.clone(),
-                    source: Box::new(e),
+        let mut entries = crate::run::diff::diff(
+            &crate::run::upper_dir(&dir),
+            &created,
+            namespace.is_user_namespace(),
+        )
+        .map_err(|e| BuildError::Context {
+            path: dir.clone(),
+            source: Box::new(e),
+        })?;
+        if namespace == crate::run::userns::Namespace::Single {
+            // Snapshots hold every file as 0 here, and a copied-up file
+            // keeps that: its owner is the one of the layer below.
+            for entry in &mut entries {
+                if (entry.uid, entry.gid) == (0, 0)
+                    && let Some(lower) = state.view.get(&entry.path)
+                {
+                    entry.uid = lower.uid;
+                    entry.gid = lower.gid;
                 }
-            })?;
+            }
+        }
         let changes = LayerIndex::from_entries(entries);
         if changes.is_empty() {
             // As BuildKit: a step that changed nothing makes no layer.
@@ -1150,7 +1303,7 @@ impl<'a> Builder<'a> {
             state.key = key;
             return Ok((None, false, history));
         }
-        let (descriptor, diff_id) = self.store_layer(&key, &changes.to_tar_entries())?;
+        let (descriptor, diff_id) = self.store_layer(&key, &history, &changes.to_tar_entries())?;
         let size = descriptor.size;
         state.view.push(Arc::new(changes));
         state.layers.push((descriptor, diff_id));
@@ -1158,22 +1311,22 @@ impl<'a> Builder<'a> {
         Ok((Some(size), false, history))
     }
 
-    /// A RUN's `--mount`s, prepared: what the sandbox mounts, the mount
-    /// points it will create (missing in the image, left out of the layer
-    /// as newer BuildKit leaves them out) and each mount as key text.
-    #[allow(clippy::type_complexity)]
+    /// A RUN's `--mount`s, prepared (see [`PreparedMounts`]).
     fn run_mounts(
         &mut self,
         instr: &Instruction,
         state: &StageState,
         inputs: &Inputs<'_>,
         mounts: &[String],
-    ) -> Result<(Vec<crate::run::RunMount>, Vec<String>, Vec<String>), BuildError> {
-        use crate::dockerfile::instructions::{MountType, parse_mount};
+    ) -> Result<PreparedMounts, BuildError> {
+        use crate::dockerfile::instructions::{MountType, Sharing, parse_mount};
         use crate::run::MountSource;
+        let mut locks = Vec::new();
         let mut out = Vec::new();
         let mut stubs = Vec::new();
         let mut texts = Vec::new();
+        let mut secrets = Vec::new();
+        let mut agents = Vec::new();
         for raw in mounts {
             let lexer = &self.lexer;
             let m = parse_mount(raw, &mut |v| {
@@ -1184,6 +1337,68 @@ impl<'a> Builder<'a> {
             .map_err(|e| {
                 self.step_error(instr, e.message, (!e.hint.is_empty()).then_some(e.hint))
             })?;
+            // The mount's key text: ids, targets and options, never a
+            // secret's content (BuildKit keys a secret by its id too).
+            texts.push(format!("{m:?}"));
+            let mut m = m;
+            match m.kind {
+                MountType::Secret => {
+                    // BuildKit: `source` is another name for the id, which
+                    // defaults to the target's base name; the target to
+                    // /run/secrets/ID, unless the secret is only a variable.
+                    let id = m
+                        .id
+                        .clone()
+                        .or_else(|| m.source.clone())
+                        .or_else(|| {
+                            m.target
+                                .as_deref()
+                                .map(|t| t.trim_end_matches('/').rsplit('/').next().unwrap_or(t))
+                                .map(str::to_string)
+                        })
+                        .unwrap_or_default();
+                    if !self.request.secrets.secrets.contains_key(&id) {
+                        if m.required {
+                            return Err(self.missing_secret(instr, "secret", &id));
+                        }
+                        continue;
+                    }
+                    if m.target.is_none() && m.env.is_none() {
+                        m.target = Some(format!("/run/secrets/{id}"));
+                    }
+                    secrets.push(PendingSecret {
+                        id,
+                        index: m.target.is_some().then_some(out.len()),
+                        env: m.env.clone(),
+                        mode: m.mode.unwrap_or(0o400),
+                        uid: m.uid.unwrap_or(0),
+                        gid: m.gid.unwrap_or(0),
+                    });
+                    if m.target.is_none() {
+                        continue;
+                    }
+                }
+                MountType::Ssh => {
+                    let id = m.id.clone().unwrap_or_else(|| "default".into());
+                    if !self.request.secrets.ssh.contains_key(&id) {
+                        if m.required {
+                            return Err(self.missing_secret(instr, "ssh", &id));
+                        }
+                        continue;
+                    }
+                    if m.target.is_none() {
+                        m.target = Some(format!("/run/buildkit/ssh_agent.{}", agents.len()));
+                    }
+                    agents.push(PendingAgent {
+                        id,
+                        index: out.len(),
+                        mode: m.mode.unwrap_or(0o600),
+                        uid: m.uid.unwrap_or(0),
+                        gid: m.gid.unwrap_or(0),
+                    });
+                }
+                _ => {}
+            }
             let Some(target) = m.target.clone() else {
                 return Err(self.step_error(
                     instr,
@@ -1220,28 +1435,28 @@ impl<'a> Builder<'a> {
                 MountType::Tmpfs => MountSource::Tmpfs { size: m.size_limit },
                 MountType::Cache => {
                     let id = m.id.clone().unwrap_or_else(|| target.clone());
-                    let dir = self
+                    let base = self
                         .store
                         .root()
                         .join("mounts/cache")
                         .join(key_of(&[&id]).hex());
-                    if !dir.exists() {
-                        create_cache_dir(
-                            &dir,
-                            m.mode.unwrap_or(0o755),
-                            m.uid.unwrap_or(0),
-                            m.gid.unwrap_or(0),
+                    let (dir, lock) = cache_mount_dir(
+                        &base,
+                        m.sharing.unwrap_or(Sharing::Shared),
+                        m.mode.unwrap_or(0o755),
+                        m.uid.unwrap_or(0),
+                        m.gid.unwrap_or(0),
+                    )
+                    .map_err(|e| {
+                        self.run_error(
+                            instr,
+                            crate::run::RunError::Io {
+                                path: base.clone(),
+                                source: e,
+                            },
                         )
-                        .map_err(|e| {
-                            self.run_error(
-                                instr,
-                                crate::run::RunError::Io {
-                                    path: dir.clone(),
-                                    source: e,
-                                },
-                            )
-                        })?;
-                    }
+                    })?;
+                    locks.push(lock);
                     MountSource::Bind {
                         source: dir,
                         readonly: m.readonly,
@@ -1269,18 +1484,64 @@ impl<'a> Builder<'a> {
                         readonly: m.readonly,
                     }
                 }
-                other => {
-                    return Err(self.step_error(
-                        instr,
-                        format!("RUN --mount=type={other:?} is not supported yet").to_lowercase(),
-                        Some("type=cache and type=tmpfs are; copy other inputs with COPY".into()),
-                    ));
-                }
+                // Filled in once the step runs (see `run_step`).
+                MountType::Secret => MountSource::Secret {
+                    data: crate::run::SecretBytes(Vec::new()),
+                    mode: 0,
+                    uid: 0,
+                    gid: 0,
+                },
+                MountType::Ssh => MountSource::Socket {
+                    source: PathBuf::new(),
+                },
             };
-            texts.push(format!("{m:?}"));
             out.push(crate::run::RunMount { target, source });
         }
-        Ok((out, stubs, texts))
+        Ok(PreparedMounts {
+            mounts: out,
+            stubs,
+            texts,
+            secrets,
+            agents,
+            locks,
+        })
+    }
+
+    /// A required secret or ssh id the build was not given.
+    fn missing_secret(&self, instr: &Instruction, kind: &str, id: &str) -> BuildError {
+        let flag = if kind == "ssh" {
+            format!("--ssh {id}=SOCKET (or --ssh default with SSH_AUTH_SOCK set)")
+        } else {
+            format!("--secret id={id},src=FILE (or env=VARIABLE)")
+        };
+        self.step_error(
+            instr,
+            format!("{kind} {id} is required but the build has none of that id"),
+            Some(format!("pass it with hoist build {flag}")),
+        )
+    }
+
+    /// The agent socket for ssh id `id`: the one given, or an agent
+    /// started once per build for the given key files.
+    fn agent_socket(&mut self, instr: &Instruction, id: &str) -> Result<PathBuf, BuildError> {
+        use super::secrets::SshSource;
+        match self.request.secrets.ssh.get(id) {
+            Some(SshSource::Socket(path)) => Ok(path.clone()),
+            Some(SshSource::Keys(keys)) => {
+                if let Some(agent) = self.key_agents.get(id) {
+                    return Ok(agent.socket().to_path_buf());
+                }
+                let socket = self
+                    .scratch()?
+                    .join(format!("agent-{}.sock", self.key_agents.len()));
+                let agent = crate::run::ssh::KeyAgent::start(&socket, keys)
+                    .map_err(|e| self.run_error(instr, e))?;
+                let path = agent.socket().to_path_buf();
+                self.key_agents.insert(id.to_string(), agent);
+                Ok(path)
+            }
+            None => Err(self.missing_secret(instr, "ssh", id)),
+        }
     }
 
     /// A bind mount's source: the view to resolve its path in, the
@@ -1399,8 +1660,12 @@ impl<'a> Builder<'a> {
     fn run_error(&self, instr: &Instruction, e: crate::run::RunError) -> BuildError {
         let hint = match &e {
             crate::run::RunError::NotRoot => {
-                Some("run hoist as root (sudo) to build Dockerfiles with RUN".into())
+                Some("run hoist as root, or call hoist::run::userns::reexec first".into())
             }
+            crate::run::RunError::NoUserNamespace { source } => {
+                Some(crate::run::userns::remedy(source.raw_os_error()))
+            }
+            crate::run::RunError::SingleId { .. } => Some(crate::run::userns::subid_remedy()),
             crate::run::RunError::Sandbox { .. } => Some(
                 "RUN needs mount, pid, uts and ipc namespaces and overlayfs: in a container, run hoist with --privileged".into(),
             ),
@@ -1470,7 +1735,7 @@ impl<'a> Builder<'a> {
         let (descriptor, diff_id, hit) = match self.cached_layer(&key)? {
             Some(Some((d, diff))) => (d, diff, true),
             _ => {
-                let (d, diff) = self.store_layer(&key, &entries)?;
+                let (d, diff) = self.store_layer(&key, &format!("{keyword} {text}"), &entries)?;
                 (d, diff, false)
             }
         };
@@ -1499,10 +1764,14 @@ impl<'a> Builder<'a> {
         Ok(layer_from_record(&record.value).map(Some))
     }
 
-    /// Writes `changes` as a layer blob and records it under `key`.
+    /// Writes `changes` as a layer blob and records it under `key`. The
+    /// blocks of the layer the same step (`step`: its instruction text)
+    /// made last time are copied where their input is unchanged, so that
+    /// one changed file in a large COPY costs one block of compression.
     fn store_layer(
         &mut self,
         key: &Digest,
+        step: &str,
         entries: &[Entry],
     ) -> Result<(Descriptor, Digest), BuildError> {
         let options = LayerOptions {
@@ -1511,9 +1780,31 @@ impl<'a> Builder<'a> {
             },
             gzip: self.request.gzip,
         };
+        let step = {
+            let mut h = Sha256::new();
+            for part in [
+                self.request.context.to_string_lossy().as_ref(),
+                self.request.dockerfile_name.as_str(),
+                step,
+            ] {
+                h.update(part.as_bytes());
+                h.update(&[0]);
+            }
+            h.finish()
+        };
+        let memo = self
+            .store
+            .step_layer(&step)
+            .and_then(|previous| self.store.block_memo(&previous));
         let writer = self.store.blob_writer()?;
-        let (digests, writer) = write_layer(entries, &options, writer)?;
+        let (digests, summary, writer) =
+            write_layer_with(entries, &options, memo.as_ref(), writer)?;
+        self.blocks_reused += summary.reused;
         let (digest, size) = writer.commit(Some(&digests.digest))?;
+        // Only a speed-up for the next build: failing to record it is not
+        // a reason to fail this one.
+        let _ = self.store.put_block_index(&digest, &summary.blocks);
+        let _ = self.store.set_step_layer(&step, &digest);
         let descriptor = Descriptor::new(media_type::OCI_LAYER_TAR_GZIP, digest, size);
         let value = serde_json::json!({
             "digest": digest,
@@ -1626,6 +1917,7 @@ impl<'a> Builder<'a> {
             steps: self.step,
             cached_steps: self.cached,
             files_read: self.hasher.files_read,
+            blocks_reused: self.blocks_reused,
             unused_build_args: Vec::new(),
         })
     }
@@ -1707,6 +1999,64 @@ fn run_env(state: &StageState) -> Vec<String> {
 
 /// A cache mount's directory, made whole before it gets its real name (two
 /// builds may race to create it).
+/// A cache mount's directory (`base`, or another instance of it) and its
+/// lock, taken as the sharing mode says, with BuildKit's semantics:
+/// `shared` is used by any number of steps at once (it waits only for a
+/// `locked` or `private` holder); `locked` waits until no other step uses
+/// it; `private` takes it if no other step does, else the first free
+/// instance `base-2`, `base-3`... (created as needed and kept, as
+/// BuildKit keeps them). The lock is a `flock` on `<dir>.lock`, released
+/// when the file is dropped or the process dies.
+fn cache_mount_dir(
+    base: &std::path::Path,
+    sharing: crate::dockerfile::instructions::Sharing,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+) -> std::io::Result<(PathBuf, std::fs::File)> {
+    use crate::dockerfile::instructions::Sharing;
+    use std::os::fd::AsRawFd;
+    std::fs::create_dir_all(base.parent().expect("under mounts/cache"))?;
+    for n in 1u32.. {
+        let dir = if n == 1 {
+            base.to_path_buf()
+        } else {
+            PathBuf::from(format!("{}-{n}", base.display()))
+        };
+        let lock = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(PathBuf::from(format!("{}.lock", dir.display())))?;
+        let op = match sharing {
+            Sharing::Shared => libc::LOCK_SH,
+            Sharing::Locked => libc::LOCK_EX,
+            Sharing::Private => libc::LOCK_EX | libc::LOCK_NB,
+        };
+        let locked = loop {
+            // SAFETY: a descriptor owned by `lock`.
+            if unsafe { libc::flock(lock.as_raw_fd(), op) } == 0 {
+                break true;
+            }
+            let e = std::io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                // `private`, and another step has this instance.
+                Some(libc::EWOULDBLOCK) => break false,
+                _ => return Err(e),
+            }
+        };
+        if !locked {
+            continue;
+        }
+        if !dir.exists() {
+            create_cache_dir(&dir, mode, uid, gid)?;
+        }
+        return Ok((dir, lock));
+    }
+    unreachable!("the instances are unbounded")
+}
+
 fn create_cache_dir(dir: &std::path::Path, mode: u32, uid: u32, gid: u32) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let parent = dir.parent().expect("under mounts/cache");

@@ -7,17 +7,23 @@
 //! without its mtime moving, so such records are not trusted: the file is
 //! hashed again. The cache is a hint, never a source of truth for
 //! anything but speed: a missing or corrupt cache only costs a re-read.
+//!
+//! The cache file is binary (see [`encode`]) and is read on a thread of its
+//! own while the build walks its context: a warm rebuild of a large context
+//! spends its time in `lstat`, not in parsing what it already knew.
 
 use crate::layer::digest::{Digest, Sha256};
 use crate::layer::tar::Content;
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::io::{self, Read};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
 
 /// What identifies a file's state on disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Stat {
     size: u64,
     mtime_ns: i128,
@@ -38,7 +44,7 @@ impl Stat {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Record {
     stat: Stat,
     digest: Digest,
@@ -46,10 +52,16 @@ struct Record {
     hashed_at_ns: i128,
 }
 
+/// Paths as bytes: hashing a `Path` walks its components, bytes are
+/// hashed at once.
+type Records = HashMap<OsString, Record>;
+
 /// Digests file contents, remembering them by stat data.
 #[derive(Debug, Default)]
 pub struct ContentHasher {
-    records: HashMap<PathBuf, Record>,
+    records: Records,
+    /// The saved records, still being read.
+    loading: Option<JoinHandle<Records>>,
     /// Directories whose files are hashed without being remembered: a
     /// build's scratch space, gone when the build ends.
     uncached: Vec<PathBuf>,
@@ -57,21 +69,38 @@ pub struct ContentHasher {
     pub files_read: u64,
     dirty: bool,
     /// Stat data from this build's context walk, not saved.
-    primed: HashMap<PathBuf, Stat>,
+    primed: HashMap<OsString, Stat>,
 }
 
 impl ContentHasher {
-    /// Loads a cache saved by [`ContentHasher::save`]; a missing or
-    /// unreadable one starts empty.
+    /// Starts reading a cache saved by [`ContentHasher::save`] on another
+    /// thread; a missing or unreadable one starts empty.
     pub fn load(path: &Path) -> ContentHasher {
-        let records = std::fs::read(path)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or_default();
+        let path = path.to_path_buf();
+        let loading = std::thread::Builder::new()
+            .name("stat-cache".into())
+            .spawn(move || {
+                std::fs::read(&path)
+                    .ok()
+                    .and_then(|bytes| decode(&bytes))
+                    .unwrap_or_default()
+            })
+            .ok();
         ContentHasher {
-            records,
+            loading,
             ..ContentHasher::default()
         }
+    }
+
+    /// The records, once the loading thread is done.
+    fn records(&mut self) -> &mut Records {
+        if let Some(loading) = self.loading.take() {
+            let mut loaded = loading.join().unwrap_or_default();
+            // Records taken while loading are newer.
+            loaded.extend(self.records.drain());
+            self.records = loaded;
+        }
+        &mut self.records
     }
 
     /// Saves the cache (atomically: temp file then rename) if it changed.
@@ -83,10 +112,7 @@ impl ContentHasher {
             std::fs::create_dir_all(dir)?;
         }
         let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-        std::fs::write(
-            &tmp,
-            serde_json::to_vec(&self.records).map_err(io::Error::other)?,
-        )?;
+        std::fs::write(&tmp, encode(self.records()))?;
         std::fs::rename(&tmp, path)?;
         self.dirty = false;
         Ok(())
@@ -101,7 +127,8 @@ impl ContentHasher {
     /// Records what a directory walk just learnt about `path` (its
     /// `lstat`), so the digest does not stat it again.
     pub fn prime(&mut self, path: &Path, meta: &std::fs::Metadata) {
-        self.primed.insert(path.to_path_buf(), Stat::of(meta));
+        self.primed
+            .insert(path.as_os_str().to_owned(), Stat::of(meta));
     }
 
     /// The SHA-256 of a file's content.
@@ -117,11 +144,11 @@ impl ContentHasher {
             self.files_read += 1;
             return hash_file(path);
         }
-        let stat = match self.primed.get(path) {
+        let stat = match self.primed.get(path.as_os_str()) {
             Some(stat) => *stat,
             None => Stat::of(&std::fs::metadata(path)?),
         };
-        if let Some(record) = self.records.get(path)
+        if let Some(record) = self.records().get(path.as_os_str())
             && record.stat == stat
             // Racily clean: modified in the same second it was hashed.
             && stat.mtime_ns.div_euclid(1_000_000_000) < record.hashed_at_ns.div_euclid(1_000_000_000)
@@ -133,8 +160,8 @@ impl ContentHasher {
         self.files_read += 1;
         // The file changed while it was read: do not remember it.
         if Stat::of(&std::fs::metadata(path)?) == stat {
-            self.records.insert(
-                path.to_path_buf(),
+            self.records().insert(
+                path.as_os_str().to_owned(),
                 Record {
                     stat,
                     digest,
@@ -144,6 +171,67 @@ impl ContentHasher {
             self.dirty = true;
         }
         Ok(digest)
+    }
+}
+
+/// The first bytes of a saved cache; another version is ignored.
+const MAGIC: &[u8] = b"hoist stat cache 1\n";
+
+/// A record's bytes after its path: size, mtime, ctime, ino, dev, digest,
+/// hashed-at, little-endian.
+const FIXED: usize = 8 + 16 + 16 + 8 + 8 + 32 + 16;
+
+/// The cache file: [`MAGIC`], then per record the path's length (u32 LE),
+/// the path and [`FIXED`] bytes.
+fn encode(records: &Records) -> Vec<u8> {
+    let mut out = Vec::with_capacity(MAGIC.len() + records.len() * (FIXED + 64));
+    out.extend_from_slice(MAGIC);
+    for (path, r) in records {
+        let path = path.as_bytes();
+        out.extend_from_slice(&(path.len() as u32).to_le_bytes());
+        out.extend_from_slice(path);
+        out.extend_from_slice(&r.stat.size.to_le_bytes());
+        out.extend_from_slice(&r.stat.mtime_ns.to_le_bytes());
+        out.extend_from_slice(&r.stat.ctime_ns.to_le_bytes());
+        out.extend_from_slice(&r.stat.ino.to_le_bytes());
+        out.extend_from_slice(&r.stat.dev.to_le_bytes());
+        out.extend_from_slice(r.digest.as_bytes());
+        out.extend_from_slice(&r.hashed_at_ns.to_le_bytes());
+    }
+    out
+}
+
+/// [`encode`]'s inverse; `None` for anything else (the cache is rebuilt).
+fn decode(bytes: &[u8]) -> Option<Records> {
+    let mut rest = bytes.strip_prefix(MAGIC)?;
+    let mut take = |n: usize| -> Option<&[u8]> {
+        let (head, tail) = rest.split_at_checked(n)?;
+        rest = tail;
+        Some(head)
+    };
+    let u64_at = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8"));
+    let i128_at = |b: &[u8], at: usize| i128::from_le_bytes(b[at..at + 16].try_into().expect("16"));
+    let mut records = Records::new();
+    loop {
+        let Some(len) = take(4) else {
+            return Some(records);
+        };
+        let len = u32::from_le_bytes(len.try_into().ok()?) as usize;
+        let path = OsString::from_vec(take(len)?.to_vec());
+        let f = take(FIXED)?;
+        let digest = Digest::from_bytes(f[56..88].try_into().ok()?);
+        let record = Record {
+            stat: Stat {
+                size: u64_at(f, 0),
+                mtime_ns: i128_at(f, 8),
+                ctime_ns: i128_at(f, 24),
+                ino: u64_at(f, 40),
+                dev: u64_at(f, 48),
+            },
+            digest,
+            hashed_at_ns: i128_at(f, 88),
+        };
+        records.insert(path, record);
     }
 }
 
@@ -179,7 +267,7 @@ mod tests {
         // Old enough not to be racily clean.
         let old = filetime::FileTime::from_unix_time(1_000_000_000, 0);
         filetime::set_file_mtime(&file, old).unwrap();
-        let cache = dir.path().join("cache.json");
+        let cache = dir.path().join("stat-cache");
         let mut h = ContentHasher::load(&cache);
         let d1 = h.digest(&Content::Path(file.clone())).unwrap();
         assert_eq!(d1, Digest::of(b"one"));
@@ -197,6 +285,29 @@ mod tests {
             "ctime moved"
         );
         assert_eq!(h.files_read, 1);
+    }
+
+    #[test]
+    fn the_cache_file_round_trips_and_anything_else_is_empty() {
+        let mut records = Records::new();
+        records.insert(
+            OsString::from("/ctx/a file"),
+            Record {
+                stat: Stat {
+                    size: 3,
+                    mtime_ns: -5,
+                    ctime_ns: 1 << 70,
+                    ino: 9,
+                    dev: 10,
+                },
+                digest: Digest::of(b"abc"),
+                hashed_at_ns: 42,
+            },
+        );
+        let bytes = encode(&records);
+        assert_eq!(decode(&bytes), Some(records));
+        assert_eq!(decode(&bytes[..bytes.len() - 1]), None);
+        assert_eq!(decode(b"{}"), None);
     }
 
     #[test]

@@ -11,5 +11,6 @@ pub mod copy;
 pub mod engine;
 pub mod hasher;
 pub mod meta;
+pub mod secrets;
 pub mod user;
 pub mod view;

@@ -206,6 +206,23 @@ fn plan_finding(e: PlanError) -> Finding {
     }
 }
 
+/// Line `line` (1-based) of `lines` as ` N | text`, and a caret under
+/// `column` when given; empty when there is no such line.
+pub fn excerpt(lines: &[&str], line: usize, column: Option<usize>) -> String {
+    let Some(text) = lines.get(line.wrapping_sub(1)) else {
+        return String::new();
+    };
+    let number = line.to_string();
+    let text = text.replace('\t', " ");
+    let mut out = format!(" {number} | {text}\n");
+    if let Some(column) = column {
+        let caret_at = column.saturating_sub(1).min(text.chars().count());
+        let pad = " ".repeat(number.len());
+        out.push_str(&format!(" {pad} | {}^\n", " ".repeat(caret_at)));
+    }
+    out
+}
+
 /// Renders findings as `FILE:LINE:COL: severity: message`, the source line
 /// with a caret under the column, and the hint.
 pub fn render(report: &Report, file: &str, source: &str) -> String {
@@ -220,16 +237,7 @@ pub fn render(report: &Report, file: &str, source: &str) -> String {
             "{file}:{}:{}: {severity}: {} [{}]\n",
             f.line, f.column, f.message, f.rule
         ));
-        if let Some(text) = lines.get(f.line.wrapping_sub(1)) {
-            let number = f.line.to_string();
-            let pad = " ".repeat(number.len());
-            let text = text.replace('\t', " ");
-            let caret_at = f.column.saturating_sub(1).min(text.chars().count());
-            out.push_str(&format!(
-                " {number} | {text}\n {pad} | {}^\n",
-                " ".repeat(caret_at)
-            ));
-        }
+        out.push_str(&excerpt(&lines, f.line, Some(f.column)));
         if let Some(hint) = &f.hint {
             out.push_str(&format!("  hint: {hint}\n"));
         }

@@ -1,9 +1,10 @@
 //! `hoist build`: build a Dockerfile into an image.
 
+use super::progress::{Display, Mode, Summary};
 use super::{emit, read_dockerfile};
 use anyhow::{Context, bail};
 use clap::Args;
-use hoist::build::engine::{BuildRequest, Event, build};
+use hoist::build::engine::{BuildError, BuildRequest, build};
 use hoist::image::{ExportImage, write_docker_archive, write_oci_archive, write_oci_layout};
 use hoist::layer::GzipOptions;
 use hoist::plan::{Options, Platform, resolve_build_arg};
@@ -22,7 +23,9 @@ use std::path::{Path, PathBuf};
 ///   hoist build -t web-app:v1 fixtures/tutorial/web-app
 ///   hoist build -t app --output type=docker,dest=- . | docker load
 ///   hoist build --output type=oci,dest=out/ --build-arg VERSION=1.2 .
+///   hoist build --registry-mirror docker.io=127.0.0.1:5000 -t app:v1 .
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub struct BuildArgs {
     /// The Dockerfile (default: CONTEXT/Dockerfile); `-` reads stdin.
     #[arg(short = 'f', long = "file")]
@@ -69,9 +72,24 @@ pub struct BuildArgs {
     /// Write the config digest (Docker's image ID) to this file.
     #[arg(long)]
     pub iidfile: Option<PathBuf>,
-    /// Print only the digest.
+    /// Print only the digest (and errors).
     #[arg(short, long)]
     pub quiet: bool,
+    /// How to show progress on stderr: `tty` (live steps), `plain` (one
+    /// line per step and output line), `json` (one object per line), or
+    /// `auto` (`tty` on a terminal, `plain` otherwise).
+    #[arg(long, value_enum, default_value_t = Mode::Auto)]
+    pub progress: Mode,
+    /// A secret for `RUN --mount=type=secret`: `id=ID,src=FILE` or
+    /// `id=ID,env=VARIABLE` (BuildKit's syntax; repeatable). Read only
+    /// while a step runs; never in a layer, the cache or the output.
+    #[arg(long = "secret", value_name = "id=ID,src=FILE|env=VAR")]
+    pub secrets: Vec<String>,
+    /// An ssh agent for `RUN --mount=type=ssh`: `default` ($SSH_AUTH_SOCK),
+    /// `ID=SOCKET`, or `ID=KEYFILE[,KEYFILE...]` served by an ssh-agent
+    /// started for the build (repeatable).
+    #[arg(long = "ssh", value_name = "default|ID=SOCKET|ID=KEYFILE")]
+    pub ssh: Vec<String>,
     /// The build context directory.
     pub context: PathBuf,
 }
@@ -187,6 +205,14 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
     }
     let store = Store::open(store_dir)
         .with_context(|| format!("cannot open the store at {}", store_dir.display()))?;
+    let env = |name: &str| std::env::var(name).ok();
+    let mut secrets = hoist::build::secrets::Secrets::default();
+    for spec in &args.secrets {
+        secrets.add_secret(spec, &env)?;
+    }
+    for spec in &args.ssh {
+        secrets.add_ssh(spec, &env)?;
+    }
     let request = BuildRequest {
         context: args.context.clone(),
         dockerfile: text,
@@ -200,84 +226,40 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
         gzip: GzipOptions::default(),
         pull,
         always_pull: args.pull,
+        secrets,
     };
     let started = std::time::Instant::now();
-    let quiet = args.quiet;
-    // A step's line stays open until it is done; RUN output closes it.
-    let line_open = std::cell::Cell::new(false);
-    let mut progress = |event: Event| {
-        if quiet {
-            return;
-        }
-        match event {
-            Event::Step {
-                number,
-                total,
-                stage,
-                text,
-            } => {
-                let stage = if stage.is_empty() {
-                    String::new()
-                } else {
-                    format!("[{stage}] ")
-                };
-                eprint!("#{number}/{total} {stage}{text}");
-                line_open.set(true);
-            }
-            Event::Output { line, .. } => {
-                if line_open.replace(false) {
-                    eprintln!();
-                }
-                eprintln!("  | {line}");
-            }
-            Event::Done {
-                number,
-                cached,
-                layer_bytes,
-                seconds,
-            } => {
-                if !line_open.replace(false) {
-                    eprint!("#{number}");
-                }
-                let what = if cached {
-                    "CACHED".to_string()
-                } else {
-                    format!("{seconds:.2}s")
-                };
-                match layer_bytes {
-                    Some(b) => eprintln!(" ... {what}, layer {}", human_bytes(b)),
-                    None => eprintln!(" ... {what}"),
-                }
-            }
-        }
-    };
-    let built = match build(&store, &request, &mut progress) {
+    let mut display = Display::new(args.progress, args.quiet);
+    let built = match build(&store, &request, &mut |event| display.event(event)) {
         Ok(b) => b,
         Err(e) => {
-            if line_open.replace(false) {
-                eprintln!();
-            }
-            eprintln!("error: {e}");
+            let mut causes = Vec::new();
             let mut source = std::error::Error::source(&e);
             while let Some(cause) = source {
-                eprintln!("  caused by: {cause}");
+                causes.push(cause.to_string());
                 source = cause.source();
             }
-            if let Some(hint) = e.hint() {
-                eprintln!("  hint: {hint}");
-            }
+            let lines: Vec<&str> = request.dockerfile.lines().collect();
+            let excerpt = match &e {
+                BuildError::Dockerfile { line, column, .. } => {
+                    hoist::check::excerpt(&lines, *line, Some(*column))
+                }
+                BuildError::Step { line, .. } => hoist::check::excerpt(&lines, *line, None),
+                _ => String::new(),
+            };
+            display.error(&e.to_string(), &excerpt, &causes, e.hint());
             // 130 for SIGINT, 143 for SIGTERM, as a shell reports them.
-            if let hoist::build::engine::BuildError::Interrupted { signal } = e {
+            if let BuildError::Interrupted { signal } = e {
                 return Ok(128 + signal);
             }
             return Ok(1);
         }
     };
     if !built.unused_build_args.is_empty() {
-        eprintln!(
-            "warning: --build-arg {} not consumed: no ARG declares it (check the name, or declare ARG in the stage that uses it)",
+        display.warning(&format!(
+            "--build-arg {} not consumed: no ARG declares it (check the name, or declare ARG in the stage that uses it)",
             built.unused_build_args.join(", ")
-        );
+        ));
     }
     for tag in &tags {
         store.tag(&tag.to_string(), &built.manifest)?;
@@ -314,8 +296,8 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
             ..Default::default()
         };
         for tag in &tags {
-            let pushed = super::push::push_one(&store, tag, tag, &options, quiet)?;
-            if !quiet {
+            let pushed = super::push::push_one(&store, tag, tag, &options, args.quiet)?;
+            if !args.quiet {
                 eprintln!("{}", pushed.pinned());
             }
         }
@@ -328,20 +310,20 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
         std::fs::write(f, built.config_digest.to_string())
             .with_context(|| format!("cannot write {}", f.display()))?;
     }
-    if !quiet {
-        eprintln!(
-            "built {} in {:.2}s: {} layers, {}, {}/{} steps cached, {} files read",
-            tags.first()
-                .map(|t| t.familiar())
-                .unwrap_or_else(|| "image".into()),
-            started.elapsed().as_secs_f64(),
-            built.layers,
-            human_bytes(built.size),
-            built.cached_steps,
-            built.steps,
-            built.files_read
-        );
-    }
+    display.summary(&Summary {
+        image: tags
+            .first()
+            .map(|t| t.familiar())
+            .unwrap_or_else(|| "image".into()),
+        digest: digest.clone(),
+        seconds: started.elapsed().as_secs_f64(),
+        layers: built.layers,
+        bytes: built.size,
+        steps: built.steps,
+        cached_steps: built.cached_steps,
+        files_read: built.files_read,
+        blocks_reused: built.blocks_reused,
+    });
     // With an archive on stdout, the digest goes to stderr so the pipe
     // carries only the archive.
     if to_stdout > 0 {

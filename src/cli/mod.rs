@@ -3,8 +3,10 @@
 
 pub mod build;
 pub mod check;
+pub mod completions;
 pub mod images;
 pub mod parse;
+pub mod progress;
 pub mod prune;
 pub mod pull;
 pub mod push;
@@ -15,7 +17,20 @@ use clap::{Parser, Subcommand};
 
 /// hoist: a daemonless, OCI-native container image builder.
 #[derive(Debug, Parser)]
-#[command(name = "hoist", version, about, long_about = None)]
+#[command(
+    name = "hoist",
+    version,
+    about,
+    long_about = None,
+    after_help = "Examples:
+  hoist check Dockerfile
+  hoist build -t web-app:v1 .
+  hoist build -t app:v1 --output type=docker,dest=- . | docker load
+  hoist images
+
+Exit status: 0 success, 1 failure, 2 usage error, 130/143 interrupted.
+Docs: docs/cli.md"
+)]
 pub struct Cli {
     /// The store holding images, layers and the build cache
     /// (default: $XDG_CACHE_HOME/hoist).
@@ -29,6 +44,7 @@ pub struct Cli {
 pub enum Command {
     Build(Box<build::BuildArgs>),
     Check(check::CheckArgs),
+    Completions(completions::CompletionsArgs),
     Images(images::ImagesArgs),
     Parse(parse::ParseArgs),
     Prune(prune::PruneArgs),

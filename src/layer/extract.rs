@@ -56,6 +56,11 @@ pub struct ExtractOptions {
     /// root. `trusted.overlay.*` attributes in the layer itself are dropped
     /// either way: they would steer the overlay mount.
     pub overlay_whiteouts: bool,
+    /// With `overlay_whiteouts`: the overlay is mounted in a user
+    /// namespace with `userxattr` (rootless RUN), which reads the opaque
+    /// attribute as `user.overlay.opaque`; `user.overlay.*` attributes in
+    /// the layer are dropped as well.
+    pub user_xattrs: bool,
 }
 
 impl Default for ExtractOptions {
@@ -65,6 +70,7 @@ impl Default for ExtractOptions {
         ExtractOptions {
             chown: root,
             overlay_whiteouts: false,
+            user_xattrs: false,
         }
     }
 }
@@ -334,16 +340,13 @@ impl Extractor<'_> {
         };
         let c_path = c_path(&path).map_err(io)?;
         let rc = if is_opaque {
+            let key = if self.options.user_xattrs {
+                c"user.overlay.opaque"
+            } else {
+                c"trusted.overlay.opaque"
+            };
             // SAFETY: NUL-terminated strings and a value of the given length.
-            unsafe {
-                libc::lsetxattr(
-                    c_path.as_ptr(),
-                    c"trusted.overlay.opaque".as_ptr(),
-                    b"y".as_ptr().cast(),
-                    1,
-                    0,
-                )
-            }
+            unsafe { libc::lsetxattr(c_path.as_ptr(), key.as_ptr(), b"y".as_ptr().cast(), 1, 0) }
         } else {
             if self.written.contains(&target) {
                 return Ok(());
@@ -507,7 +510,9 @@ impl Extractor<'_> {
     /// dropped, as rootless builders do.
     fn set_xattrs(&self, path: &Path, meta: &Meta) -> Result<(), ExtractError> {
         for (key, value) in &meta.xattrs {
-            if key.starts_with(b"trusted.overlay.") {
+            if key.starts_with(b"trusted.overlay.")
+                || (self.options.user_xattrs && key.starts_with(b"user.overlay."))
+            {
                 continue;
             }
             let io = |source| ExtractError::Io {
@@ -726,6 +731,7 @@ mod tests {
         let options = ExtractOptions {
             chown: true,
             overlay_whiteouts: true,
+            user_xattrs: false,
         };
         let summary = extract(&tar[..], &root, &options).unwrap();
         assert_eq!(summary.whiteouts, 2);

@@ -1,15 +1,29 @@
-//! Parallel gzip whose bytes do not depend on the number of threads.
+//! Parallel gzip whose bytes do not depend on the number of threads, and
+//! that can reuse the compressed blocks of an earlier layer.
 //!
-//! The input is cut into fixed blocks of [`BLOCK_SIZE`] bytes, as pigz
-//! does. Each block is deflated on a worker thread by its own raw deflate
-//! stream, primed with the last 32 KiB of the previous block as its
-//! dictionary (so matches still reach back across the cut) and ended with a
-//! sync flush (an empty stored block that byte-aligns the output); the last
-//! block ends the deflate stream. The compressed blocks are written in
-//! order between one gzip header (mtime 0, no name, OS byte 255 "unknown")
-//! and a trailer whose CRC-32 is combined from the blocks' CRCs. A block's
-//! output depends only on its own bytes and its predecessor's tail, never
-//! on which worker ran it or when, so 1, 2 or 8 threads give the same file.
+//! The input is cut into blocks at content-defined points (as rsync and
+//! casync cut files): a gear hash over the last 64 bytes decides where a
+//! block ends, at least [`MIN_BLOCK`] and at most [`MAX_BLOCK`] bytes after
+//! the previous cut, about [`BLOCK_SIZE`] on average. An edit in the middle
+//! of the input therefore changes only the blocks around it: the cuts after
+//! it fall on the same bytes as before. Each block is deflated on a worker
+//! thread by its own raw deflate stream, primed with the last 32 KiB of the
+//! previous block as its dictionary (so matches still reach back across the
+//! cut) and ended with a sync flush (an empty stored block that byte-aligns
+//! the output); the last block ends the deflate stream. The compressed
+//! blocks are written in order between one gzip header (mtime 0, no name,
+//! OS byte 255 "unknown") and a trailer whose CRC-32 is combined from the
+//! blocks' CRCs. A block's output depends only on its own bytes and its
+//! predecessor's tail, never on which worker ran it or when, so 1, 2 or 8
+//! threads give the same file.
+//!
+//! Since a block's output is a function of (dictionary, bytes, last, level),
+//! each block gets a key, the SHA-256 of exactly those inputs (and of
+//! [`FORMAT`]); [`GzipSummary::blocks`] lists every block's key with where
+//! its bytes sit in the output. Given a [`Memo`] of an earlier output, a
+//! worker copies the bytes of a block with the same key instead of
+//! deflating it again. The result is byte-identical either way: reuse
+//! changes the time a layer takes, never its digest.
 //!
 //! [`compress`] runs a producer closure that writes into a [`GzipSink`]
 //! while workers compress behind it; at most a few blocks per thread are in
@@ -37,7 +51,7 @@
 //! | `pigz -6 -p 1`     | 1.56 s |   67 | 58,173,713   | -0.14%       |
 //! | `pigz -6 -p 2`     | 0.82 s |  128 | 58,173,713   | -0.14%       |
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read, Write};
 use std::num::NonZeroUsize;
 use std::panic::{self, AssertUnwindSafe};
@@ -46,9 +60,41 @@ use std::thread;
 
 use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 
-/// Bytes of input per independently compressed block. Part of the output
-/// format: changing it changes every layer digest.
+/// The average bytes of input per independently compressed block. The cut
+/// rule ([`MIN_BLOCK`], [`MAX_BLOCK`], [`CUT_MASK`], [`GEAR`]) is part of
+/// the output format: changing it changes every layer digest.
 pub const BLOCK_SIZE: usize = 128 * 1024;
+/// No block is cut before this many bytes (the last one may be shorter).
+pub const MIN_BLOCK: usize = 64 * 1024;
+/// A block is cut here if the hash found no cut point before.
+pub const MAX_BLOCK: usize = 512 * 1024;
+/// A cut falls after a byte where the gear hash has these bits clear: one
+/// chance in 2^16 per byte past [`MIN_BLOCK`], so blocks average about
+/// `MIN_BLOCK + 64 KiB` = [`BLOCK_SIZE`]. The top bits: they depend on the
+/// last 64 bytes, the low ones only on the last few.
+const CUT_MASK: u64 = 0xffff << 48;
+/// Changes whenever the bytes a block compresses to may change for the
+/// same inputs (deflate backend, framing): part of every block key, so
+/// blocks of an older hoist are never reused.
+pub const FORMAT: &str = "hoist-gzip-blocks-1 zlib-rs";
+
+/// The gear hash's table: 256 fixed pseudo-random words (splitmix64 from
+/// a fixed seed).
+const GEAR: [u64; 256] = {
+    let mut table = [0u64; 256];
+    let mut state: u64 = 0x686f_6973_745f_6364; // "hoist_cd"
+    let mut i = 0;
+    while i < 256 {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        table[i] = z ^ (z >> 31);
+        i += 1;
+    }
+    table
+};
+
 /// Deflate's window: the most a match can reach back, so the most of the
 /// previous block worth giving as a dictionary.
 const DICT_SIZE: usize = 32 * 1024;
@@ -82,7 +128,7 @@ impl Default for GzipOptions {
 }
 
 /// What was compressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GzipSummary {
     /// Bytes of input.
     pub uncompressed: u64,
@@ -90,6 +136,97 @@ pub struct GzipSummary {
     pub compressed: u64,
     /// CRC-32 of the input, as stored in the trailer.
     pub crc: u32,
+    /// Every block, in order: its key and where its bytes are.
+    pub blocks: Vec<BlockRecord>,
+    /// How many blocks were copied from a [`Memo`] instead of deflated.
+    pub reused: usize,
+}
+
+/// One compressed block of an output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockRecord {
+    /// SHA-256 of [`FORMAT`], the level, the last-block flag, the
+    /// dictionary and the input bytes: everything the output depends on.
+    pub key: [u8; 32],
+    /// Where the block's bytes start in the gzip output.
+    pub offset: u64,
+    pub len: u64,
+}
+
+/// The first line of an encoded block index.
+const INDEX_MAGIC: &[u8] = b"hoist block index 1\n";
+
+/// Encodes block records for storage: the magic line, then 48 bytes per
+/// block (key, offset and length little-endian).
+pub fn encode_index(blocks: &[BlockRecord]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(INDEX_MAGIC.len() + blocks.len() * 48);
+    out.extend_from_slice(INDEX_MAGIC);
+    for b in blocks {
+        out.extend_from_slice(&b.key);
+        out.extend_from_slice(&b.offset.to_le_bytes());
+        out.extend_from_slice(&b.len.to_le_bytes());
+    }
+    out
+}
+
+/// Decodes [`encode_index`]'s output; `None` if it is not one.
+pub fn decode_index(bytes: &[u8]) -> Option<Vec<BlockRecord>> {
+    let body = bytes.strip_prefix(INDEX_MAGIC)?;
+    if body.len() % 48 != 0 {
+        return None;
+    }
+    let word = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
+    Some(
+        body.chunks_exact(48)
+            .map(|c| BlockRecord {
+                key: c[..32].try_into().expect("32 bytes"),
+                offset: word(&c[32..40]),
+                len: word(&c[40..48]),
+            })
+            .collect(),
+    )
+}
+
+/// The blocks of an earlier output (a stored layer blob and its index),
+/// which workers copy instead of deflating the same inputs again.
+pub struct Memo {
+    file: std::fs::File,
+    size: u64,
+    blocks: HashMap<[u8; 32], (u64, u64)>,
+}
+
+impl Memo {
+    /// A memo over `file`, the output `blocks` describe. Records that do
+    /// not fit in the file are left out.
+    pub fn new(file: std::fs::File, blocks: &[BlockRecord]) -> io::Result<Memo> {
+        let size = file.metadata()?.len();
+        let blocks = blocks
+            .iter()
+            .filter(|b| b.offset.checked_add(b.len).is_some_and(|end| end <= size))
+            .map(|b| (b.key, (b.offset, b.len)))
+            .collect();
+        Ok(Memo { file, size, blocks })
+    }
+
+    /// The stored bytes of the block with this key, if any.
+    fn get(&self, key: &[u8; 32]) -> Option<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let &(offset, len) = self.blocks.get(key)?;
+        if offset + len > self.size {
+            return None;
+        }
+        let mut bytes = vec![0; usize::try_from(len).ok()?];
+        self.file.read_exact_at(&mut bytes, offset).ok()?;
+        Some(bytes)
+    }
+}
+
+impl std::fmt::Debug for Memo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Memo")
+            .field("blocks", &self.blocks.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why compression failed.
@@ -125,6 +262,8 @@ struct Done {
     index: u64,
     result: Result<Vec<u8>, GzipError>,
     crc: Crc,
+    key: [u8; 32],
+    reused: bool,
 }
 
 /// The `Write` end handed to [`compress`]'s producer.
@@ -141,6 +280,10 @@ pub struct GzipSink<'a, W: Write> {
     crc: Crc,
     uncompressed: u64,
     compressed: u64,
+    /// The gear hash of the bytes since the last cut.
+    hash: u64,
+    blocks: Vec<BlockRecord>,
+    reused: usize,
     /// The first failure, kept so the caller sees it rather than the
     /// generic error the producer got from `write`.
     error: Option<GzipError>,
@@ -167,6 +310,7 @@ impl<W: Write> GzipSink<'_, W> {
             self.receive_one()?;
         }
         let data = std::mem::replace(&mut self.block, Vec::with_capacity(BLOCK_SIZE));
+        self.hash = 0;
         let dict = std::mem::take(&mut self.dict);
         self.dict = data[data.len().saturating_sub(DICT_SIZE)..].to_vec();
         let job = Job {
@@ -190,6 +334,12 @@ impl<W: Write> GzipSink<'_, W> {
             self.out
                 .write_all(&bytes)
                 .map_err(|source| GzipError::Write { source })?;
+            self.blocks.push(BlockRecord {
+                key: done.key,
+                offset: self.compressed,
+                len: bytes.len() as u64,
+            });
+            self.reused += usize::from(done.reused);
             self.compressed += bytes.len() as u64;
             self.crc.combine(&done.crc);
             self.next_write += 1;
@@ -217,26 +367,51 @@ impl<W: Write> GzipSink<'_, W> {
             uncompressed: self.uncompressed,
             compressed: self.compressed,
             crc: self.crc.sum(),
+            blocks: std::mem::take(&mut self.blocks),
+            reused: self.reused,
         })
+    }
+}
+
+impl<W: Write> GzipSink<'_, W> {
+    /// How many bytes of `buf` belong to the current block, and whether
+    /// the block ends after them.
+    fn cut(&mut self, buf: &[u8]) -> (usize, bool) {
+        let len = self.block.len();
+        if len < MIN_BLOCK {
+            // No cut can fall here: copy without hashing.
+            return (buf.len().min(MIN_BLOCK - len), false);
+        }
+        let room = MAX_BLOCK - len;
+        for (i, &byte) in buf.iter().take(room).enumerate() {
+            self.hash = (self.hash << 1).wrapping_add(GEAR[usize::from(byte)]);
+            if self.hash & CUT_MASK == 0 {
+                return (i + 1, true);
+            }
+        }
+        if buf.len() >= room {
+            (room, true)
+        } else {
+            (buf.len(), false)
+        }
     }
 }
 
 impl<W: Write> Write for GzipSink<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.check()?;
-        let n = buf.len().min(BLOCK_SIZE - self.block.len());
+        let (n, cut) = self.cut(buf);
         self.block.extend_from_slice(&buf[..n]);
         self.uncompressed += n as u64;
-        if self.block.len() == BLOCK_SIZE
-            && let Err(error) = self.dispatch(false)
-        {
+        if cut && let Err(error) = self.dispatch(false) {
             return Err(self.fail(error));
         }
         Ok(n)
     }
 
-    /// Blocks are cut at fixed offsets, never at flushes: a flush that cut
-    /// a block would make the output depend on how the producer wrote.
+    /// Blocks are cut where the content says, never at flushes: a flush
+    /// that cut a block would make the output depend on how the producer
+    /// wrote.
     fn flush(&mut self) -> io::Result<()> {
         self.check()
     }
@@ -256,6 +431,21 @@ where
     W: Write,
     E: From<GzipError>,
 {
+    compress_with(out, options, None, produce)
+}
+
+/// [`compress`], copying the blocks `memo` already holds instead of
+/// deflating them again (the output is the same).
+pub fn compress_with<W, T, E>(
+    out: &mut W,
+    options: &GzipOptions,
+    memo: Option<&Memo>,
+    produce: impl FnOnce(&mut GzipSink<'_, W>) -> Result<T, E>,
+) -> Result<(T, GzipSummary), E>
+where
+    W: Write,
+    E: From<GzipError>,
+{
     if options.level > 9 {
         return Err(GzipError::Level {
             level: options.level,
@@ -264,7 +454,7 @@ where
     }
     out.write_all(&HEADER)
         .map_err(|source| GzipError::Write { source })?;
-    let level = Compression::new(options.level);
+    let level = options.level;
     let threads = options.threads.get();
 
     // The workers borrow the job receiver, so it lives outside the scope.
@@ -275,7 +465,7 @@ where
         for _ in 0..threads {
             let job_rx = &job_rx;
             let done_tx = done_tx.clone();
-            scope.spawn(move || worker(job_rx, done_tx, level));
+            scope.spawn(move || worker(job_rx, done_tx, level, memo));
         }
         drop(done_tx);
 
@@ -292,6 +482,9 @@ where
             crc: Crc::new(),
             uncompressed: 0,
             compressed: HEADER.len() as u64,
+            hash: 0,
+            blocks: Vec::new(),
+            reused: 0,
             error: None,
         };
         let produced = produce(&mut sink);
@@ -319,7 +512,12 @@ pub fn compress_reader<W: Write>(
     Ok(summary)
 }
 
-fn worker(jobs: &Mutex<mpsc::Receiver<Job>>, done: mpsc::Sender<Done>, level: Compression) {
+fn worker(
+    jobs: &Mutex<mpsc::Receiver<Job>>,
+    done: mpsc::Sender<Done>,
+    level: u32,
+    memo: Option<&Memo>,
+) {
     loop {
         // The lock is held only while waiting for the next job; a poisoned
         // lock means another worker panicked, and the scope reports that.
@@ -330,11 +528,25 @@ fn worker(jobs: &Mutex<mpsc::Receiver<Job>>, done: mpsc::Sender<Done>, level: Co
         let Ok(job) = job else { return };
         let mut crc = Crc::new();
         crc.update(&job.data);
+        let key = block_key(level, job.last, &job.dict, &job.data);
+        if let Some(bytes) = memo.and_then(|m| m.get(&key)) {
+            let reply = Done {
+                index: job.index,
+                result: Ok(bytes),
+                crc,
+                key,
+                reused: true,
+            };
+            if done.send(reply).is_err() {
+                return;
+            }
+            continue;
+        }
         // A panic must come back as a result: the writer waits for every
         // block in order and would otherwise wait forever for this one.
         let block = job.index;
         let result = match panic::catch_unwind(AssertUnwindSafe(|| {
-            deflate_block(level, &job.dict, &job.data, job.last)
+            deflate_block(Compression::new(level), &job.dict, &job.data, job.last)
         })) {
             Ok(Ok(bytes)) => Ok(bytes),
             Ok(Err(source)) => Err(GzipError::Deflate { block, source }),
@@ -344,11 +556,25 @@ fn worker(jobs: &Mutex<mpsc::Receiver<Job>>, done: mpsc::Sender<Done>, level: Co
             index: job.index,
             result,
             crc,
+            key,
+            reused: false,
         };
         if done.send(reply).is_err() {
             return;
         }
     }
+}
+
+/// The key of a block: everything its compressed bytes depend on.
+fn block_key(level: u32, last: bool, dict: &[u8], data: &[u8]) -> [u8; 32] {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    h.update(FORMAT.as_bytes());
+    h.update([level as u8, u8::from(last)]);
+    h.update((dict.len() as u64).to_le_bytes());
+    h.update(dict);
+    h.update(data);
+    h.finalize().into()
 }
 
 /// Deflates one block with a new raw deflate stream: dictionary, data, then
@@ -401,6 +627,7 @@ fn deflate_block(
 mod tests {
     use super::*;
     use flate2::read::GzDecoder;
+    use std::collections::HashSet;
 
     /// Deterministic mixed input: compressible text and random-looking bytes.
     pub(crate) fn mixed_input(len: usize, seed: u64) -> Vec<u8> {
@@ -453,6 +680,90 @@ mod tests {
             crc.update(&input);
             assert_eq!(summary.crc, crc.sum());
         }
+    }
+
+    #[test]
+    fn blocks_are_cut_by_content_and_resynchronise_after_an_edit() {
+        let input = mixed_input(40 * BLOCK_SIZE, 5);
+        let (_, before) = gzip(&input, 2);
+        for pair in before.blocks.windows(2) {
+            assert_eq!(pair[0].offset + pair[0].len, pair[1].offset);
+        }
+        // Insert a few bytes in the middle: only the blocks around the
+        // edit change, the cuts after it fall on the same bytes.
+        let mut edited = input.clone();
+        edited.splice(20 * BLOCK_SIZE..20 * BLOCK_SIZE, *b"an edit");
+        let (_, after) = gzip(&edited, 2);
+        let old: HashSet<[u8; 32]> = before.blocks.iter().map(|b| b.key).collect();
+        let changed = after
+            .blocks
+            .iter()
+            .filter(|b| !old.contains(&b.key))
+            .count();
+        assert!(before.blocks.len() > 20, "{}", before.blocks.len());
+        assert!(
+            changed <= 3,
+            "{changed} of {} blocks changed",
+            after.blocks.len()
+        );
+    }
+
+    #[test]
+    fn a_memo_gives_the_same_bytes_and_skips_the_unchanged_blocks() {
+        let input = mixed_input(30 * BLOCK_SIZE, 9);
+        let (first, summary) = gzip(&input, 2);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("first.gz");
+        std::fs::write(&path, &first).unwrap();
+        let memo = Memo::new(std::fs::File::open(&path).unwrap(), &summary.blocks).unwrap();
+        let mut edited = input.clone();
+        edited[15 * BLOCK_SIZE] ^= 0xff;
+        let options = GzipOptions::default();
+        let mut with_memo = Vec::new();
+        let ((), reused) = compress_with(&mut with_memo, &options, Some(&memo), |sink| {
+            sink.write_all(&edited)
+                .map_err(|source| GzipError::Read { source })
+        })
+        .unwrap();
+        let (fresh, _) = gzip(&edited, 1);
+        assert!(with_memo == fresh, "a memo changed the output");
+        assert!(reused.reused + 3 >= reused.blocks.len(), "{reused:?}");
+        assert!(reused.reused < reused.blocks.len());
+        // The same input again: every block comes from the memo.
+        let mut again = Vec::new();
+        let ((), all) = compress_with(&mut again, &options, Some(&memo), |sink| {
+            sink.write_all(&input)
+                .map_err(|source| GzipError::Read { source })
+        })
+        .unwrap();
+        assert!(again == first);
+        assert_eq!(all.reused, all.blocks.len());
+    }
+
+    #[test]
+    fn a_memo_with_records_beyond_its_file_is_ignored_there() {
+        let input = mixed_input(4 * BLOCK_SIZE, 2);
+        let (out, summary) = gzip(&input, 1);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("short.gz");
+        std::fs::write(&path, &out[..out.len() / 2]).unwrap();
+        let memo = Memo::new(std::fs::File::open(&path).unwrap(), &summary.blocks).unwrap();
+        let mut again = Vec::new();
+        compress_with(&mut again, &GzipOptions::default(), Some(&memo), |sink| {
+            sink.write_all(&input)
+                .map_err(|source| GzipError::Read { source })
+        })
+        .unwrap();
+        assert!(again == out);
+    }
+
+    #[test]
+    fn block_indexes_round_trip() {
+        let (_, summary) = gzip(&mixed_input(5 * BLOCK_SIZE, 4), 2);
+        let encoded = encode_index(&summary.blocks);
+        assert_eq!(decode_index(&encoded).unwrap(), summary.blocks);
+        assert!(decode_index(&encoded[1..]).is_none());
+        assert!(decode_index(&encoded[..encoded.len() - 1]).is_none());
     }
 
     #[test]

@@ -22,7 +22,7 @@ use std::io::{self, Read, Write};
 
 pub use digest::{Digest, DigestError, DigestWriter};
 pub use extract::{ExtractError, ExtractOptions, ExtractSummary, extract};
-pub use gzip::{GzipError, GzipOptions};
+pub use gzip::{BlockRecord, GzipError, GzipOptions, Memo};
 pub use tar::{
     Content, Entry, EntryKind, TarError, TarOptions, TarWriter, sort_entries, write_tar,
 };
@@ -67,7 +67,20 @@ pub fn write_layer<W: Write>(
     options: &LayerOptions,
     out: W,
 ) -> Result<(LayerDigests, W), LayerError> {
-    digest_pipeline(out, &options.gzip, |tar| {
+    write_layer_with(entries, options, None, out).map(|(digests, _, out)| (digests, out))
+}
+
+/// [`write_layer`], copying compressed blocks from `memo` (an earlier
+/// layer) where the input is the same, and returning the new layer's
+/// blocks (to store as the memo of a later build) and how many were
+/// reused. The bytes are the same with or without a memo.
+pub fn write_layer_with<W: Write>(
+    entries: &[Entry],
+    options: &LayerOptions,
+    memo: Option<&Memo>,
+    out: W,
+) -> Result<(LayerDigests, gzip::GzipSummary, W), LayerError> {
+    digest_pipeline(out, &options.gzip, memo, |tar| {
         write_tar(entries, options.tar, tar)?;
         Ok(())
     })
@@ -80,10 +93,11 @@ pub fn compress_tar<W: Write>(
     options: &GzipOptions,
     out: W,
 ) -> Result<(LayerDigests, W), LayerError> {
-    digest_pipeline(out, options, |tar| {
+    digest_pipeline(out, options, None, |tar| {
         io::copy(input, tar).map_err(|source| LayerError::Read { source })?;
         Ok(())
     })
+    .map(|(digests, _, out)| (digests, out))
 }
 
 /// The one pass every layer takes: `produce` writes the tar, which is
@@ -91,15 +105,17 @@ pub fn compress_tar<W: Write>(
 fn digest_pipeline<W: Write>(
     out: W,
     options: &GzipOptions,
+    memo: Option<&Memo>,
     produce: impl FnOnce(&mut dyn Write) -> Result<(), LayerError>,
-) -> Result<(LayerDigests, W), LayerError> {
+) -> Result<(LayerDigests, gzip::GzipSummary, W), LayerError> {
     let mut blob = DigestWriter::new(out);
-    let ((diff_id, uncompressed_size), _summary) = gzip::compress(&mut blob, options, |sink| {
-        let mut tar = DigestWriter::new(sink);
-        produce(&mut tar)?;
-        let (diff_id, len, _) = tar.finish();
-        Ok::<_, LayerError>((diff_id, len))
-    })?;
+    let ((diff_id, uncompressed_size), summary) =
+        gzip::compress_with(&mut blob, options, memo, |sink| {
+            let mut tar = DigestWriter::new(sink);
+            produce(&mut tar)?;
+            let (diff_id, len, _) = tar.finish();
+            Ok::<_, LayerError>((diff_id, len))
+        })?;
     let (digest, size, out) = blob.finish();
     let digests = LayerDigests {
         diff_id,
@@ -107,7 +123,7 @@ fn digest_pipeline<W: Write>(
         size,
         uncompressed_size,
     };
-    Ok((digests, out))
+    Ok((digests, summary, out))
 }
 
 #[cfg(test)]

@@ -2,7 +2,9 @@
 //!
 //! overlayfs records a deletion as a 0:0 character device and a directory
 //! that replaced a lower one as `trusted.overlay.opaque=y`
-//! (Documentation/filesystems/overlayfs.rst); OCI layers say the same with
+//! (Documentation/filesystems/overlayfs.rst), or `user.overlay.opaque` for
+//! an overlay mounted with `userxattr` in a user namespace (rootless; its
+//! whiteouts are 0:0 devices too); OCI layers say the same with
 //! `.wh.<name>` and `.wh..wh..opq` entries (image-spec layer.md). Ownership,
 //! modes and other extended attributes come from the upper directory as
 //! the command left them. Contents stay in the upper directory
@@ -12,14 +14,20 @@ use crate::layer::tar::{Entry, EntryKind};
 use crate::layer::walk::{WalkError, WalkOptions, walk};
 use std::path::Path;
 
-const OVERLAY_XATTR: &[u8] = b"trusted.overlay.";
-const OPAQUE_XATTR: &[u8] = b"trusted.overlay.opaque";
+/// Where overlayfs keeps its own attributes: as root, or in a user
+/// namespace (`userxattr`).
+const OVERLAY_XATTRS: [&[u8]; 2] = [b"trusted.overlay.", b"user.overlay."];
+const OPAQUE_XATTRS: [&[u8]; 2] = [b"trusted.overlay.opaque", b"user.overlay.opaque"];
 
 /// The changes in `upper` as layer entries, sorted, leaving out the mount
 /// points listed in `mount_points` (paths without a leading `/`) that the
 /// sandbox created and the command left empty: empty files, and
-/// directories with nothing of the layer below them.
-pub fn diff(upper: &Path, mount_points: &[&str]) -> Result<Vec<Entry>, WalkError> {
+/// directories with nothing of the layer below them. `userxattr`: the
+/// overlay was mounted in a user namespace, and `user.overlay.*`
+/// attributes are its own (as root they are the command's, kept).
+pub fn diff(upper: &Path, mount_points: &[&str], userxattr: bool) -> Result<Vec<Entry>, WalkError> {
+    let n = if userxattr { 2 } else { 1 };
+    let (ours, opaque_keys) = (&OVERLAY_XATTRS[..n], &OPAQUE_XATTRS[..n]);
     let options = WalkOptions {
         xattrs: true,
         ..WalkOptions::default()
@@ -36,8 +44,12 @@ pub fn diff(upper: &Path, mount_points: &[&str]) -> Result<Vec<Entry>, WalkError
             continue;
         }
         let opaque = entry.kind == EntryKind::Dir
-            && entry.xattrs.get(OPAQUE_XATTR).map(Vec::as_slice) == Some(b"y");
-        entry.xattrs.retain(|k, _| !k.starts_with(OVERLAY_XATTR));
+            && opaque_keys
+                .iter()
+                .any(|k| entry.xattrs.get(*k).map(Vec::as_slice) == Some(b"y"));
+        entry
+            .xattrs
+            .retain(|k, _| !ours.iter().any(|o| k.starts_with(o)));
         if opaque {
             out.push(Entry::opaque(&entry.path));
         }
@@ -111,7 +123,7 @@ mod tests {
             "used",
             "used/a",
         ];
-        let entries = diff(up, &stubs).unwrap();
+        let entries = diff(up, &stubs, false).unwrap();
         assert_eq!(
             names(&entries),
             [

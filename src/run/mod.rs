@@ -11,13 +11,16 @@
 //! ones). The command sees /proc, a small /dev, /sys read-only and the
 //! host's /etc/hosts and /etc/resolv.conf read-only, never the host's file
 //! system or the store: the root is pivoted into the overlay and the old
-//! root detached. Kernel calls go through [`syscall::Syscall`]. Rootless
-//! runs (a user namespace) are not implemented yet: RUN needs root.
+//! root detached. Kernel calls go through [`syscall::Syscall`]. Rootless,
+//! hoist runs as root of a user namespace ([`userns`]); the overlay then
+//! takes `userxattr` and /sys is bound rather than mounted.
 
 pub mod diff;
 mod sandbox;
 pub mod snapshot;
+pub mod ssh;
 pub mod syscall;
+pub mod userns;
 
 use std::path::{Path, PathBuf};
 
@@ -56,8 +59,20 @@ pub enum RunError {
     /// SIGTERM or SIGINT arrived; the step's processes are gone.
     #[error("interrupted by signal {signal}")]
     Interrupted { signal: i32 },
-    #[error("RUN needs root for now: rootless RUN (user namespaces) is not implemented yet")]
+    /// A library caller that is not root and did not call
+    /// [`userns::reexec`].
+    #[error("RUN needs root, or hoist running as root of a user namespace")]
     NotRoot,
+    #[error("RUN needs a user namespace when hoist is not root, and none can be made here")]
+    NoUserNamespace {
+        #[source]
+        source: std::io::Error,
+    },
+    /// A single-id user namespace cannot give a step the ids it needs.
+    #[error(
+        "{what}, but hoist has only a single-id user namespace: the caller has no subordinate ids in /etc/subuid and /etc/subgid"
+    )]
+    SingleId { what: String },
 }
 
 /// The network a step gets.
@@ -102,6 +117,30 @@ pub enum MountSource {
         subpath: String,
         readonly: bool,
     },
+    /// A secret (`--mount=type=secret`): a read-only file on a tmpfs of
+    /// the sandbox's own, gone with it; never on disk.
+    Secret {
+        data: SecretBytes,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    /// A host socket or file bound read-write over a file mount point (an
+    /// ssh agent's socket).
+    Socket {
+        source: PathBuf,
+    },
+}
+
+/// A secret's content: its `Debug` shows only its length, so that no
+/// debug print or error can carry it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretBytes(pub Vec<u8>);
+
+impl std::fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretBytes({} bytes)", self.0.len())
+    }
 }
 
 /// One `RUN --mount`.
@@ -133,6 +172,8 @@ pub struct RunSpec {
     /// `/dev/pipes` (a RUN heredoc starting with `#!`, as BuildKit does).
     pub scripts: Vec<(String, String)>,
     pub mounts: Vec<RunMount>,
+    /// The user namespace hoist runs in ([`userns::current`]).
+    pub namespace: userns::Namespace,
 }
 
 /// Runs `spec` with `dir` (an empty directory in the store, kept by the
@@ -167,14 +208,18 @@ pub fn run(spec: &RunSpec, dir: &Path, output: &mut dyn FnMut(&str)) -> Result<i
         }
     }
     for (i, mount) in spec.mounts.iter().enumerate() {
-        if let MountSource::Overlay { .. } = mount.source {
-            for part in ["merged", "upper", "work"] {
-                let d = sandbox::mount_dir(dir, i).join(part);
-                std::fs::create_dir_all(&d).map_err(|source| RunError::Io {
-                    path: d.clone(),
-                    source,
-                })?;
-            }
+        let parts: &[&str] = match mount.source {
+            MountSource::Overlay { .. } => &["merged", "upper", "work"],
+            // The secret's tmpfs is mounted there, in the sandbox only.
+            MountSource::Secret { .. } => &[""],
+            _ => &[],
+        };
+        for part in parts {
+            let d = sandbox::mount_dir(dir, i).join(part);
+            std::fs::create_dir_all(&d).map_err(|source| RunError::Io {
+                path: d.clone(),
+                source,
+            })?;
         }
     }
     let prepared = sandbox::Prepared::new(spec, dir, !spec.scripts.is_empty())?;
@@ -185,12 +230,15 @@ pub fn run(spec: &RunSpec, dir: &Path, output: &mut dyn FnMut(&str)) -> Result<i
     Ok(code)
 }
 
-/// Fails unless this process can run steps (for now: it runs as root),
-/// before any snapshot is extracted for them.
+/// Fails unless this process can run steps (it is root, of the host or
+/// of a user namespace), before any snapshot is extracted for them.
 pub fn check_privileges() -> Result<(), RunError> {
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } != 0 {
-        return Err(RunError::NotRoot);
+        return Err(match userns::unavailable() {
+            Some(source) => RunError::NoUserNamespace { source },
+            None => RunError::NotRoot,
+        });
     }
     Ok(())
 }

@@ -64,6 +64,12 @@ pub(super) struct Prepared {
     uid: u32,
     gid: u32,
     groups: Vec<libc::gid_t>,
+    /// Bind the host's /sys instead of mounting a sysfs: in a user
+    /// namespace, sysfs can only be mounted with a network namespace of
+    /// its own.
+    bind_sys: bool,
+    /// A single-id user namespace has setgroups(2) denied.
+    set_groups: bool,
     /// Where to look for the program: each candidate path in order.
     program: Vec<CString>,
     argv: Vec<CString>,
@@ -91,6 +97,32 @@ enum PreparedKind {
         source: CString,
         readonly: bool,
     },
+    /// A tmpfs at `staging` (in the scratch directory, private to the
+    /// sandbox's mount namespace), `file` written in it and bound over
+    /// the target file, read-only.
+    Secret {
+        staging: CString,
+        file: CString,
+        data: Vec<u8>,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    /// A host file or socket bound over the target file.
+    File {
+        source: CString,
+    },
+}
+
+impl PreparedKind {
+    /// Whether the target is a file (created empty when missing) rather
+    /// than a directory.
+    fn is_file(&self) -> bool {
+        matches!(
+            self,
+            PreparedKind::Secret { .. } | PreparedKind::File { .. }
+        )
+    }
 }
 
 /// Where the overlay of the `index`th `--mount` is assembled.
@@ -106,6 +138,7 @@ fn overlay_mount(
     lowers: &[PathBuf],
     subpath: &str,
     readonly: bool,
+    options: &str,
 ) -> Result<PreparedKind, RunError> {
     let staging = mount_dir(dir, index);
     // The empty directory at the bottom: an overlay without an upper
@@ -125,7 +158,7 @@ fn overlay_mount(
             staging.join("work").display()
         ));
     }
-    data.push_str(&format!(",{OVERLAY_OPTIONS}"));
+    data.push_str(&format!(",{options}"));
     if names.iter().any(|n| n.contains([':', ','])) || data.len() > MAX_MOUNT_DATA {
         return Err(RunError::Invalid {
             reason: "a --mount source cannot be an overlay (too many layers, or `:` or `,` in the store path)".into(),
@@ -210,8 +243,17 @@ impl Prepared {
                 });
             }
         }
+        let userns = spec.namespace.is_user_namespace();
+        // overlayfs in a user namespace (Linux >= 5.11) keeps its
+        // attributes in user.overlay.* (overlayfs.rst, "User xattr"), and
+        // then takes redirect_dir=nofollow only (off may still follow).
+        let options = if userns {
+            "redirect_dir=nofollow,metacopy=off,index=off,userxattr".to_string()
+        } else {
+            OVERLAY_OPTIONS.to_string()
+        };
         let data = format!(
-            "lowerdir={},upperdir={},workdir={},{OVERLAY_OPTIONS}",
+            "lowerdir={},upperdir={},workdir={},{options}",
             names.join(":"),
             upper.display(),
             work.display()
@@ -323,7 +365,23 @@ impl Prepared {
                             lowers,
                             subpath,
                             readonly,
-                        } => overlay_mount(dir, i, lowers, subpath, *readonly)?,
+                        } => overlay_mount(dir, i, lowers, subpath, *readonly, &options)?,
+                        MountSource::Secret {
+                            data,
+                            mode,
+                            uid,
+                            gid,
+                        } => PreparedKind::Secret {
+                            staging: path_c(&mount_dir(dir, i))?,
+                            file: path_c(&mount_dir(dir, i).join("secret"))?,
+                            data: data.0.clone(),
+                            mode: *mode,
+                            uid: *uid,
+                            gid: *gid,
+                        },
+                        MountSource::Socket { source } => PreparedKind::File {
+                            source: path_c(source)?,
+                        },
                     };
                     Ok(PreparedMount {
                         parents,
@@ -337,6 +395,8 @@ impl Prepared {
             uid: spec.uid,
             gid: spec.gid,
             groups: spec.groups.clone(),
+            bind_sys: userns && spec.network == Network::Host,
+            set_groups: spec.namespace != super::userns::Namespace::Single,
             program,
             argv: spec.argv.iter().map(cstring).collect::<Result<_, _>>()?,
             env: spec.env.iter().map(cstring).collect::<Result<_, _>>()?,
@@ -367,14 +427,20 @@ pub(super) fn setup(sys: &mut impl Syscall, p: &Prepared) -> Result<(), StepErro
     let pseudo = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
     sys.mount(c"proc", &p.proc_dir, c"proc", pseudo, None)
         .map_err(|e| ("mount /proc", e))?;
-    sys.mount(
-        c"sysfs",
-        &p.sys_dir,
-        c"sysfs",
-        pseudo | libc::MS_RDONLY,
-        None,
-    )
-    .map_err(|e| ("mount /sys", e))?;
+    if p.bind_sys {
+        sys.mount(c"/sys", &p.sys_dir, c"", libc::MS_BIND | libc::MS_REC, None)
+            .map_err(|e| ("bind /sys", e))?;
+        remount_read_only(sys, &p.sys_dir, "make /sys read-only")?;
+    } else {
+        sys.mount(
+            c"sysfs",
+            &p.sys_dir,
+            c"sysfs",
+            pseudo | libc::MS_RDONLY,
+            None,
+        )
+        .map_err(|e| ("mount /sys", e))?;
+    }
     sys.mount(
         c"tmpfs",
         &p.dev_dir,
@@ -428,8 +494,15 @@ pub(super) fn setup(sys: &mut impl Syscall, p: &Prepared) -> Result<(), StepErro
         )?;
     }
     for mount in &p.mounts {
-        for dir in mount.parents.iter().chain([&mount.target]) {
+        for dir in &mount.parents {
             sys.mkdir(dir, 0o755)
+                .map_err(|e| ("create a --mount target", e))?;
+        }
+        if mount.kind.is_file() {
+            sys.touch(&mount.target)
+                .map_err(|e| ("create a --mount target file", e))?;
+        } else {
+            sys.mkdir(&mount.target, 0o755)
                 .map_err(|e| ("create a --mount target", e))?;
         }
         match &mount.kind {
@@ -456,6 +529,29 @@ pub(super) fn setup(sys: &mut impl Syscall, p: &Prepared) -> Result<(), StepErro
             PreparedKind::Bind { source, readonly } => {
                 bind(sys, source, &mount.target, *readonly)?;
             }
+            PreparedKind::Secret {
+                staging,
+                file,
+                data,
+                mode,
+                uid,
+                gid,
+            } => {
+                sys.mount(
+                    c"tmpfs",
+                    staging,
+                    c"tmpfs",
+                    libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                    Some(c"mode=700"),
+                )
+                .map_err(|e| ("mount a tmpfs for a secret", e))?;
+                sys.write_file(file, data, *mode, *uid, *gid)
+                    .map_err(|e| ("write a secret", e))?;
+                bind(sys, file, &mount.target, true)?;
+            }
+            PreparedKind::File { source } => {
+                bind(sys, source, &mount.target, false)?;
+            }
         }
     }
     sys.sethostname(HOSTNAME)
@@ -481,8 +577,10 @@ pub(super) fn setup(sys: &mut impl Syscall, p: &Prepared) -> Result<(), StepErro
                 .map_err(|e| ("drop capabilities", e))?;
         }
     }
-    sys.set_groups(&p.groups)
-        .map_err(|e| ("set supplementary groups", e))?;
+    if p.set_groups {
+        sys.set_groups(&p.groups)
+            .map_err(|e| ("set supplementary groups", e))?;
+    }
     sys.set_gid(p.gid).map_err(|e| ("set the group id", e))?;
     sys.set_uid(p.uid).map_err(|e| ("set the user id", e))?;
     Ok(())
@@ -522,7 +620,18 @@ fn remount_read_only(
     target: &CStr,
     step: &'static str,
 ) -> Result<(), StepError> {
-    let flags = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY;
+    // A remount must keep the flags the mount was made with where they
+    // are locked (a mount from a more privileged user namespace: nosuid,
+    // nodev, noexec, atime), or the kernel refuses it (mount(2), EPERM).
+    // ST_* flags have the MS_* values.
+    let kept = libc::MS_NOSUID
+        | libc::MS_NODEV
+        | libc::MS_NOEXEC
+        | libc::MS_NOATIME
+        | libc::MS_NODIRATIME
+        | libc::MS_RELATIME;
+    let current = sys.mount_flags(target).map_err(|e| (step, e))?;
+    let flags = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | (current & kept);
     sys.mount(c"", target, c"", flags, None)
         .map_err(|e| (step, e))
 }
@@ -806,6 +915,7 @@ mod tests {
                 create: true,
             }],
             scripts: Vec::new(),
+            namespace: crate::run::userns::Namespace::Host,
             mounts: vec![crate::run::RunMount {
                 target: "/root/.cache".into(),
                 source: MountSource::Bind {
@@ -858,6 +968,41 @@ mod tests {
         );
         assert_eq!(calls[at("setgroups")], "setgroups [1002, 50]");
         assert!(at("setgid 1002") < at("setuid 1001"));
+    }
+
+    #[test]
+    fn a_secret_is_written_on_a_private_tmpfs_and_bound_read_only() {
+        let mut with_secret = spec();
+        with_secret.mounts.push(crate::run::RunMount {
+            target: "/run/secrets/tok".into(),
+            source: MountSource::Secret {
+                data: crate::run::SecretBytes(b"hunter2".to_vec()),
+                mode: 0o400,
+                uid: 1001,
+                gid: 0,
+            },
+        });
+        let p = prepared(&with_secret);
+        let mut sys = Recording::default();
+        setup(&mut sys, &p).unwrap();
+        let calls = sys.calls.join("\n");
+        let expected = [
+            "mkdir /s/merged/run/secrets 755",
+            "touch /s/merged/run/secrets/tok",
+            "mount tmpfs /s/mount-1 tmpfs 0xe mode=700",
+            "write /s/mount-1/secret (7 bytes) 400 1001:0",
+            "mount /s/mount-1/secret /s/merged/run/secrets/tok  0x5000 ",
+            "mount  /s/merged/run/secrets/tok  0x1021 ",
+        ];
+        let at = expected.map(|c| {
+            calls
+                .lines()
+                .position(|l| l == c)
+                .unwrap_or_else(|| panic!("no `{c}` in {calls}"))
+        });
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{calls}");
+        assert!(!calls.contains("hunter2"));
+        assert!(!format!("{with_secret:?}").contains("hunter2"));
     }
 
     #[test]

@@ -8,6 +8,16 @@
 //! never leaves a half snapshot under the real name: `rootfs` exists only
 //! complete. (The `content` directory next to it is the build engine's
 //! plain-file copy of the same layer, for COPY; it is not usable here.)
+//!
+//! In a user namespace ([`super::userns`]) the snapshot is named after the
+//! id mapping (`rootfs-userns-<digest>`): its files are owned by the
+//! namespace's ids as the host sees them (subordinate ids), and its opaque
+//! directories carry `user.overlay.opaque`, which an overlay mounted with
+//! `userxattr` reads. Extraction happens inside the namespace, so `chown`
+//! gives each file its in-image id mapped through the ranges; with a
+//! single-id mapping nothing is chowned (every file is the caller's) and
+//! the build engine takes ownership of changed files from the layer
+//! below.
 
 use super::RunError;
 use crate::layer::digest::Digest;
@@ -18,7 +28,8 @@ use std::path::PathBuf;
 /// The snapshot of layer `blob` (diffID `diff_id`), extracted if missing.
 pub fn ensure(store: &Store, blob: &Digest, diff_id: &Digest) -> Result<PathBuf, RunError> {
     let dir = store.root().join("snapshots").join(diff_id.hex());
-    let rootfs = dir.join("rootfs");
+    let namespace = super::userns::current();
+    let rootfs = dir.join(super::userns::snapshot_name());
     if rootfs.is_dir() {
         return Ok(rootfs);
     }
@@ -27,7 +38,11 @@ pub fn ensure(store: &Store, blob: &Digest, diff_id: &Digest) -> Result<PathBuf,
         move |source| RunError::Io { path, source }
     };
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-    let temp = dir.join(format!("rootfs.partial-{}", std::process::id()));
+    let temp = dir.join(format!(
+        "{}.partial-{}",
+        super::userns::snapshot_name(),
+        std::process::id()
+    ));
     if temp.exists() {
         std::fs::remove_dir_all(&temp).map_err(io(&temp))?;
     }
@@ -37,8 +52,9 @@ pub fn ensure(store: &Store, blob: &Digest, diff_id: &Digest) -> Result<PathBuf,
         source: std::io::Error::other(e),
     })?;
     let options = ExtractOptions {
-        chown: true,
+        chown: namespace != super::userns::Namespace::Single,
         overlay_whiteouts: true,
+        user_xattrs: namespace.is_user_namespace(),
     };
     if let Err(source) = extract(std::io::BufReader::new(file), &temp, &options) {
         let _ = std::fs::remove_dir_all(&temp);

@@ -36,10 +36,24 @@ pub trait Syscall {
         data: Option<&CStr>,
     ) -> SysResult;
     fn umount(&mut self, target: &CStr, flags: libc::c_int) -> SysResult;
+    /// The `ST_*` flags of the mount holding `path` (statvfs(3)).
+    fn mount_flags(&mut self, path: &CStr) -> Result<libc::c_ulong, Errno>;
     /// `mkdir(2)`; an existing entry is not an error.
     fn mkdir(&mut self, path: &CStr, mode: u32) -> SysResult;
-    /// Creates an empty file if nothing is there (a bind-mount point).
+    /// Creates an empty file if nothing is there (a bind-mount point); an
+    /// existing entry is left alone (not opened for writing, which on an
+    /// overlay would copy it up into the layer).
     fn touch(&mut self, path: &CStr) -> SysResult;
+    /// Creates `path` (which must not exist) holding `data`, with `mode`
+    /// and owner `uid`:`gid` (a secret's file, on a tmpfs).
+    fn write_file(
+        &mut self,
+        path: &CStr,
+        data: &[u8],
+        mode: u32,
+        uid: libc::uid_t,
+        gid: libc::gid_t,
+    ) -> SysResult;
     /// `symlink(2)`; an existing entry is not an error.
     fn symlink(&mut self, target: &CStr, path: &CStr) -> SysResult;
     fn chdir(&mut self, path: &CStr) -> SysResult;
@@ -89,6 +103,14 @@ impl Syscall for Linux {
         check(unsafe { libc::umount2(target.as_ptr(), flags) })
     }
 
+    fn mount_flags(&mut self, path: &CStr) -> Result<libc::c_ulong, Errno> {
+        // SAFETY: statvfs is plain data filled by the call.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: a NUL-terminated path and a valid out pointer.
+        check(unsafe { libc::statvfs(path.as_ptr(), &mut st) })?;
+        Ok(st.f_flag)
+    }
+
     fn mkdir(&mut self, path: &CStr, mode: u32) -> SysResult {
         // SAFETY: a NUL-terminated path.
         match check(unsafe { libc::mkdir(path.as_ptr(), mode) }) {
@@ -102,14 +124,57 @@ impl Syscall for Linux {
         let fd = unsafe {
             libc::open(
                 path.as_ptr(),
-                libc::O_CREAT | libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
                 0o644,
             )
         };
-        check(fd)?;
+        match check(fd) {
+            Err(Errno(libc::EEXIST)) => return Ok(()),
+            other => other?,
+        }
         // SAFETY: fd was opened above.
         unsafe { libc::close(fd) };
         Ok(())
+    }
+
+    fn write_file(
+        &mut self,
+        path: &CStr,
+        data: &[u8],
+        mode: u32,
+        uid: libc::uid_t,
+        gid: libc::gid_t,
+    ) -> SysResult {
+        // SAFETY: a NUL-terminated path; the descriptor is closed below.
+        let fd = unsafe {
+            libc::open(
+                path.as_ptr(),
+                libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                0o600,
+            )
+        };
+        check(fd)?;
+        let result = (|| {
+            let mut rest = data;
+            while !rest.is_empty() {
+                // SAFETY: rest is valid for rest.len() bytes.
+                let n = unsafe { libc::write(fd, rest.as_ptr().cast(), rest.len()) };
+                if n < 0 {
+                    let e = Errno::last();
+                    if e.0 == libc::EINTR {
+                        continue;
+                    }
+                    return Err(e);
+                }
+                rest = &rest[n as usize..];
+            }
+            // SAFETY: fd is open; owner before mode, as chown clears setuid bits.
+            check(unsafe { libc::fchown(fd, uid, gid) })?;
+            check(unsafe { libc::fchmod(fd, mode) })
+        })();
+        // SAFETY: fd was opened above.
+        unsafe { libc::close(fd) };
+        result
     }
 
     fn symlink(&mut self, target: &CStr, path: &CStr) -> SysResult {
@@ -204,12 +269,31 @@ impl Syscall for Recording {
         self.calls.push(format!("umount {} {flags:#x}", s(target)));
         Ok(())
     }
+    fn mount_flags(&mut self, _path: &CStr) -> Result<libc::c_ulong, Errno> {
+        Ok(0)
+    }
     fn mkdir(&mut self, path: &CStr, mode: u32) -> SysResult {
         self.calls.push(format!("mkdir {} {mode:o}", s(path)));
         Ok(())
     }
     fn touch(&mut self, path: &CStr) -> SysResult {
         self.calls.push(format!("touch {}", s(path)));
+        Ok(())
+    }
+    fn write_file(
+        &mut self,
+        path: &CStr,
+        data: &[u8],
+        mode: u32,
+        uid: libc::uid_t,
+        gid: libc::gid_t,
+    ) -> SysResult {
+        // The length only: a secret's content is never recorded.
+        self.calls.push(format!(
+            "write {} ({} bytes) {mode:o} {uid}:{gid}",
+            s(path),
+            data.len()
+        ));
         Ok(())
     }
     fn symlink(&mut self, target: &CStr, path: &CStr) -> SysResult {

@@ -48,6 +48,10 @@ pub struct PruneOptions {
     /// Wait for other hoist processes to close the store; otherwise fail
     /// with [`StoreError::Busy`] at once.
     pub wait: bool,
+    /// Also empty `mounts/` (RUN's `--mount=type=cache` directories),
+    /// which prune otherwise never touches: they hold what builds
+    /// downloaded, not layers.
+    pub cache_mounts: bool,
 }
 
 impl Default for PruneOptions {
@@ -55,6 +59,7 @@ impl Default for PruneOptions {
         PruneOptions {
             verify: false,
             wait: true,
+            cache_mounts: false,
         }
     }
 }
@@ -74,6 +79,8 @@ pub struct PruneReport {
     pub removed_cache_records: usize,
     /// Extracted layers no kept image or cache record uses, removed.
     pub removed_snapshots: usize,
+    /// Cache mount directories removed (only when asked).
+    pub removed_cache_mounts: usize,
 }
 
 /// What [`Store::verify`] found.
@@ -108,7 +115,34 @@ impl Store {
 
     /// [`prune`](Store::prune) with options.
     pub fn prune_with(&mut self, options: &PruneOptions) -> Result<PruneReport> {
-        self.with_exclusive(options.wait, |store| store.prune_locked(options.verify))
+        self.with_exclusive(options.wait, |store| {
+            let mut report = store.prune_locked(options.verify)?;
+            if options.cache_mounts {
+                report.removed_cache_mounts = store.remove_cache_mounts()?;
+            }
+            Ok(report)
+        })
+    }
+
+    /// Removes every cache mount directory (and its lock file) under
+    /// `mounts/cache`. No build runs meanwhile: the caller holds the
+    /// store exclusively.
+    fn remove_cache_mounts(&self) -> Result<usize> {
+        let dir = self.path("mounts/cache");
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return Ok(0);
+        };
+        let mut removed = 0;
+        for entry in entries {
+            let path = entry.map_err(io_error("read directory", &dir))?.path();
+            if path.is_dir() {
+                fs::remove_dir_all(&path).map_err(io_error("remove", &path))?;
+                removed += 1;
+            } else {
+                fs::remove_file(&path).map_err(io_error("remove", &path))?;
+            }
+        }
+        Ok(removed)
     }
 
     /// Re-hashes every blob and reports those whose content does not match
@@ -208,6 +242,7 @@ impl Store {
         report.corrupt.sort_unstable();
         sync_dir(&self.path("blobs/sha256"))?;
         report.removed_snapshots = self.prune_snapshots(&marker.live)?;
+        self.prune_block_indexes()?;
         Ok(report)
     }
 
@@ -251,6 +286,18 @@ impl Store {
             if !wanted.contains(&name) {
                 fs::remove_dir_all(&path).map_err(io_error("remove", &path))?;
                 removed += 1;
+                continue;
+            }
+            // Extractions a killed build left half done (`rootfs.partial-*`,
+            // `content.partial-*`); no build runs while prune holds the store.
+            for part in fs::read_dir(&path).map_err(io_error("read directory", &path))? {
+                let part = part.map_err(io_error("read directory", &path))?.path();
+                if part
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().contains(".partial-"))
+                {
+                    fs::remove_dir_all(&part).map_err(io_error("remove", &part))?;
+                }
             }
         }
         Ok(removed)
@@ -488,6 +535,7 @@ mod tests {
                 corrupt: vec![],
                 removed_cache_records: 0,
                 removed_snapshots: 1,
+                removed_cache_mounts: 0,
             }
         );
         let mut kept = vec![app.digest, arm.digest, index_digest, cached];

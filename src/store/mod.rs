@@ -55,6 +55,7 @@
 //! Locks are always taken in the order store lock, then index lock.
 
 mod blob;
+mod blocks;
 mod cache;
 mod error;
 mod fsutil;

@@ -636,3 +636,62 @@ fn link_with_chmod_and_git_sources() {
     );
     build_fails_with(store.path(), git.path(), "git repository");
 }
+
+#[test]
+fn one_changed_file_recompresses_only_its_blocks_and_gives_a_fresh_builds_digest() {
+    // ~2 MB of text in 256 files: a layer of a few dozen compressed blocks.
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM scratch\nCOPY . /data\n",
+    )
+    .unwrap();
+    for i in 0..256 {
+        let text: String = (0..200)
+            .map(|line| {
+                format!(
+                    "file {i} line {line}: {}\n",
+                    (i * 7919 + line * 104_729) % 1_000_003
+                )
+            })
+            .collect();
+        std::fs::write(ctx.path().join(format!("f{i:03}.txt")), text).unwrap();
+    }
+    let store = tempfile::tempdir().unwrap();
+    let build = |store: &Path| {
+        let out = hoist(store)
+            .args(["build", "--progress=plain"])
+            .arg(ctx.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            digest_of_build(&out.stdout),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (first, _) = build(store.path());
+    let mut changed = std::fs::OpenOptions::new()
+        .append(true)
+        .open(ctx.path().join("f128.txt"))
+        .unwrap();
+    std::io::Write::write_all(&mut changed, b"one more line\n").unwrap();
+    let (second, stderr) = build(store.path());
+    assert_ne!(first, second);
+    let reused: usize = stderr
+        .split([',', '\n'])
+        .find_map(|part| part.trim().strip_suffix(" compressed blocks reused"))
+        .unwrap_or_else(|| panic!("no block was reused: {stderr}"))
+        .parse()
+        .unwrap();
+    assert!(reused >= 5, "{stderr}");
+    // Reusing blocks never changes the bytes: a new store gives the same.
+    let fresh = tempfile::tempdir().unwrap();
+    let (third, stderr) = build(fresh.path());
+    assert_eq!(second, third);
+    assert!(!stderr.contains("reused"), "{stderr}");
+}

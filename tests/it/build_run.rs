@@ -1,33 +1,54 @@
 //! RUN: a failing step stops the build with its line and exit code; a step
 //! sees the image and nothing of the host; a cached step is not run again;
-//! a deterministic step gives the same layer every time.
+//! a deterministic step gives the same layer every time. Each test runs
+//! as root and rootless (an unprivileged user with subordinate ids); the
+//! single-id and no-namespace cases have tests of their own.
 
+use crate::as_root_and_rootless;
 use crate::support::busybox_context;
-use assert_cmd::cargo::CommandCargoExt;
+use crate::support::rootless::Who;
 use std::path::Path;
-use std::process::Command;
 
-struct Built {
-    ok: bool,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Built {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 /// Builds `dockerfile` in a context holding a static busybox (`COPY bin
 /// /bin/` makes a shell), with `extra` arguments before the context.
-fn build(store: &Path, dockerfile: &str, extra: &[&str]) -> Built {
-    let ctx = tempfile::tempdir().unwrap();
-    build_in(ctx.path(), store, dockerfile, extra)
+fn build(who: Who, store: &Path, dockerfile: &str, extra: &[&str]) -> Built {
+    let ctx = who.tempdir();
+    build_in(who, ctx.path(), store, dockerfile, extra)
 }
 
 /// [`build`] in a given context directory (which may hold more files).
-fn build_in(ctx: &Path, store: &Path, dockerfile: &str, extra: &[&str]) -> Built {
+pub(crate) fn build_in(
+    who: Who,
+    ctx: &Path,
+    store: &Path,
+    dockerfile: &str,
+    extra: &[&str],
+) -> Built {
+    build_with_env(who, ctx, store, dockerfile, extra, &[])
+}
+
+/// [`build_in`] with variables added to hoist's environment.
+pub(crate) fn build_with_env(
+    who: Who,
+    ctx: &Path,
+    store: &Path,
+    dockerfile: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Built {
     if !ctx.join("bin").exists() {
         busybox_context(ctx);
     }
     std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
-    let out = Command::cargo_bin("hoist")
-        .unwrap()
+    let out = who
+        .hoist(store)
+        .envs(env.iter().copied())
         .arg("--store")
         .arg(store)
         .args(["build", "-t", "run:test"])
@@ -42,10 +63,10 @@ fn build_in(ctx: &Path, store: &Path, dockerfile: &str, extra: &[&str]) -> Built
     }
 }
 
-#[test]
-fn a_failing_run_fails_the_build_with_its_line_exit_code_and_output() {
-    let store = tempfile::tempdir().unwrap();
+fn a_failing_run_fails_the_build_with_its_line_exit_code_and_output(who: Who) {
+    let store = who.tempdir();
     let built = build(
+        who,
         store.path(),
         "FROM scratch\nCOPY bin /bin/\nRUN echo step-started && echo on-stderr >&2 && exit 3\nRUN echo never\n",
         &[],
@@ -68,25 +89,33 @@ fn a_failing_run_fails_the_build_with_its_line_exit_code_and_output() {
     assert!(!built.stderr.contains("| never"), "{}", built.stderr);
 }
 
-#[test]
-fn a_run_step_sees_the_image_and_not_the_host() {
-    let store = tempfile::tempdir().unwrap();
-    let host = tempfile::tempdir().unwrap();
-    let secret = host.path().join("config.json");
+fn a_run_step_sees_the_image_and_not_the_host(who: Who) {
+    let store = who.tempdir();
+    let host = who.tempdir();
+    // hoist's HOME holds registry credentials, as `docker login` leaves them.
+    let secret = host.path().join(".docker/config.json");
+    std::fs::create_dir_all(secret.parent().unwrap()).unwrap();
     std::fs::write(&secret, r#"{"auths":{"x":{"auth":"c2VjcmV0"}}}"#).unwrap();
+    who.own(host.path());
+    let ctx = who.tempdir();
     // The step gets the paths as build args (so as environment variables)
-    // and fails the build if it can reach either.
+    // and fails the build if it can reach either, or any file under the
+    // store's or HOME's name.
     let dockerfile = r#"FROM scratch
 COPY bin /bin/
 ARG SECRET STORE
 RUN test -n "$SECRET" && test -n "$STORE" \
  && test ! -e "$SECRET" && test ! -e "$STORE" && test ! -e /root/.docker/config.json \
+ && test -z "$(find / -xdev -name config.json -o -name oci-layout 2>/dev/null)" \
  && test "$$" = 1 && test "$(hostname)" = buildkitsandbox && test "$HOME" = / \
  && ls / > /root-listing && cat /etc/hosts > /dev/null \
  && echo probe > /dev/null && ! touch /etc/hosts 2>/dev/null
 RUN --network=none test "$(ls /sys/class/net)" = lo
 "#;
-    let built = build(
+    let home = host.path().to_str().unwrap();
+    let built = build_with_env(
+        who,
+        ctx.path(),
         store.path(),
         dockerfile,
         &[
@@ -97,6 +126,7 @@ RUN --network=none test "$(ls /sys/class/net)" = lo
             "--output",
             &format!("type=oci,dest={}", host.path().join("oci").display()),
         ],
+        &[("HOME", home)],
     );
     assert!(built.ok, "{}", built.stderr);
     let rootfs = host.path().join("rootfs");
@@ -110,27 +140,45 @@ RUN --network=none test "$(ls /sys/class/net)" = lo
     assert!(!rootfs.join("etc/resolv.conf").exists());
 }
 
-#[test]
-fn a_cached_run_is_not_run_again_and_a_deterministic_one_gives_the_same_layer() {
-    let store = tempfile::tempdir().unwrap();
+fn a_cached_run_is_not_run_again_and_a_deterministic_one_gives_the_same_layer(who: Who) {
+    let store = who.tempdir();
     let dockerfile = "FROM scratch\nCOPY bin /bin/\nRUN echo ran-now && mkdir -p /d/e && echo x > /d/e/f && ln -s e/f /d/l && rm /bin/vi\n";
-    let first = build(store.path(), dockerfile, &[]);
+    let first = build(who, store.path(), dockerfile, &[]);
     assert!(first.ok, "{}", first.stderr);
     assert!(first.stderr.contains("| ran-now"), "{}", first.stderr);
-    let second = build(store.path(), dockerfile, &[]);
+    let second = build(who, store.path(), dockerfile, &[]);
     assert!(second.ok, "{}", second.stderr);
     assert!(!second.stderr.contains("| ran-now"), "{}", second.stderr);
     assert!(second.stderr.contains("CACHED"), "{}", second.stderr);
-    let third = build(store.path(), dockerfile, &["--no-cache"]);
+    let third = build(who, store.path(), dockerfile, &["--no-cache"]);
     assert!(third.ok, "{}", third.stderr);
     assert!(third.stderr.contains("| ran-now"), "{}", third.stderr);
     assert_eq!(first.stdout, third.stdout, "the image digest changed");
     assert!(!first.stdout.trim().is_empty());
 }
 
-#[test]
-fn later_steps_see_earlier_deletions_and_replaced_directories() {
-    let store = tempfile::tempdir().unwrap();
+fn a_cached_copy_reuses_a_layer_a_run_step_extracted_before(who: Who) {
+    // The first build extracts the COPY layer only for the RUN sandbox; the
+    // second answers COPY from the cache and must read the same layer back.
+    let store = who.tempdir();
+    let dockerfile = "FROM scratch\nCOPY bin /bin/\nRUN ls /bin/vi\nRUN echo second-step\n";
+    let first = build(who, store.path(), dockerfile, &["--no-cache"]);
+    assert!(first.ok, "{}", first.stderr);
+    let second = build(who, store.path(), dockerfile, &[]);
+    assert!(second.ok, "{}", second.stderr);
+    assert_eq!(first.stdout, second.stdout);
+    let third = build(who, store.path(), dockerfile, &[]);
+    assert!(third.ok, "{}", third.stderr);
+    assert_eq!(
+        third.stderr.matches("CACHED").count(),
+        3,
+        "{}",
+        third.stderr
+    );
+}
+
+fn later_steps_see_earlier_deletions_and_replaced_directories(who: Who) {
+    let store = who.tempdir();
     let dockerfile = r#"FROM scratch
 COPY bin /bin/
 RUN mkdir -p /d/old && echo old > /d/old/f && echo keep > /d/keep && echo x > /gone
@@ -140,15 +188,14 @@ RUN test ! -e /gone && test ! -e /bin/vi && test -e /bin/sh \
 USER 1001:1001
 RUN test "$(id -u):$(id -g)" = 1001:1001 && test "$PWD" = / && test "$HOME" = /
 "#;
-    let built = build(store.path(), dockerfile, &[]);
+    let built = build(who, store.path(), dockerfile, &[]);
     assert!(built.ok, "{}", built.stderr);
 }
 
-#[test]
-fn sigterm_during_a_run_ends_it_and_the_store_stays_usable() {
+fn sigterm_during_a_run_ends_it_and_the_store_stays_usable(who: Who) {
     use std::io::BufRead;
-    let store = tempfile::tempdir().unwrap();
-    let ctx = tempfile::tempdir().unwrap();
+    let store = who.tempdir();
+    let ctx = who.tempdir();
     busybox_context(ctx.path());
     let token = format!("sigterm-{}", std::process::id());
     std::fs::write(
@@ -158,8 +205,8 @@ fn sigterm_during_a_run_ends_it_and_the_store_stays_usable() {
         ),
     )
     .unwrap();
-    let mut child = Command::cargo_bin("hoist")
-        .unwrap()
+    let mut child = who
+        .hoist(store.path())
         .arg("--store")
         .arg(store.path())
         .args(["build", "-t", "run:test"])
@@ -219,6 +266,7 @@ fn sigterm_during_a_run_ends_it_and_the_store_stays_usable() {
         .collect();
     assert!(tmp.is_empty(), "{tmp:?}");
     let next = build(
+        who,
         store.path(),
         "FROM scratch\nCOPY bin /bin/\nRUN true\n",
         &[],
@@ -226,9 +274,8 @@ fn sigterm_during_a_run_ends_it_and_the_store_stays_usable() {
     assert!(next.ok, "{}", next.stderr);
 }
 
-#[test]
-fn heredoc_runs_as_buildkit_runs_them() {
-    let store = tempfile::tempdir().unwrap();
+fn heredoc_runs_as_buildkit_runs_them(who: Who) {
+    let store = who.tempdir();
     let dockerfile = r#"FROM scratch
 COPY bin /bin/
 RUN <<EOF
@@ -245,14 +292,13 @@ A
 RUN test "$(cat /one /two /script-name /x)" = "$(printf 'one\ntwo\n/dev/pipes/EOT\nbody')" \
  && test ! -e /dev/pipes/EOT
 "#;
-    let built = build(store.path(), dockerfile, &[]);
+    let built = build(who, store.path(), dockerfile, &[]);
     assert!(built.ok, "{}", built.stderr);
 }
 
-#[test]
-fn cache_mounts_persist_between_builds_and_mount_points_stay_out_of_the_layer() {
-    let store = tempfile::tempdir().unwrap();
-    let out = tempfile::tempdir().unwrap();
+fn cache_mounts_persist_between_builds_and_mount_points_stay_out_of_the_layer(who: Who) {
+    let store = who.tempdir();
+    let out = who.tempdir();
     let dockerfile = r#"FROM scratch
 COPY bin /bin/
 RUN --mount=type=cache,target=/var/cache/app \
@@ -265,6 +311,7 @@ RUN --mount=type=tmpfs,target=/scratch echo x > /scratch/y && test -f /scratch/y
     for expected in ["1", "2"] {
         let _ = std::fs::remove_dir_all(&layout);
         let built = build(
+            who,
             store.path(),
             dockerfile,
             &["--no-cache", "--output", &output],
@@ -288,11 +335,10 @@ RUN --mount=type=tmpfs,target=/scratch echo x > /scratch/y && test -f /scratch/y
     }
 }
 
-#[test]
-fn bind_mounts_read_the_context_and_other_stages_and_leave_nothing_behind() {
-    let store = tempfile::tempdir().unwrap();
-    let ctx = tempfile::tempdir().unwrap();
-    let out = tempfile::tempdir().unwrap();
+fn bind_mounts_read_the_context_and_other_stages_and_leave_nothing_behind(who: Who) {
+    let store = who.tempdir();
+    let ctx = who.tempdir();
+    let out = who.tempdir();
     std::fs::write(ctx.path().join("note.txt"), "from-context\n").unwrap();
     std::fs::write(ctx.path().join("secret.txt"), "ignored\n").unwrap();
     std::fs::write(ctx.path().join(".dockerignore"), "secret.txt\n").unwrap();
@@ -310,6 +356,7 @@ RUN --mount=type=bind,target=/ctx,rw echo scribble > /ctx/note.txt \
 "#;
     let layout = out.path().join("oci");
     let built = build_in(
+        who,
         ctx.path(),
         store.path(),
         dockerfile,
@@ -334,15 +381,14 @@ RUN --mount=type=bind,target=/ctx,rw echo scribble > /ctx/note.txt \
     );
 }
 
-#[test]
-fn a_context_bind_mount_is_keyed_by_the_context_content() {
-    let store = tempfile::tempdir().unwrap();
-    let ctx = tempfile::tempdir().unwrap();
+fn a_context_bind_mount_is_keyed_by_the_context_content(who: Who) {
+    let store = who.tempdir();
+    let ctx = who.tempdir();
     let dockerfile =
         "FROM scratch\nCOPY bin /bin/\nRUN --mount=type=bind,target=/ctx cat /ctx/note.txt\n";
     for text in ["first-note", "second-note"] {
         std::fs::write(ctx.path().join("note.txt"), text).unwrap();
-        let built = build_in(ctx.path(), store.path(), dockerfile, &[]);
+        let built = build_in(who, ctx.path(), store.path(), dockerfile, &[]);
         assert!(built.ok, "{}", built.stderr);
         assert!(
             built.stderr.contains(&format!("| {text}")),
@@ -352,52 +398,15 @@ fn a_context_bind_mount_is_keyed_by_the_context_content() {
     }
 }
 
-#[test]
-fn run_without_root_fails_at_once_with_the_remedy_and_copy_still_works() {
-    use std::os::unix::fs::PermissionsExt;
-    let setpriv = crate::support::require("/usr/bin/setpriv", "util-linux");
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let ctx = dir.path().join("ctx");
-    std::fs::create_dir(&ctx).unwrap();
-    std::fs::write(ctx.join("f"), "f").unwrap();
-    let build_as_nobody = |dockerfile: &str| {
-        std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
-        Command::new(&setpriv)
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(assert_cmd::cargo::cargo_bin("hoist"))
-            .arg("--store")
-            .arg(dir.path().join("store"))
-            .args(["build", "-t", "x:y"])
-            .arg(&ctx)
-            .output()
-            .unwrap()
-    };
-    let out = build_as_nobody("FROM scratch\nCOPY f /f\n");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = build_as_nobody("FROM scratch\nCOPY f /f\nRUN true\n");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("Dockerfile:3: RUN true: RUN needs root"),
-        "{stderr}"
-    );
-    assert!(stderr.contains("hint: run hoist as root"), "{stderr}");
-}
-
 /// A build with SOURCE_DATE_EPOCH (here as BuildKit's build arg of that
 /// name) gives RUN steps that value in their environment; without one they
 /// see none.
-#[test]
-fn run_steps_see_source_date_epoch_when_the_build_has_one() {
-    let store = tempfile::tempdir().unwrap();
+fn run_steps_see_source_date_epoch_when_the_build_has_one(who: Who) {
+    let store = who.tempdir();
     let dockerfile =
         "FROM scratch\nCOPY bin /bin/\nRUN echo \"epoch=${SOURCE_DATE_EPOCH:-none}\"\n";
     let with = build(
+        who,
         store.path(),
         dockerfile,
         &["--no-cache", "--build-arg", "SOURCE_DATE_EPOCH=1700000000"],
@@ -409,7 +418,135 @@ fn run_steps_see_source_date_epoch_when_the_build_has_one() {
         "SOURCE_DATE_EPOCH is not an unused build arg: {}",
         with.stderr
     );
-    let without = build(store.path(), dockerfile, &["--no-cache"]);
+    let without = build(who, store.path(), dockerfile, &["--no-cache"]);
     assert!(without.ok, "{}", without.stderr);
     assert!(without.stderr.contains("epoch=none"), "{}", without.stderr);
 }
+
+fn cache_mount_sharing_modes_follow_buildkit(who: Who) {
+    // Each step marks itself in the cache, waits up to 5 s for the other
+    // build's mark, appends its name to a log there and keeps its mark a
+    // little longer than the other's polling interval.
+    for (sharing, see_each_other, logged) in [
+        ("shared", true, "a b"),
+        ("locked", false, "a b"),
+        ("private", false, "one"),
+    ] {
+        let store = who.tempdir();
+        let dockerfile = format!(
+            r#"FROM scratch
+COPY bin /bin/
+ARG ME OTHER
+RUN --mount=type=cache,id=c,target=/c,sharing={sharing} touch /c/in-$ME && i=0 \
+ && while [ ! -e /c/in-$OTHER ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done \
+ && if [ -e /c/in-$OTHER ]; then echo saw-$OTHER; fi; echo $ME >> /c/log \
+ && sleep 0.5 && rm /c/in-$ME
+"#
+        );
+        // The COPY layer first, so that both builds reach the step together.
+        let warm = build(who, store.path(), "FROM scratch\nCOPY bin /bin/\n", &[]);
+        assert!(warm.ok, "{}", warm.stderr);
+        let builds: Vec<Built> = std::thread::scope(|scope| {
+            let runs: Vec<_> = [("a", "b"), ("b", "a")]
+                .map(|(me, other)| {
+                    let (store, dockerfile) = (store.path(), dockerfile.as_str());
+                    scope.spawn(move || {
+                        let me = format!("ME={me}");
+                        let other = format!("OTHER={other}");
+                        build(
+                            who,
+                            store,
+                            dockerfile,
+                            &["--build-arg", &me, "--build-arg", &other],
+                        )
+                    })
+                })
+                .into_iter()
+                .collect();
+            runs.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        for (built, other) in builds.iter().zip(["b", "a"]) {
+            assert!(built.ok, "{sharing}: {}", built.stderr);
+            assert_eq!(
+                built.stderr.contains(&format!("| saw-{other}")),
+                see_each_other,
+                "{sharing}: {}",
+                built.stderr
+            );
+        }
+        let read = build(
+            who,
+            store.path(),
+            "FROM scratch\nCOPY bin /bin/\nRUN --mount=type=cache,id=c,target=/c echo log: $(sort /c/log)\n",
+            &[],
+        );
+        assert!(read.ok, "{}", read.stderr);
+        let log = read
+            .stderr
+            .lines()
+            .find_map(|l| l.split_once("| log: ").map(|(_, v)| v.to_string()))
+            .unwrap_or_else(|| panic!("{}", read.stderr));
+        if logged == "one" {
+            // The other build had a private instance of its own.
+            assert!(log == "a" || log == "b", "{sharing}: {log}");
+        } else {
+            assert_eq!(log, logged, "{sharing}");
+        }
+    }
+}
+
+fn prune_keeps_cache_mounts_unless_asked(who: Who) {
+    let store = who.tempdir();
+    let built = build(
+        who,
+        store.path(),
+        "FROM scratch\nCOPY bin /bin/\nRUN --mount=type=cache,target=/c echo kept > /c/f\n",
+        &[],
+    );
+    assert!(built.ok, "{}", built.stderr);
+    let cache = store.path().join("mounts/cache");
+    let count = || {
+        std::fs::read_dir(&cache)
+            .map(|d| d.flatten().filter(|e| e.path().is_dir()).count())
+            .unwrap_or(0)
+    };
+    assert_eq!(count(), 1);
+    let prune = |extra: &[&str]| {
+        let out = who
+            .hoist(store.path())
+            .arg("--store")
+            .arg(store.path())
+            .arg("prune")
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let report = prune(&[]);
+    assert!(report.contains("0 cache mounts"), "{report}");
+    assert_eq!(count(), 1);
+    let report = prune(&["--cache-mounts"]);
+    assert!(report.contains("1 cache mounts"), "{report}");
+    assert_eq!(count(), 0);
+}
+
+as_root_and_rootless!(
+    a_failing_run_fails_the_build_with_its_line_exit_code_and_output,
+    a_run_step_sees_the_image_and_not_the_host,
+    a_cached_run_is_not_run_again_and_a_deterministic_one_gives_the_same_layer,
+    a_cached_copy_reuses_a_layer_a_run_step_extracted_before,
+    later_steps_see_earlier_deletions_and_replaced_directories,
+    sigterm_during_a_run_ends_it_and_the_store_stays_usable,
+    heredoc_runs_as_buildkit_runs_them,
+    cache_mounts_persist_between_builds_and_mount_points_stay_out_of_the_layer,
+    bind_mounts_read_the_context_and_other_stages_and_leave_nothing_behind,
+    a_context_bind_mount_is_keyed_by_the_context_content,
+    run_steps_see_source_date_epoch_when_the_build_has_one,
+    cache_mount_sharing_modes_follow_buildkit,
+    prune_keeps_cache_mounts_unless_asked
+);

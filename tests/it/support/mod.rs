@@ -13,6 +13,7 @@
 
 pub mod process;
 pub mod proxy;
+pub mod rootless;
 pub mod tree;
 
 use std::io::{Read, Write};
@@ -66,6 +67,22 @@ pub fn http_status(addr: &str, path: &str) -> Option<u16> {
     stream.read_exact(&mut head).ok()?;
     // "HTTP/1.1 200"
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+/// The status and body of `GET path` on `addr` (HTTP/1.0: the server closes
+/// the connection after its answer), or `None` when nothing answers.
+pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    let timeout = Duration::from_secs(5);
+    let mut stream = TcpStream::connect_timeout(&addr.parse().ok()?, timeout).ok()?;
+    stream.set_read_timeout(Some(timeout)).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).ok()?;
+    let answer = String::from_utf8(answer).ok()?;
+    let (head, body) = answer.split_once("\r\n\r\n")?;
+    // "HTTP/1.1 200 OK"
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    Some((status, body.to_owned()))
 }
 
 /// Waits until `ready` holds, or panics after `limit` naming `what`. `alive` is
@@ -199,6 +216,24 @@ impl Registry {
         &self.addr
     }
 
+    /// Builds (or takes from the fixture cache) the tutorial's stand-in base
+    /// images and pushes them here (fixtures/base-images/make-stand-ins.sh).
+    pub fn push_stand_ins(&self) {
+        require("debootstrap", "debootstrap");
+        require("umoci", "umoci");
+        require("skopeo", "skopeo");
+        let started = Instant::now();
+        run_ok(
+            Command::new("bash")
+                .arg(repo_root().join("fixtures/base-images/make-stand-ins.sh"))
+                .arg(self.addr()),
+        );
+        eprintln!(
+            "tutorial stand-in base images ready in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
+
     /// Builds the busybox base images offline and pushes them here.
     pub fn push_base_images(&self) {
         require("umoci", "umoci");
@@ -215,6 +250,18 @@ impl Drop for Registry {
     fn drop(&mut self) {
         stop(&mut self.child, Duration::from_secs(5));
     }
+}
+
+/// [`Registry::shared`], also holding the tutorial's stand-in base images
+/// (`library/node:14-alpine`, `library/python:3.9-slim`), pushed once per test
+/// run: `hoist build --registry-mirror docker.io=ADDR` builds the tutorial's
+/// unchanged Dockerfiles from it. The first build on a machine takes minutes
+/// (debootstrap); later ones come from the fixture cache.
+pub fn tutorial_bases() -> &'static Registry {
+    static PUSHED: OnceLock<()> = OnceLock::new();
+    let registry = Registry::shared();
+    PUSHED.get_or_init(|| registry.push_stand_ins());
+    registry
 }
 
 // ------------------------------------------------------------------ dockerd
@@ -341,6 +388,81 @@ pub fn podman_run() -> Command {
     cmd
 }
 
+/// A detached podman container publishing one port on 127.0.0.1; removed
+/// (with `-t 0`) on drop.
+pub struct Container {
+    pub name: String,
+    /// `127.0.0.1:PORT`, the published port.
+    pub addr: String,
+}
+
+impl Container {
+    /// `podman run -d` of `image` with `container_port` published on a free
+    /// loopback port and `extra` arguments before the image (`-e`, `-v`...).
+    /// Retries on another port when podman cannot bind the chosen one.
+    pub fn start(image: &str, container_port: u16, extra: &[&str]) -> Container {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("hoist-it-{}-{n}", std::process::id());
+        let mut last = String::new();
+        for _ in 0..3 {
+            let addr = format!("127.0.0.1:{}", free_port());
+            let out = podman()
+                .args(["run", "-d", "--name", &name])
+                .args([
+                    "--ulimit=nofile=1024:1024",
+                    "--ulimit=nproc=1000:1000",
+                    "-p",
+                ])
+                .arg(format!("{addr}:{container_port}"))
+                .args(extra)
+                .arg(image)
+                .output()
+                .expect("run podman");
+            if out.status.success() {
+                return Container { name, addr };
+            }
+            last = String::from_utf8_lossy(&out.stderr).into_owned();
+            let _ = podman().args(["rm", "-f", "-t", "0", &name]).output();
+        }
+        panic!("podman run {image} failed:\n{last}")
+    }
+
+    /// Waits (up to a minute) until `GET path` answers, failing with the
+    /// container's log if it stops first.
+    pub fn wait_for_http(&self, path: &str) {
+        wait_until(
+            &format!("container {}", self.name),
+            Duration::from_secs(60),
+            || {
+                let state =
+                    run_ok(podman().args(["inspect", "-f", "{{.State.Running}}", &self.name]));
+                if state.trim() == "true" {
+                    Ok(())
+                } else {
+                    Err(format!("it exited; its log:\n{}", self.logs()))
+                }
+            },
+            || http_get(&self.addr, path).is_some(),
+        );
+    }
+
+    /// Its stdout and stderr so far.
+    pub fn logs(&self) -> String {
+        let out = podman()
+            .args(["logs", &self.name])
+            .output()
+            .expect("run podman logs");
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = podman().args(["rm", "-f", "-t", "0", &self.name]).output();
+    }
+}
+
 /// Loads a docker-archive or oci-archive into podman; returns what it loaded
 /// (`localhost/name:tag` or an image ID).
 pub fn podman_load(archive: &Path) -> String {
@@ -391,6 +513,28 @@ pub fn busybox_context(dir: &Path) {
     for applet in list.lines().filter(|a| !a.is_empty() && *a != "busybox") {
         std::os::unix::fs::symlink("busybox", bin.join(applet))
             .unwrap_or_else(|e| panic!("symlink bin/{applet}: {e}"));
+    }
+}
+
+/// Copies the dynamically linked `binary` into `dir` at its own path, with
+/// the shared libraries `ldd` names at theirs (symlinks followed), so a
+/// `FROM scratch` image built from `dir` can run it.
+pub fn copy_dynamic_binary(dir: &Path, binary: &str) {
+    let ldd = run_ok(Command::new("ldd").arg(binary));
+    let mut files = vec![binary.to_string()];
+    for line in ldd.lines() {
+        let path = match line.split_once("=>") {
+            Some((_, right)) => right.split_whitespace().next(),
+            None => line.split_whitespace().next(),
+        };
+        if let Some(p) = path.filter(|p| p.starts_with('/')) {
+            files.push(p.to_string());
+        }
+    }
+    for file in files {
+        let dest = dir.join(file.trim_start_matches('/'));
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(&file, &dest).unwrap_or_else(|e| panic!("copy {file}: {e}"));
     }
 }
 

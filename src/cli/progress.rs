@@ -1,0 +1,393 @@
+//! How a build shows what it does, on stderr (stdout carries results):
+//!
+//! - `tty`: a live line per step with a spinner and its elapsed time; a
+//!   running RUN step shows its last output lines under it, and the step
+//!   collapses to one line when it is done, as BuildKit's display does.
+//! - `plain`: one line per step and every output line as it comes, for CI
+//!   logs and pipes.
+//! - `json`: one JSON object per line (docs/cli.md, "Progress"), for tools.
+//! - `auto`: `tty` when stderr is a terminal, `plain` otherwise.
+//!
+//! `--quiet` silences all of it but errors and warnings.
+
+use hoist::build::engine::Event;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::json;
+use std::collections::VecDeque;
+use std::io::IsTerminal;
+use std::time::Duration;
+
+/// `--progress`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Mode {
+    #[default]
+    Auto,
+    Tty,
+    Plain,
+    Json,
+}
+
+/// How many output lines a running step shows on a terminal.
+const WINDOW: usize = 6;
+
+/// What the closing summary says.
+pub struct Summary {
+    pub image: String,
+    pub digest: String,
+    pub seconds: f64,
+    pub layers: usize,
+    pub bytes: u64,
+    pub steps: usize,
+    pub cached_steps: usize,
+    pub files_read: u64,
+    pub blocks_reused: usize,
+}
+
+/// The display of one build.
+pub struct Display {
+    style: Style,
+}
+
+enum Style {
+    Quiet,
+    Plain {
+        /// A step's line stays open until it is done; RUN output closes it.
+        line_open: bool,
+    },
+    Tty {
+        running: Option<Running>,
+    },
+    Json,
+}
+
+/// A step on the terminal while it runs.
+struct Running {
+    bar: ProgressBar,
+    header: String,
+    lines: VecDeque<String>,
+}
+
+impl Display {
+    pub fn new(mode: Mode, quiet: bool) -> Display {
+        let style = match (quiet, mode) {
+            (true, _) => Style::Quiet,
+            (false, Mode::Json) => Style::Json,
+            (false, Mode::Tty) => Style::Tty { running: None },
+            (false, Mode::Plain) => Style::Plain { line_open: false },
+            (false, Mode::Auto) if std::io::stderr().is_terminal() => Style::Tty { running: None },
+            (false, Mode::Auto) => Style::Plain { line_open: false },
+        };
+        Display { style }
+    }
+
+    /// Shows one event of the build.
+    pub fn event(&mut self, event: Event) {
+        match &mut self.style {
+            Style::Quiet => {}
+            Style::Plain { line_open } => plain_event(line_open, event),
+            Style::Tty { running } => tty_event(running, event),
+            Style::Json => json_line(&event_json(&event)),
+        }
+    }
+
+    /// Shows a warning (even when quiet).
+    pub fn warning(&mut self, text: &str) {
+        self.close_line();
+        match self.style {
+            Style::Json => json_line(&json!({"type": "warning", "message": text})),
+            _ => eprintln!("warning: {text}"),
+        }
+    }
+
+    /// Shows why the build failed (even when quiet): the error, the
+    /// Dockerfile lines it is about (` N | text`, a caret line), its causes
+    /// and the hint.
+    pub fn error(&mut self, message: &str, excerpt: &str, causes: &[String], hint: Option<&str>) {
+        if let Style::Tty { running } = &mut self.style
+            && let Some(step) = running.take()
+        {
+            step.bar.abandon_with_message(format!("✘ {}", step.header));
+        }
+        self.close_line();
+        match self.style {
+            Style::Json => json_line(&json!({
+                "type": "error",
+                "message": message,
+                "excerpt": excerpt,
+                "causes": causes,
+                "hint": hint,
+            })),
+            _ => {
+                eprintln!("error: {message}");
+                eprint!("{excerpt}");
+                for cause in causes {
+                    eprintln!("  caused by: {cause}");
+                }
+                if let Some(hint) = hint {
+                    eprintln!("  hint: {hint}");
+                }
+            }
+        }
+    }
+
+    /// The closing summary.
+    pub fn summary(&mut self, s: &Summary) {
+        match self.style {
+            Style::Quiet => {}
+            Style::Json => json_line(&json!({
+                "type": "summary",
+                "image": s.image,
+                "digest": s.digest,
+                "seconds": s.seconds,
+                "layers": s.layers,
+                "bytes": s.bytes,
+                "steps": s.steps,
+                "cached_steps": s.cached_steps,
+                "files_read": s.files_read,
+                "blocks_reused": s.blocks_reused,
+            })),
+            _ => {
+                self.close_line();
+                let reused = match s.blocks_reused {
+                    0 => String::new(),
+                    n => format!(", {n} compressed blocks reused"),
+                };
+                eprintln!(
+                    "built {} ({}) in {:.2}s: {} layers, {}, {}/{} steps cached, {} files read{reused}",
+                    s.image,
+                    short_digest(&s.digest),
+                    s.seconds,
+                    s.layers,
+                    super::build::human_bytes(s.bytes),
+                    s.cached_steps,
+                    s.steps,
+                    s.files_read
+                );
+            }
+        }
+    }
+
+    fn close_line(&mut self) {
+        if let Style::Plain { line_open } = &mut self.style
+            && std::mem::take(line_open)
+        {
+            eprintln!();
+        }
+    }
+}
+
+/// `sha256:` and the first 12 hex digits, as Docker shortens image IDs.
+fn short_digest(digest: &str) -> &str {
+    let end = digest.find(':').map_or(0, |i| i + 1) + 12;
+    digest.get(..end).unwrap_or(digest)
+}
+
+fn step_header(number: usize, total: usize, stage: &str, text: &str) -> String {
+    if stage.is_empty() {
+        format!("#{number}/{total} {text}")
+    } else {
+        format!("#{number}/{total} [{stage}] {text}")
+    }
+}
+
+fn done_text(cached: bool, layer_bytes: Option<u64>, seconds: f64) -> String {
+    let what = if cached {
+        "CACHED".to_string()
+    } else {
+        format!("{seconds:.2}s")
+    };
+    match layer_bytes {
+        Some(b) => format!("{what}, layer {}", super::build::human_bytes(b)),
+        None => what,
+    }
+}
+
+fn plain_event(line_open: &mut bool, event: Event) {
+    match event {
+        Event::Step {
+            number,
+            total,
+            stage,
+            text,
+        } => {
+            eprint!("{}", step_header(number, total, &stage, &text));
+            *line_open = true;
+        }
+        Event::Output { line, .. } => {
+            if std::mem::take(line_open) {
+                eprintln!();
+            }
+            eprintln!("  | {line}");
+        }
+        Event::Done {
+            number,
+            cached,
+            layer_bytes,
+            seconds,
+        } => {
+            if !std::mem::take(line_open) {
+                eprint!("#{number}");
+            }
+            eprintln!(" ... {}", done_text(cached, layer_bytes, seconds));
+        }
+    }
+}
+
+fn tty_event(running: &mut Option<Running>, event: Event) {
+    match event {
+        Event::Step {
+            number,
+            total,
+            stage,
+            text,
+        } => {
+            if let Some(previous) = running.take() {
+                previous.bar.finish_and_clear();
+            }
+            let header = fit(&step_header(number, total, &stage, &text));
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template("{spinner:.cyan} {msg} {elapsed:.dim}")
+                    .expect("a valid template")
+                    .tick_chars("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏ "),
+            );
+            bar.set_message(header.clone());
+            bar.enable_steady_tick(Duration::from_millis(100));
+            *running = Some(Running {
+                bar,
+                header,
+                lines: VecDeque::new(),
+            });
+        }
+        Event::Output { line, .. } => {
+            if let Some(step) = running {
+                if step.lines.len() == WINDOW {
+                    step.lines.pop_front();
+                }
+                step.lines.push_back(fit(&format!("  │ {line}")));
+                let mut message = step.header.clone();
+                for line in &step.lines {
+                    message.push('\n');
+                    message.push_str(line);
+                }
+                step.bar.set_message(message);
+            }
+        }
+        Event::Done {
+            cached,
+            layer_bytes,
+            seconds,
+            ..
+        } => {
+            if let Some(step) = running.take() {
+                step.bar
+                    .set_style(ProgressStyle::with_template("{msg}").expect("a valid template"));
+                step.bar.finish_with_message(format!(
+                    "✔ {} {}",
+                    step.header,
+                    console_dim(&done_text(cached, layer_bytes, seconds))
+                ));
+            }
+        }
+    }
+}
+
+fn console_dim(text: &str) -> String {
+    format!("\x1b[2m{text}\x1b[0m")
+}
+
+/// Cuts a line to the terminal's width so that a redraw never wraps.
+fn fit(line: &str) -> String {
+    let width = terminal_width().saturating_sub(16).max(20);
+    if line.chars().count() <= width {
+        return line.to_string();
+    }
+    let mut cut: String = line.chars().take(width - 1).collect();
+    cut.push('…');
+    cut
+}
+
+fn terminal_width() -> usize {
+    // SAFETY: TIOCGWINSZ fills a winsize struct we own; stderr is fd 2.
+    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::ioctl(2, libc::TIOCGWINSZ, &mut size) } == 0;
+    if ok && size.ws_col > 0 {
+        usize::from(size.ws_col)
+    } else {
+        80
+    }
+}
+
+fn event_json(event: &Event) -> serde_json::Value {
+    match event {
+        Event::Step {
+            number,
+            total,
+            stage,
+            text,
+        } => json!({
+            "type": "step",
+            "step": number,
+            "total": total,
+            "stage": stage,
+            "instruction": text,
+        }),
+        Event::Output { number, line } => json!({
+            "type": "output",
+            "step": number,
+            "line": line,
+        }),
+        Event::Done {
+            number,
+            cached,
+            layer_bytes,
+            seconds,
+        } => json!({
+            "type": "done",
+            "step": number,
+            "cached": cached,
+            "layer_bytes": layer_bytes,
+            "seconds": seconds,
+        }),
+    }
+}
+
+fn json_line(value: &serde_json::Value) {
+    eprintln!("{value}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_digests_keep_the_algorithm_and_twelve_digits() {
+        assert_eq!(
+            short_digest("sha256:0123456789abcdef0123456789abcdef"),
+            "sha256:0123456789ab"
+        );
+        assert_eq!(short_digest("sha256:0123"), "sha256:0123");
+    }
+
+    #[test]
+    fn step_headers_name_the_stage_when_it_has_one() {
+        assert_eq!(
+            step_header(2, 9, "build", "RUN make"),
+            "#2/9 [build] RUN make"
+        );
+        assert_eq!(step_header(1, 1, "", "FROM scratch"), "#1/1 FROM scratch");
+    }
+
+    #[test]
+    fn json_events_are_one_object_per_line_with_a_type() {
+        let v = event_json(&Event::Done {
+            number: 3,
+            cached: true,
+            layer_bytes: None,
+            seconds: 0.0,
+        });
+        assert_eq!(v["type"], "done");
+        assert_eq!(v["step"], 3);
+        assert!(!v.to_string().contains('\n'));
+    }
+}

@@ -1,0 +1,231 @@
+//! The tutorial's two apps (fixtures/tutorial, unchanged) built by hoist from
+//! the stand-in base images (fixtures/base-images) through a registry
+//! mirror, run under podman and checked as the tutorial checks them: the
+//! web app's answers, user, SIGTERM handling, its v2 and the rollback to
+//! v1's digest; the configurable app's default and mounted configuration.
+
+use crate::support::{Container, http_get, podman, podman_load, repo_root, run_ok, tutorial_bases};
+use assert_cmd::Command as Cmd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const HELLO_V1: &str = "Hello from Kubernetes! 🚀";
+const HELLO_V2: &str = "Hello from updated Kubernetes app! 🚀";
+
+fn tutorial_app(name: &str) -> PathBuf {
+    repo_root().join("fixtures/tutorial").join(name)
+}
+
+/// `hoist build -q` of `ctx` into `store`, with Docker Hub mirrored by the
+/// registry holding the stand-ins; `extra` arguments go before the context.
+/// Returns the manifest digest.
+fn build(store: &Path, ctx: &Path, extra: &[&str], env: &[(&str, &str)]) -> String {
+    let registry = tutorial_bases();
+    let out = Cmd::cargo_bin("hoist")
+        .unwrap()
+        .arg("--store")
+        .arg(store)
+        .args(["build", "-q", "--registry-mirror"])
+        .arg(format!("docker.io={}", registry.addr()))
+        .args(extra)
+        .arg(ctx)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "hoist build {} failed ({}):\n{}",
+        ctx.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let digest = stdout.trim().to_owned();
+    assert!(
+        digest.starts_with("sha256:"),
+        "stdout is the digest: {stdout}"
+    );
+    digest
+}
+
+/// An image loaded into podman, removed on drop.
+struct Loaded(String);
+
+impl Drop for Loaded {
+    fn drop(&mut self) {
+        let _ = podman().args(["rmi", "-f", &self.0]).output();
+    }
+}
+
+/// Builds `ctx` as `hoist-it/NAME:TAG-PID` (unique: podman's image store is
+/// shared with every other test run on the machine), exported as a docker
+/// archive and loaded into podman. Returns the digest and the loaded image.
+fn build_and_load(
+    store: &Path,
+    ctx: &Path,
+    name: &str,
+    tag: &str,
+    env: &[(&str, &str)],
+) -> (String, Loaded) {
+    let archive = store.with_extension(format!("{name}-{tag}.tar"));
+    let reference = format!("hoist-it/{name}:{tag}-{}", std::process::id());
+    let output = format!("type=docker,dest={}", archive.display());
+    let digest = build(store, ctx, &["-t", &reference, "--output", &output], env);
+    let loaded = Loaded(podman_load(&archive));
+    std::fs::remove_file(&archive).unwrap();
+    (digest, loaded)
+}
+
+/// Copies the directory tree `from` into the new directory `to`.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// A line of /proc/1/status in the container (`Uid:`, `Gid:`...).
+fn pid1_status(container: &Container, field: &str) -> String {
+    let status = run_ok(podman().args(["exec", &container.name, "cat", "/proc/1/status"]));
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .unwrap_or_else(|| panic!("no {field} in /proc/1/status:\n{status}"))
+        .to_owned()
+}
+
+#[test]
+fn web_app_answers_runs_as_1001_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let (_, image) = build_and_load(&store, &tutorial_app("web-app"), "web-app", "v1", &[]);
+    let app = Container::start(&image.0, 3000, &[]);
+    app.wait_for_http("/health");
+    assert_eq!(http_get(&app.addr, "/"), Some((200, HELLO_V1.to_owned())));
+    assert_eq!(http_get(&app.addr, "/health"), Some((200, "OK".to_owned())));
+    // USER appuser: the uid the Dockerfile's adduser -u 1001 gave it.
+    let uid = pid1_status(&app, "Uid:");
+    assert_eq!(
+        uid.split_whitespace().skip(1).collect::<Vec<_>>(),
+        ["1001"; 4],
+        "{uid}"
+    );
+    // The exec-form CMD makes node itself PID 1 (through the image's
+    // entrypoint, which execs it), so SIGTERM reaches its handler.
+    let cmdline = run_ok(podman().args(["exec", &app.name, "cat", "/proc/1/cmdline"]));
+    assert_eq!(cmdline, "node\0server.js\0");
+    let started = Instant::now();
+    run_ok(podman().args(["stop", "-t", "10", &app.name]));
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "podman stop took {took:?}");
+    let log = app.logs();
+    assert!(log.contains("SIGTERM signal received"), "log:\n{log}");
+}
+
+#[test]
+fn web_app_v2_answers_the_update_and_v1_sources_rebuild_to_v1s_digest() {
+    // useradd writes the day of the build into /etc/shadow unless
+    // SOURCE_DATE_EPOCH is set (as BuildKit's and Alpine's adduser would):
+    // a fixed epoch keeps the --no-cache comparison true across midnight.
+    let epoch = [("SOURCE_DATE_EPOCH", "1700000000")];
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let ctx = dir.path().join("web-app");
+    copy_tree(&tutorial_app("web-app"), &ctx);
+    let v1 = build(&store, &ctx, &[], &epoch);
+
+    // The tutorial's Part 4 edit of server.js.
+    let server = ctx.join("server.js");
+    let source = std::fs::read_to_string(&server).unwrap();
+    let old = format!("res.send('{HELLO_V1}');");
+    assert!(source.contains(&old), "server.js changed: {source}");
+    std::fs::write(
+        &server,
+        source.replace(&old, &format!("res.send('{HELLO_V2}');")),
+    )
+    .unwrap();
+    let (v2, image) = build_and_load(&store, &ctx, "web-app", "v2", &epoch);
+    assert_ne!(v2, v1, "v2 has its own digest");
+    let app = Container::start(&image.0, 3000, &[]);
+    app.wait_for_http("/health");
+    assert_eq!(http_get(&app.addr, "/"), Some((200, HELLO_V2.to_owned())));
+
+    // Rolling back the sources gives v1 again: from the cache, and rebuilt.
+    std::fs::write(&server, &source).unwrap();
+    assert_eq!(build(&store, &ctx, &[], &epoch), v1, "cached rebuild of v1");
+    assert_eq!(
+        build(&store, &ctx, &["--no-cache"], &epoch),
+        v1,
+        "--no-cache rebuild of v1"
+    );
+}
+
+#[test]
+fn configurable_app_serves_its_default_then_the_mounted_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let (_, image) = build_and_load(
+        &store,
+        &tutorial_app("configurable-app"),
+        "configurable-app",
+        "v1",
+        &[],
+    );
+    let json = |addr: &str| -> serde_json::Value {
+        let (status, body) = http_get(addr, "/").expect("GET / answers");
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
+    };
+
+    // No configuration mounted: the app's own fallback and the image's ENV.
+    let app = Container::start(&image.0, 8080, &[]);
+    app.wait_for_http("/health");
+    assert_eq!(
+        json(&app.addr),
+        serde_json::json!({"message": "Configuration par défaut", "environment": "production", "version": "1.0.0"})
+    );
+    assert_eq!(http_get(&app.addr, "/health"), Some((200, "OK".to_owned())));
+    assert_eq!(http_get(&app.addr, "/other").map(|(s, _)| s), Some(404));
+    drop(app);
+
+    // As the tutorial runs it: its test configuration mounted, two variables
+    // overridden. The directory is readable by the image's appuser, as the
+    // tutorial's `mkdir -p` makes it.
+    let config = dir.path().join("test-config");
+    std::fs::create_dir(&config).unwrap();
+    std::fs::write(
+        config.join("config.json"),
+        "{\"message\": \"Message personnalisé pour le test!\"}\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for path in [dir.path(), config.as_path()] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let volume = format!("{}:/app/config", config.display());
+    let app = Container::start(
+        &image.0,
+        8080,
+        &[
+            "-v",
+            &volume,
+            "-e",
+            "APP_ENV=testing",
+            "-e",
+            "APP_VERSION=1.1.0",
+        ],
+    );
+    app.wait_for_http("/health");
+    assert_eq!(
+        json(&app.addr),
+        serde_json::json!({"message": "Message personnalisé pour le test!", "environment": "testing", "version": "1.1.0"})
+    );
+    assert_eq!(http_get(&app.addr, "/health"), Some((200, "OK".to_owned())));
+}
