@@ -83,14 +83,6 @@ pub fn push_one(
         );
     }
     let name = source.to_string();
-    if store.resolve(&name)?.is_none() {
-        anyhow::bail!(
-            "no image {} in the store: build it with `hoist build -t {}`, pull it, or tag one \
-             with `hoist tag` (`hoist images` lists the store)",
-            source.familiar(),
-            source.familiar()
-        );
-    }
     let started = std::time::Instant::now();
     let progress = |digest: &hoist::layer::Digest, event: &BlobEvent| {
         if quiet {

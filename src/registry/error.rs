@@ -233,6 +233,20 @@ pub enum RegistryError {
         #[source]
         source: crate::image::ConvertError,
     },
+    #[error(
+        "no image {reference} in the store: build it with `hoist build -t`, pull it, or name one \
+         with `hoist tag` (`hoist images` lists the store)"
+    )]
+    NotInStore { reference: String },
+    #[error(
+        "{reference} was pushed, but the store cannot record it; later pushes may upload blobs \
+         they could have mounted"
+    )]
+    RecordPush {
+        reference: String,
+        #[source]
+        source: StoreError,
+    },
     #[error("cannot read {reference} from the store to push it")]
     StoreRead {
         reference: String,
