@@ -255,7 +255,12 @@ impl Client {
                 None => groups.push((bundle.registry.clone(), vec![bundle.clone()])),
             }
         }
-        groups.sort_by_key(|(registry, _)| registry.is_none());
+        // The most specific first: `host:port`, then `host`, then all.
+        groups.sort_by_key(|(registry, _)| match registry {
+            Some(r) if r.contains(':') => 0,
+            Some(_) => 1,
+            None => 2,
+        });
         let everywhere: Vec<CaBundle> = options
             .ca_bundles
             .iter()

@@ -1,6 +1,7 @@
-//! A registry:2 serving HTTPS with a certificate from a private CA made
-//! with openssl: hoist refuses it until the CA is trusted, with
-//! `--ca-cert`, or the config file for every registry or for that one.
+//! Registry settings against real registries: a registry:2 serving HTTPS
+//! with a certificate from a private CA made with openssl, which hoist
+//! refuses until the CA is trusted (`--ca-cert`, or the config file, for
+//! every registry or for that one); and the config file's mirrors.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -145,6 +146,46 @@ fn a_private_ca_is_trusted_from_the_flag_or_the_config_file_only() {
             "{}:2:1: unknown field `ca-cert`",
             config.display()
         )) && stderr.contains("hint: "),
+        "{stderr}"
+    );
+}
+
+/// The config file's mirrors serve `FROM busybox`, and a flag for the same
+/// registry replaces them.
+#[test]
+fn the_config_file_s_mirrors_serve_base_images_and_flags_override_them() {
+    let registry = Registry::shared();
+    let home = Home::new();
+    let context = home.path().join("context");
+    std::fs::create_dir_all(&context).unwrap();
+    std::fs::write(context.join("Dockerfile"), "FROM busybox\nCOPY f /f\n").unwrap();
+    std::fs::write(context.join("f"), "f\n").unwrap();
+    let config = home.path().join("config/hoist/config.toml");
+    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+    // Unquoted, as people write it: TOML's dotted key, read back as docker.io.
+    std::fs::write(
+        &config,
+        format!("[mirrors]\ndocker.io = [\"{}\"]\n", registry.addr()),
+    )
+    .unwrap();
+    let build = |args: &[&str]| {
+        home.hoist()
+            .args(["build", "-q", "--pull"])
+            .args(args)
+            .arg(&context)
+            .output()
+            .unwrap()
+    };
+    // Found at $XDG_CONFIG_HOME/hoist/config.toml.
+    let ok = build(&[]);
+    assert!(ok.status.success(), "{}", text(&ok));
+    // A flag mirror for docker.io replaces the file's: nothing listens there.
+    let closed = format!("127.0.0.1:{}", crate::support::free_port());
+    let out = build(&["--registry-mirror", &format!("docker.io={closed}")]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&closed) && !stderr.contains(registry.addr()),
         "{stderr}"
     );
 }
