@@ -21,6 +21,7 @@
 # usage: bash scripts/demo.sh      (root; about 5 minutes on a fresh machine,
 #                                   most of it building the stand-in bases)
 set -euo pipefail
+shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 repo=$PWD
 
@@ -42,11 +43,16 @@ export HOIST_STORE=$work/store
 SOURCE_DATE_EPOCH=$(git log -1 --format=%ct -- fixtures/tutorial 2>/dev/null || echo 0)
 export SOURCE_DATE_EPOCH
 podman_=(podman --cgroup-manager=cgroupfs --runtime=runc)
-containers=()
+# Every container of this run is named with this prefix, so that cleanup
+# finds them all (they are started in subshells).
+prefix=hoist-demo-$$
 registry_pid=
+reg=
 cleanup() {
   set +e
-  for c in "${containers[@]}"; do "${podman_[@]}" rm -f -t 2 "$c" >/dev/null 2>&1; done
+  for c in $("${podman_[@]}" ps -a --format '{{.Names}}' | grep "^$prefix-"); do
+    "${podman_[@]}" rm -f -t 2 "$c" >/dev/null 2>&1
+  done
   for image in $("${podman_[@]}" images --format '{{.Repository}}:{{.Tag}}' 2>/dev/null | grep "^$reg/tutorial/"); do
     "${podman_[@]}" rmi -f "$image" >/dev/null 2>&1
   done
@@ -125,40 +131,41 @@ run() { # NAME IMAGE CONTAINER_PORT [podman args...] -> prints the host port
   local name=$1 image=$2 cport=$3 hport
   shift 3
   hport=$(free_port)
-  "${podman_[@]}" run -d --name "$name" --tls-verify=false \
+  "${podman_[@]}" run -d --name "$prefix-$name" --tls-verify=false \
     --ulimit=nofile=1024:1024 --ulimit=nproc=1000:1000 \
     -p "127.0.0.1:$hport:$cport" "$@" "$image" >/dev/null
-  containers+=("$name")
   wait_http "http://127.0.0.1:$hport/health"
   echo "$hport"
 }
 
 say "run the web app v1 with podman"
-p=$(run demo-web "$reg/tutorial/web-app@$web_v1" 3000)
+p=$(run web "$reg/tutorial/web-app@$web_v1" 3000)
 echo "GET /       -> $(curl -fsS "http://127.0.0.1:$p/")"
 echo "GET /health -> $(curl -fsS "http://127.0.0.1:$p/health")"
-echo "uid         -> $("${podman_[@]}" exec demo-web id -u)"
+echo "uid         -> $("${podman_[@]}" exec "$prefix-web" id -u)"
 start=$(date +%s.%N)
-"${podman_[@]}" stop -t 10 demo-web >/dev/null
-echo "podman stop -> $(echo "$(date +%s.%N) - $start" | bc | cut -c1-4) s; log: $("${podman_[@]}" logs demo-web 2>&1 | grep -m1 SIGTERM)"
+"${podman_[@]}" stop -t 10 "$prefix-web" >/dev/null
+echo "podman stop -> $(echo "$(date +%s.%N) - $start" | bc | xargs printf "%.2f") s; log: $("${podman_[@]}" logs "$prefix-web" 2>&1 | grep -m1 SIGTERM)"
 
 say "run the configurable app with podman"
-p=$(run demo-conf "$reg/tutorial/configurable-app@$conf_v1" 8080)
+p=$(run conf "$reg/tutorial/configurable-app@$conf_v1" 8080)
 echo "default config  -> $(curl -fsS "http://127.0.0.1:$p/")"
 mkdir -p "$work/test-config"
 printf '{"message": "Message personnalisé pour le test!"}\n' >"$work/test-config/config.json"
-p=$(run demo-conf-test "$reg/tutorial/configurable-app@$conf_v1" 8080 \
+p=$(run conf-test "$reg/tutorial/configurable-app@$conf_v1" 8080 \
   -v "$work/test-config:/app/config:ro" -e APP_ENV=testing -e APP_VERSION=1.1.0)
 echo "mounted config  -> $(curl -fsS "http://127.0.0.1:$p/")"
 
 say "ship v2 (the tutorial's Part 4 edit), then rebuild v1 (rollback)"
 sed -i 's/Hello from Kubernetes!/Hello from updated Kubernetes app!/' "$work/src/web-app/server.js"
 web_v2=$(build_push web-app v2)
-p=$(run demo-web-v2 "$reg/tutorial/web-app@$web_v2" 3000)
+p=$(run web-v2 "$reg/tutorial/web-app@$web_v2" 3000)
 echo "v2 GET /    -> $(curl -fsS "http://127.0.0.1:$p/")"
 "$hoist" k8s "$reg/tutorial/web-app:v2" --name web-app >/dev/null 2>"$work/k8s-v2.log" || true
 grep -m1 'kubectl set image' "$work/k8s-v2.log" || true
-cp fixtures/tutorial/web-app/server.js "$work/src/web-app/server.js"
+# Back to v1's sources, timestamps included (layers record mtimes; those
+# newer than SOURCE_DATE_EPOCH are clamped to it, older ones are kept).
+cp -p fixtures/tutorial/web-app/server.js "$work/src/web-app/server.js"
 web_again=$("$hoist" build --registry-mirror "docker.io=$reg" -q --no-cache "$work/src/web-app")
 echo "v1 digest   $web_v1"
 echo "v2 digest   $web_v2"
