@@ -1251,15 +1251,11 @@ impl<'a> Builder<'a> {
             .map(|f| f.target.as_str())
             .chain(stubs.iter().map(String::as_str))
             .collect();
-        let mut entries = crate::run::diff::diff(
-            &crate::run::upper_dir(&dir),
-            &created,
-            namespace.is_user_namespace(),
-        )
-        .map_err(|e| BuildError::Context {
-            path: dir.clone(),
-            source: Box::new(e),
-        })?;
+        let mut entries = crate::run::changes(&dir, &created, namespace.is_user_namespace())
+            .map_err(|e| BuildError::Context {
+                path: dir.clone(),
+                source: Box::new(e),
+            })?;
         if namespace == crate::run::userns::Namespace::Single {
             // Snapshots hold every file as 0 here, and a copied-up file
             // keeps that: its owner is the one of the layer below.
