@@ -176,14 +176,20 @@ unpack() { # LAYOUT:TAG ROOTFS
   umoci raw unpack --image "$1" "$2" >"$2.log" 2>&1 || { cat "$2.log" >&2; exit 1; }
 }
 
-build_args() { # CASE_JSON -> flags, one per line
-  python3 - "$1" <<'PY'
-import json, sys
+build_args() { # CASE_JSON SECRETS_DIR -> flags, one per line
+  python3 - "$1" "$2" <<'PY'
+import json, os, sys
 c = json.load(open(sys.argv[1]))
 if c.get("target"):
     print("--target"); print(c["target"])
 for k, v in sorted(c.get("build_args", {}).items()):
     print("--build-arg"); print(f"{k}={v}")
+# Secrets are written to files outside the context, as a user keeps them.
+for k, v in sorted(c.get("secrets", {}).items()):
+    os.makedirs(sys.argv[2], exist_ok=True)
+    path = os.path.join(sys.argv[2], k)
+    open(path, "w").write(v)
+    print("--secret"); print(f"id={k},src={path}")
 PY
 }
 
@@ -247,7 +253,7 @@ for case in "${cases[@]}"; do
   [ -f "$dir/case.json" ] || { echo "record-oracle.sh: $dir/case.json missing" >&2; exit 1; }
   ctx=$work/ctx/$case
   bash "$REPO/scripts/differential-context.sh" "$dir" "$ctx"
-  mapfile -t flags < <(build_args "$dir/case.json")
+  mapfile -t flags < <(build_args "$dir/case.json" "$work/secrets/$case")
   for oracle in $(python3 -c 'import json,sys; print(" ".join(json.load(open(sys.argv[1]))["oracles"]))' "$dir/case.json"); do
     tc=$(date +%s.%N)
     # Not `record_… || …`: that would switch off `set -e` inside the function.

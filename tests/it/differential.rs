@@ -77,6 +77,16 @@ fn run_case(case: &Path, store: &Path, mirror: &str) -> Result<(), String> {
                 .arg(format!("{k}={}", v.as_str().unwrap_or_default()));
         }
     }
+    // Secrets from files outside the context, as the recorder passed them.
+    let secrets = tempfile::tempdir().unwrap();
+    if let Some(map) = spec["secrets"].as_object() {
+        for (id, value) in map {
+            let file = secrets.path().join(id);
+            std::fs::write(&file, value.as_str().unwrap_or_default()).unwrap();
+            cmd.arg("--secret")
+                .arg(format!("id={id},src={}", file.display()));
+        }
+    }
     cmd.arg(ctx.path());
     let result = cmd.output().unwrap();
     if !result.status.success() {
