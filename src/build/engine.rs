@@ -1426,13 +1426,23 @@ impl<'a> Builder<'a> {
                         m.gid.unwrap_or(0),
                     )
                     .map_err(|e| {
-                        self.run_error(
-                            instr,
+                        let single =
+                            crate::run::userns::current() == crate::run::userns::Namespace::Single;
+                        let e = if single && e.raw_os_error() == Some(libc::EINVAL) {
+                            crate::run::RunError::SingleId {
+                                what: format!(
+                                    "the cache mount at {target} is to be owned by {}:{}",
+                                    m.uid.unwrap_or(0),
+                                    m.gid.unwrap_or(0)
+                                ),
+                            }
+                        } else {
                             crate::run::RunError::Io {
                                 path: base.clone(),
                                 source: e,
-                            },
-                        )
+                            }
+                        };
+                        self.run_error(instr, e)
                     })?;
                     locks.push(lock);
                     MountSource::Bind {

@@ -163,6 +163,21 @@ fn a_single_id_namespace_serves_steps_that_keep_ownership_and_explains_the_rest(
         user.stderr
     );
     assert!(!user.stderr.contains("| never-ran"), "{}", user.stderr);
+    let cache = build_in(
+        Who::SingleId,
+        ctx.path(),
+        store.path(),
+        "FROM scratch\nCOPY bin /bin/\nRUN --mount=type=cache,target=/c,uid=1001 true\n",
+        &[],
+    );
+    assert!(!cache.ok);
+    assert!(
+        cache.stderr.contains(
+            "the cache mount at /c is to be owned by 1001:0, but hoist has only a single-id user namespace"
+        ),
+        "{}",
+        cache.stderr
+    );
     assert!(
         user.stderr
             .contains("hint: give hoist-single subordinate ids"),
