@@ -1654,6 +1654,17 @@ impl<'a> Builder<'a> {
                 Some(crate::run::userns::remedy(source.raw_os_error()))
             }
             crate::run::RunError::SingleId { .. } => Some(crate::run::userns::subid_remedy()),
+            // chown(2) to an id the namespace does not map.
+            crate::run::RunError::Extract {
+                source: crate::layer::ExtractError::Io { source, .. },
+                ..
+            } if source.raw_os_error() == Some(libc::EINVAL)
+                && crate::run::userns::current().is_user_namespace() =>
+            {
+                Some(
+                    "a file of the layer belongs to an id hoist's user namespace does not map: hoist maps 0 to you and 1, 2... to your /etc/subuid and /etc/subgid ranges in turn; add a range to cover the image's ids, as root: `usermod --add-subuids 200000-399999 --add-subgids 200000-399999 USER`".to_string(),
+                )
+            }
             crate::run::RunError::Sandbox { .. } => Some(
                 "RUN needs mount, pid, uts and ipc namespaces and overlayfs: in a container, run hoist with --privileged".into(),
             ),

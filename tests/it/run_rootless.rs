@@ -305,3 +305,26 @@ fn rootless_prune_removes_what_rootless_builds_extracted() {
     assert!(prune.status.success(), "{stderr}");
     assert_eq!(snapshots(), 0, "{stderr}");
 }
+
+#[test]
+fn a_layer_file_owned_beyond_the_subordinate_range_names_the_range() {
+    let store = Who::Rootless.tempdir();
+    let ctx = Who::Rootless.tempdir();
+    busybox_context(ctx.path());
+    std::fs::write(ctx.path().join("f"), "f").unwrap();
+    let built = build_in(
+        Who::Rootless,
+        ctx.path(),
+        store.path(),
+        "FROM scratch\nCOPY bin /bin/\nCOPY --chown=70000:70000 f /f\nRUN true\n",
+        &[],
+    );
+    assert!(!built.ok);
+    for expected in [
+        "Dockerfile:4: RUN true: cannot extract layer",
+        "hint: a file of the layer belongs to an id hoist's user namespace does not map",
+        "usermod --add-subuids 200000-399999",
+    ] {
+        assert!(built.stderr.contains(expected), "{}", built.stderr);
+    }
+}
