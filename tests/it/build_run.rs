@@ -413,3 +413,27 @@ fn run_steps_see_source_date_epoch_when_the_build_has_one() {
     assert!(without.ok, "{}", without.stderr);
     assert!(without.stderr.contains("epoch=none"), "{}", without.stderr);
 }
+
+#[test]
+fn run_works_with_a_relative_store_path() {
+    // The sandbox changes directory into the store before mounting its
+    // overlay: a relative --store once named nothing there (ENOENT).
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = dir.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    busybox_context(&ctx);
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY bin /bin/\nRUN echo ran > /ran\n",
+    )
+    .unwrap();
+    let out = Command::cargo_bin("hoist")
+        .unwrap()
+        .current_dir(dir.path())
+        .args(["--store", "relative/store", "build", "-q", "ctx"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(dir.path().join("relative/store/oci-layout").is_file());
+}
