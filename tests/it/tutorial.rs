@@ -229,3 +229,45 @@ fn configurable_app_serves_its_default_then_the_mounted_configuration() {
     );
     assert_eq!(http_get(&app.addr, "/health"), Some((200, "OK".to_owned())));
 }
+
+#[test]
+fn stand_ins_take_busybox_user_options_and_run_like_the_real_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = dir.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    // BusyBox's semantics, checked inside the build: a group named after
+    // the user with its id when -G is absent, a home unless -H, `addgroup
+    // USER GROUP` and `adduser USER GROUP` add to a group, no -D is refused.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        r#"FROM node:14-alpine
+RUN addgroup -g 2000 team && adduser -D -u 1500 bob \
+ && adduser -D -H -h /srv/carol -s /bin/false -G team -u 1600 carol \
+ && addgroup bob team && adduser carol node
+RUN test "$(id bob)" = "uid=1500(bob) gid=1500(bob) groups=1500(bob),2000(team)" \
+ && test "$(id carol)" = "uid=1600(carol) gid=2000(team) groups=2000(team),1000(node)" \
+ && test "$(getent passwd carol)" = "carol:x:1600:2000::/srv/carol:/bin/false" \
+ && test -d /home/bob && test ! -e /srv/carol \
+ && ! adduser dave 2>/dev/null && ! getent passwd dave
+FROM python:3.9-slim
+COPY --from=0 /etc/passwd /node-passwd
+RUN test "$(python -c 'import sys; print(sys.version_info[0])')" = 3 && grep -q '^bob:' /node-passwd
+"#,
+    )
+    .unwrap();
+    build(&dir.path().join("store"), &ctx, &[], &[]);
+
+    // The node image's entrypoint: options go to node, commands run as given.
+    let registry = tutorial_bases();
+    let image = format!("{}/library/node:14-alpine", registry.addr());
+    run_ok(podman().args(["pull", "-q", "--tls-verify=false", &image]));
+    let _pulled = Loaded(image.clone());
+    assert_eq!(
+        run_ok(crate::support::podman_run().args([&image, "-p", "6 * 7"])),
+        "42\n"
+    );
+    assert_eq!(
+        run_ok(crate::support::podman_run().args([&image, "sh", "-c", "echo $0", "as-given"])),
+        "as-given\n"
+    );
+}
