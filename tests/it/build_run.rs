@@ -646,3 +646,26 @@ as_root_and_rootless!(
     prune_keeps_cache_mounts_unless_asked,
     the_copy_fallback_gives_the_same_image_as_overlays
 );
+#[test]
+fn run_works_with_a_relative_store_path() {
+    // The sandbox changes directory into the store before mounting its
+    // overlay: a relative --store once named nothing there (ENOENT).
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = dir.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    busybox_context(&ctx);
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY bin /bin/\nRUN echo ran > /ran\n",
+    )
+    .unwrap();
+    let out = assert_cmd::Command::cargo_bin("hoist")
+        .unwrap()
+        .current_dir(dir.path())
+        .args(["--store", "relative/store", "build", "-q", "ctx"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(dir.path().join("relative/store/oci-layout").is_file());
+}
