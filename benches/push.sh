@@ -6,8 +6,8 @@
 #   build+push  hoist build --push  vs  buildah bud --isolation chroot + buildah
 #               push  vs  BuildKit (docker build) + docker push, all cold
 #
-# Every push goes to a repository of its own, so nothing is skipped or mounted:
-# each run uploads every blob. Run as root on a machine where
+# Every timed command pushes to a fresh, empty registry, so nothing is skipped
+# or mounted: each run uploads every blob. Run as root on a machine where
 # scripts/install-test-deps.sh has been run. Never part of the test suite.
 #
 #   bash benches/push.sh [RUNS]    # default: 3 runs
@@ -27,15 +27,25 @@ HOIST=$PWD/target/release/hoist
 
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 REG=127.0.0.1:$PORT
-cat > "$ROOT/registry.yml" <<YML
+# A fresh, empty registry (same address) before every timed command: no tool
+# finds a blob there already, and none can mount one from an earlier run
+# (skopeo and buildah remember blob locations in their blob-info cache and
+# would mount instead of uploading).
+fresh_registry() {
+  if [ -n "${REGISTRY_PID:-}" ]; then kill "$REGISTRY_PID"; wait "$REGISTRY_PID" 2>/dev/null || true; fi
+  rm -rf "$ROOT/registry"
+  cat > "$ROOT/registry.yml" <<YML
 version: 0.1
 log: {level: warn, accesslog: {disabled: true}}
 storage: {filesystem: {rootdirectory: $ROOT/registry}}
 http: {addr: $REG}
 YML
-docker-registry serve "$ROOT/registry.yml" > "$ROOT/registry.log" 2>&1 &
-REGISTRY_PID=$!
-for _ in $(seq 100); do curl -sf "http://$REG/v2/" > /dev/null && break; sleep 0.1; done
+  docker-registry serve "$ROOT/registry.yml" >> "$ROOT/registry.log" 2>&1 &
+  REGISTRY_PID=$!
+  for _ in $(seq 100); do curl -sf "http://$REG/v2/" > /dev/null && return; sleep 0.1; done
+  echo "registry did not start: $(cat "$ROOT/registry.log")" >&2; exit 1
+}
+fresh_registry
 
 # big-context is FROM scratch: no base image, so no rootfs is needed.
 if [ ! -d "${ROOTFS:-/tmp/rootfs}" ]; then export ROOTFS=$ROOT/empty-rootfs; mkdir -p "$ROOTFS"; fi
@@ -61,8 +71,10 @@ hoist_push=(); skopeo_push=()
 for run in $(seq "$RUNS"); do
   # No push records: the push must upload, not mount from the previous run.
   rm -rf "$STORE/pushed"
+  fresh_registry
   warm_cache "$STORE/blobs"
   hoist_push+=("$(seconds "$HOIST" --store "$STORE" push -q bench/big:1 "$REG/hoist-$run/big:1")")
+  fresh_registry
   warm_cache "$ROOT/layout"
   skopeo_push+=("$(seconds skopeo copy -q --dest-tls-verify=false "oci:$ROOT/layout" "docker://$REG/skopeo-$run/big:1")")
 done
@@ -71,12 +83,15 @@ done
 hoist_e2e=(); buildah_e2e=(); buildkit_e2e=()
 for run in $(seq "$RUNS"); do
   state=$ROOT/state-$run; rm -rf "$state"; mkdir -p "$state"
+  fresh_registry
   warm_cache "$CTX"
   hoist_e2e+=("$(seconds "$HOIST" --store "$state/hoist" build -q --push -t "$REG/e2e-hoist-$run/big:1" "$CTX")")
+  fresh_registry
   warm_cache "$CTX"
   buildah_e2e+=("$(seconds bash -c "buildah --root $state/root --runroot $state/run bud --isolation chroot -q -t $REG/e2e-buildah-$run/big:1 $CTX \
     && buildah --root $state/root --runroot $state/run push -q --tls-verify=false $REG/e2e-buildah-$run/big:1")")
   $DOCKER builder prune -af > /dev/null 2>&1
+  fresh_registry
   warm_cache "$CTX"
   buildkit_e2e+=("$(seconds bash -c "DOCKER_BUILDKIT=1 $DOCKER build --network=host -q -t $REG/e2e-buildkit-$run/big:1 $CTX \
     && $DOCKER push -q $REG/e2e-buildkit-$run/big:1")")

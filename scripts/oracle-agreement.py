@@ -24,6 +24,11 @@ def compare(case):
     if bk is None or ba is None:
         return ["not recorded by both oracles"]
     out = []
+    if bk.get("fails") or ba.get("fails"):
+        # A build that must fail: both fail, with the same exit code.
+        if bk.get("exit_code") != ba.get("exit_code"):
+            out.append(f"exit code: buildkit {bk.get('exit_code')} | buildah {ba.get('exit_code')}")
+        return out
     for field in sorted(bk["config"]):
         a, b = bk["config"][field], ba["config"][field]
         if a != b:

@@ -176,21 +176,55 @@ unpack() { # LAYOUT:TAG ROOTFS
   umoci raw unpack --image "$1" "$2" >"$2.log" 2>&1 || { cat "$2.log" >&2; exit 1; }
 }
 
-build_args() { # CASE_JSON -> flags, one per line
-  python3 - "$1" <<'PY'
-import json, sys
+build_args() { # CASE_JSON SECRETS_DIR -> flags, one per line
+  python3 - "$1" "$2" <<'PY'
+import json, os, sys
 c = json.load(open(sys.argv[1]))
 if c.get("target"):
     print("--target"); print(c["target"])
 for k, v in sorted(c.get("build_args", {}).items()):
     print("--build-arg"); print(f"{k}={v}")
+# Secrets are written to files outside the context, as a user keeps them.
+for k, v in sorted(c.get("secrets", {}).items()):
+    os.makedirs(sys.argv[2], exist_ok=True)
+    path = os.path.join(sys.argv[2], k)
+    open(path, "w").write(v)
+    print("--secret"); print(f"id={k},src={path}")
 PY
+}
+
+# A case whose build must fail (`"fails": true`): the recording says so, with
+# the failing step's exit code as the oracle printed it.
+write_failure() { # CASE ORACLE VERSION LOG OUT
+  python3 - "$@" <<'PY'
+import json, re, sys
+case, oracle, version, log, out = sys.argv[1:6]
+codes = re.findall(r"exit (?:code|status):? (\d+)", open(log).read())
+if not codes:
+    sys.exit(f"{case} with {oracle}: no exit code in the failed build's output")
+with open(out, "w") as f:
+    json.dump({"case": case, "oracle": oracle, "oracle_version": version,
+               "fails": True, "exit_code": int(codes[-1])}, f, indent=1)
+    f.write("\n")
+PY
+}
+
+expect_failure() { # CASE_JSON
+  python3 -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1])).get("fails") else 1)' "$1"
 }
 
 record_buildkit() { # CASE CTX FLAGS...
   local case=$1 ctx=$2 out=$work/out/$1/buildkit
   shift 2
   mkdir -p "$out"
+  if expect_failure "$CASES_DIR/$case/case.json"; then
+    if DOCKER_BUILDKIT=1 docker_ build --progress=plain --network=host "$@" "$ctx" >"$out/build.log" 2>&1; then
+      echo "record-oracle.sh: $case was to fail with BuildKit and did not" >&2; exit 1
+    fi
+    write_failure "$case" buildkit "docker $DOCKER_VERSION (BuildKit, DOCKER_BUILDKIT=1)" \
+      "$out/build.log" "$CASES_DIR/$case/expected.buildkit.json"
+    return
+  fi
   DOCKER_BUILDKIT=1 docker_ build -q --network=host "$@" -t "hoist-oracle/$case" "$ctx" \
     >"$out/build.log" 2>&1 || { cat "$out/build.log" >&2; exit 1; }
   # The config exactly as BuildKit wrote it: dockerd's image store keeps it under
@@ -217,6 +251,14 @@ record_buildah() { # CASE CTX FLAGS...
   local case=$1 ctx=$2 out=$work/out/$1/buildah
   shift 2
   mkdir -p "$out"
+  if expect_failure "$CASES_DIR/$case/case.json"; then
+    if buildah_ bud --isolation chroot "$@" "$ctx" >"$out/build.log" 2>&1; then
+      echo "record-oracle.sh: $case was to fail with buildah and did not" >&2; exit 1
+    fi
+    write_failure "$case" buildah "buildah $BUILDAH_VERSION (bud --isolation chroot --identity-label=false, OCI format)" \
+      "$out/build.log" "$CASES_DIR/$case/expected.buildah.json"
+    return
+  fi
   # --identity-label=false: no `io.buildah.version` label, which BuildKit has no
   # counterpart of and which would differ in every case.
   buildah_ bud --isolation chroot --identity-label=false -q "$@" -t "hoist-oracle/$case" "$ctx" \
@@ -247,7 +289,7 @@ for case in "${cases[@]}"; do
   [ -f "$dir/case.json" ] || { echo "record-oracle.sh: $dir/case.json missing" >&2; exit 1; }
   ctx=$work/ctx/$case
   bash "$REPO/scripts/differential-context.sh" "$dir" "$ctx"
-  mapfile -t flags < <(build_args "$dir/case.json")
+  mapfile -t flags < <(build_args "$dir/case.json" "$work/secrets/$case")
   for oracle in $(python3 -c 'import json,sys; print(" ".join(json.load(open(sys.argv[1]))["oracles"]))' "$dir/case.json"); do
     tc=$(date +%s.%N)
     # Not `record_… || …`: that would switch off `set -e` inside the function.

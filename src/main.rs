@@ -31,6 +31,8 @@ fn main() {
         Command::Check(args) => cli::check::run(args),
         Command::Completions(args) => cli::completions::run(args),
         Command::Build(args) => store().and_then(|s| cli::build::run(args, &s)),
+        Command::Login(args) => cli::login::login(args),
+        Command::Logout(args) => cli::login::logout(args),
         Command::Images(args) => store().and_then(|s| cli::images::run(args, &s)),
         Command::K8s(args) => store().and_then(|s| cli::k8s::run(args, &s)),
         Command::Resolve(args) => store().and_then(|s| cli::resolve::run(args, &s)),

@@ -1269,15 +1269,11 @@ impl<'a> Builder<'a> {
             .map(|f| f.target.as_str())
             .chain(stubs.iter().map(String::as_str))
             .collect();
-        let mut entries = crate::run::diff::diff(
-            &crate::run::upper_dir(&dir),
-            &created,
-            namespace.is_user_namespace(),
-        )
-        .map_err(|e| BuildError::Context {
-            path: dir.clone(),
-            source: Box::new(e),
-        })?;
+        let mut entries = crate::run::changes(&dir, &created, namespace.is_user_namespace())
+            .map_err(|e| BuildError::Context {
+                path: dir.clone(),
+                source: Box::new(e),
+            })?;
         if namespace == crate::run::userns::Namespace::Single {
             // Snapshots hold every file as 0 here, and a copied-up file
             // keeps that: its owner is the one of the layer below.
@@ -1448,13 +1444,23 @@ impl<'a> Builder<'a> {
                         m.gid.unwrap_or(0),
                     )
                     .map_err(|e| {
-                        self.run_error(
-                            instr,
+                        let single =
+                            crate::run::userns::current() == crate::run::userns::Namespace::Single;
+                        let e = if single && e.raw_os_error() == Some(libc::EINVAL) {
+                            crate::run::RunError::SingleId {
+                                what: format!(
+                                    "the cache mount at {target} is to be owned by {}:{}",
+                                    m.uid.unwrap_or(0),
+                                    m.gid.unwrap_or(0)
+                                ),
+                            }
+                        } else {
                             crate::run::RunError::Io {
                                 path: base.clone(),
                                 source: e,
-                            },
-                        )
+                            }
+                        };
+                        self.run_error(instr, e)
                     })?;
                     locks.push(lock);
                     MountSource::Bind {
@@ -1666,6 +1672,17 @@ impl<'a> Builder<'a> {
                 Some(crate::run::userns::remedy(source.raw_os_error()))
             }
             crate::run::RunError::SingleId { .. } => Some(crate::run::userns::subid_remedy()),
+            // chown(2) to an id the namespace does not map.
+            crate::run::RunError::Extract {
+                source: crate::layer::ExtractError::Io { source, .. },
+                ..
+            } if source.raw_os_error() == Some(libc::EINVAL)
+                && crate::run::userns::current().is_user_namespace() =>
+            {
+                Some(
+                    "a file of the layer belongs to an id hoist's user namespace does not map: hoist maps 0 to you and 1, 2... to your /etc/subuid and /etc/subgid ranges in turn; add a range to cover the image's ids, as root: `usermod --add-subuids 200000-399999 --add-subgids 200000-399999 USER`".to_string(),
+                )
+            }
             crate::run::RunError::Sandbox { .. } => Some(
                 "RUN needs mount, pid, uts and ipc namespaces and overlayfs: in a container, run hoist with --privileged".into(),
             ),

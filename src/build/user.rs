@@ -74,12 +74,19 @@ pub fn resolve_chown(spec: &str, view: &FsView) -> Result<(u64, u64), UserError>
     Ok((uid, gid))
 }
 
-/// The groups a step running as `spec` (a USER value) belongs to: the
-/// primary `gid`, then every group of the image's /etc/group that lists
-/// the user's name as a member (as runc's `GetExecUser` does). A numeric
-/// user is looked up by uid in /etc/passwd for its name.
-pub fn groups_of(spec: &str, uid: u64, gid: u64, view: &FsView) -> Result<Vec<u64>, UserError> {
-    let user = spec.split_once(':').map_or(spec, |(u, _)| u);
+/// The supplementary groups of a step running as `spec` (a USER value),
+/// as BuildKit gives them (executor/oci's GetUser over runc's
+/// `GetExecUser`): with an explicit group (`user:group`), none; otherwise
+/// every group of the image's /etc/group that lists the user's name as a
+/// member, and not the primary group unless it lists the user. A numeric
+/// user is looked up by uid in /etc/passwd for its name. (Docker 20.10's
+/// BuildKit records `id` as `uid=1001(app) gid=1001(app)`, no `groups=`,
+/// for a user no group lists: fixtures/differential/run-user.)
+pub fn groups_of(spec: &str, uid: u64, _gid: u64, view: &FsView) -> Result<Vec<u64>, UserError> {
+    if spec.contains(':') {
+        return Ok(Vec::new());
+    }
+    let user = spec;
     let name = match parse_id(user) {
         Id::Name(name) => Some(name),
         Id::Number(_) => read_file(view, "etc/passwd")?.lines().find_map(|line| {
@@ -88,7 +95,7 @@ pub fn groups_of(spec: &str, uid: u64, gid: u64, view: &FsView) -> Result<Vec<u6
                 .then(|| fields[0].to_string())
         }),
     };
-    let mut groups = vec![gid];
+    let mut groups = Vec::new();
     if let Some(name) = name {
         for line in read_file(view, "etc/group")?.lines() {
             let fields: Vec<&str> = line.trim().split(':').collect();
@@ -211,9 +218,11 @@ mod tests {
     #[test]
     fn groups_come_from_group_membership() {
         let v = image();
-        assert_eq!(groups_of("app", 1001, 1002, &v), Ok(vec![1002, 50]));
-        assert_eq!(groups_of("1001:7", 1001, 7, &v), Ok(vec![7, 50]));
-        assert_eq!(groups_of("root", 0, 0, &v), Ok(vec![0]));
-        assert_eq!(groups_of("4242", 4242, 4242, &v), Ok(vec![4242]));
+        assert_eq!(groups_of("app", 1001, 1002, &v), Ok(vec![50]));
+        assert_eq!(groups_of("1001", 1001, 1002, &v), Ok(vec![50]));
+        assert_eq!(groups_of("1001:7", 1001, 7, &v), Ok(vec![]));
+        assert_eq!(groups_of("app:staff", 1001, 50, &v), Ok(vec![]));
+        assert_eq!(groups_of("root", 0, 0, &v), Ok(vec![]));
+        assert_eq!(groups_of("4242", 4242, 4242, &v), Ok(vec![]));
     }
 }

@@ -51,14 +51,10 @@ pub struct BuildArgs {
     /// Fetch base images from their registry even when the store has them.
     #[arg(long)]
     pub pull: bool,
-    /// Fetch images of REGISTRY from HOST first, as Docker's registry
-    /// mirrors: `docker.io=127.0.0.1:5000` serves `FROM node:14-alpine`
-    /// from `127.0.0.1:5000/library/node:14-alpine` (repeatable).
-    #[arg(long = "registry-mirror", value_name = "REGISTRY=HOST")]
-    pub registry_mirrors: Vec<String>,
-    /// Talk plain HTTP to this registry host (loopback hosts always are).
-    #[arg(long = "insecure-registry", value_name = "HOST")]
-    pub insecure_registries: Vec<String>,
+    #[command(flatten)]
+    pub mirrors: super::registry::MirrorArgs,
+    #[command(flatten)]
+    pub registry: super::registry::RegistryArgs,
     /// Export the image: `type=oci,dest=DIR`, `type=docker,dest=FILE|-`,
     /// `type=oci-archive,dest=FILE|-`.
     #[arg(long)]
@@ -218,15 +214,7 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
             .with_context(|| format!("SOURCE_DATE_EPOCH={v} is not a number of seconds"))?,
         None => 0,
     };
-    let mut pull = hoist::registry::PullOptions {
-        insecure: args.insecure_registries.clone(),
-        ..Default::default()
-    };
-    for spec in &args.registry_mirrors {
-        // `HOST` alone mirrors Docker Hub, as dockerd's --registry-mirror.
-        let (registry, host) = spec.split_once('=').unwrap_or(("docker.io", spec.as_str()));
-        pull.mirrors.push((registry.to_string(), host.to_string()));
-    }
+    let pull = args.registry.pull_options(&args.mirrors)?;
     let store = Store::open(store_dir)
         .with_context(|| format!("cannot open the store at {}", store_dir.display()))?;
     let env = |name: &str| std::env::var(name).ok();
@@ -315,10 +303,7 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
         }
     }
     if args.push {
-        let options = hoist::registry::PushOptions {
-            insecure: args.insecure_registries.clone(),
-            ..Default::default()
-        };
+        let options = args.registry.push_options(hoist::registry::Format::Oci)?;
         for tag in &tags {
             let pushed = super::push::push_one(&store, tag, tag, &options, args.quiet)?;
             if !args.quiet {

@@ -10,7 +10,8 @@ use hoist::k8s::options::{
 };
 use hoist::k8s::{Generated, ImageFacts, Options, Registration, check_registry, generate, inspect};
 use hoist::plan::Platform;
-use hoist::registry::auth::{Credentials, docker_config_path};
+use hoist::registry::CredentialStore;
+use hoist::registry::credentials::server_key;
 use hoist::registry::{ClientOptions, Reference};
 use hoist::store::Store;
 use std::path::{Path, PathBuf};
@@ -143,7 +144,7 @@ pub struct PodArgs {
     #[arg(long = "image-pull-secret", value_name = "NAME")]
     pub image_pull_secrets: Vec<String>,
     /// Write a docker-registry Secret NAME holding your credentials for
-    /// the image's registry (from ~/.docker/config.json) to FILE (mode
+    /// the image's registry (as `hoist push` finds them) to FILE (mode
     /// 0600) or `-` (stdout, with the other objects), and pull with it.
     #[arg(long = "pull-secret", value_names = ["NAME", "FILE"], num_args = 2)]
     pub pull_secret: Option<Vec<String>>,
@@ -381,22 +382,24 @@ fn options(args: &K8sArgs, facts: &ImageFacts) -> anyhow::Result<Options> {
     });
     if let Some(spec) = &p.pull_secret {
         let name = spec[0].clone();
-        let config = docker_config_path().context(
-            "--pull-secret: no Docker config found (set DOCKER_CONFIG or HOME, and log in)",
-        )?;
+        // Docker's config (auths, credential helpers) and podman's
+        // auth.json, as a push reads them.
         let host = &facts.reference.domain;
-        let credentials = Credentials::lookup(&config, host)?.with_context(|| {
+        let (credentials, _) = CredentialStore::from_env().get(host)?.with_context(|| {
             format!(
-                "--pull-secret: {} has no credentials for {host}: log in to it first",
-                config.display()
+                "--pull-secret: no credentials for {host} in Docker's config, its credential \
+                 helpers or podman's auth.json: `hoist login {host}` first"
             )
         })?;
-        let registry = if host == hoist::registry::reference::DOCKER_HUB {
-            // The key Docker itself writes for Docker Hub.
-            "https://index.docker.io/v1/".to_owned()
-        } else {
-            host.clone()
-        };
+        if credentials.password.expose().is_empty() {
+            bail!(
+                "--pull-secret: the credentials for {host} hold only an identity token, which \
+                 a cluster cannot pull with: log in with a user name and password (or access \
+                 token)"
+            );
+        }
+        // The key `docker login` writes (Docker Hub's URL for Docker Hub).
+        let registry = server_key(host);
         o.pull_secret = Some(PullSecret {
             name,
             registry,

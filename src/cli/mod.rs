@@ -6,11 +6,13 @@ pub mod check;
 pub mod completions;
 pub mod images;
 pub mod k8s;
+pub mod login;
 pub mod parse;
 pub mod progress;
 pub mod prune;
 pub mod pull;
 pub mod push;
+pub mod registry;
 pub mod resolve;
 pub mod rmi;
 pub mod tag;
@@ -48,6 +50,8 @@ pub enum Command {
     Check(check::CheckArgs),
     Completions(completions::CompletionsArgs),
     Images(images::ImagesArgs),
+    Login(login::LoginArgs),
+    Logout(login::LogoutArgs),
     K8s(Box<k8s::K8sArgs>),
     Parse(parse::ParseArgs),
     Prune(prune::PruneArgs),

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::Args;
 use hoist::plan::Platform;
-use hoist::registry::{PullOptions, Reference, pull};
+use hoist::registry::{Reference, pull};
 use hoist::store::Store;
 use std::path::Path;
 
@@ -22,13 +22,10 @@ pub struct PullArgs {
     /// machine's).
     #[arg(long)]
     pub platform: Option<String>,
-    /// Fetch images of REGISTRY from HOST first, as Docker's registry
-    /// mirrors (`docker.io=127.0.0.1:5000`; repeatable).
-    #[arg(long = "registry-mirror", value_name = "REGISTRY=HOST")]
-    pub registry_mirrors: Vec<String>,
-    /// Talk plain HTTP to this registry host (loopback hosts always are).
-    #[arg(long = "insecure-registry", value_name = "HOST")]
-    pub insecure_registries: Vec<String>,
+    #[command(flatten)]
+    pub mirrors: super::registry::MirrorArgs,
+    #[command(flatten)]
+    pub registry: super::registry::RegistryArgs,
     /// Print nothing on stderr.
     #[arg(short, long)]
     pub quiet: bool,
@@ -41,16 +38,7 @@ pub fn run(args: &PullArgs, store_dir: &Path) -> anyhow::Result<i32> {
         Some(p) => Platform::parse(p).map_err(anyhow::Error::msg)?,
         None => Platform::host(),
     };
-    let mut options = PullOptions {
-        insecure: args.insecure_registries.clone(),
-        ..Default::default()
-    };
-    for spec in &args.registry_mirrors {
-        let (registry, host) = spec.split_once('=').unwrap_or(("docker.io", spec.as_str()));
-        options
-            .mirrors
-            .push((registry.to_string(), host.to_string()));
-    }
+    let options = args.registry.pull_options(&args.mirrors)?;
     let store = Store::open(store_dir)
         .with_context(|| format!("cannot open the store at {}", store_dir.display()))?;
     let pulled = pull(&store, &reference, &platform, &options)?;

@@ -32,9 +32,8 @@ pub struct PushArgs {
     /// Write the pushed manifest's digest to this file.
     #[arg(long)]
     pub digest_file: Option<PathBuf>,
-    /// Talk plain HTTP to this registry host (loopback hosts always are).
-    #[arg(long = "insecure-registry", value_name = "HOST")]
-    pub insecure_registries: Vec<String>,
+    #[command(flatten)]
+    pub registry: super::registry::RegistryArgs,
     /// Print nothing on stderr.
     #[arg(short, long)]
     pub quiet: bool,
@@ -55,14 +54,10 @@ pub fn run(args: &PushArgs, store_dir: &Path) -> anyhow::Result<i32> {
     };
     let store = Store::open(store_dir)
         .with_context(|| format!("cannot open the store at {}", store_dir.display()))?;
-    let options = PushOptions {
-        format: match args.format {
-            PushFormat::Oci => Format::Oci,
-            PushFormat::Docker => Format::Docker,
-        },
-        insecure: args.insecure_registries.clone(),
-        docker_config: None,
-    };
+    let options = args.registry.push_options(match args.format {
+        PushFormat::Oci => Format::Oci,
+        PushFormat::Docker => Format::Docker,
+    })?;
     let pushed = push_one(&store, &source, &destination, &options, args.quiet)?;
     if let Some(f) = &args.digest_file {
         std::fs::write(f, pushed.digest.to_string())
@@ -88,14 +83,6 @@ pub fn push_one(
         );
     }
     let name = source.to_string();
-    if store.resolve(&name)?.is_none() {
-        anyhow::bail!(
-            "no image {} in the store: build it with `hoist build -t {}`, pull it, or tag one \
-             with `hoist tag` (`hoist images` lists the store)",
-            source.familiar(),
-            source.familiar()
-        );
-    }
     let started = std::time::Instant::now();
     let progress = |digest: &hoist::layer::Digest, event: &BlobEvent| {
         if quiet {

@@ -212,10 +212,13 @@ pub fn check_registry(
         Err(RegistryError::NotFound { .. }) => return Ok(Registration::Missing),
         Err(e) => return Err(e),
     }
-    // Again with no credentials at all (a config path that cannot exist
-    // reads as "no config"), to learn whether the cluster will need some.
+    // Again with no credentials at all (Docker's and podman's files at a
+    // path that cannot exist read as "none"), to learn whether the
+    // cluster will need some.
+    let nowhere = || Some(std::path::PathBuf::from("/nonexistent/hoist/config.json"));
     let anonymous = Client::new(ClientOptions {
-        docker_config: Some(std::path::PathBuf::from("/nonexistent/hoist/config.json")),
+        docker_config: nowhere(),
+        auth_file: nowhere(),
         ..options.clone()
     });
     let anonymous = anonymous

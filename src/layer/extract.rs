@@ -61,6 +61,11 @@ pub struct ExtractOptions {
     /// attribute as `user.overlay.opaque`; `user.overlay.*` attributes in
     /// the layer are dropped as well.
     pub user_xattrs: bool,
+    /// Keep whiteouts as the layer writes them, as empty files named
+    /// `.wh.<name>` and `.wh..wh..opq`, applying nothing: the destination
+    /// is a layer kept as files on a file system where overlay whiteouts
+    /// cannot be made (RUN's copy mode, which applies them later).
+    pub oci_whiteouts: bool,
 }
 
 impl Default for ExtractOptions {
@@ -71,6 +76,7 @@ impl Default for ExtractOptions {
             chown: root,
             overlay_whiteouts: false,
             user_xattrs: false,
+            oci_whiteouts: false,
         }
     }
 }
@@ -295,6 +301,22 @@ impl Extractor<'_> {
         }
         if self.options.overlay_whiteouts {
             return self.overlay_whiteout(parents, is_opaque, deleted, name);
+        }
+        if self.options.oci_whiteouts {
+            let parent = self.resolve_dir(parents, true, name)?.expect("created");
+            let path = self.root.join(parent.join(OsStr::from_bytes(last)));
+            self.summary.whiteouts += 1;
+            return fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)
+                .map(drop)
+                .map_err(|source| ExtractError::Io {
+                    entry: name.into(),
+                    path,
+                    source,
+                });
         }
         // Nothing below a missing directory can need hiding.
         let Some(parent) = self.resolve_dir(parents, false, name)? else {
@@ -732,6 +754,7 @@ mod tests {
             chown: true,
             overlay_whiteouts: true,
             user_xattrs: false,
+            oci_whiteouts: false,
         };
         let summary = extract(&tar[..], &root, &options).unwrap();
         assert_eq!(summary.whiteouts, 2);

@@ -11,8 +11,8 @@ use crate::store::StoreError;
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     #[error(
-        "access to {repository} was refused by registry {registry}: log in to it (hoist reads \
-         credentials from ~/.docker/config.json) or check the repository name"
+        "access to {repository} was refused by registry {registry}: log in with `hoist login \
+         {registry}` as a user allowed to use it, or check the repository name"
     )]
     Unauthorized {
         registry: String,
@@ -33,7 +33,11 @@ pub enum RegistryError {
          trust it, pass {registry} as an insecure registry"
     )]
     TlsToPlainHttp { registry: String },
-    #[error("TLS with registry {registry} failed: check its certificate and the host name")]
+    #[error(
+        "TLS with registry {registry} failed: check its certificate and the host name; a \
+         registry with a private CA needs it trusted (--ca-cert, or ca-certs in hoist's config \
+         file)"
+    )]
     Tls {
         registry: String,
         #[source]
@@ -162,8 +166,26 @@ pub enum RegistryError {
          use a registry with Bearer or Basic authentication"
     )]
     UnsupportedAuth { registry: String, challenge: String },
-    #[error("cannot read the Docker credentials in `{path}`: {reason}; fix or remove the file")]
+    #[error("cannot use the credentials file `{path}`: {reason}; fix or remove the file")]
     Credentials { path: String, reason: String },
+    #[error("credential helper {helper} failed to {action} credentials: {reason}")]
+    CredentialHelper {
+        helper: String,
+        action: String,
+        reason: String,
+    },
+    #[error("there is no Docker config to store credentials in: set DOCKER_CONFIG or HOME")]
+    NoConfigPath,
+    #[error("registry {registry} refused the user name or password: check them and log in again")]
+    LoginRefused { registry: String },
+    #[error(
+        "registry {registry} sent its token realm {realm} over plain HTTP: hoist sends no \
+         credentials there unless the realm's host is a loopback host or named as an insecure \
+         registry"
+    )]
+    InsecureRealm { registry: String, realm: String },
+    #[error("cannot use the CA bundle `{path}`: {reason}")]
+    CaBundle { path: String, reason: String },
     #[error(
         "pulling {repository} failed on every mirror of {domain} ({mirrors}) and on {domain} \
          itself"
@@ -210,6 +232,20 @@ pub enum RegistryError {
         reference: String,
         #[source]
         source: crate::image::ConvertError,
+    },
+    #[error(
+        "no image {reference} in the store: build it with `hoist build -t`, pull it, or name one \
+         with `hoist tag` (`hoist images` lists the store)"
+    )]
+    NotInStore { reference: String },
+    #[error(
+        "{reference} was pushed, but the store cannot record it; later pushes may upload blobs \
+         they could have mounted"
+    )]
+    RecordPush {
+        reference: String,
+        #[source]
+        source: StoreError,
     },
     #[error("cannot read {reference} from the store to push it")]
     StoreRead {
@@ -305,6 +341,18 @@ mod tests {
                 what: Content::Blob,
                 expected: digest,
                 actual: digest,
+            },
+            RegistryError::LoginRefused {
+                registry: registry(),
+            },
+            RegistryError::CredentialHelper {
+                helper: "docker-credential-pass".into(),
+                action: "get".into(),
+                reason: "it said: pass store is uninitialized".into(),
+            },
+            RegistryError::InsecureRealm {
+                registry: registry(),
+                realm: "http://auth.example/token".into(),
             },
             RegistryError::NoPlatform {
                 reference: "docker.io/library/node:14".into(),

@@ -4,7 +4,12 @@
 //! - [`client`]: a blocking registry API v2 client (plain HTTP for
 //!   loopback and insecure hosts, bearer-token and basic auth, bounded
 //!   retries, timeouts).
-//! - [`auth`]: `WWW-Authenticate` challenges and Docker's credentials.
+//! - [`auth`]: `WWW-Authenticate` challenges and bearer tokens.
+//! - [`credentials`]: Docker's and podman's credential files and helpers,
+//!   read and written as `docker login` does.
+//! - [`tls`]: CA bundles for registries with private certificates.
+//! - [`settings`]: hoist's config file (mirrors, insecure registries, CA
+//!   bundles) merged with the command line's flags.
 //! - [`platform`]: choosing a platform's manifest from an index.
 //! - [`pull`](mod@pull): manifest, config and layers from a registry (or
 //!   its mirrors) into the store, every blob verified while it streams,
@@ -20,6 +25,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod credentials;
 mod error;
 #[cfg(test)]
 mod fake;
@@ -27,10 +33,14 @@ pub mod platform;
 pub mod pull;
 pub mod push;
 pub mod reference;
+pub mod settings;
+pub mod tls;
 pub mod upload;
 
 pub use client::{Client, ClientOptions, Endpoint};
+pub use credentials::{CredentialStore, Credentials};
 pub use error::{Content, RegistryError, Result};
 pub use pull::{PullOptions, Pulled, pull, pull_with};
 pub use push::{BlobEvent, Format, PushOptions, Pushed, push, push_with};
 pub use reference::{Reference, ReferenceError};
+pub use settings::{ConfigError, Settings};

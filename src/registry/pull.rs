@@ -58,6 +58,8 @@ pub struct PullOptions {
     /// Docker's `config.json` to read credentials from; `None` means
     /// `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`.
     pub docker_config: Option<PathBuf>,
+    /// CA certificates to trust, for some registries or all.
+    pub ca_bundles: Vec<super::tls::CaBundle>,
 }
 
 impl PullOptions {
@@ -66,6 +68,7 @@ impl PullOptions {
         ClientOptions {
             insecure: self.insecure.clone(),
             docker_config: self.docker_config.clone(),
+            ca_bundles: self.ca_bundles.clone(),
             ..ClientOptions::default()
         }
     }

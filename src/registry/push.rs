@@ -49,6 +49,8 @@ pub struct PushOptions {
     pub insecure: Vec<String>,
     /// Docker's `config.json`; `None` means the usual place.
     pub docker_config: Option<std::path::PathBuf>,
+    /// CA certificates to trust, for some registries or all.
+    pub ca_bundles: Vec<super::tls::CaBundle>,
 }
 
 impl PushOptions {
@@ -57,6 +59,7 @@ impl PushOptions {
         ClientOptions {
             insecure: self.insecure.clone(),
             docker_config: self.docker_config.clone(),
+            ca_bundles: self.ca_bundles.clone(),
             ..ClientOptions::default()
         }
     }
@@ -182,7 +185,7 @@ pub fn push_with(
     };
     store
         .record_push(&record)
-        .map_err(|source| RegistryError::StoreRead {
+        .map_err(|source| RegistryError::RecordPush {
             reference: reference.to_string(),
             source,
         })?;
@@ -221,16 +224,11 @@ impl Image {
             reference: source.to_owned(),
             source: source_error,
         };
-        let tagged =
-            store
-                .resolve(source)
-                .map_err(read_error)?
-                .ok_or_else(|| RegistryError::StoreRead {
-                    reference: source.to_owned(),
-                    source: store::StoreError::BlobNotFound {
-                        digest: Digest::of(source.as_bytes()),
-                    },
-                })?;
+        let tagged = store.resolve(source).map_err(read_error)?.ok_or_else(|| {
+            RegistryError::NotInStore {
+                reference: source.to_owned(),
+            }
+        })?;
         let bytes = read_document(store, source, &tagged.digest)?;
         let document =
             ManifestOrIndex::from_json(&bytes).map_err(|e| RegistryError::StoreRead {

@@ -34,11 +34,6 @@ pub fn diff(upper: &Path, mount_points: &[&str], userxattr: bool) -> Result<Vec<
     };
     let mut out = Vec::new();
     for mut entry in walk(upper, &options)? {
-        if mount_points.iter().any(|m| m.as_bytes() == entry.path)
-            && matches!(entry.kind, EntryKind::File { size: 0, .. })
-        {
-            continue;
-        }
         if entry.kind == (EntryKind::CharDevice { major: 0, minor: 0 }) {
             out.push(Entry::whiteout(&entry.path));
             continue;
@@ -55,6 +50,18 @@ pub fn diff(upper: &Path, mount_points: &[&str], userxattr: bool) -> Result<Vec<
         }
         out.push(entry);
     }
+    leave_out_mount_points(&mut out, mount_points);
+    crate::layer::tar::sort_entries(&mut out);
+    Ok(out)
+}
+
+/// Removes from `out` the mount points the sandbox created (see
+/// [`diff`]): empty files, and directories nothing of the layer is under.
+pub fn leave_out_mount_points(out: &mut Vec<Entry>, mount_points: &[&str]) {
+    out.retain(|e| {
+        !(mount_points.iter().any(|m| m.as_bytes() == e.path)
+            && matches!(e.kind, EntryKind::File { size: 0, .. }))
+    });
     // Deepest first, so a stub's stub parent is empty once it is gone.
     let mut stubs: Vec<&str> = mount_points.to_vec();
     stubs.sort_by_key(|s| std::cmp::Reverse(s.len()));
@@ -65,8 +72,6 @@ pub fn diff(upper: &Path, mount_points: &[&str], userxattr: bool) -> Result<Vec<
             out.retain(|e| !(e.path == stub.as_bytes() && e.kind == EntryKind::Dir));
         }
     }
-    crate::layer::tar::sort_entries(&mut out);
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 //! hoist runs as root of a user namespace ([`userns`]); the overlay then
 //! takes `userxattr` and /sys is bound rather than mounted.
 
+mod copy;
 pub mod diff;
 mod sandbox;
 pub mod snapshot;
@@ -23,6 +24,7 @@ pub mod syscall;
 pub mod userns;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The PATH a step gets when the image sets none (BuildKit's default).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -164,7 +166,7 @@ pub struct RunSpec {
     pub workdir: String,
     pub uid: u32,
     pub gid: u32,
-    /// Supplementary groups (the primary one included).
+    /// Supplementary groups (BuildKit's: see `build::user::groups_of`).
     pub groups: Vec<u32>,
     pub network: Network,
     pub host_files: Vec<HostFile>,
@@ -176,12 +178,110 @@ pub struct RunSpec {
     pub namespace: userns::Namespace,
 }
 
+/// How a step's root file system is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rootfs {
+    /// An overlay of the snapshots; the upper directory is the diff.
+    Overlay,
+    /// A copy of the snapshots, walked before and after ([`copy`]).
+    Copy,
+}
+
+/// The variable that forces a [`Rootfs`] (`overlay` or `copy`); unset,
+/// overlays are used until one cannot be mounted.
+pub const ROOTFS_VARIABLE: &str = "HOIST_RUN_ROOTFS";
+
+/// Set once an overlay could not be mounted: later steps of this process
+/// go straight to the copy.
+static OVERLAY_FAILED: AtomicBool = AtomicBool::new(false);
+
+/// Whether steps of this process run on copies: forced, or since an
+/// overlay could not be made.
+pub fn copy_mode() -> bool {
+    match forced_rootfs() {
+        Ok(Some(mode)) => mode == Rootfs::Copy,
+        _ => OVERLAY_FAILED.load(Ordering::SeqCst),
+    }
+}
+
+/// Records that overlays cannot be used here.
+fn overlay_unusable_here() {
+    OVERLAY_FAILED.store(true, Ordering::SeqCst);
+}
+
+fn forced_rootfs() -> Result<Option<Rootfs>, RunError> {
+    match std::env::var(ROOTFS_VARIABLE).as_deref() {
+        Err(_) | Ok("") => Ok(None),
+        Ok("overlay") => Ok(Some(Rootfs::Overlay)),
+        Ok("copy") => Ok(Some(Rootfs::Copy)),
+        Ok(other) => Err(RunError::Invalid {
+            reason: format!("{ROOTFS_VARIABLE}={other}: expected overlay or copy"),
+        }),
+    }
+}
+
+/// Whether a failed setup step says overlayfs cannot be used here (as
+/// opposed to a failure the copy would meet too).
+fn overlay_unusable(error: &RunError) -> bool {
+    let RunError::Sandbox { step, source } = error else {
+        return false;
+    };
+    let overlay_step =
+        step == "mount the overlay root file system" || step == "mount a --mount=type=bind source";
+    overlay_step
+        && matches!(
+            source.raw_os_error(),
+            Some(libc::EINVAL | libc::ENODEV | libc::EPERM | libc::EOPNOTSUPP | libc::ENOSYS)
+        )
+}
+
 /// Runs `spec` with `dir` (an empty directory in the store, kept by the
-/// caller until the layer is written) holding the overlay's upper, work and
-/// mount directories; calls `output` for each line the command prints.
-/// Returns the exit code; the changes are in [`upper_dir`]`(dir)`.
+/// caller until the layer is written) holding the root's directories
+/// (overlay upper and work, or the copy) and the mounts'; calls `output`
+/// for each line the command prints. Returns the exit code; [`changes`]
+/// then lists what the step changed.
+///
+/// The root is an overlay unless [`ROOTFS_VARIABLE`] says `copy`, or an
+/// overlay cannot be mounted here (then this step, which has not started,
+/// and every later one run on a copy).
 pub fn run(spec: &RunSpec, dir: &Path, output: &mut dyn FnMut(&str)) -> Result<i32, RunError> {
     check_privileges()?;
+    let forced = forced_rootfs()?;
+    let overlay = match forced {
+        Some(mode) => mode == Rootfs::Overlay,
+        None => !OVERLAY_FAILED.load(Ordering::SeqCst),
+    };
+    if overlay {
+        match run_in(spec, dir, output, Rootfs::Overlay) {
+            Err(e) if forced.is_none() && overlay_unusable(&e) => overlay_unusable_here(),
+            other => return other,
+        }
+    }
+    run_in(spec, dir, output, Rootfs::Copy)
+}
+
+/// What the step run in `dir` changed, as sorted layer entries, leaving
+/// out the `mount_points` the sandbox created (see [`diff::diff`]).
+pub fn changes(
+    dir: &Path,
+    mount_points: &[&str],
+    userxattr: bool,
+) -> Result<Vec<crate::layer::tar::Entry>, crate::layer::walk::WalkError> {
+    if copy::was_used(dir) {
+        let mut entries = copy::changes(&dir.join("rootfs"), dir)?;
+        diff::leave_out_mount_points(&mut entries, mount_points);
+        crate::layer::tar::sort_entries(&mut entries);
+        return Ok(entries);
+    }
+    diff::diff(&upper_dir(dir), mount_points, userxattr)
+}
+
+fn run_in(
+    spec: &RunSpec,
+    dir: &Path,
+    output: &mut dyn FnMut(&str),
+    rootfs: Rootfs,
+) -> Result<i32, RunError> {
     let upper = upper_dir(dir);
     let work = dir.join("work");
     let merged = dir.join("merged");
@@ -222,7 +322,36 @@ pub fn run(spec: &RunSpec, dir: &Path, output: &mut dyn FnMut(&str)) -> Result<i
             })?;
         }
     }
-    let prepared = sandbox::Prepared::new(spec, dir, !spec.scripts.is_empty())?;
+    let userns = spec.namespace.is_user_namespace();
+    let chown = spec.namespace != userns::Namespace::Single;
+    let mut copied;
+    let (spec, root) = match rootfs {
+        Rootfs::Overlay => (spec, None),
+        Rootfs::Copy => {
+            let root = dir.join("rootfs");
+            copy::merge(&spec.lowers, &root, userns, chown)?;
+            // A bind mount's overlay becomes a copy too.
+            copied = spec.clone();
+            for (i, mount) in copied.mounts.iter_mut().enumerate() {
+                if let MountSource::Overlay {
+                    lowers,
+                    subpath,
+                    readonly,
+                } = &mount.source
+                {
+                    let tree = sandbox::mount_dir(dir, i).join("copy");
+                    copy::merge(lowers, &tree, userns, chown)?;
+                    mount.source = MountSource::Bind {
+                        source: tree.join(subpath),
+                        readonly: *readonly,
+                    };
+                }
+            }
+            copy::record(&root, dir)?;
+            (&copied, Some(root))
+        }
+    };
+    let prepared = sandbox::Prepared::new(spec, dir, !spec.scripts.is_empty(), root.as_deref())?;
     let code = sandbox::run(&prepared, output)?;
     // overlayfs leaves its work directory owned by root with mode 0: gone
     // with the scratch directory later, but keep the tree tidy now.

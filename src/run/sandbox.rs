@@ -47,6 +47,8 @@ pub(super) struct Prepared {
     lower_root: CString,
     merged: CString,
     overlay_data: CString,
+    /// A copied root to bind instead of the overlay ([`super::copy`]).
+    copy_root: Option<CString>,
     mount_points: Vec<CString>,
     proc_dir: CString,
     sys_dir: CString,
@@ -206,7 +208,12 @@ fn common_root(paths: &[PathBuf]) -> PathBuf {
 impl Prepared {
     /// Everything for `spec`, with the overlay's directories in `dir`
     /// (see [`super::run`]).
-    pub(super) fn new(spec: &RunSpec, dir: &Path, pipes: bool) -> Result<Prepared, RunError> {
+    pub(super) fn new(
+        spec: &RunSpec,
+        dir: &Path,
+        pipes: bool,
+        copy_root: Option<&Path>,
+    ) -> Result<Prepared, RunError> {
         let upper = &super::upper_dir(dir);
         let work = &dir.join("work");
         let merged = &dir.join("merged");
@@ -307,6 +314,7 @@ impl Prepared {
             lower_root: path_c(&root)?,
             merged: path_c(merged)?,
             overlay_data: cstring(data)?,
+            copy_root: copy_root.map(path_c).transpose()?,
             mount_points: vec![m("proc")?, m("dev")?, m("sys")?],
             proc_dir: m("proc")?,
             sys_dir: m("sys")?,
@@ -418,8 +426,14 @@ pub(super) fn setup(sys: &mut impl Syscall, p: &Prepared) -> Result<(), StepErro
         .map_err(|e| ("make mounts private", e))?;
     sys.chdir(&p.lower_root)
         .map_err(|e| ("enter the snapshot directory", e))?;
-    sys.mount(c"overlay", &p.merged, c"overlay", 0, Some(&p.overlay_data))
-        .map_err(|e| ("mount the overlay root file system", e))?;
+    match &p.copy_root {
+        None => sys
+            .mount(c"overlay", &p.merged, c"overlay", 0, Some(&p.overlay_data))
+            .map_err(|e| ("mount the overlay root file system", e))?,
+        Some(root) => sys
+            .mount(root, &p.merged, c"", libc::MS_BIND | libc::MS_REC, None)
+            .map_err(|e| ("bind the copied root file system", e))?,
+    }
     for point in &p.mount_points {
         sys.mkdir(point, 0o755)
             .map_err(|e| ("create a mount point", e))?;
@@ -927,7 +941,7 @@ mod tests {
     }
 
     fn prepared(spec: &RunSpec) -> Prepared {
-        Prepared::new(spec, Path::new("/s"), false).unwrap()
+        Prepared::new(spec, Path::new("/s"), false, None).unwrap()
     }
 
     #[test]

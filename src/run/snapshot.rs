@@ -25,11 +25,50 @@ use crate::layer::{ExtractOptions, extract};
 use crate::store::Store;
 use std::path::PathBuf;
 
-/// The snapshot of layer `blob` (diffID `diff_id`), extracted if missing.
+/// The snapshot of layer `blob` (diffID `diff_id`), extracted if missing:
+/// with overlay whiteouts, or with OCI whiteout files for RUN's copy mode
+/// (the mode this process is in, or falls into when the file system
+/// cannot hold overlay whiteouts).
 pub fn ensure(store: &Store, blob: &Digest, diff_id: &Digest) -> Result<PathBuf, RunError> {
+    if !super::copy_mode() {
+        match extract_as(store, blob, diff_id, false) {
+            Err(RunError::Extract { source, .. })
+                if super::forced_rootfs()?.is_none() && overlay_format_unusable(&source) =>
+            {
+                super::overlay_unusable_here();
+            }
+            other => return other,
+        }
+    }
+    extract_as(store, blob, diff_id, true)
+}
+
+/// Whether extraction failed making an overlay whiteout (a 0:0 device or
+/// an `overlay.opaque` attribute) that this file system refuses.
+fn overlay_format_unusable(error: &crate::layer::ExtractError) -> bool {
+    matches!(
+        error,
+        crate::layer::ExtractError::Io { source, .. }
+            if matches!(
+                source.raw_os_error(),
+                Some(libc::EPERM | libc::EINVAL | libc::EOPNOTSUPP)
+            )
+    )
+}
+
+fn extract_as(
+    store: &Store,
+    blob: &Digest,
+    diff_id: &Digest,
+    oci_whiteouts: bool,
+) -> Result<PathBuf, RunError> {
     let dir = store.root().join("snapshots").join(diff_id.hex());
     let namespace = super::userns::current();
-    let rootfs = dir.join(super::userns::snapshot_name());
+    let mut name = super::userns::snapshot_name();
+    if oci_whiteouts {
+        name.push_str("-oci");
+    }
+    let rootfs = dir.join(&name);
     if rootfs.is_dir() {
         return Ok(rootfs);
     }
@@ -38,11 +77,7 @@ pub fn ensure(store: &Store, blob: &Digest, diff_id: &Digest) -> Result<PathBuf,
         move |source| RunError::Io { path, source }
     };
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-    let temp = dir.join(format!(
-        "{}.partial-{}",
-        super::userns::snapshot_name(),
-        std::process::id()
-    ));
+    let temp = dir.join(format!("{name}.partial-{}", std::process::id()));
     if temp.exists() {
         std::fs::remove_dir_all(&temp).map_err(io(&temp))?;
     }
@@ -53,8 +88,9 @@ pub fn ensure(store: &Store, blob: &Digest, diff_id: &Digest) -> Result<PathBuf,
     })?;
     let options = ExtractOptions {
         chown: namespace != super::userns::Namespace::Single,
-        overlay_whiteouts: true,
+        overlay_whiteouts: !oci_whiteouts,
         user_xattrs: namespace.is_user_namespace(),
+        oci_whiteouts,
     };
     if let Err(source) = extract(std::io::BufReader::new(file), &temp, &options) {
         let _ = std::fs::remove_dir_all(&temp);

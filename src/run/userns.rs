@@ -12,8 +12,9 @@
 //! Two mappings:
 //! - [`Namespace::Ranges`]: the caller's /etc/subuid and /etc/subgid
 //!   ranges (mapped by the setuid `newuidmap`/`newgidmap` of the uidmap
-//!   package) above 0, so every id of an image (0-65536 with the default
-//!   65536-id range) has a host id.
+//!   package) above 0, one after the other, so every id of an image
+//!   (0-65536 with the default 65536-id range; more with more ranges) has a
+//!   host id.
 //! - [`Namespace::Single`]: without ranges (or without newuidmap), only the
 //!   caller as 0, which a process may map for itself. Snapshots are then
 //!   extracted without ownership (all 0 in the namespace) and ownership of
@@ -98,22 +99,41 @@ pub struct SubIds {
     pub count: u32,
 }
 
-/// The first range of user `name` (or of its numeric `id`) in the text
-/// of /etc/subuid or /etc/subgid (`name:start:count` lines).
-pub fn sub_ids(text: &str, name: &str, id: u32) -> Option<SubIds> {
+/// Every range of user `name` (or of its numeric `id`) in the text of
+/// /etc/subuid or /etc/subgid (`name:start:count` lines), in file order;
+/// they are mapped one after the other above 0.
+pub fn sub_ids(text: &str, name: &str, id: u32) -> Vec<SubIds> {
     let id = id.to_string();
-    text.lines().find_map(|line| {
-        let mut f = line.trim().split(':');
-        let (who, start, count) = (f.next()?, f.next()?, f.next()?);
-        if who != name && who != id {
-            return None;
-        }
-        let range = SubIds {
-            start: start.parse().ok()?,
-            count: count.parse().ok()?,
-        };
-        (range.count > 0).then_some(range)
-    })
+    text.lines()
+        .filter_map(|line| {
+            let mut f = line.trim().split(':');
+            let (who, start, count) = (f.next()?, f.next()?, f.next()?);
+            if who != name && who != id {
+                return None;
+            }
+            let range = SubIds {
+                start: start.parse().ok()?,
+                count: count.parse().ok()?,
+            };
+            (range.count > 0).then_some(range)
+        })
+        .collect()
+}
+
+/// newuidmap's arguments after the pid: the caller as 0, then `ranges`
+/// from 1 on, one after the other.
+fn map_arguments(caller: u32, ranges: &[SubIds]) -> Vec<String> {
+    let mut args = vec!["0".to_string(), caller.to_string(), "1".to_string()];
+    let mut next: u64 = 1;
+    for range in ranges {
+        args.extend([
+            next.to_string(),
+            range.start.to_string(),
+            range.count.to_string(),
+        ]);
+        next += u64::from(range.count);
+    }
+    args
 }
 
 /// The errno of the failed attempt to make a user namespace (0: none
@@ -243,13 +263,14 @@ pub fn reexec() -> Result<Option<i32>, RunError> {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
     let newuidmap = find_program("newuidmap");
     let newgidmap = find_program("newgidmap");
-    let ranges = match (
+    let (uids, gids) = (
         sub_ids(&read("/etc/subuid"), &name, uid),
         sub_ids(&read("/etc/subgid"), &name, gid),
-        &newuidmap,
-        &newgidmap,
-    ) {
-        (Some(u), Some(g), Some(um), Some(gm)) => Some((u, g, um.clone(), gm.clone())),
+    );
+    let ranges = match (&newuidmap, &newgidmap) {
+        (Some(um), Some(gm)) if !uids.is_empty() && !gids.is_empty() => {
+            Some((uids, gids, um.clone(), gm.clone()))
+        }
         _ => None,
     };
     let exe = cstring(b"/proc/self/exe")?;
@@ -370,12 +391,10 @@ pub fn reexec() -> Result<Option<i32>, RunError> {
         return Ok(None);
     }
     if let Some((u, g, um, gm)) = &ranges {
-        for (program, id, range) in [(um, uid, u), (gm, gid, g)] {
+        for (program, id, ranges) in [(um, uid, u), (gm, gid, g)] {
             let out = std::process::Command::new(program)
                 .arg(pid.to_string())
-                .args(["0", &id.to_string(), "1", "1"])
-                .arg(range.start.to_string())
-                .arg(range.count.to_string())
+                .args(map_arguments(id, ranges))
                 .output();
             let failed = match &out {
                 Ok(o) if o.status.success() => None,
@@ -447,16 +466,24 @@ mod tests {
     #[test]
     fn subordinate_ranges_are_found_by_name_or_id() {
         let text = "alice:100000:65536\n1001:200000:1000\nbob:300000:0\n";
+        let alice = sub_ids(text, "alice", 1000);
         assert_eq!(
-            sub_ids(text, "alice", 1000),
-            Some(SubIds {
+            alice,
+            [SubIds {
                 start: 100000,
                 count: 65536
-            })
+            }]
         );
-        assert_eq!(sub_ids(text, "carol", 1001).unwrap().start, 200000);
-        assert_eq!(sub_ids(text, "bob", 1002), None, "an empty range");
-        assert_eq!(sub_ids(text, "dave", 1003), None);
+        assert_eq!(sub_ids(text, "carol", 1001)[0].start, 200000);
+        assert_eq!(sub_ids(text, "bob", 1002), [], "an empty range");
+        assert_eq!(sub_ids(text, "dave", 1003), []);
+        let two = sub_ids("alice:100000:65536\nalice:300000:1000\n", "alice", 1000);
+        assert_eq!(
+            map_arguments(1000, &two),
+            [
+                "0", "1000", "1", "1", "100000", "65536", "65537", "300000", "1000"
+            ]
+        );
     }
 
     #[test]

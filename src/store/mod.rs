@@ -138,7 +138,14 @@ impl Store {
     }
 
     fn open_with(dir: &Path, wait: bool) -> Result<Store> {
-        let root = dir.to_path_buf();
+        // Absolute: RUN's sandbox changes directory into the store before
+        // mounting its overlay, where a relative `--store` would name
+        // nothing.
+        let root = std::path::absolute(dir).map_err(|source| StoreError::Io {
+            action: "resolve the store directory",
+            path: dir.to_path_buf(),
+            source,
+        })?;
         // Check before touching anything, so hoist never writes into a
         // stranger's directory or a newer hoist's store.
         check_claimable(&root)?;

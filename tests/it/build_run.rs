@@ -495,6 +495,101 @@ RUN --mount=type=cache,id=c,target=/c,sharing={sharing} touch /c/in-$ME && i=0 \
     }
 }
 
+/// Where overlayfs cannot be mounted, steps run on a copy of their layers
+/// (forced here with HOIST_RUN_ROOTFS=copy): the same layers, to the byte.
+fn the_copy_fallback_gives_the_same_image_as_overlays(who: Who) {
+    let dockerfile = r#"FROM scratch AS other
+COPY bin /bin/
+RUN mkdir /out && echo from-stage > /out/msg
+
+FROM scratch
+COPY bin /bin/
+RUN mkdir -p /d/e /old/x && echo x > /d/e/f && chown 1001:1002 /d/e/f && rm /bin/rm \
+ && ln -s e/f /d/l && ln /d/e/f /d/h && echo o > /old/x/y && chmod 1777 /old
+RUN rm -rf /old && mkdir /old && echo n > /old/n && rm -rf /d/e && echo file > /d/e \
+ && chmod 4755 /d/h && echo more >> /bin/extra
+RUN --mount=type=bind,from=other,source=/out,target=/m rm /d/e && mkdir /d/e \
+ && cp /m/msg /d/e/msg && test ! -e /old/x
+"#;
+    let mut digests = Vec::new();
+    for mode in ["overlay", "copy"] {
+        let store = who.tempdir();
+        let ctx = who.tempdir();
+        busybox_context(ctx.path());
+        std::fs::write(ctx.path().join("bin/extra"), "extra\n").unwrap();
+        let built = build_with_env(
+            who,
+            ctx.path(),
+            store.path(),
+            dockerfile,
+            &[],
+            &[("HOIST_RUN_ROOTFS", mode)],
+        );
+        assert!(built.ok, "{mode}: {}", built.stderr);
+        digests.push(built.stdout);
+    }
+    assert_eq!(digests[0], digests[1]);
+}
+
+/// A store on an overlayfs, which overlayfs refuses as an upper directory
+/// and where overlay whiteouts cannot be made: hoist falls back to the
+/// copy by itself, with the same image. (Root only: the test mounts the
+/// overlay in a mount namespace of its own, so the host never sees it.)
+#[test]
+fn where_overlayfs_cannot_be_mounted_steps_run_on_a_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = dir.path().join("ctx");
+    busybox_context(&ctx);
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY bin /bin/\nRUN rm /bin/vi && mkdir /d && echo x > /d/f\nRUN rm -rf /d && mkdir /d && echo y > /d/g\n",
+    )
+    .unwrap();
+    for d in ["lower", "upper", "work", "mnt"] {
+        std::fs::create_dir(dir.path().join(d)).unwrap();
+    }
+    let hoist = assert_cmd::cargo::cargo_bin("hoist");
+    let p = |name: &str| dir.path().join(name).display().to_string();
+    let script = format!(
+        "mount -t overlay overlay -o lowerdir={},upperdir={},workdir={} {} && exec {} --store {}/store build -t x:y {}",
+        p("lower"),
+        p("upper"),
+        p("work"),
+        p("mnt"),
+        hoist.display(),
+        p("mnt"),
+        ctx.display()
+    );
+    let on_overlay = std::process::Command::new(crate::support::require("unshare", "util-linux"))
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&on_overlay.stderr);
+    assert!(on_overlay.status.success(), "{stderr}");
+    // The snapshots had to be kept with OCI whiteout files: the copy's.
+    let snapshots = std::fs::read_dir(dir.path().join("upper/store/snapshots")).unwrap();
+    let names: Vec<String> = snapshots
+        .flatten()
+        .flat_map(|s| std::fs::read_dir(s.path()).unwrap().flatten())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().any(|n| n == "rootfs-oci"), "{names:?}");
+    let store = tempfile::tempdir().unwrap();
+    let plain = build_in(
+        Who::Root,
+        &ctx,
+        store.path(),
+        &std::fs::read_to_string(ctx.join("Dockerfile")).unwrap(),
+        &[],
+    );
+    assert!(plain.ok, "{}", plain.stderr);
+    assert_eq!(
+        String::from_utf8_lossy(&on_overlay.stdout),
+        plain.stdout,
+        "the copy and the overlay gave different images"
+    );
+}
+
 fn prune_keeps_cache_mounts_unless_asked(who: Who) {
     let store = who.tempdir();
     let built = build(
@@ -548,5 +643,29 @@ as_root_and_rootless!(
     a_context_bind_mount_is_keyed_by_the_context_content,
     run_steps_see_source_date_epoch_when_the_build_has_one,
     cache_mount_sharing_modes_follow_buildkit,
-    prune_keeps_cache_mounts_unless_asked
+    prune_keeps_cache_mounts_unless_asked,
+    the_copy_fallback_gives_the_same_image_as_overlays
 );
+#[test]
+fn run_works_with_a_relative_store_path() {
+    // The sandbox changes directory into the store before mounting its
+    // overlay: a relative --store once named nothing there (ENOENT).
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = dir.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    busybox_context(&ctx);
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY bin /bin/\nRUN echo ran > /ran\n",
+    )
+    .unwrap();
+    let out = assert_cmd::Command::cargo_bin("hoist")
+        .unwrap()
+        .current_dir(dir.path())
+        .args(["--store", "relative/store", "build", "-q", "ctx"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(dir.path().join("relative/store/oci-layout").is_file());
+}

@@ -77,8 +77,30 @@ fn run_case(case: &Path, store: &Path, mirror: &str) -> Result<(), String> {
                 .arg(format!("{k}={}", v.as_str().unwrap_or_default()));
         }
     }
+    // Secrets from files outside the context, as the recorder passed them.
+    let secrets = tempfile::tempdir().unwrap();
+    if let Some(map) = spec["secrets"].as_object() {
+        for (id, value) in map {
+            let file = secrets.path().join(id);
+            std::fs::write(&file, value.as_str().unwrap_or_default()).unwrap();
+            cmd.arg("--secret")
+                .arg(format!("id={id},src={}", file.display()));
+        }
+    }
     cmd.arg(ctx.path());
     let result = cmd.output().unwrap();
+    if expected["fails"] == true {
+        // The build fails, at the step and with the exit code BuildKit saw.
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        let code = expected["exit_code"].as_u64().unwrap_or_default();
+        return match result.status.success() {
+            true => Err("hoist built what BuildKit refused".into()),
+            false if stderr.contains(&format!(": exit code {code}")) => Ok(()),
+            false => Err(format!(
+                "hoist failed otherwise than with exit code {code}: {stderr}"
+            )),
+        };
+    }
     if !result.status.success() {
         return Err(format!(
             "hoist build failed: {}",

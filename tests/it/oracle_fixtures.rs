@@ -98,6 +98,13 @@ fn check_expected(v: &Value, case: &str, oracle: &str) -> Vec<String> {
     if v["oracle_version"].as_str().is_none_or(str::is_empty) {
         problems.push("no \"oracle_version\"".to_owned());
     }
+    // A build that must fail is recorded as failing, with its exit code.
+    if v["fails"] == true {
+        if !v["exit_code"].is_u64() {
+            problems.push("a failed build without \"exit_code\"".to_owned());
+        }
+        return problems;
+    }
     match v["config"].as_object() {
         Some(config) => {
             let keys: BTreeSet<&str> = config.keys().map(String::as_str).collect();

@@ -459,6 +459,17 @@ fn an_index_is_pushed_after_its_manifests_in_both_formats() {
     let list_digest = skopeo_digest(&list);
     assert_eq!(printed, format!("{reg}/multi/app@{list_digest}"));
     assert_ne!(list_digest, index_digest);
+    // A name the store does not have: a clear error, nothing sent.
+    let out = hoist(&store_dir)
+        .args(["push", &format!("{reg}/multi/app:absent")])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("no image") && stderr.contains("multi/app:absent"),
+        "{stderr}"
+    );
     // The platform's image, pulled back through the list, is complete.
     run_ok(
         skopeo()

@@ -163,6 +163,21 @@ fn a_single_id_namespace_serves_steps_that_keep_ownership_and_explains_the_rest(
         user.stderr
     );
     assert!(!user.stderr.contains("| never-ran"), "{}", user.stderr);
+    let cache = build_in(
+        Who::SingleId,
+        ctx.path(),
+        store.path(),
+        "FROM scratch\nCOPY bin /bin/\nRUN --mount=type=cache,target=/c,uid=1001 true\n",
+        &[],
+    );
+    assert!(!cache.ok);
+    assert!(
+        cache.stderr.contains(
+            "the cache mount at /c is to be owned by 1001:0, but hoist has only a single-id user namespace"
+        ),
+        "{}",
+        cache.stderr
+    );
     assert!(
         user.stderr
             .contains("hint: give hoist-single subordinate ids"),
@@ -289,4 +304,27 @@ fn rootless_prune_removes_what_rootless_builds_extracted() {
     let stderr = String::from_utf8_lossy(&prune.stderr);
     assert!(prune.status.success(), "{stderr}");
     assert_eq!(snapshots(), 0, "{stderr}");
+}
+
+#[test]
+fn a_layer_file_owned_beyond_the_subordinate_range_names_the_range() {
+    let store = Who::Rootless.tempdir();
+    let ctx = Who::Rootless.tempdir();
+    busybox_context(ctx.path());
+    std::fs::write(ctx.path().join("f"), "f").unwrap();
+    let built = build_in(
+        Who::Rootless,
+        ctx.path(),
+        store.path(),
+        "FROM scratch\nCOPY bin /bin/\nCOPY --chown=70000:70000 f /f\nRUN true\n",
+        &[],
+    );
+    assert!(!built.ok);
+    for expected in [
+        "Dockerfile:4: RUN true: cannot extract layer",
+        "hint: a file of the layer belongs to an id hoist's user namespace does not map",
+        "usermod --add-subuids 200000-399999",
+    ] {
+        assert!(built.stderr.contains(expected), "{}", built.stderr);
+    }
 }

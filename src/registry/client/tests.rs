@@ -12,6 +12,7 @@ fn quick() -> ClientOptions {
         backoff: Duration::from_millis(1),
         // No credentials unless a test writes some.
         docker_config: Some(PathBuf::from("/nonexistent/config.json")),
+        auth_file: Some(PathBuf::from("/nonexistent/auth.json")),
         ..ClientOptions::default()
     }
 }
@@ -29,7 +30,7 @@ fn bearer_token_flow_with_the_token_cached_per_scope() {
         if seen.path.starts_with("/token?") {
             assert_eq!(
                 seen.path,
-                "/token?service=fake%20registry&scope=repository%3Alib%2Fapp%3Apull"
+                "/token?service=fake%20registry&scope=repository%3Alib%2Fapp%3Apull&account=u"
             );
             assert_eq!(seen.authorization.as_deref(), Some("Basic dTpw"));
             return reply(200, br#"{"token":"tok-123","expires_in":300}"#);
@@ -90,6 +91,40 @@ fn a_refused_token_is_an_error_that_names_the_registry_and_no_secret() {
     let err = client.get_manifest(&endpoint, "a", "b").unwrap_err();
     assert!(matches!(err, RegistryError::Connect { .. }), "{err:?}");
     assert!(err.to_string().contains(&registry.addr), "{err}");
+}
+
+#[test]
+fn credentials_are_not_sent_to_a_plain_http_realm_on_another_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    let registry = Server::start(|_, _| {
+        reply(401, b"").header(
+            "WWW-Authenticate",
+            r#"Bearer realm="http://auth.example/token",service="s""#,
+        )
+    });
+    std::fs::write(
+        &config,
+        format!(r#"{{"auths":{{"{}":{{"auth":"dTpw"}}}}}}"#, registry.addr),
+    )
+    .unwrap();
+    let client = Client::new(ClientOptions {
+        docker_config: Some(config),
+        ..quick()
+    });
+    let err = client
+        .get_manifest(&client.endpoint(&registry.addr), "team/app", "1")
+        .unwrap_err();
+    assert!(
+        matches!(err, RegistryError::InsecureRealm { .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("http://auth.example/token"),
+        "{err}"
+    );
+    // Nothing but the registry's 401 was requested: no token request left.
+    assert_eq!(registry.seen().len(), 1);
 }
 
 #[test]

@@ -14,6 +14,7 @@
 pub mod process;
 pub mod proxy;
 pub mod rootless;
+pub mod token_server;
 pub mod tree;
 
 use std::io::{Read, Write};
@@ -149,14 +150,14 @@ pub struct Registry {
 impl Registry {
     /// Starts a registry owned by the caller, stopped and deleted on drop.
     pub fn start() -> Registry {
-        Registry::start_in(ProcessDir::owned("registry"), "")
+        Registry::start_in(ProcessDir::owned("registry"), "", None)
     }
 
     /// [`Registry::start`] with more top-level configuration (YAML, one key
     /// per line: `auth: {token: {...}}`). The readiness check accepts a 401
     /// from `/v2/`, as a registry with auth answers.
     pub fn start_with(config: &str) -> Registry {
-        Registry::start_in(ProcessDir::owned("registry"), config)
+        Registry::start_in(ProcessDir::owned("registry"), config, None)
     }
 
     /// One registry for the whole test run, holding the busybox base images
@@ -164,13 +165,20 @@ impl Registry {
     pub fn shared() -> &'static Registry {
         static SHARED: OnceLock<Registry> = OnceLock::new();
         SHARED.get_or_init(|| {
-            let registry = Registry::start_in(ProcessDir::shared("registry"), "");
+            let registry = Registry::start_in(ProcessDir::shared("registry"), "", None);
             registry.push_base_images();
             registry
         })
     }
 
-    fn start_in(dir: ProcessDir, extra_config: &str) -> Registry {
+    /// A registry serving HTTPS with the certificate `cert` (PEM, its key
+    /// in `key`). Readiness is checked over plain HTTP, which a TLS server
+    /// answers with 400.
+    pub fn start_tls(cert: &Path, key: &Path) -> Registry {
+        Registry::start_in(ProcessDir::owned("registry"), "", Some((cert, key)))
+    }
+
+    fn start_in(dir: ProcessDir, extra_config: &str, tls: Option<(&Path, &Path)>) -> Registry {
         let binary = require("docker-registry", "docker-registry");
         // A port taken between free_port() and the registry's bind makes it exit:
         // try a few ports before giving up.
@@ -183,8 +191,15 @@ impl Registry {
                 format!(
                     "version: 0.1\nlog: {{level: warn, accesslog: {{disabled: true}}}}\n\
                      storage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\n\
-                     http: {{addr: {addr}}}\n{extra_config}\n",
-                    dir.path().join("data").display()
+                     http: {{addr: {addr}{tls}}}\n{extra_config}\n",
+                    dir.path().join("data").display(),
+                    tls = tls
+                        .map(|(cert, key)| format!(
+                            ", tls: {{certificate: {}, key: {}}}",
+                            cert.display(),
+                            key.display()
+                        ))
+                        .unwrap_or_default()
                 ),
             )
             .expect("write registry config");
@@ -194,7 +209,12 @@ impl Registry {
             let mut child = spawn_tied(cmd, &log);
             let deadline = Instant::now() + Duration::from_secs(20);
             loop {
-                if matches!(http_status(&addr, "/v2/"), Some(200 | 401)) {
+                let ready = match http_status(&addr, "/v2/") {
+                    Some(200 | 401) => true,
+                    Some(400) => tls.is_some(),
+                    _ => false,
+                };
+                if ready {
                     return Registry { child, addr, dir };
                 }
                 if let Err(why) = exited(&mut child, &log) {
@@ -599,4 +619,26 @@ impl Drop for HttpServer {
     fn drop(&mut self) {
         stop(&mut self.child, Duration::from_secs(5));
     }
+}
+
+/// Copies the busybox base image from [`Registry::shared`] to
+/// `dest/library/busybox:latest` with skopeo, logging in with `creds`
+/// (`user:password`) when given.
+pub fn copy_busybox_to(dest: &str, creds: Option<&str>) {
+    let source = Registry::shared();
+    let mut cmd = skopeo();
+    cmd.args([
+        "copy",
+        "-q",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+    ]);
+    if let Some(creds) = creds {
+        cmd.arg("--dest-creds").arg(creds);
+    }
+    // No credentials of the machine's user may leak into the copy.
+    cmd.env("REGISTRY_AUTH_FILE", "/nonexistent/auth.json");
+    cmd.arg(format!("docker://{}/library/busybox:latest", source.addr()))
+        .arg(format!("docker://{dest}/library/busybox:latest"));
+    run_ok(&mut cmd);
 }

@@ -33,6 +33,9 @@ pub enum Action {
     ResetMidBody,
     /// Answer `307` to the same target on `base` (`http://HOST:PORT`).
     Redirect { base: String },
+    /// Pass the request on after this many milliseconds: a slow link, to
+    /// make an operation outlive a short-lived token.
+    Delay { millis: u64 },
 }
 
 /// Which matching requests a rule acts on.
@@ -375,6 +378,9 @@ fn serve(
                 reset(&up);
                 reset(&to_client);
                 return Ok(());
+            }
+            Some(Action::Delay { millis }) => {
+                std::thread::sleep(std::time::Duration::from_millis(millis));
             }
             None => {}
         }
