@@ -812,6 +812,7 @@ impl Client {
             credentials,
             offline,
         } = *request;
+        let check = format!("; check the credentials for {}", endpoint.host);
         let token_error = |reason: String| RegistryError::Token {
             registry: endpoint.host.clone(),
             realm: realm.to_owned(),
@@ -931,7 +932,12 @@ impl Client {
             // they no longer accept.
             401 | 403 => return Err(refused()),
             400 if identity.is_some() => return Err(refused()),
-            status => return Err(token_error(format!("it answered {status}"))),
+            // Still failing after the retries: the token server is
+            // overloaded or down, which no credential can fix.
+            status @ (429 | 500..=599) => {
+                return Err(token_error(format!("it answered {status}; retry later")));
+            }
+            status => return Err(token_error(format!("it answered {status}{check}"))),
         }
         let body: TokenResponse = response
             .into_body()
@@ -940,12 +946,12 @@ impl Client {
             .read_to_vec()
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .ok_or_else(|| token_error("its answer is not a token document".to_owned()))?;
+            .ok_or_else(|| token_error(format!("its answer is not a token document{check}")))?;
         let value = body
             .token
             .filter(|t| !t.is_empty())
             .or(body.access_token.filter(|t| !t.is_empty()))
-            .ok_or_else(|| token_error("its answer has no token".to_owned()))?;
+            .ok_or_else(|| token_error(format!("its answer has no token{check}")))?;
         // `expires_in` as sent (the token spec's default is 60 s), renewed
         // a tenth early, at most 5 s: a token that lives 3 s is used for
         // 2.7 s, then a new one is asked for.

@@ -152,10 +152,8 @@ pub enum RegistryError {
         platform: String,
         available: String,
     },
-    #[error(
-        "registry {registry} asked for a token from {realm}, which failed: {reason}; check the \
-         credentials for {registry}"
-    )]
+    /// `reason` says what failed and what to do.
+    #[error("registry {registry} asked for a token from {realm}, which failed: {reason}")]
     Token {
         registry: String,
         realm: String,

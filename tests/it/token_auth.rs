@@ -346,3 +346,192 @@ fn a_token_server_without_oauth2_is_asked_with_a_get_instead() {
         }
     );
 }
+
+/// A token server behind a fault-injecting proxy, and a registry whose
+/// realm points at the proxy: every token request goes through it.
+fn token_registry_behind_proxy() -> (TokenServer, Proxy, Registry) {
+    let tokens = TokenServer::start(users(), 300);
+    let proxy = Proxy::start(&tokens.addr);
+    let registry = Registry::start_with(&tokens.registry_config_via(proxy.addr()));
+    (tokens, proxy, registry)
+}
+
+/// Token requests the proxy broke on purpose, by status (0: reset); a
+/// push asks for tokens from several threads, so in no set order.
+fn injected_token_failures(proxy: &Proxy) -> Vec<(String, u16)> {
+    let mut failures: Vec<(String, u16)> = proxy
+        .log()
+        .into_iter()
+        .filter(|e| e.injected && e.target.starts_with("/token"))
+        .map(|e| (e.method, e.status))
+        .collect();
+    failures.sort();
+    failures
+}
+
+/// The 1st token request with `method` answers 503, the 2nd is reset, the
+/// 3rd answers 429 with `Retry-After: 1`.
+fn break_token_requests(proxy: &Proxy, method: &str) {
+    proxy.clear_rules();
+    let rules = [
+        Action::Status {
+            status: 503,
+            retry_after: None,
+        },
+        Action::Reset,
+        Action::Status {
+            status: 429,
+            retry_after: Some(1),
+        },
+    ];
+    // A rule counts only the requests no earlier rule took: each takes
+    // the first one left.
+    for action in rules {
+        proxy.rule(Rule::nth(method, "/token", 1, action));
+    }
+}
+
+#[test]
+fn token_requests_that_fail_transiently_are_retried_and_permanent_failures_stop_soon() {
+    let (tokens, proxy, registry) = token_registry_behind_proxy();
+    let addr = registry.addr();
+    // Passwords, refresh tokens and the tokens themselves (JWTs start
+    // with a base64 `{"`).
+    let secrets = [ADMIN_PASSWORD, "refresh-", "eyJ"];
+    let broken = vec![
+        ("GET".to_owned(), 0),
+        ("GET".to_owned(), 429),
+        ("GET".to_owned(), 503),
+    ];
+
+    // Login's token request (a GET) gets through on its 4th attempt.
+    let home = Home::new();
+    break_token_requests(&proxy, "GET");
+    let started = Instant::now();
+    assert_ok_without(&home.login(addr, "admin", ADMIN_PASSWORD), &secrets);
+    assert_eq!(
+        injected_token_failures(&proxy),
+        broken,
+        "{}",
+        proxy.summary()
+    );
+    // The 429's Retry-After was honoured.
+    assert!(started.elapsed() >= Duration::from_secs(1));
+
+    // The push's token requests (refresh_token grants, POSTed) likewise.
+    let app = format!("{addr}/team/app:v1");
+    build_image(&home, &app);
+    proxy.clear_log();
+    tokens.clear();
+    break_token_requests(&proxy, "POST");
+    let digest_file = home.path().join("digest");
+    let out = home
+        .hoist()
+        .args(["push", "-q", "--digest-file"])
+        .arg(&digest_file)
+        .arg(&app)
+        .output()
+        .unwrap();
+    assert_ok_without(&out, &secrets);
+    let post = |status| ("POST".to_owned(), status);
+    assert_eq!(
+        injected_token_failures(&proxy),
+        [post(0), post(429), post(503)],
+        "{}",
+        proxy.summary()
+    );
+    assert!(
+        tokens.seen().iter().all(|s| s.status == 200),
+        "{:?}",
+        tokens.seen()
+    );
+    let digest = std::fs::read_to_string(&digest_file).unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("@{digest}")),
+        "{}",
+        text(&out)
+    );
+
+    // The registry holds a valid image: skopeo reads it, and a pull from
+    // another store through the same failures gets it.
+    let inspected = crate::support::skopeo()
+        .args(["inspect", "--tls-verify=false", "--creds"])
+        .arg(format!("admin:{ADMIN_PASSWORD}"))
+        .arg(format!("docker://{app}"))
+        .output()
+        .unwrap();
+    assert!(inspected.status.success(), "{}", text(&inspected));
+    let inspected: Value = serde_json::from_slice(&inspected.stdout).unwrap();
+    assert_eq!(inspected["Digest"], digest.as_str());
+    assert_eq!(inspected["Layers"].as_array().unwrap().len(), 3);
+
+    let other = Home::new();
+    proxy.clear_rules();
+    assert_ok_without(&other.login(addr, "admin", ADMIN_PASSWORD), &secrets);
+    proxy.clear_log();
+    break_token_requests(&proxy, "POST");
+    let pulled = other.hoist().args(["pull", &app]).output().unwrap();
+    assert_ok_without(&pulled, &secrets);
+    assert_eq!(
+        injected_token_failures(&proxy),
+        [post(0), post(429), post(503)],
+        "{}",
+        proxy.summary()
+    );
+    assert!(
+        String::from_utf8_lossy(&pulled.stdout).contains(digest.as_str()),
+        "{}",
+        text(&pulled)
+    );
+
+    // A token server that never answers but 503, then one that resets
+    // every connection: the push and the pull stop within bounded time,
+    // naming the registry and the token server, and saying what failed.
+    let realm = format!("http://{}/token", proxy.addr());
+    for (action, says) in [
+        (
+            Action::Status {
+                status: 503,
+                retry_after: None,
+            },
+            "answered 503".to_owned(),
+        ),
+        (Action::Reset, "kept dropping the connection".to_owned()),
+    ] {
+        proxy.clear_rules();
+        proxy.rule(Rule::always("POST", "/token", action.clone()));
+        proxy.rule(Rule::always("GET", "/token", action.clone()));
+        for args in [vec!["push", "-q", &app], vec!["pull", &app]] {
+            proxy.clear_log();
+            let started = Instant::now();
+            let out = home.hoist().args(&args).output().unwrap();
+            let took = started.elapsed();
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "{args:?} {action:?}: {}",
+                text(&out)
+            );
+            assert!(
+                took < Duration::from_secs(30),
+                "{args:?} {action:?} took {took:?}"
+            );
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            for part in [addr, realm.as_str(), says.as_str()] {
+                assert!(
+                    stderr.contains(part),
+                    "{args:?} {action:?}: no `{part}` in {stderr}"
+                );
+            }
+            assert_no_secret(&out, &secrets);
+            // Token requests were tried 4 times each (the default), from
+            // one thread per blob at most: not once, nor forever.
+            let failures = injected_token_failures(&proxy).len();
+            assert!(
+                (4..=20).contains(&failures),
+                "{args:?} {action:?}: {}",
+                proxy.summary()
+            );
+        }
+    }
+}

@@ -201,6 +201,67 @@ fn server_errors_and_429_are_retried_a_bounded_number_of_times() {
     );
 }
 
+/// A registry answering 401 with a Bearer challenge whose realm is
+/// `realm_addr`, and the manifest to `Bearer tok-1`.
+fn bearer_registry(realm_addr: &str) -> Server {
+    let challenge = format!(r#"Bearer realm="http://{realm_addr}/token",service="s""#);
+    Server::start(move |seen, _| {
+        if seen.authorization.as_deref() == Some("Bearer tok-1") {
+            return reply(200, MANIFEST);
+        }
+        reply(401, b"").header("WWW-Authenticate", &challenge)
+    })
+}
+
+#[test]
+fn token_requests_are_retried_as_others_are_but_never_when_refused() {
+    // 503, 429 (Retry-After honoured), 502, then a token: one pull.
+    let flaky = Server::start(|_, n| match n {
+        0 => reply(503, b"busy"),
+        1 => reply(429, b"").header("Retry-After", "0"),
+        2 => reply(502, b""),
+        _ => reply(200, br#"{"token":"tok-1"}"#),
+    });
+    let registry = bearer_registry(&flaky.addr);
+    let client = Client::new(quick());
+    let endpoint = client.endpoint(&registry.addr);
+    assert_eq!(
+        client.get_manifest(&endpoint, "a", "b").unwrap().bytes,
+        MANIFEST
+    );
+    assert_eq!(flaky.count("/token"), 4);
+
+    // Down for good: `attempts` requests, then an error naming the
+    // registry and the realm, with no advice about credentials.
+    let down = Server::start(|_, _| reply(503, b""));
+    let registry = bearer_registry(&down.addr);
+    let client = Client::new(quick());
+    let err = client
+        .get_manifest(&client.endpoint(&registry.addr), "a", "b")
+        .unwrap_err();
+    assert_eq!(down.count("/token"), 4);
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "registry {} asked for a token from http://{}/token, which failed: it answered \
+             503; retry later",
+            registry.addr, down.addr
+        )
+    );
+
+    // A refusal is final: asked once.
+    for status in [401, 403] {
+        let refusing = Server::start(move |_, _| reply(status, b""));
+        let registry = bearer_registry(&refusing.addr);
+        let client = Client::new(quick());
+        let err = client
+            .get_manifest(&client.endpoint(&registry.addr), "a", "b")
+            .unwrap_err();
+        assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err:?}");
+        assert_eq!(refusing.count("/token"), 1, "{status}");
+    }
+}
+
 #[test]
 fn not_found_is_not_retried_and_says_what_to_check() {
     let registry = Server::start(|_, _| reply(404, br#"{"errors":[]}"#));

@@ -163,10 +163,15 @@ impl TokenServer {
 
     /// The `auth:` line of a registry configuration trusting this server.
     pub fn registry_config(&self) -> String {
+        self.registry_config_via(&self.addr)
+    }
+
+    /// [`TokenServer::registry_config`] with the realm on `host` (a
+    /// `support::proxy` forwarding to this server).
+    pub fn registry_config_via(&self, host: &str) -> String {
         format!(
-            "auth: {{token: {{realm: \"http://{}/token\", service: {SERVICE}, issuer: {ISSUER}, \
+            "auth: {{token: {{realm: \"http://{host}/token\", service: {SERVICE}, issuer: {ISSUER}, \
              rootcertbundle: {}}}}}",
-            self.addr,
             self.ca().display()
         )
     }
