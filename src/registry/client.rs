@@ -611,7 +611,10 @@ impl Client {
             if challenges.is_empty() {
                 return Ok(response);
             }
-            self.answer(endpoint, repository, scope, &challenges)?;
+            let sent_basic = authorization
+                .as_ref()
+                .is_some_and(|a| a.expose().starts_with("Basic "));
+            self.answer(endpoint, repository, scope, &challenges, sent_basic)?;
         }
     }
 
@@ -723,6 +726,7 @@ impl Client {
         repository: &str,
         scope: &str,
         challenges: &[Challenge],
+        sent_basic: bool,
     ) -> Result<()> {
         let unauthorized = || RegistryError::Unauthorized {
             registry: endpoint.host.clone(),
@@ -777,11 +781,16 @@ impl Client {
                 if self.credentials_for(&endpoint.host)?.is_none() {
                     return Err(unauthorized());
                 }
-                let mut hosts = self.basic_hosts.lock().expect("basic host set poisoned");
-                if !hosts.insert(endpoint.host.clone()) {
+                if sent_basic {
                     // Credentials were sent and refused.
                     return Err(unauthorized());
                 }
+                // Requests running at once may all meet their first 401:
+                // each sent none, so each goes again with credentials.
+                self.basic_hosts
+                    .lock()
+                    .expect("basic host set poisoned")
+                    .insert(endpoint.host.clone());
                 Ok(())
             }
             Some(Challenge::Other(challenge)) => Err(RegistryError::UnsupportedAuth {

@@ -216,6 +216,20 @@ fn htpasswd_login_pull_wrong_password_and_logout() {
     // FROM the registry now pulls with those credentials.
     let built = home.build_from(&image);
     assert_ok_without(&built, &[PASSWORD]);
+    // And a push sends them too: its blobs go up at once, each meeting its
+    // first 401 before any of them has learnt the registry wants basic
+    // credentials.
+    let pushed = home
+        .hoist()
+        .args(["push", "probe", &format!("{addr}/team/probe:v1")])
+        .output()
+        .unwrap();
+    assert_ok_without(&pushed, &[PASSWORD]);
+    assert!(
+        String::from_utf8_lossy(&pushed.stdout).starts_with(&format!("{addr}/team/probe@sha256:")),
+        "{}",
+        text(&pushed)
+    );
 
     // Logging out removes only this registry; the pull is refused again.
     let out = home.logout(addr);
