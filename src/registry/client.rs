@@ -1083,19 +1083,7 @@ fn check_status(
             reference: reference.to_owned(),
         }),
         _ => {
-            let text = response
-                .into_body()
-                .into_with_config()
-                .limit(4096)
-                .lossy_utf8(true)
-                .read_to_string()
-                .unwrap_or_default();
-            let line = text.lines().next().unwrap_or("").trim();
-            let detail = if line.is_empty() {
-                String::new()
-            } else {
-                format!(": {}", line.chars().take(200).collect::<String>())
-            };
+            let detail = body_detail(response, 200);
             Err(RegistryError::Status {
                 registry: endpoint.host.clone(),
                 url: url.to_owned(),
@@ -1235,3 +1223,22 @@ mod login;
 mod tests;
 
 pub use login::LoginCheck;
+
+/// The first line of an error response's body, as `: LINE` cut to `max`
+/// characters (empty when there is none), for messages that quote what
+/// the registry said.
+pub(crate) fn body_detail(response: Response<ureq::Body>, max: usize) -> String {
+    let text = response
+        .into_body()
+        .into_with_config()
+        .limit(4096)
+        .lossy_utf8(true)
+        .read_to_string()
+        .unwrap_or_default();
+    let line = text.lines().next().unwrap_or("").trim();
+    if line.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", line.chars().take(max).collect::<String>())
+    }
+}

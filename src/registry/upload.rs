@@ -499,19 +499,7 @@ fn status_error(
             repository: repository.to_owned(),
         };
     }
-    let text = response
-        .into_body()
-        .into_with_config()
-        .limit(4096)
-        .lossy_utf8(true)
-        .read_to_string()
-        .unwrap_or_default();
-    let line = text.lines().next().unwrap_or("").trim();
-    let detail = if line.is_empty() {
-        String::new()
-    } else {
-        format!(": {}", line.chars().take(300).collect::<String>())
-    };
+    let detail = super::client::body_detail(response, 300);
     RegistryError::Status {
         registry: endpoint.host.clone(),
         url: url.to_owned(),

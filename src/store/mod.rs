@@ -301,6 +301,15 @@ fn default_dir_from(
 
 /// Reads a small JSON document; `None` when the file does not exist.
 fn read_json_file(path: &Path) -> Result<Option<serde_json::Value>> {
+    read_json_as(path, "valid JSON")
+}
+
+/// Reads a small JSON document as `T`; `None` when the file does not
+/// exist; `what` names what it should be in the error (`a push record`).
+pub(crate) fn read_json_as<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    what: &str,
+) -> Result<Option<T>> {
     let bytes = match fs::read(path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -310,7 +319,7 @@ fn read_json_file(path: &Path) -> Result<Option<serde_json::Value>> {
         .map(Some)
         .map_err(|e| StoreError::Corrupt {
             path: path.to_path_buf(),
-            reason: format!("it is not valid JSON ({e})"),
+            reason: format!("it is not {what} ({e})"),
         })
 }
 

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::Store;
-use super::error::{Result, StoreError, io_error};
+use super::error::{Result, io_error};
 use super::fsutil::{ensure_dir, write_atomically};
 use super::json::canonical;
 use crate::layer::Digest;
@@ -81,17 +81,7 @@ impl Store {
 }
 
 fn read_record(path: &std::path::Path) -> Result<Option<PushRecord>> {
-    let bytes = match fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_error("read", path)(e)),
-    };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| StoreError::Corrupt {
-            path: path.to_path_buf(),
-            reason: format!("it is not a push record ({e})"),
-        })
+    super::read_json_as(path, "a push record")
 }
 
 #[cfg(test)]
