@@ -642,3 +642,39 @@ pub fn copy_busybox_to(dest: &str, creds: Option<&str>) {
         .arg(format!("docker://{dest}/library/busybox:latest"));
     run_ok(&mut cmd);
 }
+
+/// Runs hoist with `args` under `/usr/bin/time`, asserts it succeeded,
+/// prints `what` with the time and peak RSS, asserts the peak stays under
+/// `limit_mib`; returns hoist's output.
+pub fn hoist_within_memory(
+    args: &[&std::ffi::OsStr],
+    what: &str,
+    limit_mib: u64,
+) -> std::process::Output {
+    let time = require("/usr/bin/time", "time");
+    let started = Instant::now();
+    let out = Command::new(time)
+        .args(["-f", "maxrss-kb=%M"])
+        .arg(assert_cmd::cargo::cargo_bin("hoist"))
+        .args(args)
+        .output()
+        .expect("run hoist under /usr/bin/time");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let rss_kb: u64 = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("maxrss-kb="))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no maxrss in {stderr}"));
+    println!(
+        "{what}: {:.1}s, peak RSS {} MiB",
+        started.elapsed().as_secs_f64(),
+        rss_kb / 1024
+    );
+    assert!(
+        rss_kb < limit_mib * 1024,
+        "{what}: peak RSS {} MiB, the limit is {limit_mib} MiB",
+        rss_kb / 1024
+    );
+    out
+}
