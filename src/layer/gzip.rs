@@ -191,7 +191,7 @@ pub fn decode_index(bytes: &[u8]) -> Option<Vec<BlockRecord>> {
 /// which workers copy instead of deflating the same inputs again.
 pub struct Memo {
     file: std::fs::File,
-    size: u64,
+    /// Only blocks that lie within the file.
     blocks: HashMap<[u8; 32], (u64, u64)>,
 }
 
@@ -205,16 +205,13 @@ impl Memo {
             .filter(|b| b.offset.checked_add(b.len).is_some_and(|end| end <= size))
             .map(|b| (b.key, (b.offset, b.len)))
             .collect();
-        Ok(Memo { file, size, blocks })
+        Ok(Memo { file, blocks })
     }
 
     /// The stored bytes of the block with this key, if any.
     fn get(&self, key: &[u8; 32]) -> Option<Vec<u8>> {
         use std::os::unix::fs::FileExt;
         let &(offset, len) = self.blocks.get(key)?;
-        if offset + len > self.size {
-            return None;
-        }
         let mut bytes = vec![0; usize::try_from(len).ok()?];
         self.file.read_exact_at(&mut bytes, offset).ok()?;
         Some(bytes)
