@@ -19,7 +19,7 @@
 #      and described by `cargo run --example tree` (tests/it/support/tree.rs);
 #   4. fixtures/differential/<case>/expected.<oracle>.json gets the tree and the
 #      config fields hoist must match.
-# ADD <url> cases fetch from `python3 -m http.server` on 127.0.0.1:38080 (fixed: the
+# ADD <url> cases fetch from `python3 -m http.server` on 127.0.0.1:38080 (fixed here: the
 # URL is part of the Dockerfile and of the cache key) serving fixtures/differential/_served.
 # A build that fails stops the recording: case.json must say which oracles apply.
 set -euo pipefail

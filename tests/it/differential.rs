@@ -8,7 +8,7 @@
 
 use crate::oracle_fixtures::CONFIG_FIELDS;
 use crate::support::{
-    Registry, differential_cases, differential_context, tree_of_image, unpack_oci_image,
+    HttpServer, Registry, differential_cases, differential_context, tree_of_image, unpack_oci_image,
 };
 use serde_json::Value;
 use std::path::Path;
@@ -47,7 +47,7 @@ fn config_of(layout: &Path) -> Value {
 }
 
 /// Builds one case with hoist; returns the differences from BuildKit.
-fn run_case(case: &Path, store: &Path, mirror: &str) -> Result<(), String> {
+fn run_case(case: &Path, store: &Path, mirror: &str, http: &HttpServer) -> Result<(), String> {
     let spec: Value =
         serde_json::from_slice(&std::fs::read(case.join("case.json")).unwrap()).unwrap();
     let expected: Value = serde_json::from_slice(
@@ -58,11 +58,15 @@ fn run_case(case: &Path, store: &Path, mirror: &str) -> Result<(), String> {
     differential_context(case, ctx.path());
     let out = tempfile::tempdir().unwrap();
     let layout = out.path().join("oci");
+    // ADD <url> names the recorder's server address; ours is chosen at run time.
+    let recorded = std::fs::read_to_string(case.join("Dockerfile")).unwrap();
+    let dockerfile = out.path().join("Dockerfile");
+    std::fs::write(&dockerfile, http.rewrite(&recorded)).unwrap();
     let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("hoist"));
     cmd.arg("--store")
         .arg(store)
         .args(["build", "-q", "-t", "case:test", "-f"])
-        .arg(case.join("Dockerfile"));
+        .arg(&dockerfile);
     cmd.arg("--output")
         .arg(format!("type=oci,dest={}", layout.display()));
     // `FROM busybox` resolves through the mirror, as it did for BuildKit.
@@ -142,14 +146,14 @@ fn run_case(case: &Path, store: &Path, mirror: &str) -> Result<(), String> {
 fn hoist_builds_what_buildkit_builds() {
     let registry = Registry::shared();
     registry.push_base_images();
-    let _server = crate::support::http_fixtures();
+    let http = crate::support::http_fixtures();
     let store = tempfile::tempdir().unwrap();
     let mut failures = Vec::new();
     let mut passed = 0;
     let mut not_yet = 0;
     for case in differential_cases() {
         let name = case.file_name().unwrap().to_string_lossy().into_owned();
-        let outcome = run_case(&case, store.path(), registry.addr());
+        let outcome = run_case(&case, store.path(), registry.addr(), http);
         match (NOT_YET.iter().find(|(n, _)| *n == name), outcome) {
             (None, Ok(())) => passed += 1,
             (None, Err(e)) => failures.push(format!("{name}:\n{e}")),

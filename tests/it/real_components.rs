@@ -3,8 +3,8 @@
 //! itself reports (skopeo, docker, podman), not by the helper's own word.
 
 use crate::support::{
-    Dockerd, HTTP_FIXTURES_PORT, Registry, buildah, busybox_context, http_fixtures, http_status,
-    podman, podman_load, podman_run, run_ok, skopeo, tree_of_image, unpack_oci_image,
+    Dockerd, Registry, buildah, busybox_context, http_fixtures, http_status, podman, podman_load,
+    podman_run, run_ok, skopeo, tree_of_image, unpack_oci_image,
 };
 use serde_json::{Value, json};
 use std::os::unix::fs::{PermissionsExt, symlink};
@@ -163,12 +163,11 @@ fn tree_of_image_describes_types_modes_owners_and_hardlinks() {
 }
 
 #[test]
-fn http_fixtures_serve_the_add_url_files_on_the_fixed_port() {
-    http_fixtures();
-    let addr = format!("127.0.0.1:{HTTP_FIXTURES_PORT}");
-    assert_eq!(http_status(&addr, "/hello.txt"), Some(200));
-    assert_eq!(http_status(&addr, "/data/config.json"), Some(200));
-    assert_eq!(http_status(&addr, "/missing"), Some(404));
+fn http_fixtures_serve_the_add_url_files() {
+    let addr = http_fixtures().addr();
+    assert_eq!(http_status(addr, "/hello.txt"), Some(200));
+    assert_eq!(http_status(addr, "/data/config.json"), Some(200));
+    assert_eq!(http_status(addr, "/missing"), Some(404));
 }
 
 #[test]

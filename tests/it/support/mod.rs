@@ -579,33 +579,47 @@ pub fn differential_context(case: &Path, out: &Path) {
     );
 }
 
-/// The fixed loopback port that ADD <url> cases fetch from: the URL is part of
-/// each Dockerfile and of the recorded results, so it cannot be chosen at run time.
-pub const HTTP_FIXTURES_PORT: u16 = 38080;
+/// The loopback address the ADD <url> cases name in their Dockerfiles, as the
+/// oracle recorder served them. Tests serve the same files on a port chosen at
+/// run time and substitute it ([`HttpServer::rewrite`]): a fixed port inside the
+/// kernel's ephemeral range can be taken by any other socket of the run.
+pub const RECORDED_HTTP_ADDR: &str = "127.0.0.1:38080";
 
-/// Serves fixtures/differential/_served on 127.0.0.1:38080 for the whole test run.
+/// Serves fixtures/differential/_served on a free loopback port for the whole
+/// test run.
 pub fn http_fixtures() -> &'static HttpServer {
     static SHARED: OnceLock<HttpServer> = OnceLock::new();
     SHARED.get_or_init(|| {
-        let addr = format!("127.0.0.1:{HTTP_FIXTURES_PORT}");
-        assert!(
-            http_status(&addr, "/").is_none(),
-            "port {HTTP_FIXTURES_PORT} is taken; the ADD <url> fixtures need it free"
-        );
         let dir = ProcessDir::shared("http");
         let log = dir.path().join("http.log");
-        let mut cmd = Command::new(require("python3", "python3"));
-        cmd.args(["-m", "http.server", &HTTP_FIXTURES_PORT.to_string()])
-            .args(["--bind", "127.0.0.1", "--directory"])
-            .arg(repo_root().join("fixtures/differential/_served"));
-        let mut child = spawn_tied(cmd, &log);
-        wait_until(
-            "http fixtures server",
-            Duration::from_secs(20),
-            || exited(&mut child, &log),
-            || http_status(&addr, "/hello.txt") == Some(200),
-        );
-        HttpServer { child, dir }
+        // A port taken between free_port() and the server's bind makes it
+        // exit: try a few ports before giving up.
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            let port = free_port();
+            let addr = format!("127.0.0.1:{port}");
+            let mut cmd = Command::new(require("python3", "python3"));
+            cmd.args(["-m", "http.server", &port.to_string()])
+                .args(["--bind", "127.0.0.1", "--directory"])
+                .arg(repo_root().join("fixtures/differential/_served"));
+            let mut child = spawn_tied(cmd, &log);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                if http_status(&addr, "/hello.txt") == Some(200) {
+                    return HttpServer { child, dir, addr };
+                }
+                if let Err(why) = exited(&mut child, &log) {
+                    last_error = why;
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    stop(&mut child, Duration::from_secs(5));
+                    panic!("http fixtures server on {addr} was not ready after 20 s");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        panic!("http fixtures server did not start: {last_error}");
     })
 }
 
@@ -613,6 +627,19 @@ pub fn http_fixtures() -> &'static HttpServer {
 pub struct HttpServer {
     child: Child,
     dir: ProcessDir,
+    addr: String,
+}
+
+impl HttpServer {
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// `text` with the recorded server address replaced by this server's.
+    pub fn rewrite(&self, text: &str) -> String {
+        text.replace(RECORDED_HTTP_ADDR, &self.addr)
+    }
 }
 
 impl Drop for HttpServer {
