@@ -206,6 +206,10 @@ pub fn load_layer(
     // snapshot directory itself may already exist, holding the RUN
     // sandbox's `rootfs` of the same layer (src/run/snapshot.rs).
     let finished = content.is_dir();
+    let index_path = snapshot.join("index");
+    if finished && let Some(entries) = super::index_file::read(&index_path, &content) {
+        return Ok(Arc::new(LayerIndex::from_entries(entries)));
+    }
     static EXTRACTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let temp_content = snapshot.join(format!(
         "content.partial-{}-{}",
@@ -270,6 +274,8 @@ pub fn load_layer(
             }
         }
     }
+    // Saved for later builds; without it they read the layer again.
+    let _ = super::index_file::write(&index_path, &entries);
     Ok(Arc::new(LayerIndex::from_entries(entries)))
 }
 

@@ -162,6 +162,10 @@ impl BuildError {
 /// The state of one stage while it is built.
 #[derive(Clone)]
 struct StageState {
+    /// The indexes of the stage's bottom layers, read so far: a step that
+    /// comes from the cache reads none, so a rebuild with every step cached
+    /// reads no layer. A step that looks at the files reads the rest first
+    /// ([`Builder::read_view`]).
     view: FsView,
     layers: Vec<(Descriptor, Digest)>,
     config: ImageConfig,
@@ -171,6 +175,17 @@ struct StageState {
 }
 
 impl StageState {
+    /// Adds a layer whose index is at hand; the view must be read whole.
+    fn push_layer(&mut self, index: Arc<LayerIndex>, descriptor: Descriptor, diff_id: Digest) {
+        debug_assert_eq!(
+            self.view.layers().len(),
+            self.layers.len(),
+            "view read whole"
+        );
+        self.view.push(index);
+        self.layers.push((descriptor, diff_id));
+    }
+
     fn run(&self) -> &crate::image::RunConfig {
         static EMPTY: std::sync::OnceLock<crate::image::RunConfig> = std::sync::OnceLock::new();
         self.config
@@ -266,6 +281,8 @@ struct Builder<'a> {
     context_tree: Option<PathBuf>,
     /// Compressed blocks copied from earlier layers instead of deflated.
     blocks_reused: usize,
+    /// The layer indexes read in this build, by diff id.
+    indexes: HashMap<Digest, Arc<LayerIndex>>,
 }
 
 /// A RUN's `--mount`s, prepared.
@@ -330,6 +347,7 @@ impl<'a> Builder<'a> {
             pulled: Default::default(),
             context_tree: None,
             blocks_reused: 0,
+            indexes: HashMap::new(),
         })
     }
 
@@ -529,7 +547,6 @@ impl<'a> Builder<'a> {
     ) -> Result<StageState, BuildError> {
         let image =
             load_image(self.store, digest, platform).map_err(|e| self.base_error(from, e))?;
-        let mut view = FsView::default();
         let mut layers = Vec::new();
         for (layer, diff_id) in image
             .manifest
@@ -537,15 +554,12 @@ impl<'a> Builder<'a> {
             .iter()
             .zip(&image.config.rootfs.diff_ids)
         {
-            let index = load_layer(self.store, &layer.digest, &layer.media_type, diff_id)
-                .map_err(|e| self.base_error(from, e))?;
-            view.push(index);
             let mut d = layer.clone();
             d.media_type = oci_layer_type(&layer.media_type);
             layers.push((d, *diff_id));
         }
         Ok(StageState {
-            view,
+            view: FsView::default(),
             layers,
             config: image.config,
             key: key_of(&[
@@ -557,6 +571,29 @@ impl<'a> Builder<'a> {
             scope: Scope::default(),
             cmd_set: false,
         })
+    }
+
+    /// Reads the indexes of the stage's layers that cached steps left
+    /// unread. Every step that looks at the stage's files calls it first.
+    fn read_view(&mut self, instr: &Instruction, state: &mut StageState) -> Result<(), BuildError> {
+        while let Some((descriptor, diff_id)) = state.layers.get(state.view.layers().len()) {
+            let index = match self.indexes.get(diff_id) {
+                Some(index) => index.clone(),
+                None => {
+                    let index = load_layer(
+                        self.store,
+                        &descriptor.digest,
+                        &descriptor.media_type,
+                        diff_id,
+                    )
+                    .map_err(|e| self.base_error(instr, e))?;
+                    self.indexes.insert(*diff_id, index.clone());
+                    index
+                }
+            };
+            state.view.push(index);
+        }
+        Ok(())
     }
 
     fn base_error(&self, from: &Instruction, e: BaseError) -> BuildError {
@@ -765,6 +802,7 @@ impl<'a> Builder<'a> {
         state: &mut StageState,
         wd: &str,
     ) -> Result<(Option<u64>, bool), BuildError> {
+        self.read_view(instr, state)?;
         let path = state
             .view
             .resolve(wd.trim_start_matches('/').as_bytes(), true)
@@ -832,6 +870,7 @@ impl<'a> Builder<'a> {
                 Some("clone it into the build context and COPY it".into()),
             ));
         }
+        self.read_view(instr, state)?;
         let chown = match &args.chown {
             Some(spec) => {
                 Some(resolve_chown(spec, &state.view).map_err(|e| self.user_error(instr, e))?)
@@ -891,16 +930,22 @@ impl<'a> Builder<'a> {
         let source_view: FsView = match &args.from {
             None => self.context_view()?.clone(),
             Some(from) => match planned.stage_by_ref(from) {
-                Some(i) => done.get(&i).map(|s| s.view.clone()).ok_or_else(|| {
-                    self.step_error(
-                        instr,
-                        format!("stage {from} is not built before this step"),
-                        None,
-                    )
-                })?,
+                Some(i) => {
+                    let mut stage = done.get(&i).cloned().ok_or_else(|| {
+                        self.step_error(
+                            instr,
+                            format!("stage {from} is not built before this step"),
+                            None,
+                        )
+                    })?;
+                    self.read_view(instr, &mut stage)?;
+                    stage.view
+                }
                 None => {
                     let platform = self.request.options.target_platform.clone();
-                    self.image_state(instr, from, &platform)?.view
+                    let mut image = self.image_state(instr, from, &platform)?;
+                    self.read_view(instr, &mut image)?;
+                    image.view
                 }
             },
         };
@@ -1000,6 +1045,10 @@ impl<'a> Builder<'a> {
             Some(crate::dockerfile::instructions::Network::None) => RunNetwork::None,
             _ => RunNetwork::Host,
         };
+        if !mounts.is_empty() {
+            // Mount targets are checked against the image's directories.
+            self.read_view(instr, state)?;
+        }
         let PreparedMounts {
             mounts: mut run_mounts,
             stubs,
@@ -1047,15 +1096,8 @@ impl<'a> Builder<'a> {
                 return Ok((None, true, history));
             }
             Some(Some((descriptor, diff_id))) => {
-                let index = load_layer(
-                    self.store,
-                    &descriptor.digest,
-                    &descriptor.media_type,
-                    &diff_id,
-                )
-                .map_err(|e| self.base_error(instr, e))?;
+                // Its index is read only if a later step looks.
                 let size = descriptor.size;
-                state.view.push(index);
                 state.layers.push((descriptor, diff_id));
                 state.key = key;
                 return Ok((Some(size), true, history));
@@ -1064,6 +1106,7 @@ impl<'a> Builder<'a> {
         }
 
         crate::run::check_privileges().map_err(|e| self.run_error(instr, e))?;
+        self.read_view(instr, state)?;
         for dir in ["proc", "dev", "sys"] {
             if let Some(e) = state.view.get(dir.as_bytes())
                 && e.kind != EntryKind::Dir
@@ -1301,8 +1344,7 @@ impl<'a> Builder<'a> {
         }
         let (descriptor, diff_id) = self.store_layer(&key, &history, &changes.to_tar_entries())?;
         let size = descriptor.size;
-        state.view.push(Arc::new(changes));
-        state.layers.push((descriptor, diff_id));
+        state.push_layer(Arc::new(changes), descriptor, diff_id);
         state.key = key;
         Ok((Some(size), false, history))
     }
@@ -1584,7 +1626,7 @@ impl<'a> Builder<'a> {
             }
             return Ok((view, vec![tree], h.finish().to_string()));
         };
-        let stage = match inputs.planned.stage_by_ref(from) {
+        let mut stage = match inputs.planned.stage_by_ref(from) {
             Some(i) => inputs.done.get(&i).cloned().ok_or_else(|| {
                 self.step_error(
                     instr,
@@ -1597,6 +1639,7 @@ impl<'a> Builder<'a> {
                 self.image_state(instr, from, &platform)?
             }
         };
+        self.read_view(instr, &mut stage)?;
         let mut lowers = Vec::new();
         for (descriptor, diff_id) in &stage.layers {
             lowers.push(
@@ -1757,8 +1800,7 @@ impl<'a> Builder<'a> {
             }
         };
         let size = descriptor.size;
-        state.view.push(Arc::new(changes));
-        state.layers.push((descriptor, diff_id));
+        state.push_layer(Arc::new(changes), descriptor, diff_id);
         state.key = key;
         Ok((size, hit))
     }

@@ -10,6 +10,7 @@ pub mod chmod;
 pub mod copy;
 pub mod engine;
 pub mod hasher;
+mod index_file;
 pub mod meta;
 pub mod secrets;
 pub mod user;

@@ -695,3 +695,89 @@ fn one_changed_file_recompresses_only_its_blocks_and_gives_a_fresh_builds_digest
     assert_eq!(second, third);
     assert!(!stderr.contains("reused"), "{stderr}");
 }
+
+#[test]
+fn a_base_layer_is_read_once_and_its_saved_index_serves_later_builds() {
+    let src = tempfile::tempdir().unwrap();
+    let base = src.path().join("base");
+    std::fs::create_dir_all(base.join("etc")).unwrap();
+    std::fs::write(
+        base.join("etc/passwd"),
+        "root:x:0:0::/root:/bin/sh\napp:x:1001:1002::/home/app:/bin/sh\n",
+    )
+    .unwrap();
+    std::fs::write(base.join("Dockerfile"), "FROM scratch\nCOPY etc /etc/\n").unwrap();
+    let app = src.path().join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(app.join("f"), "one").unwrap();
+    // COPY --chown by name reads /etc/passwd from the base layer.
+    std::fs::write(
+        app.join("Dockerfile"),
+        "FROM base:1\nCOPY --chown=app f /f\n",
+    )
+    .unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let build = |ctx: &Path, tag: &str| {
+        let out = hoist(store.path())
+            .args(["build", "-q", "-t", tag])
+            .arg(ctx)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        digest_of_build(&out.stdout)
+    };
+    let manifest = build(&base, "base:1");
+    let blobs = store.path().join("blobs/sha256");
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(blobs.join(manifest.trim_start_matches("sha256:"))).unwrap(),
+    )
+    .unwrap();
+    let layer = blobs.join(
+        manifest["layers"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("sha256:"),
+    );
+    let first = build(&app, "app:1");
+    let snapshots: Vec<_> = std::fs::read_dir(store.path().join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(
+        snapshots.len(),
+        1,
+        "only the base layer was read: {snapshots:?}"
+    );
+    let index = snapshots[0].join("index");
+    let saved = std::fs::read(&index).expect("the layer's index is saved");
+
+    // With the blob gone, a build that reads the base layer again can only
+    // have its index from the saved file.
+    let away = src.path().join("layer-blob");
+    std::fs::rename(&layer, &away).unwrap();
+    std::fs::write(app.join("f"), "two").unwrap();
+    let second = build(&app, "app:2");
+    assert_ne!(second, first);
+    std::fs::rename(&away, &layer).unwrap();
+
+    // A damaged index is refused: the layer is read again, the index
+    // written anew, and the image is the same.
+    std::fs::write(&index, b"hoistix1 damaged").unwrap();
+    std::fs::write(app.join("f"), "one").unwrap();
+    let again = hoist(store.path())
+        .args(["build", "-q", "--no-cache", "-t", "app:3"])
+        .arg(&app)
+        .output()
+        .unwrap();
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(digest_of_build(&again.stdout), first);
+    assert_eq!(std::fs::read(&index).unwrap(), saved);
+}
