@@ -283,6 +283,8 @@ struct Builder<'a> {
     blocks_reused: usize,
     /// The layer indexes read in this build, by diff id.
     indexes: HashMap<Digest, Arc<LayerIndex>>,
+    /// The build context's fingerprint, once a COPY needed it.
+    context_fingerprint: Option<Digest>,
 }
 
 /// A RUN's `--mount`s, prepared.
@@ -348,6 +350,7 @@ impl<'a> Builder<'a> {
             context_tree: None,
             blocks_reused: 0,
             indexes: HashMap::new(),
+            context_fingerprint: None,
         })
     }
 
@@ -870,6 +873,31 @@ impl<'a> Builder<'a> {
                 Some("clone it into the build context and COPY it".into()),
             ));
         }
+        let mut history = String::from(keyword);
+        if let Some(c) = &args.chown {
+            history.push_str(&format!(" --chown={c}"));
+        }
+        if let Some(m) = &args.chmod {
+            history.push_str(&format!(" --chmod={m}"));
+        }
+        for s in &args.sources {
+            history.push_str(&format!(" {s}"));
+        }
+        for c in &args.contents {
+            history.push_str(&format!(" <<{}", c.path));
+        }
+        history.push_str(&format!(" {}", args.dest));
+        // An unchanged context answers the step from its fingerprint: no
+        // listing, no content digest, no read of the layers below.
+        let fast = self.fingerprint_key(state, keyword, expanded, args)?;
+        if let Some(fast) = &fast
+            && let Some((descriptor, diff_id, key)) = self.fingerprint_hit(fast)?
+        {
+            let size = descriptor.size;
+            state.layers.push((descriptor, diff_id));
+            state.key = key;
+            return Ok((size, true, history));
+        }
         self.read_view(instr, state)?;
         let chown = match &args.chown {
             Some(spec) => {
@@ -999,22 +1027,91 @@ impl<'a> Builder<'a> {
                 changes.insert(e.clone());
             }
         }
-        let mut history = String::from(keyword);
-        if let Some(c) = &args.chown {
-            history.push_str(&format!(" --chown={c}"));
-        }
-        if let Some(m) = &args.chmod {
-            history.push_str(&format!(" --chmod={m}"));
-        }
-        for s in &args.sources {
-            history.push_str(&format!(" {s}"));
-        }
-        for c in &args.contents {
-            history.push_str(&format!(" <<{}", c.path));
-        }
-        history.push_str(&format!(" {}", args.dest));
         let (bytes, hit) = self.commit_layer(state, keyword, &expanded.original, changes)?;
+        if let Some(fast) = fast {
+            // The next build with an unchanged context takes the key from here.
+            let layer = state.layers.last().map(|(d, _)| d.digest);
+            self.store.cache_put(
+                &fast.hex(),
+                &CacheRecord {
+                    value: serde_json::json!({ "copy_key": state.key.to_string() }),
+                    blobs: layer.into_iter().collect(),
+                },
+            )?;
+        }
         Ok((bytes, hit, history))
+    }
+
+    /// The key of a COPY from the build context taken from the context's
+    /// fingerprint ([`crate::context::fingerprint`]) instead of its
+    /// contents; `None` where the step reads anything else (another stage,
+    /// an image, a URL, a heredoc) or the cache is not used.
+    fn fingerprint_key(
+        &mut self,
+        state: &StageState,
+        keyword: &str,
+        expanded: &Instruction,
+        args: &crate::dockerfile::instructions::CopyArgs,
+    ) -> Result<Option<Digest>, BuildError> {
+        let url = |s: &String| s.starts_with("http://") || s.starts_with("https://");
+        if self.request.no_cache
+            || args.from.is_some()
+            || !args.contents.is_empty()
+            || args.sources.iter().any(url)
+        {
+            return Ok(None);
+        }
+        let fingerprint = match self.context_fingerprint {
+            Some(f) => f,
+            None => {
+                let dir = &self.request.context;
+                let ctx_err =
+                    |source: Box<dyn std::error::Error + Send + Sync>| BuildError::Context {
+                        path: dir.clone(),
+                        source,
+                    };
+                let ignore = DockerIgnore::load(dir, self.request.dockerfile_path.as_deref())
+                    .map_err(|e| ctx_err(Box::new(e)))?
+                    .map(|(_, ignore)| ignore);
+                let f = crate::context::fingerprint::fingerprint(dir, ignore.as_ref())
+                    .map_err(|e| ctx_err(Box::new(e)))?;
+                self.context_fingerprint = Some(f);
+                f
+            }
+        };
+        Ok(Some(key_of(&[
+            CACHE_VERSION,
+            "context fingerprint",
+            &state.key.to_string(),
+            keyword,
+            &expanded.original,
+            &format!("{args:?}"),
+            &state.run().working_dir,
+            &format!("gzip-level-{}", self.request.gzip.level),
+            &self.request.source_date_epoch.to_string(),
+            &fingerprint.to_string(),
+        ])))
+    }
+
+    /// The layer and key recorded under a fingerprint key, if its layer is
+    /// still cached.
+    fn fingerprint_hit(
+        &self,
+        fast: &Digest,
+    ) -> Result<Option<(Descriptor, Digest, Digest)>, BuildError> {
+        let Some(record) = self.store.cache_get(&fast.hex())? else {
+            return Ok(None);
+        };
+        let Some(key) = record.value["copy_key"]
+            .as_str()
+            .and_then(|k| k.parse::<Digest>().ok())
+        else {
+            return Ok(None);
+        };
+        Ok(match self.cached_layer(&key)? {
+            Some(Some((descriptor, diff_id))) => Some((descriptor, diff_id, key)),
+            _ => None,
+        })
     }
 
     /// RUN: the command in a sandbox over the stage's layers; what it

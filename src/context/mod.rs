@@ -11,8 +11,11 @@
 //! - [`pattern`]: Docker's path patterns, shared by `.dockerignore` and
 //!   `COPY --exclude`.
 //! - [`dockerignore`]: which ignore file applies and how it is read.
+//! - [`fingerprint`]: the context's metadata as one digest, which answers
+//!   COPY steps of an unchanged context from the cache.
 
 pub mod dockerignore;
+pub mod fingerprint;
 pub mod pattern;
 pub mod walk;
 

@@ -26,20 +26,23 @@ pub fn walk_context_observed(
         gid: Some(0),
         ..WalkOptions::default()
     };
-    let visit = |relative: &Path, is_dir: bool| {
-        let Some(ignore) = ignore else {
-            return Visit::Keep;
-        };
-        let rel = relative.to_string_lossy();
-        if !ignore.is_excluded(&rel) {
-            Visit::Keep
-        } else if is_dir && ignore.may_reinclude_under(&rel) {
-            Visit::Descend
-        } else {
-            Visit::Prune
-        }
+    let decide = |relative: &Path, is_dir: bool| match ignore {
+        Some(ignore) => visit(ignore, &relative.to_string_lossy(), is_dir),
+        None => Visit::Keep,
     };
-    walk_observed(dir, &options, visit, seen)
+    walk_observed(dir, &options, decide, seen)
+}
+
+/// What a walk of the context does with the path `rel` (relative to the
+/// context, `/`-separated).
+pub(super) fn visit(ignore: &DockerIgnore, rel: &str, is_dir: bool) -> Visit {
+    if !ignore.is_excluded(rel) {
+        Visit::Keep
+    } else if is_dir && ignore.may_reinclude_under(rel) {
+        Visit::Descend
+    } else {
+        Visit::Prune
+    }
 }
 
 #[cfg(test)]
