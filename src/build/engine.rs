@@ -1073,8 +1073,12 @@ impl<'a> Builder<'a> {
                 let ignore = DockerIgnore::load(dir, self.request.dockerfile_path.as_deref())
                     .map_err(|e| ctx_err(Box::new(e)))?
                     .map(|(_, ignore)| ignore);
-                let f = crate::context::fingerprint::fingerprint(dir, ignore.as_ref())
-                    .map_err(|e| ctx_err(Box::new(e)))?;
+                // A context that cannot be walked this way (changing
+                // under the walk, unreadable) takes the listing's path,
+                // which says what is wrong.
+                let Ok(f) = crate::context::fingerprint::fingerprint(dir, ignore.as_ref()) else {
+                    return Ok(None);
+                };
                 self.context_fingerprint = Some(f);
                 f
             }

@@ -36,10 +36,10 @@ pub fn fingerprint(dir: &Path, ignore: Option<&DockerIgnore>) -> io::Result<Dige
     let work = || {
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some((name, rel)) = subdirs.get(i) else {
+            let Some(dir) = subdirs.get(i) else {
                 break;
             };
-            let digest = open_at(&root, name).and_then(|fd| subtree(&fd, rel, ignore));
+            let digest = open_at(&root, &dir.name).and_then(|fd| subtree(&fd, dir, ignore));
             *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(digest);
         }
     };
@@ -51,55 +51,73 @@ pub fn fingerprint(dir: &Path, ignore: Option<&DockerIgnore>) -> io::Result<Dige
         work();
     });
     let mut h = Sha256::new();
-    h.update(b"hoist context fingerprint 1\0");
+    h.update(b"hoist context fingerprint 2\0");
     h.update(&records);
-    for ((_, rel), result) in subdirs.iter().zip(results) {
+    for result in results {
         let digest = result
             .into_inner()
             .unwrap_or_else(|e| e.into_inner())
             .unwrap_or_else(|| Err(io::Error::other("a directory was not walked")))?;
-        h.update(rel);
         h.update(digest.as_bytes());
     }
     Ok(h.finish())
 }
 
-/// The digest of the directory `fd` (at `rel` in the context) and
-/// everything below it.
-fn subtree(fd: &OwnedFd, rel: &[u8], ignore: Option<&DockerIgnore>) -> io::Result<Digest> {
-    let (records, subdirs) = list(fd, rel, ignore)?;
+/// A directory to walk, found in its parent's listing.
+struct Subdir {
+    name: CString,
+    /// Its path relative to the context.
+    rel: Vec<u8>,
+    decision: Visit,
+}
+
+/// The digest of directory `dir` (open as `fd`): its own metadata (from
+/// the open descriptor, which costs no path lookup), its entries and
+/// everything below them.
+fn subtree(fd: &OwnedFd, dir: &Subdir, ignore: Option<&DockerIgnore>) -> io::Result<Digest> {
     let mut h = Sha256::new();
+    let mut own = Vec::with_capacity(128);
+    record(&mut own, &dir.rel, dir.decision, &stat_fd(fd)?);
+    h.update(&own);
+    let (records, subdirs) = list(fd, &dir.rel, ignore)?;
     h.update(&records);
-    for (name, rel) in &subdirs {
-        let child = open_at(fd, name)?;
-        h.update(rel);
-        h.update(subtree(&child, rel, ignore)?.as_bytes());
+    for child in &subdirs {
+        let child_fd = open_at(fd, &child.name)?;
+        h.update(subtree(&child_fd, child, ignore)?.as_bytes());
     }
     Ok(h.finish())
 }
 
-/// The records of the entries of directory `fd` (sorted by name) that the
-/// build sees, and its subdirectories to walk (name, relative path).
-#[allow(clippy::type_complexity)]
+/// The records of the non-directory entries of directory `fd` (sorted by
+/// name) that the build sees, and its subdirectories to walk. The entry
+/// type comes from the listing, so an ignored path costs no stat.
 fn list(
     fd: &OwnedFd,
     rel: &[u8],
     ignore: Option<&DockerIgnore>,
-) -> io::Result<(Vec<u8>, Vec<(CString, Vec<u8>)>)> {
+) -> io::Result<(Vec<u8>, Vec<Subdir>)> {
     let mut names = read_names(fd)?;
     names.sort_unstable();
-    let mut records = Vec::with_capacity(names.len() * 96);
+    let mut records = Vec::with_capacity(names.len() * 128);
     let mut subdirs = Vec::new();
     let mut path = rel.to_vec();
-    for name in names {
+    for (name, d_type) in names {
         path.truncate(rel.len());
         if !rel.is_empty() {
             path.push(b'/');
         }
         path.extend_from_slice(name.as_bytes());
-        let st = stat_at(fd, &name)?;
-        let kind = st.st_mode & libc::S_IFMT;
-        let is_dir = kind == libc::S_IFDIR;
+        let mut st = None;
+        let is_dir = match d_type {
+            libc::DT_DIR => true,
+            libc::DT_UNKNOWN => {
+                let s = stat_at(fd, &name)?;
+                let dir = s.st_mode & libc::S_IFMT == libc::S_IFDIR;
+                st = Some(s);
+                dir
+            }
+            _ => false,
+        };
         let decision = match ignore {
             Some(ignore) => visit(ignore, &String::from_utf8_lossy(&path), is_dir),
             None => Visit::Keep,
@@ -107,35 +125,55 @@ fn list(
         if decision == Visit::Prune {
             continue;
         }
-        records.extend_from_slice(&(path.len() as u64).to_le_bytes());
-        records.extend_from_slice(&path);
-        records.push(decision as u8);
-        for n in [
-            st.st_dev,
-            st.st_ino,
-            u64::from(st.st_mode),
-            u64::from(st.st_uid),
-            u64::from(st.st_gid),
-            st.st_nlink,
-            st.st_rdev,
-            st.st_size as u64,
-            st.st_mtime as u64,
-            st.st_mtime_nsec as u64,
-            st.st_ctime as u64,
-            st.st_ctime_nsec as u64,
-        ] {
-            records.extend_from_slice(&n.to_le_bytes());
+        if is_dir {
+            subdirs.push(Subdir {
+                name,
+                rel: path.clone(),
+                decision,
+            });
+            continue;
         }
-        if kind == libc::S_IFLNK {
+        let st = match st {
+            Some(st) => st,
+            None => stat_at(fd, &name)?,
+        };
+        // A directory put in place since the listing: the walk sees it
+        // as what it is now.
+        if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            return Err(io::Error::other("the context changed during the walk"));
+        }
+        record(&mut records, &path, decision, &st);
+        if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
             let target = read_link_at(fd, &name)?;
             records.extend_from_slice(&(target.len() as u64).to_le_bytes());
             records.extend_from_slice(&target);
         }
-        if is_dir {
-            subdirs.push((name, path.clone()));
-        }
     }
     Ok((records, subdirs))
+}
+
+/// Appends the record of one path: where it is, whether the walk keeps it
+/// or only looks inside, and what its inode says.
+fn record(out: &mut Vec<u8>, path: &[u8], decision: Visit, st: &libc::stat64) {
+    out.extend_from_slice(&(path.len() as u64).to_le_bytes());
+    out.extend_from_slice(path);
+    out.push(decision as u8);
+    for n in [
+        st.st_dev,
+        st.st_ino,
+        u64::from(st.st_mode),
+        u64::from(st.st_uid),
+        u64::from(st.st_gid),
+        st.st_nlink,
+        st.st_rdev,
+        st.st_size as u64,
+        st.st_mtime as u64,
+        st.st_mtime_nsec as u64,
+        st.st_ctime as u64,
+        st.st_ctime_nsec as u64,
+    ] {
+        out.extend_from_slice(&n.to_le_bytes());
+    }
 }
 
 fn open_dir(dirfd: libc::c_int, path: &CStr) -> io::Result<OwnedFd> {
@@ -172,21 +210,21 @@ fn open_at(dir: &OwnedFd, name: &CStr) -> io::Result<OwnedFd> {
 }
 
 /// Where the name starts in a `struct linux_dirent64`: after d_ino (8),
-/// d_off (8), d_reclen (2) and d_type (1).
+/// d_off (8), d_reclen (2) and d_type (1, at 18).
 const DIRENT_NAME: usize = 19;
 
 /// The names in directory `fd`, without `.` and `..`, read with
 /// getdents64 straight from the descriptor (a `DIR` stream would cost a
 /// duplicate descriptor, an fstat and fcntls per directory) into a buffer
 /// each thread keeps.
-fn read_names(fd: &OwnedFd) -> io::Result<Vec<CString>> {
+fn read_names(fd: &OwnedFd) -> io::Result<Vec<(CString, u8)>> {
     thread_local! {
         static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 32 * 1024]);
     }
     BUF.with_borrow_mut(|buf| read_names_into(fd, buf))
 }
 
-fn read_names_into(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<Vec<CString>> {
+fn read_names_into(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<Vec<(CString, u8)>> {
     let mut names = Vec::new();
     loop {
         // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`.
@@ -213,11 +251,21 @@ fn read_names_into(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<Vec<CString>> {
             let name = CStr::from_bytes_until_nul(&records[DIRENT_NAME..reclen])
                 .map_err(|_| io::Error::other("getdents64 returned a name without a NUL"))?;
             if name.to_bytes() != b"." && name.to_bytes() != b".." {
-                names.push(name.to_owned());
+                names.push((name.to_owned(), records[18]));
             }
             records = &records[reclen..];
         }
     }
+}
+
+fn stat_fd(fd: &OwnedFd) -> io::Result<libc::stat64> {
+    let mut st = std::mem::MaybeUninit::<libc::stat64>::uninit();
+    // SAFETY: `st` is written by fstat64 when it returns 0.
+    if unsafe { libc::fstat64(fd.as_raw_fd(), st.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fstat64 succeeded.
+    Ok(unsafe { st.assume_init() })
 }
 
 fn stat_at(dir: &OwnedFd, name: &CStr) -> io::Result<libc::stat64> {
