@@ -39,10 +39,15 @@ export BASE_REG=127.0.0.1:$PORT
 # --variant=minbase bookworm /tmp/rootfs`); big-context does not, so an empty
 # rootfs stands in when absent. run-heavy builds FROM bench/debian:bookworm,
 # which hoist builds from that rootfs and pushes here (the workloads script
-# would use buildah), so every builder pulls the same base.
+# would use buildah), so every builder pulls the same base; small-app's
+# bench/busybox:1 is built and pushed the same way.
 if [ ! -d "${ROOTFS:-/tmp/rootfs}" ]; then export ROOTFS=$ROOT/empty-rootfs; mkdir -p "$ROOTFS"; fi
 PUSH_BASES=0 bash ../shared/bench/make-workloads.sh "$ROOT/w" > "$ROOT/workloads.log" 2>&1 \
   || { cat "$ROOT/workloads.log"; exit 1; }
+if [[ " ${WORKLOADS[*]} " == *" small-app "* ]]; then
+  "$HOIST" --store "$ROOT/base-store" build -q --push -t "$BASE_REG/bench/busybox:1" \
+    "$ROOT/w/base-busybox" > /dev/null
+fi
 if [[ " ${WORKLOADS[*]} " == *" run-heavy "* ]]; then
   [ -x "${ROOTFS:-/tmp/rootfs}/bin/sh" ] || { echo "run-heavy needs a debootstrap rootfs in \$ROOTFS" >&2; exit 1; }
   "$HOIST" --store "$ROOT/base-store" build -q --push -t "$BASE_REG/bench/debian:bookworm" \
