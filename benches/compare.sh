@@ -96,7 +96,10 @@ for w in "${WORKLOADS[@]}"; do
         buildah --root "$state/root" --runroot "$state/run" rm -a > /dev/null 2>&1 || true
         { findmnt -rn -o TARGET | grep "^$state/" || true; } | sort -r | xargs -r umount -l
       fi
-      [ "$builder" != buildkit ] && rm -rf "$state"
+      # States stay until the script exits: deleting tens of thousands of
+      # inodes just before the next timed build slows that build's inode
+      # allocation on ext4 (recently deleted inodes are skipped for a
+      # while), which would charge one builder for another's cleanup.
     done
     for step in cold warm changed; do
       declare -n arr=$step
