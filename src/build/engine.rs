@@ -1443,7 +1443,18 @@ impl<'a> Builder<'a> {
             state.key = key;
             return Ok((None, false, history));
         }
-        let (descriptor, diff_id) = self.store_layer(&key, &history, &changes.to_tar_entries())?;
+        let entries = changes.to_tar_entries();
+        let (descriptor, diff_id) = self.store_layer(&key, &history, &entries)?;
+        // The next RUN's lower: made from the upper directory's files, not
+        // by extracting the blob just written.
+        crate::run::snapshot::adopt(
+            self.store,
+            &diff_id,
+            &entries,
+            TarOptions {
+                source_date_epoch: self.request.source_date_epoch,
+            },
+        );
         let size = descriptor.size;
         state.push_layer(Arc::new(changes), descriptor, diff_id);
         state.key = key;

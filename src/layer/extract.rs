@@ -27,7 +27,7 @@
 //! can still be filled. The destination is assumed not to change under
 //! the extractor while it runs (the store locks it).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::{CString, OsStr};
 use std::fs::{self, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read};
@@ -116,6 +116,23 @@ pub fn extract(
     dest: &Path,
     options: &ExtractOptions,
 ) -> Result<ExtractSummary, ExtractError> {
+    extract_linking(input, dest, options, &HashMap::new())
+}
+
+/// [`extract`], taking a regular file's bytes from a file on the same file
+/// system where `sources` names one for the entry's path (relative, `/`
+/// separated, as cleaned from the tar): that file is hard-linked into
+/// place instead of written, and its owner, mode, attributes and time are
+/// then set from the entry as for a written file. The linked file must
+/// hold exactly the entry's bytes and be given up by the caller (its
+/// metadata changes); one of another size, or on another file system, is
+/// not linked and the bytes come from the stream.
+pub fn extract_linking(
+    input: impl Read,
+    dest: &Path,
+    options: &ExtractOptions,
+    sources: &HashMap<Vec<u8>, PathBuf>,
+) -> Result<ExtractSummary, ExtractError> {
     let read = |source| ExtractError::Read { source };
     let mut input = BufReader::with_capacity(64 * 1024, input);
     let gzip = input.fill_buf().map_err(read)?.starts_with(&[0x1f, 0x8b]);
@@ -128,6 +145,7 @@ pub fn extract(
     let mut extractor = Extractor {
         root: dest,
         options: *options,
+        sources,
         written: HashSet::new(),
         dirs: Vec::new(),
         summary: ExtractSummary::default(),
@@ -148,6 +166,8 @@ type Resolved = PathBuf;
 struct Extractor<'a> {
     root: &'a Path,
     options: ExtractOptions,
+    /// Files whose bytes are linked rather than written, by entry path.
+    sources: &'a HashMap<Vec<u8>, PathBuf>,
     /// Paths (relative to the root) that this layer created or replaced.
     written: HashSet<Resolved>,
     /// Directories whose mode and mtime wait until the end.
@@ -218,15 +238,21 @@ impl Extractor<'_> {
             }
             EntryType::Regular | EntryType::Continuous => {
                 remove_existing(&path).map_err(io)?;
-                let mut file = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .custom_flags(libc::O_NOFOLLOW)
-                    .open(&path)
-                    .map_err(io)?;
-                io::copy(entry, &mut file).map_err(io)?;
-                drop(file);
+                let source = self.sources.get(&parts.join(&b'/'));
+                if source.is_some_and(|source| link_same(source, &path, entry.size())) {
+                    io::copy(entry, &mut io::sink()).map_err(io)?;
+                    // The linked file may carry attributes the entry has not.
+                    self.drop_other_xattrs(&path, &meta)?;
+                } else {
+                    let mut file = OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o600)
+                        .custom_flags(libc::O_NOFOLLOW)
+                        .open(&path)
+                        .map_err(io)?;
+                    io::copy(entry, &mut file).map_err(io)?;
+                }
                 self.finish_node(&path, &meta, true)?;
             }
             EntryType::Symlink => {
@@ -527,14 +553,58 @@ impl Extractor<'_> {
         std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(io)
     }
 
+    /// Removes the extended attributes of `path` that the entry does not
+    /// set (and those [`Self::set_xattrs`] never sets).
+    fn drop_other_xattrs(&self, path: &Path, meta: &Meta) -> Result<(), ExtractError> {
+        let io = |source| ExtractError::Io {
+            entry: meta.name.clone(),
+            path: path.to_path_buf(),
+            source,
+        };
+        let c_path = c_path(path).map_err(io)?;
+        let mut names = vec![0u8; 4096];
+        // SAFETY: `names` has room for `names.len()` bytes.
+        let n =
+            unsafe { libc::llistxattr(c_path.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            // No attributes on this file system, or a list too long to
+            // hold: nothing to compare (ERANGE is rare enough to refuse).
+            return match e.raw_os_error() {
+                Some(libc::ENOTSUP) => Ok(()),
+                _ => Err(io(e)),
+            };
+        }
+        for name in names[..n as usize]
+            .split(|&b| b == 0)
+            .filter(|n| !n.is_empty())
+        {
+            let kept = meta.xattrs.iter().any(|(key, _)| key == name) && !self.steers_overlay(name);
+            if kept {
+                continue;
+            }
+            let c_name =
+                CString::new(name).map_err(|_| io(io::Error::other("NUL in an attribute name")))?;
+            // SAFETY: both are valid NUL-terminated strings.
+            if unsafe { libc::lremovexattr(c_path.as_ptr(), c_name.as_ptr()) } != 0 {
+                return Err(io(io::Error::last_os_error()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the attribute would steer an overlay mount of the result.
+    fn steers_overlay(&self, key: &[u8]) -> bool {
+        key.starts_with(b"trusted.overlay.")
+            || (self.options.user_xattrs && key.starts_with(b"user.overlay."))
+    }
+
     /// Sets xattrs without following symlinks. Without privileges, or on
     /// file systems without xattrs, attributes that cannot be set are
     /// dropped, as rootless builders do.
     fn set_xattrs(&self, path: &Path, meta: &Meta) -> Result<(), ExtractError> {
         for (key, value) in &meta.xattrs {
-            if key.starts_with(b"trusted.overlay.")
-                || (self.options.user_xattrs && key.starts_with(b"user.overlay."))
-            {
+            if self.steers_overlay(key) {
                 continue;
             }
             let io = |source| ExtractError::Io {
@@ -606,6 +676,13 @@ fn unsafe_entry(name: &str, reason: &str) -> ExtractError {
 /// Splits an entry name into components: a leading `/`, empty and `.`
 /// components are dropped (absolute names are read as relative to the
 /// root, as Docker does); `..` and NUL are refused.
+/// Hard-links `source` to `dest` if it is a regular file of `size` bytes
+/// (never following a symlink); whether it did.
+fn link_same(source: &Path, dest: &Path, size: u64) -> bool {
+    matches!(fs::symlink_metadata(source), Ok(m) if m.is_file() && m.len() == size)
+        && fs::hard_link(source, dest).is_ok()
+}
+
 fn clean<'a>(raw: &'a [u8], name: &str) -> Result<Vec<&'a [u8]>, ExtractError> {
     if raw.contains(&0) {
         return Err(unsafe_entry(name, "the name contains a NUL byte"));

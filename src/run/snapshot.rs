@@ -20,9 +20,11 @@
 //! below.
 
 use super::RunError;
-use crate::layer::digest::Digest;
-use crate::layer::{ExtractOptions, extract};
+use crate::layer::digest::{Digest, DigestWriter};
+use crate::layer::tar::{Content, Entry, EntryKind, TarOptions, write_tar};
+use crate::layer::{ExtractOptions, extract, extract_linking};
 use crate::store::Store;
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 /// The snapshot of layer `blob` (diffID `diff_id`), extracted if missing:
@@ -41,6 +43,72 @@ pub fn ensure(store: &Store, blob: &Digest, diff_id: &Digest) -> Result<PathBuf,
         }
     }
     extract_as(store, blob, diff_id, true)
+}
+
+/// Makes the snapshot of a layer a RUN step just made, from the entries it
+/// was written from (in the order written, with the tar options used),
+/// without reading the blob back: the tar is written again into the
+/// extraction, whose regular files are hard-linked from where the entries
+/// have their bytes (the step's upper directory, which the caller gives
+/// up: the linked files' metadata changes). Nothing is decompressed and no
+/// file's bytes are copied. The tar written again must have digest
+/// `diff_id`, or the snapshot is dropped: it is then the same, entry for
+/// entry, as extracting the blob would make it. Does nothing in copy mode
+/// or where the snapshot exists; a snapshot that cannot be made this way is
+/// left to [`ensure`] (whether it was made is returned).
+pub fn adopt(store: &Store, diff_id: &Digest, entries: &[Entry], tar: TarOptions) -> bool {
+    if super::copy_mode() {
+        return false;
+    }
+    let dir = store.root().join("snapshots").join(diff_id.hex());
+    let name = super::userns::snapshot_name();
+    let rootfs = dir.join(&name);
+    if rootfs.is_dir() || std::fs::create_dir_all(&dir).is_err() {
+        return false;
+    }
+    let temp = dir.join(format!("{name}.partial-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&temp);
+    if std::fs::create_dir(&temp).is_err() {
+        return false;
+    }
+    let sources: HashMap<Vec<u8>, PathBuf> = entries
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EntryKind::File {
+                content: Content::Path(path),
+                ..
+            } => Some((e.path.clone(), path.clone())),
+            _ => None,
+        })
+        .collect();
+    let namespace = super::userns::current();
+    let options = ExtractOptions {
+        chown: namespace != super::userns::Namespace::Single,
+        overlay_whiteouts: true,
+        user_xattrs: namespace.is_user_namespace(),
+        oci_whiteouts: false,
+    };
+    let made = std::thread::scope(|scope| {
+        let Ok((mut reader, writer)) = std::io::pipe() else {
+            return false;
+        };
+        let written = scope.spawn(move || {
+            write_tar(entries, tar, DigestWriter::new(writer)).map(|w| w.finish().0)
+        });
+        // Extraction stops at the end-of-archive blocks: what follows is
+        // read to the end so that the writer finishes. After a failure the
+        // reader is dropped instead, and a writer still writing fails.
+        let extracted = extract_linking(&mut reader, &temp, &options, &sources).is_ok()
+            && std::io::copy(&mut reader, &mut std::io::sink()).is_ok();
+        drop(reader);
+        let digest = written.join().ok().and_then(Result::ok);
+        extracted && digest == Some(*diff_id)
+    });
+    if made && std::fs::rename(&temp, &rootfs).is_ok() {
+        return true;
+    }
+    let _ = std::fs::remove_dir_all(&temp);
+    false
 }
 
 /// Whether extraction failed making an overlay whiteout (a 0:0 device or
@@ -107,4 +175,164 @@ fn extract_as(
         }
     }
     Ok(rootfs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::view::LayerIndex;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    use std::path::Path;
+
+    /// The extended attributes of `path` (not following a symlink).
+    fn xattrs_of(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        let mut names = vec![0u8; 4096];
+        // SAFETY: `names` has room for its length.
+        let n = unsafe { libc::llistxattr(c.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
+        assert!(n >= 0, "llistxattr {}", path.display());
+        let mut out = Vec::new();
+        for name in names[..n as usize]
+            .split(|&b| b == 0)
+            .filter(|n| !n.is_empty())
+        {
+            let c_name = std::ffi::CString::new(name).unwrap();
+            let mut value = vec![0u8; 4096];
+            // SAFETY: `value` has room for its length.
+            let len = unsafe {
+                libc::lgetxattr(
+                    c.as_ptr(),
+                    c_name.as_ptr(),
+                    value.as_mut_ptr().cast(),
+                    value.len(),
+                )
+            };
+            assert!(len >= 0);
+            value.truncate(len as usize);
+            out.push((name.to_vec(), value));
+        }
+        out.sort();
+        out
+    }
+
+    /// Everything extraction decides about each path under `root`.
+    fn describe(root: &Path) -> Vec<String> {
+        walkdir::WalkDir::new(root)
+            .min_depth(1)
+            .sort_by_file_name()
+            .into_iter()
+            .map(|e| {
+                let e = e.unwrap();
+                let m = e.metadata().unwrap();
+                let what = if m.file_type().is_symlink() {
+                    format!("-> {}", std::fs::read_link(e.path()).unwrap().display())
+                } else if m.is_file() {
+                    let data = std::fs::read(e.path()).unwrap();
+                    format!("{} nlink {}", Digest::of(&data), m.nlink())
+                } else {
+                    format!("rdev {}", m.rdev())
+                };
+                // A whiteout's time is when it was made, in either case.
+                let whiteout = m.file_type().is_char_device() && m.rdev() == 0;
+                format!(
+                    "{} mode {:o} owner {}:{} mtime {} {what} xattrs {:?}",
+                    e.path().strip_prefix(root).unwrap().display(),
+                    m.mode(),
+                    m.uid(),
+                    m.gid(),
+                    if whiteout { 0 } else { m.mtime() },
+                    xattrs_of(e.path()),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_snapshot_adopted_from_the_upper_directory_is_the_extracted_layer() {
+        // SAFETY: geteuid has no preconditions.
+        assert_eq!(
+            unsafe { libc::geteuid() },
+            0,
+            "this test needs root (chown, mknod)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store")).unwrap();
+        let upper = dir.path().join("upper");
+        std::fs::create_dir_all(upper.join("a")).unwrap();
+        std::fs::write(upper.join("a/f"), "hello").unwrap();
+        std::fs::write(upper.join("a/big"), vec![7u8; 300_000]).unwrap();
+        // An attribute the layer does not record (as overlayfs leaves its
+        // own on copied-up files) must not reach the snapshot.
+        let c = std::ffi::CString::new(upper.join("a/f").as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: valid C strings and a 1-byte value.
+        let rc = unsafe {
+            libc::lsetxattr(
+                c.as_ptr(),
+                c"user.stale".as_ptr(),
+                b"x".as_ptr().cast(),
+                1,
+                0,
+            )
+        };
+        assert_eq!(rc, 0);
+        let inode = std::fs::metadata(upper.join("a/f")).unwrap().ino();
+        let index = LayerIndex::from_entries([
+            Entry::dir(b"a".to_vec()).with_owner(1, 2).with_mtime(100),
+            Entry::file_from_path(b"a/f".to_vec(), upper.join("a/f"), 5)
+                .with_mode(0o4750)
+                .with_owner(1001, 1002)
+                .with_mtime(200)
+                .with_xattr(b"user.kept".to_vec(), b"v".to_vec()),
+            Entry::file_from_path(b"a/big".to_vec(), upper.join("a/big"), 300_000).with_mtime(5),
+            Entry::hardlink(b"a/g".to_vec(), b"a/f".to_vec()),
+            Entry::dir(b"bin".to_vec()).with_mode(0o700),
+            Entry::symlink(b"bin/s".to_vec(), b"../a/f".to_vec()).with_owner(3, 4),
+            Entry::whiteout(b"gone"),
+            Entry::dir(b"d".to_vec()),
+            Entry::opaque(b"d"),
+            Entry::fifo(b"d/p".to_vec()),
+        ]);
+        let entries = index.to_tar_entries();
+        let tar = TarOptions {
+            source_date_epoch: 150,
+        };
+        let bytes = write_tar(&entries, tar, Vec::new()).unwrap();
+        let diff_id = Digest::of(&bytes);
+
+        assert!(!adopt(&store, &Digest::of(b"another layer"), &entries, tar));
+        let wrong = store
+            .root()
+            .join("snapshots")
+            .join(Digest::of(b"another layer").hex());
+        assert_eq!(
+            std::fs::read_dir(&wrong).unwrap().count(),
+            0,
+            "nothing left behind"
+        );
+
+        assert!(adopt(&store, &diff_id, &entries, tar));
+        let adopted = store
+            .root()
+            .join("snapshots")
+            .join(diff_id.hex())
+            .join(super::super::userns::snapshot_name());
+        assert_eq!(
+            std::fs::metadata(adopted.join("a/f")).unwrap().ino(),
+            inode,
+            "the file is linked, not copied"
+        );
+        // The build removes the upper directory with its scratch space.
+        std::fs::remove_dir_all(&upper).unwrap();
+        let extracted = dir.path().join("extracted");
+        std::fs::create_dir(&extracted).unwrap();
+        let options = ExtractOptions {
+            chown: true,
+            overlay_whiteouts: true,
+            user_xattrs: false,
+            oci_whiteouts: false,
+        };
+        extract(&bytes[..], &extracted, &options).unwrap();
+        assert_eq!(describe(&adopted), describe(&extracted));
+        assert!(!adopt(&store, &diff_id, &entries, tar), "made once");
+    }
 }

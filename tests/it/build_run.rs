@@ -149,6 +149,10 @@ fn a_cached_run_is_not_run_again_and_a_deterministic_one_gives_the_same_layer(wh
     // A rebuild whose steps all come from the cache reads no layer: with
     // the extracted layers gone, none is extracted again.
     let snapshots = store.path().join("snapshots");
+    // Two snapshots: the COPY layer's (the RUN's lower) and the RUN
+    // layer's, made from the step's upper directory as the layer was
+    // written (no later step asked for it).
+    assert_eq!(std::fs::read_dir(&snapshots).unwrap().count(), 2);
     for entry in std::fs::read_dir(&snapshots).unwrap() {
         std::fs::remove_dir_all(entry.unwrap().path()).unwrap();
     }
