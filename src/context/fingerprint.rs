@@ -381,6 +381,26 @@ mod tests {
     }
 
     #[test]
+    fn a_directory_longer_than_one_read_is_listed_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        // About 100 KiB of directory records: several getdents64 calls.
+        let names: Vec<String> = (0..1500)
+            .map(|i| format!("{i:04}-{}", "n".repeat(40)))
+            .collect();
+        for name in &names {
+            std::fs::write(root.join(name), "x").unwrap();
+        }
+        let mut last = fingerprint(root, None).unwrap();
+        for name in names.iter().step_by(75) {
+            std::fs::write(root.join(name), "changed").unwrap();
+            let now = fingerprint(root, None).unwrap();
+            assert_ne!(now, last, "a change to {name} went unseen");
+            last = now;
+        }
+    }
+
+    #[test]
     fn ignored_paths_do_not_count() {
         let dir = context();
         let root = dir.path();
