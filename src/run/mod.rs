@@ -204,6 +204,12 @@ pub fn copy_mode() -> bool {
     }
 }
 
+/// Whether this process fell back to running steps on copies because an
+/// overlay could not be made (not because the user asked for copies).
+pub fn fell_back_to_copies() -> bool {
+    OVERLAY_FAILED.load(Ordering::SeqCst) && matches!(forced_rootfs(), Ok(None))
+}
+
 /// Records that overlays cannot be used here.
 fn overlay_unusable_here() {
     OVERLAY_FAILED.store(true, Ordering::SeqCst);

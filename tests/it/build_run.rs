@@ -578,6 +578,10 @@ fn where_overlayfs_cannot_be_mounted_steps_run_on_a_copy() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&on_overlay.stderr);
     assert!(on_overlay.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning: RUN steps ran on copies of their layers"),
+        "the fallback is said: {stderr}"
+    );
     // The snapshots had to be kept with OCI whiteout files: the copy's.
     let snapshots = std::fs::read_dir(dir.path().join("upper/store/snapshots")).unwrap();
     let names: Vec<String> = snapshots
@@ -595,6 +599,7 @@ fn where_overlayfs_cannot_be_mounted_steps_run_on_a_copy() {
         &[],
     );
     assert!(plain.ok, "{}", plain.stderr);
+    assert!(!plain.stderr.contains("copies"), "{}", plain.stderr);
     assert_eq!(
         String::from_utf8_lossy(&on_overlay.stdout),
         plain.stdout,
