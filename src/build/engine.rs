@@ -385,6 +385,7 @@ impl<'a> Builder<'a> {
                 .map_err(|e| ctx_err(Box::new(e)))?
                 .map(|(_, ignore)| ignore);
             let hasher = &mut self.hasher;
+            hasher.start_loading();
             let entries =
                 walk_context_observed(dir, ignore.as_ref(), |path, meta| hasher.prime(path, meta))
                     .map_err(|e| ctx_err(Box::new(e)))?;

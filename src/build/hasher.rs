@@ -60,6 +60,8 @@ type Records = HashMap<OsString, Record>;
 #[derive(Debug, Default)]
 pub struct ContentHasher {
     records: Records,
+    /// Where the saved records are, until they are asked for.
+    unread: Option<PathBuf>,
     /// The saved records, still being read.
     loading: Option<JoinHandle<Records>>,
     /// Directories whose files are hashed without being remembered: a
@@ -73,11 +75,24 @@ pub struct ContentHasher {
 }
 
 impl ContentHasher {
-    /// Starts reading a cache saved by [`ContentHasher::save`] on another
-    /// thread; a missing or unreadable one starts empty.
+    /// A hasher with the cache saved by [`ContentHasher::save`] at `path`,
+    /// read only when it is needed ([`ContentHasher::start_loading`], or
+    /// the first digest): a build whose steps need no content digest never
+    /// reads it. A missing or unreadable one starts empty.
     pub fn load(path: &Path) -> ContentHasher {
-        let path = path.to_path_buf();
-        let loading = std::thread::Builder::new()
+        ContentHasher {
+            unread: Some(path.to_path_buf()),
+            ..ContentHasher::default()
+        }
+    }
+
+    /// Starts reading the saved cache on another thread, once: a caller
+    /// about to walk a directory tree overlaps the two.
+    pub fn start_loading(&mut self) {
+        let Some(path) = self.unread.take() else {
+            return;
+        };
+        self.loading = std::thread::Builder::new()
             .name("stat-cache".into())
             .spawn(move || {
                 std::fs::read(&path)
@@ -86,14 +101,11 @@ impl ContentHasher {
                     .unwrap_or_default()
             })
             .ok();
-        ContentHasher {
-            loading,
-            ..ContentHasher::default()
-        }
     }
 
     /// The records, once the loading thread is done.
     fn records(&mut self) -> &mut Records {
+        self.start_loading();
         if let Some(loading) = self.loading.take() {
             let mut loaded = loading.join().unwrap_or_default();
             // Records taken while loading are newer.
