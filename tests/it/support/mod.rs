@@ -109,6 +109,40 @@ pub fn wait_until(
     }
 }
 
+/// Starts a server on a free loopback port: `spawn` starts it to listen on
+/// `127.0.0.1:PORT`, `ready` says whether that address answers as it should.
+/// A port taken between [`free_port`] and the server's bind makes the server
+/// exit, so a few ports are tried before giving up. Returns the server and
+/// its address.
+fn serve_on_free_port(
+    what: &str,
+    log: &Path,
+    mut spawn: impl FnMut(&str) -> Child,
+    mut ready: impl FnMut(&str) -> bool,
+) -> (Child, String) {
+    let mut last_error = String::new();
+    for _ in 0..5 {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let mut child = spawn(&addr);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if ready(&addr) {
+                return (child, addr);
+            }
+            if let Err(why) = exited(&mut child, log) {
+                last_error = why;
+                break;
+            }
+            if Instant::now() >= deadline {
+                stop(&mut child, Duration::from_secs(5));
+                panic!("{what} on {addr} was not ready after 20 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    panic!("{what} did not start: {last_error}")
+}
+
 fn exited(child: &mut Child, log: &Path) -> Result<(), String> {
     match child.try_wait() {
         Ok(None) => Ok(()),
@@ -180,55 +214,40 @@ impl Registry {
 
     fn start_in(dir: ProcessDir, extra_config: &str, tls: Option<(&Path, &Path)>) -> Registry {
         let binary = require("docker-registry", "docker-registry");
-        // A port taken between free_port() and the registry's bind makes it exit:
-        // try a few ports before giving up.
-        let mut last_error = String::new();
-        for _ in 0..3 {
-            let addr = format!("127.0.0.1:{}", free_port());
-            let config = dir.path().join("config.yml");
-            std::fs::write(
-                &config,
-                format!(
-                    "version: 0.1\nlog: {{level: warn, accesslog: {{disabled: true}}}}\n\
-                     storage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\n\
-                     http: {{addr: {addr}{tls}}}\n{extra_config}\n",
-                    dir.path().join("data").display(),
-                    tls = tls
-                        .map(|(cert, key)| format!(
-                            ", tls: {{certificate: {}, key: {}}}",
-                            cert.display(),
-                            key.display()
-                        ))
-                        .unwrap_or_default()
-                ),
-            )
-            .expect("write registry config");
-            let log = dir.path().join("registry.log");
-            let mut cmd = Command::new(&binary);
-            cmd.arg("serve").arg(&config);
-            let mut child = spawn_tied(cmd, &log);
-            let deadline = Instant::now() + Duration::from_secs(20);
-            loop {
-                let ready = match http_status(&addr, "/v2/") {
-                    Some(200 | 401) => true,
-                    Some(400) => tls.is_some(),
-                    _ => false,
-                };
-                if ready {
-                    return Registry { child, addr, dir };
-                }
-                if let Err(why) = exited(&mut child, &log) {
-                    last_error = why;
-                    break;
-                }
-                if Instant::now() >= deadline {
-                    stop(&mut child, Duration::from_secs(5));
-                    panic!("registry on {addr} did not answer GET /v2/ within 20 s");
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        panic!("registry did not start: {last_error}")
+        let log = dir.path().join("registry.log");
+        let (child, addr) = serve_on_free_port(
+            "registry",
+            &log,
+            |addr| {
+                let config = dir.path().join("config.yml");
+                std::fs::write(
+                    &config,
+                    format!(
+                        "version: 0.1\nlog: {{level: warn, accesslog: {{disabled: true}}}}\n\
+                         storage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\n\
+                         http: {{addr: {addr}{tls}}}\n{extra_config}\n",
+                        dir.path().join("data").display(),
+                        tls = tls
+                            .map(|(cert, key)| format!(
+                                ", tls: {{certificate: {}, key: {}}}",
+                                cert.display(),
+                                key.display()
+                            ))
+                            .unwrap_or_default()
+                    ),
+                )
+                .expect("write registry config");
+                let mut cmd = Command::new(&binary);
+                cmd.arg("serve").arg(&config);
+                spawn_tied(cmd, &log)
+            },
+            |addr| match http_status(addr, "/v2/") {
+                Some(200 | 401) => true,
+                Some(400) => tls.is_some(),
+                _ => false,
+            },
+        );
+        Registry { child, addr, dir }
     }
 
     /// `127.0.0.1:PORT`.
@@ -592,34 +611,20 @@ pub fn http_fixtures() -> &'static HttpServer {
     SHARED.get_or_init(|| {
         let dir = ProcessDir::shared("http");
         let log = dir.path().join("http.log");
-        // A port taken between free_port() and the server's bind makes it
-        // exit: try a few ports before giving up.
-        let mut last_error = String::new();
-        for _ in 0..5 {
-            let port = free_port();
-            let addr = format!("127.0.0.1:{port}");
-            let mut cmd = Command::new(require("python3", "python3"));
-            cmd.args(["-m", "http.server", &port.to_string()])
-                .args(["--bind", "127.0.0.1", "--directory"])
-                .arg(repo_root().join("fixtures/differential/_served"));
-            let mut child = spawn_tied(cmd, &log);
-            let deadline = Instant::now() + Duration::from_secs(20);
-            loop {
-                if http_status(&addr, "/hello.txt") == Some(200) {
-                    return HttpServer { child, dir, addr };
-                }
-                if let Err(why) = exited(&mut child, &log) {
-                    last_error = why;
-                    break;
-                }
-                if Instant::now() >= deadline {
-                    stop(&mut child, Duration::from_secs(5));
-                    panic!("http fixtures server on {addr} was not ready after 20 s");
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        panic!("http fixtures server did not start: {last_error}");
+        let (child, addr) = serve_on_free_port(
+            "http fixtures server",
+            &log,
+            |addr| {
+                let port = addr.rsplit(':').next().unwrap_or_default();
+                let mut cmd = Command::new(require("python3", "python3"));
+                cmd.args(["-m", "http.server", port])
+                    .args(["--bind", "127.0.0.1", "--directory"])
+                    .arg(repo_root().join("fixtures/differential/_served"));
+                spawn_tied(cmd, &log)
+            },
+            |addr| http_status(addr, "/hello.txt") == Some(200),
+        );
+        HttpServer { child, dir, addr }
     })
 }
 
