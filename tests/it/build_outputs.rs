@@ -25,6 +25,14 @@ fn busybox_app(dir: &Path, message: &str) {
     .unwrap();
 }
 
+/// Runs a `hoist build` that must succeed; its digest and its stderr.
+fn built(cmd: &mut Cmd) -> (String, String) {
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    (digest_of_build(&out.stdout), stderr)
+}
+
 fn digest_of_build(out: &[u8]) -> String {
     let text = String::from_utf8_lossy(out);
     let digest = text.trim().to_string();
@@ -219,13 +227,7 @@ fn same_sources_give_the_same_digest_anywhere() {
         if let Some(e) = epoch {
             cmd.env("SOURCE_DATE_EPOCH", e);
         }
-        let out = cmd.output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        digest_of_build(&out.stdout)
+        built(&mut cmd).0
     };
     let s1 = tempfile::tempdir().unwrap();
     let s2 = tempfile::tempdir().unwrap();
@@ -253,22 +255,7 @@ fn rebuilds_reuse_the_cache_and_rebuild_from_the_first_changed_step() {
         filetime::set_file_mtime(ctx.join(f), old).unwrap();
     }
     let store = tempfile::tempdir().unwrap();
-    let build = || {
-        let out = hoist(store.path())
-            .args(["build"])
-            .arg(&ctx)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (
-            digest_of_build(&out.stdout),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let build = || built(hoist(store.path()).args(["build"]).arg(&ctx));
     let (first, log) = build();
     assert!(!log.contains("CACHED"), "{log}");
     let (second, log) = build();
@@ -659,19 +646,10 @@ fn one_changed_file_recompresses_only_its_blocks_and_gives_a_fresh_builds_digest
     }
     let store = tempfile::tempdir().unwrap();
     let build = |store: &Path| {
-        let out = hoist(store)
-            .args(["build", "--progress=plain"])
-            .arg(ctx.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (
-            digest_of_build(&out.stdout),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
+        built(
+            hoist(store)
+                .args(["build", "--progress=plain"])
+                .arg(ctx.path()),
         )
     };
     let (first, _) = build(store.path());
@@ -718,17 +696,12 @@ fn a_base_layer_is_read_once_and_its_saved_index_serves_later_builds() {
     .unwrap();
     let store = tempfile::tempdir().unwrap();
     let build = |ctx: &Path, tag: &str| {
-        let out = hoist(store.path())
-            .args(["build", "-q", "-t", tag])
-            .arg(ctx)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        digest_of_build(&out.stdout)
+        built(
+            hoist(store.path())
+                .args(["build", "-q", "-t", tag])
+                .arg(ctx),
+        )
+        .0
     };
     let manifest = build(&base, "base:1");
     let blobs = store.path().join("blobs/sha256");
@@ -768,16 +741,11 @@ fn a_base_layer_is_read_once_and_its_saved_index_serves_later_builds() {
     // written anew, and the image is the same.
     std::fs::write(&index, b"hoistix1 damaged").unwrap();
     std::fs::write(app.join("f"), "one").unwrap();
-    let again = hoist(store.path())
-        .args(["build", "-q", "--no-cache", "-t", "app:3"])
-        .arg(&app)
-        .output()
-        .unwrap();
-    assert!(
-        again.status.success(),
-        "{}",
-        String::from_utf8_lossy(&again.stderr)
+    let (again, _) = built(
+        hoist(store.path())
+            .args(["build", "-q", "--no-cache", "-t", "app:3"])
+            .arg(&app),
     );
-    assert_eq!(digest_of_build(&again.stdout), first);
+    assert_eq!(again, first);
     assert_eq!(std::fs::read(&index).unwrap(), saved);
 }
