@@ -193,6 +193,7 @@ pub fn load_layer(
     blob: &Digest,
     media: &str,
     diff_id: &Digest,
+    with_snapshot: bool,
 ) -> Result<Arc<LayerIndex>, BaseError> {
     let layer_err = |source| BaseError::Layer {
         digest: *blob,
@@ -219,37 +220,54 @@ pub fn load_layer(
     if !finished {
         std::fs::create_dir_all(&temp_content).map_err(layer_err)?;
     }
-    let file = store.open_blob(blob).map_err(|source| BaseError::Store {
-        what: "layer",
-        digest: *blob,
-        source,
-    })?;
-    let reader: Box<dyn Read> = match media_type::layer_compression(media) {
-        Some(media_type::Compression::Gzip) => {
-            Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(file)))
-        }
-        Some(media_type::Compression::None) => Box::new(io::BufReader::new(file)),
-        _ => {
-            let _ = std::fs::remove_dir_all(&temp_content);
-            return Err(BaseError::Invalid {
-                what: "layer",
-                digest: *blob,
-                reason: format!(
-                    "media type {media} is not supported (gzip or uncompressed tar only)"
-                ),
-            });
-        }
+    let read = |contents: Contents<'_>| -> Result<Vec<Entry>, BaseError> {
+        let file = store.open_blob(blob).map_err(|source| BaseError::Store {
+            what: "layer",
+            digest: *blob,
+            source,
+        })?;
+        let reader: Box<dyn Read> = match media_type::layer_compression(media) {
+            Some(media_type::Compression::Gzip) => {
+                Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(file)))
+            }
+            Some(media_type::Compression::None) => Box::new(io::BufReader::new(file)),
+            _ => {
+                return Err(BaseError::Invalid {
+                    what: "layer",
+                    digest: *blob,
+                    reason: format!(
+                        "media type {media} is not supported (gzip or uncompressed tar only)"
+                    ),
+                });
+            }
+        };
+        read_entries(reader, contents, Escapes::Skip).map_err(layer_err)
     };
-    let contents = if finished {
-        Contents::Known(&content)
-    } else {
-        Contents::AtPath(&temp_content)
+    // A build that runs steps needs the layer as RUN's overlay lower too:
+    // one extraction makes both, the contents hard-linked from it.
+    let mirrored = !finished
+        && with_snapshot
+        && crate::run::snapshot::extract_mirrored(store, blob, diff_id, &temp_content);
+    let entries = match (finished, mirrored) {
+        (true, _) => read(Contents::Known(&content)),
+        (false, true) => read(Contents::Known(&temp_content)).and_then(|entries| {
+            if contents_present(&entries) {
+                Ok(entries)
+            } else {
+                // The extraction placed some file elsewhere than the index
+                // says (an unusual archive): extract the contents here.
+                let _ = std::fs::remove_dir_all(&temp_content);
+                std::fs::create_dir_all(&temp_content).map_err(layer_err)?;
+                read(Contents::AtPath(&temp_content))
+            }
+        }),
+        (false, false) => read(Contents::AtPath(&temp_content)),
     };
-    let mut entries = match read_entries(reader, contents, Escapes::Skip) {
+    let mut entries = match entries {
         Ok(entries) => entries,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&temp_content);
-            return Err(layer_err(e));
+            return Err(e);
         }
     };
     if !finished && std::fs::rename(&temp_content, &content).is_err() {
@@ -277,6 +295,26 @@ pub fn load_layer(
     // Saved for later builds; without it they read the layer again.
     let _ = super::index_file::write(&index_path, &entries);
     Ok(Arc::new(LayerIndex::from_entries(entries)))
+}
+
+/// Whether every file the index keeps (the last entry of each path) is a
+/// regular file of its size at its content path.
+fn contents_present(entries: &[Entry]) -> bool {
+    let mut seen = std::collections::HashSet::new();
+    entries.iter().rev().all(|entry| {
+        if !seen.insert(entry.path.as_slice()) {
+            return true;
+        }
+        match &entry.kind {
+            EntryKind::File {
+                size,
+                content: Content::Path(path),
+            } => {
+                matches!(std::fs::symlink_metadata(path), Ok(m) if m.is_file() && m.len() == *size)
+            }
+            _ => true,
+        }
+    })
 }
 
 /// Where [`read_entries`] puts file contents.

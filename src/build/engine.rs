@@ -211,6 +211,16 @@ pub fn build(
     })?;
     let planned = plan(&ast, &request.options).map_err(|e| plan_error(&file, e))?;
     let mut builder = Builder::new(store, request, &ast)?;
+    // Root in its namespace (RUN's sandbox can run), with RUN steps to run:
+    // layers read for the stage's files are extracted as RUN's snapshots too.
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    builder.runs_steps = unsafe { libc::geteuid() } == 0
+        && planned.order.iter().any(|&i| {
+            planned.stages[i]
+                .instructions
+                .iter()
+                .any(|instr| matches!(instr.kind, Kind::Run { .. }))
+        });
     let total: usize = planned
         .order
         .iter()
@@ -285,6 +295,8 @@ struct Builder<'a> {
     indexes: HashMap<Digest, Arc<LayerIndex>>,
     /// The build context's fingerprint, once a COPY needed it.
     context_fingerprint: Option<Digest>,
+    /// Whether the build has RUN steps it can run (see [`build`]).
+    runs_steps: bool,
 }
 
 /// A RUN's `--mount`s, prepared.
@@ -351,6 +363,7 @@ impl<'a> Builder<'a> {
             blocks_reused: 0,
             indexes: HashMap::new(),
             context_fingerprint: None,
+            runs_steps: false,
         })
     }
 
@@ -589,6 +602,7 @@ impl<'a> Builder<'a> {
                         &descriptor.digest,
                         &descriptor.media_type,
                         diff_id,
+                        self.runs_steps,
                     )
                     .map_err(|e| self.base_error(instr, e))?;
                     self.indexes.insert(*diff_id, index.clone());

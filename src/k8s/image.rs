@@ -99,7 +99,7 @@ pub fn inspect(
                     .iter()
                     .zip(&image.config.rootfs.diff_ids)
                 {
-                    match load_layer(store, &layer.digest, &layer.media_type, diff_id) {
+                    match load_layer(store, &layer.digest, &layer.media_type, diff_id, false) {
                         Ok(index) => view.push(index),
                         Err(e) => {
                             failure = Some(e.to_string());

@@ -116,22 +116,33 @@ pub fn extract(
     dest: &Path,
     options: &ExtractOptions,
 ) -> Result<ExtractSummary, ExtractError> {
-    extract_linking(input, dest, options, &HashMap::new())
+    extract_with(input, dest, options, Links::default())
 }
 
-/// [`extract`], taking a regular file's bytes from a file on the same file
-/// system where `sources` names one for the entry's path (relative, `/`
-/// separated, as cleaned from the tar): that file is hard-linked into
-/// place instead of written, and its owner, mode, attributes and time are
-/// then set from the entry as for a written file. The linked file must
-/// hold exactly the entry's bytes and be given up by the caller (its
-/// metadata changes); one of another size, or on another file system, is
-/// not linked and the bytes come from the stream.
-pub fn extract_linking(
+/// Hard links [`extract_with`] makes besides writing files. Paths are
+/// entry paths: relative, `/`-separated, as cleaned from the tar.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Links<'a> {
+    /// Files on the same file system holding exactly an entry's bytes,
+    /// by entry path: hard-linked into place instead of written, then
+    /// given the entry's owner, mode, attributes and time as a written
+    /// file is. The caller gives them up (their metadata changes); one of
+    /// another size, or on another file system, is not linked and the
+    /// bytes come from the stream.
+    pub sources: Option<&'a HashMap<Vec<u8>, PathBuf>>,
+    /// A second tree, on the same file system: every regular file
+    /// extracted is also hard-linked there at its entry path, under plain
+    /// directories (no symlink is ever made in it), so its bytes can be
+    /// read by path whatever symlinks the layer puts in the destination.
+    pub mirror: Option<&'a Path>,
+}
+
+/// [`extract`], with the hard links `links` asks for.
+pub fn extract_with(
     input: impl Read,
     dest: &Path,
     options: &ExtractOptions,
-    sources: &HashMap<Vec<u8>, PathBuf>,
+    links: Links<'_>,
 ) -> Result<ExtractSummary, ExtractError> {
     let read = |source| ExtractError::Read { source };
     let mut input = BufReader::with_capacity(64 * 1024, input);
@@ -145,7 +156,7 @@ pub fn extract_linking(
     let mut extractor = Extractor {
         root: dest,
         options: *options,
-        sources,
+        links,
         written: HashSet::new(),
         dirs: Vec::new(),
         summary: ExtractSummary::default(),
@@ -166,8 +177,7 @@ type Resolved = PathBuf;
 struct Extractor<'a> {
     root: &'a Path,
     options: ExtractOptions,
-    /// Files whose bytes are linked rather than written, by entry path.
-    sources: &'a HashMap<Vec<u8>, PathBuf>,
+    links: Links<'a>,
     /// Paths (relative to the root) that this layer created or replaced.
     written: HashSet<Resolved>,
     /// Directories whose mode and mtime wait until the end.
@@ -238,7 +248,8 @@ impl Extractor<'_> {
             }
             EntryType::Regular | EntryType::Continuous => {
                 remove_existing(&path).map_err(io)?;
-                let source = self.sources.get(&parts.join(&b'/'));
+                let key = parts.join(&b'/');
+                let source = self.links.sources.and_then(|s| s.get(&key));
                 if source.is_some_and(|source| link_same(source, &path, entry.size())) {
                     io::copy(entry, &mut io::sink()).map_err(io)?;
                     // The linked file may carry attributes the entry has not.
@@ -254,6 +265,9 @@ impl Extractor<'_> {
                     io::copy(entry, &mut file).map_err(io)?;
                 }
                 self.finish_node(&path, &meta, true)?;
+                if let Some(mirror) = self.links.mirror {
+                    mirror_link(mirror, &key, &path).map_err(io)?;
+                }
             }
             EntryType::Symlink => {
                 let target = entry.link_name_bytes().unwrap_or_default().into_owned();
@@ -676,6 +690,24 @@ fn unsafe_entry(name: &str, reason: &str) -> ExtractError {
 /// Splits an entry name into components: a leading `/`, empty and `.`
 /// components are dropped (absolute names are read as relative to the
 /// root, as Docker does); `..` and NUL are refused.
+/// Hard-links `file` (just extracted) into `mirror` at `key`, making
+/// plain directories on the way and replacing a file an earlier entry of
+/// the same path left there.
+fn mirror_link(mirror: &Path, key: &[u8], file: &Path) -> io::Result<()> {
+    let target = mirror.join(OsStr::from_bytes(key));
+    if let Some(parent) = target.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    match fs::symlink_metadata(&target) {
+        Ok(m) if m.is_dir() => {
+            return Err(io::Error::other("a directory stands where a file goes"));
+        }
+        Ok(_) => fs::remove_file(&target)?,
+        Err(_) => {}
+    }
+    fs::hard_link(file, &target)
+}
+
 /// Hard-links `source` to `dest` if it is a regular file of `size` bytes
 /// (never following a symlink); whether it did.
 fn link_same(source: &Path, dest: &Path, size: u64) -> bool {

@@ -21,7 +21,7 @@ pub mod walk;
 use std::io::{self, Read, Write};
 
 pub use digest::{Digest, DigestError, DigestWriter};
-pub use extract::{ExtractError, ExtractOptions, ExtractSummary, extract, extract_linking};
+pub use extract::{ExtractError, ExtractOptions, ExtractSummary, Links, extract, extract_with};
 pub use gzip::{BlockRecord, GzipError, GzipOptions, Memo};
 pub use tar::{
     Content, Entry, EntryKind, TarError, TarOptions, TarWriter, sort_entries, write_tar,

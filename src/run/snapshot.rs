@@ -22,10 +22,10 @@
 use super::RunError;
 use crate::layer::digest::{Digest, DigestWriter};
 use crate::layer::tar::{Content, Entry, EntryKind, TarOptions, write_tar};
-use crate::layer::{ExtractOptions, extract, extract_linking};
+use crate::layer::{ExtractOptions, Links, extract_with};
 use crate::store::Store;
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The snapshot of layer `blob` (diffID `diff_id`), extracted if missing:
 /// with overlay whiteouts, or with OCI whiteout files for RUN's copy mode
@@ -33,7 +33,7 @@ use std::path::PathBuf;
 /// cannot hold overlay whiteouts).
 pub fn ensure(store: &Store, blob: &Digest, diff_id: &Digest) -> Result<PathBuf, RunError> {
     if !super::copy_mode() {
-        match extract_as(store, blob, diff_id, false) {
+        match extract_as(store, blob, diff_id, false, Links::default()) {
             Err(RunError::Extract { source, .. })
                 if super::forced_rootfs()?.is_none() && overlay_format_unusable(&source) =>
             {
@@ -42,7 +42,34 @@ pub fn ensure(store: &Store, blob: &Digest, diff_id: &Digest) -> Result<PathBuf,
             other => return other,
         }
     }
-    extract_as(store, blob, diff_id, true)
+    extract_as(store, blob, diff_id, true, Links::default())
+}
+
+/// Extracts the snapshot of layer `blob` (as [`ensure`] would, with
+/// overlay whiteouts) and hard-links each of its regular files into
+/// `mirror` at its path in the layer, under plain directories: the build
+/// engine's file contents for the layer's index, made by the same
+/// extraction. Whether it did: not where the snapshot exists already, in
+/// copy mode, or where the extraction fails (the caller then extracts its
+/// contents itself, and a RUN step that needs the snapshot meets the
+/// failure again through [`ensure`]).
+pub fn extract_mirrored(store: &Store, blob: &Digest, diff_id: &Digest, mirror: &Path) -> bool {
+    if super::copy_mode() {
+        return false;
+    }
+    let rootfs = store
+        .root()
+        .join("snapshots")
+        .join(diff_id.hex())
+        .join(super::userns::snapshot_name());
+    if rootfs.is_dir() {
+        return false;
+    }
+    let links = Links {
+        sources: None,
+        mirror: Some(mirror),
+    };
+    extract_as(store, blob, diff_id, false, links).is_ok()
 }
 
 /// Makes the snapshot of a layer a RUN step just made, from the entries it
@@ -98,7 +125,11 @@ pub fn adopt(store: &Store, diff_id: &Digest, entries: &[Entry], tar: TarOptions
         // Extraction stops at the end-of-archive blocks: what follows is
         // read to the end so that the writer finishes. After a failure the
         // reader is dropped instead, and a writer still writing fails.
-        let extracted = extract_linking(&mut reader, &temp, &options, &sources).is_ok()
+        let links = Links {
+            sources: Some(&sources),
+            mirror: None,
+        };
+        let extracted = extract_with(&mut reader, &temp, &options, links).is_ok()
             && std::io::copy(&mut reader, &mut std::io::sink()).is_ok();
         drop(reader);
         let digest = written.join().ok().and_then(Result::ok);
@@ -129,6 +160,7 @@ fn extract_as(
     blob: &Digest,
     diff_id: &Digest,
     oci_whiteouts: bool,
+    links: Links<'_>,
 ) -> Result<PathBuf, RunError> {
     let dir = store.root().join("snapshots").join(diff_id.hex());
     let namespace = super::userns::current();
@@ -160,7 +192,7 @@ fn extract_as(
         user_xattrs: namespace.is_user_namespace(),
         oci_whiteouts,
     };
-    if let Err(source) = extract(std::io::BufReader::new(file), &temp, &options) {
+    if let Err(source) = extract_with(std::io::BufReader::new(file), &temp, &options, links) {
         let _ = std::fs::remove_dir_all(&temp);
         return Err(RunError::Extract {
             digest: blob.to_string(),
@@ -331,8 +363,78 @@ mod tests {
             user_xattrs: false,
             oci_whiteouts: false,
         };
-        extract(&bytes[..], &extracted, &options).unwrap();
+        crate::layer::extract(&bytes[..], &extracted, &options).unwrap();
         assert_eq!(describe(&adopted), describe(&extracted));
         assert!(!adopt(&store, &diff_id, &entries, tar), "made once");
+    }
+
+    #[test]
+    fn a_mirrored_extraction_links_every_file_under_plain_directories() {
+        // SAFETY: geteuid has no preconditions.
+        assert_eq!(
+            unsafe { libc::geteuid() },
+            0,
+            "this test needs root (chown, mknod)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store")).unwrap();
+        // `a/f`, then `a` replaced by a symlink out of the root, then a
+        // file listed twice: the mirror keeps plain directories and the
+        // last bytes of each path.
+        let mut archive = ::tar::Builder::new(Vec::new());
+        let mut add = |path: &str, kind: ::tar::EntryType, data: &[u8], link: Option<&str>| {
+            let mut header = ::tar::Header::new_ustar();
+            header.set_entry_type(kind);
+            header.set_mode(0o640);
+            header.set_uid(0);
+            header.set_gid(0);
+            header.set_mtime(0);
+            header.set_size(data.len() as u64);
+            if let Some(link) = link {
+                header.set_link_name(link).unwrap();
+            }
+            archive.append_data(&mut header, path, data).unwrap();
+        };
+        add("a/", ::tar::EntryType::Directory, b"", None);
+        add("a/f", ::tar::EntryType::Regular, b"first", None);
+        add("a", ::tar::EntryType::Symlink, b"", Some("/etc"));
+        add("twice", ::tar::EntryType::Regular, b"old", None);
+        add("twice", ::tar::EntryType::Regular, b"newer", None);
+        let bytes = archive.into_inner().unwrap();
+        let (blob, _) = store.put_blob_bytes(&bytes, None).unwrap();
+        let diff_id = Digest::of(&bytes);
+        let mirror = dir.path().join("mirror");
+        std::fs::create_dir(&mirror).unwrap();
+        assert!(extract_mirrored(&store, &blob, &diff_id, &mirror));
+        let rootfs = store
+            .root()
+            .join("snapshots")
+            .join(diff_id.hex())
+            .join(super::super::userns::snapshot_name());
+        assert!(
+            std::fs::symlink_metadata(rootfs.join("a"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert!(
+            std::fs::symlink_metadata(mirror.join("a"))
+                .unwrap()
+                .is_dir()
+        );
+        assert_eq!(std::fs::read(mirror.join("a/f")).unwrap(), b"first");
+        assert_eq!(std::fs::read(mirror.join("twice")).unwrap(), b"newer");
+        assert_eq!(
+            std::fs::metadata(mirror.join("twice")).unwrap().ino(),
+            std::fs::metadata(rootfs.join("twice")).unwrap().ino(),
+            "linked from the snapshot, not copied"
+        );
+        // The snapshot exists now: nothing more to mirror from it.
+        assert!(!extract_mirrored(
+            &store,
+            &blob,
+            &diff_id,
+            &dir.path().join("other")
+        ));
     }
 }
