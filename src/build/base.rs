@@ -298,11 +298,16 @@ pub fn load_layer(
 }
 
 /// Whether every file the index keeps (the last entry of each path) is a
-/// regular file of its size at its content path.
+/// regular file of its size at its content path. Whiteouts and opaque
+/// markers are left out: their contents are never read (and an extraction
+/// turns them into what they mean).
 fn contents_present(entries: &[Entry]) -> bool {
     let mut seen = std::collections::HashSet::new();
     entries.iter().rev().all(|entry| {
-        if !seen.insert(entry.path.as_slice()) {
+        let name = entry.path.rsplit(|&b| b == b'/').next().unwrap_or_default();
+        if !seen.insert(entry.path.as_slice())
+            || name.starts_with(crate::layer::tar::WHITEOUT_PREFIX.as_bytes())
+        {
             return true;
         }
         match &entry.kind {
@@ -488,6 +493,54 @@ fn snapshot_path(content: &Path, path: &[u8]) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_extraction_serves_the_index_and_the_run_snapshot() {
+        use std::os::unix::fs::MetadataExt;
+        // SAFETY: geteuid has no preconditions.
+        assert_eq!(
+            unsafe { libc::geteuid() },
+            0,
+            "this test needs root (chown, mknod)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store")).unwrap();
+        let entries = [
+            Entry::dir(b"etc".to_vec()),
+            Entry::file(b"etc/.wh.gone".to_vec(), Vec::new()),
+            Entry::file(
+                b"etc/passwd".to_vec(),
+                b"root:x:0:0::/root:/bin/sh\n".to_vec(),
+            ),
+        ];
+        let bytes = crate::layer::tar::write_tar(&entries, Default::default(), Vec::new()).unwrap();
+        let (blob, _) = store.put_blob_bytes(&bytes, None).unwrap();
+        let diff_id = Digest::of(&bytes);
+        let index = load_layer(&store, &blob, media_type::OCI_LAYER_TAR, &diff_id, true).unwrap();
+        let snapshot = store.root().join("snapshots").join(diff_id.hex());
+        let rootfs = snapshot.join(crate::run::userns::snapshot_name());
+        let Some(Entry {
+            kind:
+                EntryKind::File {
+                    content: Content::Path(path),
+                    ..
+                },
+            ..
+        }) = index.get(b"etc/passwd")
+        else {
+            panic!("etc/passwd is indexed as a file");
+        };
+        assert!(
+            path.starts_with(snapshot.join("content")),
+            "{}",
+            path.display()
+        );
+        assert_eq!(
+            std::fs::metadata(path).unwrap().ino(),
+            std::fs::metadata(rootfs.join("etc/passwd")).unwrap().ino(),
+            "the index's contents are the snapshot's files, linked"
+        );
+    }
 
     #[test]
     fn sanitise_refuses_escapes() {
