@@ -293,8 +293,9 @@ struct Builder<'a> {
     blocks_reused: usize,
     /// The layer indexes read in this build, by diff id.
     indexes: HashMap<Digest, Arc<LayerIndex>>,
-    /// The build context's fingerprint, once a COPY needed it.
-    context_fingerprint: Option<Digest>,
+    /// The build context's fingerprint, once a COPY needed it (`None`
+    /// inside when it could not be taken).
+    context_fingerprint: Option<Option<Digest>>,
     /// Whether the build has RUN steps it can run (see [`build`]).
     runs_steps: bool,
 }
@@ -1077,7 +1078,8 @@ impl<'a> Builder<'a> {
             return Ok(None);
         }
         let fingerprint = match self.context_fingerprint {
-            Some(f) => f,
+            Some(Some(f)) => f,
+            Some(None) => return Ok(None),
             None => {
                 let dir = &self.request.context;
                 let ctx_err =
@@ -1091,10 +1093,11 @@ impl<'a> Builder<'a> {
                 // A context that cannot be walked this way (changing
                 // under the walk, unreadable) takes the listing's path,
                 // which says what is wrong.
-                let Ok(f) = crate::context::fingerprint::fingerprint(dir, ignore.as_ref()) else {
+                let f = crate::context::fingerprint::fingerprint(dir, ignore.as_ref()).ok();
+                self.context_fingerprint = Some(f);
+                let Some(f) = f else {
                     return Ok(None);
                 };
-                self.context_fingerprint = Some(f);
                 f
             }
         };
