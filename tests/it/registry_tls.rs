@@ -4,65 +4,20 @@
 //! every registry or for that one); and the config file's mirrors.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use crate::login::{Home, text};
-use crate::support::{Registry, copy_busybox_to, require, run_ok};
+use crate::support::{Registry, copy_busybox_to};
 
 /// A CA and a server certificate for 127.0.0.1 it signed; returns the
 /// CA's PEM, the server's certificate and key.
 fn make_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let openssl = require("openssl", "openssl");
-    let ssl = |args: &[&str]| run_ok(Command::new(&openssl).current_dir(dir).args(args));
-    ssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-subj",
+    crate::support::signed_certificate(
+        dir,
         "/CN=hoist test registry CA",
-        "-days",
-        "2",
-    ]);
-    ssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
+        "server",
         "/CN=127.0.0.1",
-    ]);
-    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    ssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "san.ext",
-    ]);
-    (
-        dir.join("ca.pem"),
-        dir.join("server.pem"),
-        dir.join("server.key"),
+        Some("IP:127.0.0.1"),
     )
 }
 

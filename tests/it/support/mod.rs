@@ -109,6 +109,54 @@ pub fn wait_until(
     }
 }
 
+/// A test CA (`ca.pem`, `ca.key`) made in `dir`, and a certificate it
+/// signed for `subject` (`<leaf>.pem`, `<leaf>.key`), with
+/// `subjectAltName` set when given (`IP:127.0.0.1`). Returns the CA's
+/// certificate, the leaf's certificate and its key.
+pub fn signed_certificate(
+    dir: &Path,
+    ca_subject: &str,
+    leaf: &str,
+    subject: &str,
+    alt_name: Option<&str>,
+) -> (PathBuf, PathBuf, PathBuf) {
+    let openssl = require("openssl", "openssl");
+    let ssl = |args: &[&str]| run_ok(Command::new(&openssl).current_dir(dir).args(args));
+    let (cert, key, csr) = (
+        format!("{leaf}.pem"),
+        format!("{leaf}.key"),
+        format!("{leaf}.csr"),
+    );
+    ssl(&[
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+        "-subj", ca_subject, "-days", "2",
+    ]);
+    ssl(&[
+        "req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", subject,
+    ]);
+    let mut sign = vec![
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        &cert,
+        "-days",
+        "2",
+    ];
+    if let Some(alt) = alt_name {
+        std::fs::write(dir.join("san.ext"), format!("subjectAltName={alt}\n")).unwrap();
+        sign.extend(["-extfile", "san.ext"]);
+    }
+    ssl(&sign);
+    (dir.join("ca.pem"), dir.join(cert), dir.join(key))
+}
+
 /// Starts a server on a free loopback port: `spawn` starts it to listen on
 /// `127.0.0.1:PORT`, `ready` says whether that address answers as it should.
 /// A port taken between [`free_port`] and the server's bind makes the server

@@ -24,7 +24,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 
-use super::{require, run_ok};
+use super::require;
 
 /// One user: its password, and `(repository or "*", allowed actions)`.
 pub struct User {
@@ -86,49 +86,13 @@ impl TokenServer {
         let openssl = require("openssl", "openssl");
         let dir = tempfile::tempdir().unwrap();
         let path = |name: &str| dir.path().join(name);
-        let ssl = |args: &[&str]| run_ok(Command::new(&openssl).current_dir(dir.path()).args(args));
-        ssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-subj",
+        crate::support::signed_certificate(
+            dir.path(),
             "/CN=hoist test token CA",
-            "-days",
-            "2",
-        ]);
-        ssl(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "signer.key",
-            "-out",
-            "signer.csr",
-            "-subj",
+            "signer",
             "/CN=hoist test token signer",
-        ]);
-        ssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "signer.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "signer.pem",
-            "-days",
-            "2",
-        ]);
+            None,
+        );
         let der = |pem: &str| {
             let out = Command::new(&openssl)
                 .current_dir(dir.path())
