@@ -293,6 +293,8 @@ struct Builder<'a> {
     blocks_reused: usize,
     /// The layer indexes read in this build, by diff id.
     indexes: HashMap<Digest, Arc<LayerIndex>>,
+    /// The context's `.dockerignore` rules, once read.
+    ignore: Option<Arc<Option<DockerIgnore>>>,
     /// The build context's fingerprint, once a COPY needed it (`None`
     /// inside when it could not be taken).
     context_fingerprint: Option<Option<Digest>>,
@@ -363,6 +365,7 @@ impl<'a> Builder<'a> {
             context_tree: None,
             blocks_reused: 0,
             indexes: HashMap::new(),
+            ignore: None,
             context_fingerprint: None,
             runs_steps: false,
         })
@@ -387,22 +390,41 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// The build's `.dockerignore` rules, read once per build (the
+    /// context's listing and its fingerprint both apply them).
+    fn context_ignore(&mut self) -> Result<Arc<Option<DockerIgnore>>, BuildError> {
+        if let Some(ignore) = &self.ignore {
+            return Ok(ignore.clone());
+        }
+        let ignore = DockerIgnore::load(
+            &self.request.context,
+            self.request.dockerfile_path.as_deref(),
+        )
+        .map_err(|e| BuildError::Context {
+            path: self.request.context.clone(),
+            source: Box::new(e),
+        })?
+        .map(|(_, ignore)| ignore);
+        let ignore = Arc::new(ignore);
+        self.ignore = Some(ignore.clone());
+        Ok(ignore)
+    }
+
     /// The build context as a view, listed once per build.
     fn context_view(&mut self) -> Result<&FsView, BuildError> {
         if self.context.is_none() {
+            let ignore = self.context_ignore()?;
             let dir = &self.request.context;
             let ctx_err = |source: Box<dyn std::error::Error + Send + Sync>| BuildError::Context {
                 path: dir.clone(),
                 source,
             };
-            let ignore = DockerIgnore::load(dir, self.request.dockerfile_path.as_deref())
-                .map_err(|e| ctx_err(Box::new(e)))?
-                .map(|(_, ignore)| ignore);
             let hasher = &mut self.hasher;
             hasher.start_loading();
-            let entries =
-                walk_context_observed(dir, ignore.as_ref(), |path, meta| hasher.prime(path, meta))
-                    .map_err(|e| ctx_err(Box::new(e)))?;
+            let entries = walk_context_observed(dir, ignore.as_ref().as_ref(), |path, meta| {
+                hasher.prime(path, meta)
+            })
+            .map_err(|e| ctx_err(Box::new(e)))?;
             self.context = Some(FsView::new(vec![Arc::new(LayerIndex::from_entries(
                 entries,
             ))]));
@@ -874,7 +896,7 @@ impl<'a> Builder<'a> {
         if let Some(s) = args
             .sources
             .iter()
-            .find(|s| !is_add && (s.starts_with("http://") || s.starts_with("https://")))
+            .find(|s| !is_add && super::add::is_url(s))
         {
             return Err(self.step_error(
                 instr,
@@ -1069,11 +1091,10 @@ impl<'a> Builder<'a> {
         expanded: &Instruction,
         args: &crate::dockerfile::instructions::CopyArgs,
     ) -> Result<Option<Digest>, BuildError> {
-        let url = |s: &String| s.starts_with("http://") || s.starts_with("https://");
         if self.request.no_cache
             || args.from.is_some()
             || !args.contents.is_empty()
-            || args.sources.iter().any(url)
+            || args.sources.iter().any(|s| super::add::is_url(s))
         {
             return Ok(None);
         }
@@ -1081,19 +1102,15 @@ impl<'a> Builder<'a> {
             Some(Some(f)) => f,
             Some(None) => return Ok(None),
             None => {
-                let dir = &self.request.context;
-                let ctx_err =
-                    |source: Box<dyn std::error::Error + Send + Sync>| BuildError::Context {
-                        path: dir.clone(),
-                        source,
-                    };
-                let ignore = DockerIgnore::load(dir, self.request.dockerfile_path.as_deref())
-                    .map_err(|e| ctx_err(Box::new(e)))?
-                    .map(|(_, ignore)| ignore);
+                let ignore = self.context_ignore()?;
                 // A context that cannot be walked this way (changing
                 // under the walk, unreadable) takes the listing's path,
                 // which says what is wrong.
-                let f = crate::context::fingerprint::fingerprint(dir, ignore.as_ref()).ok();
+                let f = crate::context::fingerprint::fingerprint(
+                    &self.request.context,
+                    ignore.as_ref().as_ref(),
+                )
+                .ok();
                 self.context_fingerprint = Some(f);
                 let Some(f) = f else {
                     return Ok(None);

@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 pub fn fingerprint(dir: &Path, ignore: Option<&DockerIgnore>) -> io::Result<Digest> {
     let path = CString::new(dir.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in the path"))?;
-    let root = open_dir(libc::AT_FDCWD, &path)?;
+    let root = open_dir(libc::AT_FDCWD, &path, 0)?;
     let (records, subdirs) = list(&root, b"", ignore)?;
     // Each top-level directory is a job; both cores take them in turn.
     let results: Vec<Mutex<Option<io::Result<Digest>>>> =
@@ -176,13 +176,15 @@ fn record(out: &mut Vec<u8>, path: &[u8], decision: Visit, st: &libc::stat64) {
     }
 }
 
-fn open_dir(dirfd: libc::c_int, path: &CStr) -> io::Result<OwnedFd> {
+/// Opens directory `path` relative to `dirfd`; `O_NOFOLLOW` in `flags`
+/// refuses a symlink that replaced it.
+fn open_dir(dirfd: libc::c_int, path: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
     // SAFETY: `path` is a valid C string; the descriptor returned is owned here.
     let fd = unsafe {
         libc::openat(
             dirfd,
             path.as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC | flags,
         )
     };
     if fd < 0 {
@@ -194,19 +196,7 @@ fn open_dir(dirfd: libc::c_int, path: &CStr) -> io::Result<OwnedFd> {
 
 /// Opens a subdirectory without following a symlink that replaced it.
 fn open_at(dir: &OwnedFd, name: &CStr) -> io::Result<OwnedFd> {
-    // SAFETY: as in `open_dir`.
-    let fd = unsafe {
-        libc::openat(
-            dir.as_raw_fd(),
-            name.as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: as in `open_dir`.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    open_dir(dir.as_raw_fd(), name, libc::O_NOFOLLOW)
 }
 
 /// Where the name starts in a `struct linux_dirent64`: after d_ino (8),

@@ -57,12 +57,8 @@ pub fn extract_mirrored(store: &Store, blob: &Digest, diff_id: &Digest, mirror: 
     if super::copy_mode() {
         return false;
     }
-    let rootfs = store
-        .root()
-        .join("snapshots")
-        .join(diff_id.hex())
-        .join(super::userns::snapshot_name());
-    if rootfs.is_dir() {
+    let (dir, name) = location(store, diff_id, false);
+    if dir.join(name).is_dir() {
         return false;
     }
     let links = Links {
@@ -87,8 +83,7 @@ pub fn adopt(store: &Store, diff_id: &Digest, entries: &[Entry], tar: TarOptions
     if super::copy_mode() {
         return false;
     }
-    let dir = store.root().join("snapshots").join(diff_id.hex());
-    let name = super::userns::snapshot_name();
+    let (dir, name) = location(store, diff_id, false);
     let rootfs = dir.join(&name);
     if rootfs.is_dir() || std::fs::create_dir_all(&dir).is_err() {
         return false;
@@ -108,13 +103,7 @@ pub fn adopt(store: &Store, diff_id: &Digest, entries: &[Entry], tar: TarOptions
             _ => None,
         })
         .collect();
-    let namespace = super::userns::current();
-    let options = ExtractOptions {
-        chown: namespace != super::userns::Namespace::Single,
-        overlay_whiteouts: true,
-        user_xattrs: namespace.is_user_namespace(),
-        oci_whiteouts: false,
-    };
+    let options = extract_options(false);
     let made = std::thread::scope(|scope| {
         let Ok((mut reader, writer)) = std::io::pipe() else {
             return false;
@@ -155,6 +144,27 @@ fn overlay_format_unusable(error: &crate::layer::ExtractError) -> bool {
     )
 }
 
+/// The directory holding layer `diff_id`'s snapshots, and the name of the
+/// one this process uses (its id mapping's; `-oci` for copy mode's).
+fn location(store: &Store, diff_id: &Digest, oci_whiteouts: bool) -> (PathBuf, String) {
+    let mut name = super::userns::snapshot_name();
+    if oci_whiteouts {
+        name.push_str("-oci");
+    }
+    (store.root().join("snapshots").join(diff_id.hex()), name)
+}
+
+/// How this process extracts a snapshot (see the module's documentation).
+fn extract_options(oci_whiteouts: bool) -> ExtractOptions {
+    let namespace = super::userns::current();
+    ExtractOptions {
+        chown: namespace != super::userns::Namespace::Single,
+        overlay_whiteouts: !oci_whiteouts,
+        user_xattrs: namespace.is_user_namespace(),
+        oci_whiteouts,
+    }
+}
+
 fn extract_as(
     store: &Store,
     blob: &Digest,
@@ -162,12 +172,7 @@ fn extract_as(
     oci_whiteouts: bool,
     links: Links<'_>,
 ) -> Result<PathBuf, RunError> {
-    let dir = store.root().join("snapshots").join(diff_id.hex());
-    let namespace = super::userns::current();
-    let mut name = super::userns::snapshot_name();
-    if oci_whiteouts {
-        name.push_str("-oci");
-    }
+    let (dir, name) = location(store, diff_id, oci_whiteouts);
     let rootfs = dir.join(&name);
     if rootfs.is_dir() {
         return Ok(rootfs);
@@ -186,12 +191,7 @@ fn extract_as(
         path: store.blob_path(blob),
         source: std::io::Error::other(e),
     })?;
-    let options = ExtractOptions {
-        chown: namespace != super::userns::Namespace::Single,
-        overlay_whiteouts: !oci_whiteouts,
-        user_xattrs: namespace.is_user_namespace(),
-        oci_whiteouts,
-    };
+    let options = extract_options(oci_whiteouts);
     if let Err(source) = extract_with(std::io::BufReader::new(file), &temp, &options, links) {
         let _ = std::fs::remove_dir_all(&temp);
         return Err(RunError::Extract {
