@@ -8,6 +8,7 @@ set -euo pipefail
 DEBIAN_PACKAGES=(
   docker-registry   # registry:2 on a loopback port
   podman runc       # run built images
+  slirp4netns       # the network of the pods `podman kube play` starts (a recommends, not a dependency)
   catatonit         # the pause process of the pods `podman kube play` starts
   buildah           # differential oracle
   skopeo umoci oci-image-tool   # inspect, convert and unpack images
