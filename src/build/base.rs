@@ -14,7 +14,8 @@ use crate::layer::Digest;
 use crate::layer::tar::{Content, Entry, EntryKind};
 use crate::plan::Platform;
 use crate::store::Store;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -220,37 +221,42 @@ pub fn load_layer(
     if !finished {
         std::fs::create_dir_all(&temp_content).map_err(layer_err)?;
     }
-    let read = |contents: Contents<'_>| -> Result<Vec<Entry>, BaseError> {
+    // The layer's tar, decompressed as it is read.
+    let tar = || -> Result<Box<dyn Read + Send>, BaseError> {
         let file = store.open_blob(blob).map_err(|source| BaseError::Store {
             what: "layer",
             digest: *blob,
             source,
         })?;
-        let reader: Box<dyn Read> = match media_type::layer_compression(media) {
-            Some(media_type::Compression::Gzip) => {
-                Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(file)))
-            }
-            Some(media_type::Compression::None) => Box::new(io::BufReader::new(file)),
-            _ => {
-                return Err(BaseError::Invalid {
-                    what: "layer",
-                    digest: *blob,
-                    reason: format!(
-                        "media type {media} is not supported (gzip or uncompressed tar only)"
-                    ),
-                });
-            }
-        };
-        read_entries(reader, contents, Escapes::Skip).map_err(layer_err)
+        match media_type::layer_compression(media) {
+            Some(media_type::Compression::Gzip) => Ok(Box::new(flate2::read::MultiGzDecoder::new(
+                io::BufReader::new(file),
+            ))),
+            Some(media_type::Compression::None) => Ok(Box::new(io::BufReader::new(file))),
+            _ => Err(BaseError::Invalid {
+                what: "layer",
+                digest: *blob,
+                reason: format!(
+                    "media type {media} is not supported (gzip or uncompressed tar only)"
+                ),
+            }),
+        }
+    };
+    let read = |contents: Contents<'_>| -> Result<Vec<Entry>, BaseError> {
+        read_entries(tar()?, contents, Escapes::Skip).map_err(layer_err)
     };
     // A build that runs steps needs the layer as RUN's overlay lower too:
-    // one extraction makes both, the contents hard-linked from it.
-    let mirrored = !finished
-        && with_snapshot
-        && crate::run::snapshot::extract_mirrored(store, blob, diff_id, &temp_content);
+    // one extraction makes both, the contents hard-linked from it, and
+    // one decompression feeds it and the index.
+    let mirrored = match (finished, with_snapshot) {
+        (false, true) if crate::run::snapshot::existing(store, diff_id).is_none() => {
+            extract_and_index(store, tar()?, diff_id, &temp_content)
+        }
+        _ => None,
+    };
     let entries = match (finished, mirrored) {
         (true, _) => read(Contents::Known(&content)),
-        (false, true) => read(Contents::Known(&temp_content)).and_then(|entries| {
+        (false, Some(entries)) => entries.map_err(layer_err).and_then(|entries| {
             if contents_present(&entries) {
                 Ok(entries)
             } else {
@@ -261,7 +267,7 @@ pub fn load_layer(
                 read(Contents::AtPath(&temp_content))
             }
         }),
-        (false, false) => read(Contents::AtPath(&temp_content)),
+        (false, None) => read(Contents::AtPath(&temp_content)),
     };
     let mut entries = match entries {
         Ok(entries) => entries,
@@ -295,6 +301,69 @@ pub fn load_layer(
     // Saved for later builds; without it they read the layer again.
     let _ = super::index_file::write(&index_path, &entries);
     Ok(Arc::new(LayerIndex::from_entries(entries)))
+}
+
+/// Extracts a layer as RUN's snapshot, its regular files hard-linked into
+/// `content`, and reads its index from the same decompressed stream: one
+/// thread decompresses and hands each chunk to the extraction and to the
+/// index reader, each on its own thread, through pipes. `None` when the
+/// extraction fails (the snapshot is then made, or its failure reported,
+/// when a RUN needs it): the caller extracts the contents itself.
+fn extract_and_index(
+    store: &Store,
+    tar: Box<dyn Read + Send>,
+    diff_id: &Digest,
+    content: &Path,
+) -> Option<io::Result<Vec<Entry>>> {
+    std::thread::scope(|scope| {
+        let (mut to_extract, mut extract_in) = pipe()?;
+        let (mut to_index, mut index_in) = pipe()?;
+        scope.spawn(move || -> io::Result<()> {
+            let mut tar = tar;
+            let mut buf = vec![0; PIPE_SIZE];
+            loop {
+                let n = tar.read(&mut buf)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                // Either reader gone (it failed) ends the feed: the other
+                // sees the stream cut, and fails too.
+                extract_in.write_all(&buf[..n])?;
+                index_in.write_all(&buf[..n])?;
+            }
+        });
+        let index = scope.spawn(move || {
+            let entries = read_entries(&mut to_index, Contents::Known(content), Escapes::Skip);
+            // What follows the end-of-archive blocks, read so the feed ends.
+            entries.and_then(|e| io::copy(&mut to_index, &mut io::sink()).map(|_| e))
+        });
+        let extracted =
+            crate::run::snapshot::extract_mirrored(store, &mut to_extract, diff_id, content)
+                && io::copy(&mut to_extract, &mut io::sink()).is_ok();
+        drop(to_extract);
+        let entries = index
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("panicked")));
+        extracted.then_some(entries)
+    })
+}
+
+/// Bytes handed over at a time between the threads of
+/// [`extract_and_index`] (each pipe holds as much).
+const PIPE_SIZE: usize = 1 << 20;
+
+/// A pipe whose buffer holds [`PIPE_SIZE`] where the system allows it.
+fn pipe() -> Option<(io::PipeReader, io::PipeWriter)> {
+    let (reader, writer) = io::pipe().ok()?;
+    // SAFETY: F_SETPIPE_SZ on an open pipe; failing leaves the default size.
+    unsafe {
+        libc::fcntl(
+            writer.as_raw_fd(),
+            libc::F_SETPIPE_SZ,
+            PIPE_SIZE as libc::c_int,
+        )
+    };
+    Some((reader, writer))
 }
 
 /// Whether every file the index keeps (the last entry of each path) is a
@@ -540,6 +609,55 @@ mod tests {
             std::fs::metadata(rootfs.join("etc/passwd")).unwrap().ino(),
             "the index's contents are the snapshot's files, linked"
         );
+    }
+
+    #[test]
+    fn a_layer_the_snapshot_refuses_is_still_indexed_without_blocking() {
+        // SAFETY: geteuid has no preconditions.
+        assert_eq!(
+            unsafe { libc::geteuid() },
+            0,
+            "this test needs root (chown)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store")).unwrap();
+        // The extraction refuses the first entry (a hard link to nothing);
+        // the rest is more than the pipes between the threads hold, so a
+        // feed that kept writing to the extraction's pipe would block.
+        let big: Vec<u8> = (0..3 * PIPE_SIZE as u32).map(|i| (i % 251) as u8).collect();
+        let mut archive = ::tar::Builder::new(Vec::new());
+        let header = |kind: ::tar::EntryType, size: usize| {
+            let mut header = ::tar::Header::new_ustar();
+            header.set_entry_type(kind);
+            header.set_mode(0o644);
+            header.set_uid(0);
+            header.set_gid(0);
+            header.set_mtime(0);
+            header.set_size(size as u64);
+            header
+        };
+        let mut link = header(::tar::EntryType::Link, 0);
+        link.set_link_name("missing").unwrap();
+        archive.append_data(&mut link, "nowhere", &[][..]).unwrap();
+        let mut file = header(::tar::EntryType::Regular, big.len());
+        archive.append_data(&mut file, "big", &big[..]).unwrap();
+        let bytes = archive.into_inner().unwrap();
+        let (blob, _) = store.put_blob_bytes(&bytes, None).unwrap();
+        let diff_id = Digest::of(&bytes);
+        let index = load_layer(&store, &blob, media_type::OCI_LAYER_TAR, &diff_id, true).unwrap();
+        let Some(Entry {
+            kind:
+                EntryKind::File {
+                    content: Content::Path(path),
+                    ..
+                },
+            ..
+        }) = index.get(b"big")
+        else {
+            panic!("big is indexed as a file");
+        };
+        assert_eq!(std::fs::read(path).unwrap(), big);
+        assert!(crate::run::snapshot::existing(&store, &diff_id).is_none());
     }
 
     #[test]

@@ -16,6 +16,7 @@ use super::hasher::ContentHasher;
 use super::meta;
 use super::user::{UserError, groups_of, resolve_chown};
 use super::view::{FsView, LayerIndex};
+use super::writer::{LayerBlob, LayerWriter, StepPlace, Stoppable, Written};
 use crate::context::{DockerIgnore, PatternSet, walk_context_observed};
 use crate::dockerfile::instructions::{Instruction, Kind, parse_instruction};
 use crate::dockerfile::shell::{Lexer, Vars};
@@ -33,7 +34,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// Bumped whenever a change makes equal keys mean different results.
-const CACHE_VERSION: &str = "hoist-cache-v1";
+const CACHE_VERSION: &str = "hoist-cache-v2";
 /// Lines of a failed RUN's output repeated in its error.
 const OUTPUT_TAIL: usize = 10;
 /// BuildKit's history comment for Dockerfile steps.
@@ -167,7 +168,8 @@ struct StageState {
     /// reads no layer. A step that looks at the files reads the rest first
     /// ([`Builder::read_view`]).
     view: FsView,
-    layers: Vec<(Descriptor, Digest)>,
+    /// Each layer's blob (maybe still being written) and diffID.
+    layers: Vec<(LayerBlob, Digest)>,
     config: ImageConfig,
     key: Digest,
     scope: Scope,
@@ -176,14 +178,14 @@ struct StageState {
 
 impl StageState {
     /// Adds a layer whose index is at hand; the view must be read whole.
-    fn push_layer(&mut self, index: Arc<LayerIndex>, descriptor: Descriptor, diff_id: Digest) {
+    fn push_layer(&mut self, index: Arc<LayerIndex>, blob: LayerBlob, diff_id: Digest) {
         debug_assert_eq!(
             self.view.layers().len(),
             self.layers.len(),
             "view read whole"
         );
         self.view.push(index);
-        self.layers.push((descriptor, diff_id));
+        self.layers.push((blob, diff_id));
     }
 
     fn run(&self) -> &crate::image::RunConfig {
@@ -210,7 +212,28 @@ pub fn build(
         hint: e.hint,
     })?;
     let planned = plan(&ast, &request.options).map_err(|e| plan_error(&file, e))?;
-    let mut builder = Builder::new(store, request, &ast)?;
+    std::thread::scope(|scope| {
+        let mut builder = Builder::new(store, request, &ast, LayerWriter::start(scope))?;
+        match build_with(&mut builder, &planned, events) {
+            // An interrupted build stops its layer writer (dropped with
+            // the builder); a failed one lets the layers of the steps that
+            // worked reach the cache, as they would have without it.
+            Err(e @ BuildError::Interrupted { .. }) => Err(e),
+            Err(e) => {
+                builder.writer.finish();
+                Err(e)
+            }
+            Ok(built) => Ok(built),
+        }
+    })
+}
+
+fn build_with(
+    builder: &mut Builder<'_>,
+    planned: &Plan,
+    events: &mut dyn FnMut(Event),
+) -> Result<Built, BuildError> {
+    let store = builder.store;
     // Root in its namespace (RUN's sandbox can run), with RUN steps to run:
     // layers read for the stage's files are extracted as RUN's snapshots too.
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -228,7 +251,7 @@ pub fn build(
         .sum();
     let mut states: HashMap<usize, StageState> = HashMap::new();
     for &index in &planned.order {
-        let state = builder.build_stage(&planned, index, &states, total, events)?;
+        let state = builder.build_stage(planned, index, &states, total, events)?;
         states.insert(index, state);
     }
     let target = states
@@ -281,6 +304,9 @@ struct Builder<'a> {
     /// Agents started for `--ssh ID=KEYFILE`, by id; their sockets are in
     /// the scratch directory, so they are dropped before it.
     key_agents: HashMap<String, crate::run::ssh::KeyAgent>,
+    /// Compresses RUN layers while later steps run. Its jobs read files in
+    /// the scratch directory, so it is dropped (its jobs stopped) before it.
+    writer: LayerWriter<'a>,
     /// Downloads and unpacked archives of this build, removed at its end.
     scratch: Option<crate::store::ScratchDir>,
     step: usize,
@@ -350,6 +376,7 @@ impl<'a> Builder<'a> {
         store: &'a Store,
         request: &'a BuildRequest,
         ast: &Ast,
+        writer: LayerWriter<'a>,
     ) -> Result<Builder<'a>, BuildError> {
         Ok(Builder {
             store,
@@ -358,6 +385,7 @@ impl<'a> Builder<'a> {
             context: None,
             hasher: ContentHasher::load(&store.root().join("cache/stat-cache")),
             key_agents: HashMap::new(),
+            writer,
             scratch: None,
             step: 0,
             cached: 0,
@@ -381,12 +409,15 @@ impl<'a> Builder<'a> {
         message: impl Into<String>,
         hint: Option<String>,
     ) -> BuildError {
-        BuildError::Step {
+        self.place(instr).error(message.into(), hint)
+    }
+
+    /// Where `instr` is, as errors name it.
+    fn place(&self, instr: &Instruction) -> StepPlace {
+        StepPlace {
             file: self.file(),
             line: instr.span.start_line,
             instruction: instr.original.trim().chars().take(60).collect(),
-            message: message.into(),
-            hint,
         }
     }
 
@@ -596,7 +627,7 @@ impl<'a> Builder<'a> {
         {
             let mut d = layer.clone();
             d.media_type = oci_layer_type(&layer.media_type);
-            layers.push((d, *diff_id));
+            layers.push((LayerBlob::ready(d), *diff_id));
         }
         Ok(StageState {
             view: FsView::default(),
@@ -616,10 +647,11 @@ impl<'a> Builder<'a> {
     /// Reads the indexes of the stage's layers that cached steps left
     /// unread. Every step that looks at the stage's files calls it first.
     fn read_view(&mut self, instr: &Instruction, state: &mut StageState) -> Result<(), BuildError> {
-        while let Some((descriptor, diff_id)) = state.layers.get(state.view.layers().len()) {
+        while let Some((blob, diff_id)) = state.layers.get(state.view.layers().len()) {
             let index = match self.indexes.get(diff_id) {
                 Some(index) => index.clone(),
                 None => {
+                    let descriptor = blob.descriptor()?;
                     let index = load_layer(
                         self.store,
                         &descriptor.digest,
@@ -929,12 +961,13 @@ impl<'a> Builder<'a> {
         // listing, no content digest, no read of the layers below.
         let fast = self.fingerprint_key(state, keyword, expanded, args)?;
         if let Some(fast) = &fast
-            && let Some((descriptor, diff_id, key)) = self.fingerprint_hit(fast)?
+            && let Some((cached, key)) = self.fingerprint_hit(fast)?
         {
-            let size = descriptor.size;
-            state.layers.push((descriptor, diff_id));
+            state
+                .layers
+                .push((LayerBlob::ready(cached.descriptor), cached.diff_id));
             state.key = key;
-            return Ok((size, true, history));
+            return Ok((cached.tar_size, true, history));
         }
         self.read_view(instr, state)?;
         let chown = match &args.chown {
@@ -1068,7 +1101,10 @@ impl<'a> Builder<'a> {
         let (bytes, hit) = self.commit_layer(state, keyword, &expanded.original, changes)?;
         if let Some(fast) = fast {
             // The next build with an unchanged context takes the key from here.
-            let layer = state.layers.last().map(|(d, _)| d.digest);
+            let layer = match state.layers.last() {
+                Some((blob, _)) => Some(blob.descriptor()?.digest),
+                None => None,
+            };
             self.store.cache_put(
                 &fast.hex(),
                 &CacheRecord {
@@ -1134,10 +1170,7 @@ impl<'a> Builder<'a> {
 
     /// The layer and key recorded under a fingerprint key, if its layer is
     /// still cached.
-    fn fingerprint_hit(
-        &self,
-        fast: &Digest,
-    ) -> Result<Option<(Descriptor, Digest, Digest)>, BuildError> {
+    fn fingerprint_hit(&self, fast: &Digest) -> Result<Option<(StoredLayer, Digest)>, BuildError> {
         let Some(record) = self.store.cache_get(&fast.hex())? else {
             return Ok(None);
         };
@@ -1148,7 +1181,7 @@ impl<'a> Builder<'a> {
             return Ok(None);
         };
         Ok(match self.cached_layer(&key)? {
-            Some(Some((descriptor, diff_id))) => Some((descriptor, diff_id, key)),
+            Some(Some(cached)) => Some((cached, key)),
             _ => None,
         })
     }
@@ -1231,12 +1264,13 @@ impl<'a> Builder<'a> {
                 state.key = key;
                 return Ok((None, true, history));
             }
-            Some(Some((descriptor, diff_id))) => {
+            Some(Some(cached)) => {
                 // Its index is read only if a later step looks.
-                let size = descriptor.size;
-                state.layers.push((descriptor, diff_id));
+                state
+                    .layers
+                    .push((LayerBlob::ready(cached.descriptor), cached.diff_id));
                 state.key = key;
-                return Ok((Some(size), true, history));
+                return Ok((Some(cached.tar_size), true, history));
             }
             None => {}
         }
@@ -1256,12 +1290,7 @@ impl<'a> Builder<'a> {
                 ));
             }
         }
-        let mut lowers = Vec::new();
-        for (descriptor, diff_id) in &state.layers {
-            let dir = crate::run::snapshot::ensure(self.store, &descriptor.digest, diff_id)
-                .map_err(|e| self.run_error(instr, e))?;
-            lowers.push(dir);
-        }
+        let lowers = self.lowers(instr, &state.layers)?;
         let user = state.run().user.clone();
         let user = if user.is_empty() {
             "root".to_string()
@@ -1479,21 +1508,31 @@ impl<'a> Builder<'a> {
             return Ok((None, false, history));
         }
         let entries = changes.to_tar_entries();
-        let (descriptor, diff_id) = self.store_layer(&key, &history, &entries)?;
-        // The next RUN's lower: made from the upper directory's files, not
-        // by extracting the blob just written.
-        crate::run::snapshot::adopt(
-            self.store,
-            &diff_id,
-            &entries,
-            TarOptions {
-                source_date_epoch: self.request.source_date_epoch,
-            },
-        );
-        let size = descriptor.size;
-        state.push_layer(Arc::new(changes), descriptor, diff_id);
+        let tar = TarOptions {
+            source_date_epoch: self.request.source_date_epoch,
+        };
+        // The next RUN's lower, made from the upper directory's files; the
+        // blob is compressed on the writer thread while the next steps
+        // run. Where the snapshot cannot be made so, the blob is written
+        // now, and the next RUN extracts it.
+        let (blob, diff_id, tar_size) = match crate::run::snapshot::adopt(self.store, &entries, tar)
+        {
+            Some((diff_id, tar_size)) => {
+                let blob = self.store_layer_later(instr, key, &history, entries, diff_id);
+                (blob, diff_id, tar_size)
+            }
+            None => {
+                let written = self.store_layer(&key, &history, &entries)?;
+                (
+                    LayerBlob::ready(written.descriptor),
+                    written.diff_id,
+                    written.tar_size,
+                )
+            }
+        };
+        state.push_layer(Arc::new(changes), blob, diff_id);
         state.key = key;
-        Ok((Some(size), false, history))
+        Ok((Some(tar_size), false, history))
     }
 
     /// A RUN's `--mount`s, prepared (see [`PreparedMounts`]).
@@ -1787,13 +1826,7 @@ impl<'a> Builder<'a> {
             }
         };
         self.read_view(instr, &mut stage)?;
-        let mut lowers = Vec::new();
-        for (descriptor, diff_id) in &stage.layers {
-            lowers.push(
-                crate::run::snapshot::ensure(self.store, &descriptor.digest, diff_id)
-                    .map_err(|e| self.run_error(instr, e))?,
-            );
-        }
+        let lowers = self.lowers(instr, &stage.layers)?;
         Ok((stage.view, lowers, stage.key.to_string()))
     }
 
@@ -1939,25 +1972,25 @@ impl<'a> Builder<'a> {
         // walk these entries.
         let entries = changes.to_tar_entries();
         let key = self.layer_key(state, keyword, text, &entries)?;
-        let (descriptor, diff_id, hit) = match self.cached_layer(&key)? {
-            Some(Some((d, diff))) => (d, diff, true),
-            _ => {
-                let (d, diff) = self.store_layer(&key, &format!("{keyword} {text}"), &entries)?;
-                (d, diff, false)
-            }
+        let (layer, hit) = match self.cached_layer(&key)? {
+            Some(Some(cached)) => (cached, true),
+            _ => (
+                self.store_layer(&key, &format!("{keyword} {text}"), &entries)?,
+                false,
+            ),
         };
-        let size = descriptor.size;
-        state.push_layer(Arc::new(changes), descriptor, diff_id);
+        state.push_layer(
+            Arc::new(changes),
+            LayerBlob::ready(layer.descriptor),
+            layer.diff_id,
+        );
         state.key = key;
-        Ok((size, hit))
+        Ok((layer.tar_size, hit))
     }
 
     /// The cache's answer for a layer step: `Some(None)` for a step
     /// recorded as making no layer (a RUN that changed nothing).
-    fn cached_layer(
-        &self,
-        key: &Digest,
-    ) -> Result<Option<Option<(Descriptor, Digest)>>, BuildError> {
+    fn cached_layer(&self, key: &Digest) -> Result<Option<Option<StoredLayer>>, BuildError> {
         if self.request.no_cache {
             return Ok(None);
         }
@@ -1970,61 +2003,99 @@ impl<'a> Builder<'a> {
         Ok(layer_from_record(&record.value).map(Some))
     }
 
-    /// Writes `changes` as a layer blob and records it under `key`. The
-    /// blocks of the layer the same step (`step`: its instruction text)
-    /// made last time are copied where their input is unchanged, so that
-    /// one changed file in a large COPY costs one block of compression.
+    /// Writes `entries` as a layer blob and records it under `key` (see
+    /// [`write_layer_blob`]).
     fn store_layer(
         &mut self,
         key: &Digest,
         step: &str,
         entries: &[Entry],
-    ) -> Result<(Descriptor, Digest), BuildError> {
+    ) -> Result<StoredLayer, BuildError> {
+        let never = std::sync::atomic::AtomicBool::new(false);
+        let (options, step) = self.layer_inputs(step);
+        let (layer, reused) = write_layer_blob(self.store, &options, &step, key, entries, &never)?;
+        self.blocks_reused += reused;
+        Ok(layer)
+    }
+
+    /// [`Builder::store_layer`] on the writer thread, for a layer whose
+    /// snapshot was made from `entries` with diffID `diff_id`: a blob
+    /// whose tar has another digest (its files changed in between) fails
+    /// the build rather than pair the snapshot with other bytes.
+    fn store_layer_later(
+        &self,
+        instr: &Instruction,
+        key: Digest,
+        step: &str,
+        entries: Vec<Entry>,
+        diff_id: Digest,
+    ) -> LayerBlob {
+        let (options, step) = self.layer_inputs(step);
+        let store = self.store;
+        let place = self.place(instr);
+        self.writer.submit(
+            place,
+            Box::new(move |stop| {
+                let (layer, reused) =
+                    write_layer_blob(store, &options, &step, &key, &entries, stop)?;
+                if layer.diff_id != diff_id {
+                    return Err(BuildError::Layer(crate::layer::LayerError::Read {
+                        source: std::io::Error::other(format!(
+                            "its files changed after the step: the layer's diffID is {}, its snapshot's {diff_id}",
+                            layer.diff_id
+                        )),
+                    }));
+                }
+                Ok(Written {
+                    descriptor: layer.descriptor,
+                    reused,
+                })
+            }),
+        )
+    }
+
+    /// How layers are written, and the identity of `step` (its instruction
+    /// text) across builds, under which its last layer's blocks are kept.
+    fn layer_inputs(&self, step: &str) -> (LayerOptions, Digest) {
         let options = LayerOptions {
             tar: TarOptions {
                 source_date_epoch: self.request.source_date_epoch,
             },
             gzip: self.request.gzip,
         };
-        let step = {
-            let mut h = Sha256::new();
-            for part in [
-                self.request.context.to_string_lossy().as_ref(),
-                self.request.dockerfile_name.as_str(),
-                step,
-            ] {
-                h.update(part.as_bytes());
-                h.update(&[0]);
-            }
-            h.finish()
-        };
-        let memo = self
-            .store
-            .step_layer(&step)
-            .and_then(|previous| self.store.block_memo(&previous));
-        let writer = self.store.blob_writer()?;
-        let (digests, summary, writer) =
-            write_layer_with(entries, &options, memo.as_ref(), writer)?;
-        self.blocks_reused += summary.reused;
-        let (digest, size) = writer.commit(Some(&digests.digest))?;
-        // Only a speed-up for the next build: failing to record it is not
-        // a reason to fail this one.
-        let _ = self.store.put_block_index(&digest, &summary.blocks);
-        let _ = self.store.set_step_layer(&step, &digest);
-        let descriptor = Descriptor::new(media_type::OCI_LAYER_TAR_GZIP, digest, size);
-        let value = serde_json::json!({
-            "digest": digest,
-            "size": size,
-            "diffID": digests.diff_id,
-        });
-        self.store.cache_put(
-            &key.hex(),
-            &CacheRecord {
-                value,
-                blobs: vec![digest],
-            },
-        )?;
-        Ok((descriptor, digests.diff_id))
+        let mut h = Sha256::new();
+        for part in [
+            self.request.context.to_string_lossy().as_ref(),
+            self.request.dockerfile_name.as_str(),
+            step,
+        ] {
+            h.update(part.as_bytes());
+            h.update(&[0]);
+        }
+        (options, h.finish())
+    }
+
+    /// The snapshot directories of `layers`, the lowers of a RUN's root.
+    /// A layer whose snapshot is there needs no blob; one whose blob is
+    /// still being written waits for it only when extracted.
+    fn lowers(
+        &self,
+        instr: &Instruction,
+        layers: &[(LayerBlob, Digest)],
+    ) -> Result<Vec<PathBuf>, BuildError> {
+        let mut lowers = Vec::new();
+        for (blob, diff_id) in layers {
+            let dir = match crate::run::snapshot::existing(self.store, diff_id) {
+                Some(dir) => dir,
+                None => {
+                    let digest = blob.descriptor()?.digest;
+                    crate::run::snapshot::ensure(self.store, &digest, diff_id)
+                        .map_err(|e| self.run_error(instr, e))?
+                }
+            };
+            lowers.push(dir);
+        }
+        Ok(lowers)
     }
 
     /// The key of a layer step: the stage's key so far, the step, and every
@@ -2094,6 +2165,18 @@ impl<'a> Builder<'a> {
 
     /// Writes the target's config and manifest; tags nothing.
     fn finish(&mut self, mut state: StageState) -> Result<Built, BuildError> {
+        // Every layer written, the other stages' too: their cache records
+        // are part of what the build leaves.
+        let totals = self.writer.finish();
+        self.blocks_reused += totals.reused;
+        let layers = state
+            .layers
+            .iter()
+            .map(|(blob, _)| blob.descriptor())
+            .collect::<Result<Vec<Descriptor>, _>>()?;
+        if let Some(failed) = totals.failed {
+            return Err(failed);
+        }
         let created = crate::image::rfc3339_utc(self.request.source_date_epoch);
         state.config.created = Some(created);
         state.config.rootfs.diff_ids = state.layers.iter().map(|(_, d)| *d).collect();
@@ -2106,7 +2189,6 @@ impl<'a> Builder<'a> {
         let (config_digest, config_size) = self
             .store
             .put_blob_bytes(&config.bytes, Some(&config.digest))?;
-        let layers: Vec<Descriptor> = state.layers.iter().map(|(d, _)| d.clone()).collect();
         let manifest = Manifest::new(
             Descriptor::new(media_type::OCI_CONFIG, config_digest, config_size),
             layers.clone(),
@@ -2129,9 +2211,64 @@ impl<'a> Builder<'a> {
     }
 }
 
+/// A layer step's result: its blob, diffID and tar size (as the cache
+/// records it).
+struct StoredLayer {
+    descriptor: Descriptor,
+    diff_id: Digest,
+    tar_size: u64,
+}
+
+/// Writes `entries` as a layer blob and records it under `key`; returns
+/// it with the number of compressed blocks copied. The blocks of the layer
+/// the same step (`step`, see [`Builder::layer_inputs`]) made last time are
+/// copied where their input is unchanged, so that one changed file in a
+/// large COPY costs one block of compression. Stops when `stop` is set.
+fn write_layer_blob(
+    store: &Store,
+    options: &LayerOptions,
+    step: &Digest,
+    key: &Digest,
+    entries: &[Entry],
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<(StoredLayer, usize), BuildError> {
+    let memo = store
+        .step_layer(step)
+        .and_then(|previous| store.block_memo(&previous));
+    let out = Stoppable {
+        inner: store.blob_writer()?,
+        stop,
+    };
+    let (digests, summary, out) = write_layer_with(entries, options, memo.as_ref(), out)?;
+    let (digest, size) = out.inner.commit(Some(&digests.digest))?;
+    // Only a speed-up for the next build: failing to record it is not
+    // a reason to fail this one.
+    let _ = store.put_block_index(&digest, &summary.blocks);
+    let _ = store.set_step_layer(step, &digest);
+    let value = serde_json::json!({
+        "digest": digest,
+        "size": size,
+        "diffID": digests.diff_id,
+        "tarSize": digests.uncompressed_size,
+    });
+    store.cache_put(
+        &key.hex(),
+        &CacheRecord {
+            value,
+            blobs: vec![digest],
+        },
+    )?;
+    let layer = StoredLayer {
+        descriptor: Descriptor::new(media_type::OCI_LAYER_TAR_GZIP, digest, size),
+        diff_id: digests.diff_id,
+        tar_size: digests.uncompressed_size,
+    };
+    Ok((layer, summary.reused))
+}
+
 /// An error's message followed by its causes, `: `-separated, for the one
 /// line a failed step reports.
-fn with_causes(e: &dyn std::error::Error) -> String {
+pub(super) fn with_causes(e: &dyn std::error::Error) -> String {
     let mut message = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {
@@ -2158,14 +2295,14 @@ fn is_git_source(src: &str) -> bool {
     false
 }
 
-fn layer_from_record(value: &serde_json::Value) -> Option<(Descriptor, Digest)> {
+fn layer_from_record(value: &serde_json::Value) -> Option<StoredLayer> {
     let digest: Digest = value.get("digest")?.as_str()?.parse().ok()?;
     let size = value.get("size")?.as_u64()?;
-    let diff_id: Digest = value.get("diffID")?.as_str()?.parse().ok()?;
-    Some((
-        Descriptor::new(media_type::OCI_LAYER_TAR_GZIP, digest, size),
-        diff_id,
-    ))
+    Some(StoredLayer {
+        descriptor: Descriptor::new(media_type::OCI_LAYER_TAR_GZIP, digest, size),
+        diff_id: value.get("diffID")?.as_str()?.parse().ok()?,
+        tar_size: value.get("tarSize")?.as_u64()?,
+    })
 }
 
 /// Docker media types of a base image's layers become their OCI names in

@@ -15,3 +15,4 @@ pub mod meta;
 pub mod secrets;
 pub mod user;
 pub mod view;
+mod writer;

@@ -27,13 +27,22 @@ use crate::store::Store;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+/// The snapshot of layer `diff_id` this process would use, if it is there.
+pub fn existing(store: &Store, diff_id: &Digest) -> Option<PathBuf> {
+    let (dir, name) = location(store, diff_id, super::copy_mode());
+    let rootfs = dir.join(name);
+    rootfs.is_dir().then_some(rootfs)
+}
+
 /// The snapshot of layer `blob` (diffID `diff_id`), extracted if missing:
 /// with overlay whiteouts, or with OCI whiteout files for RUN's copy mode
 /// (the mode this process is in, or falls into when the file system
 /// cannot hold overlay whiteouts).
 pub fn ensure(store: &Store, blob: &Digest, diff_id: &Digest) -> Result<PathBuf, RunError> {
     if !super::copy_mode() {
-        match extract_as(store, blob, diff_id, false, Links::default()) {
+        match extract_as(store, diff_id, false, Links::default(), || {
+            open(store, blob)
+        }) {
             Err(RunError::Extract { source, .. })
                 if super::forced_rootfs()?.is_none() && overlay_format_unusable(&source) =>
             {
@@ -42,7 +51,14 @@ pub fn ensure(store: &Store, blob: &Digest, diff_id: &Digest) -> Result<PathBuf,
             other => return other,
         }
     }
-    extract_as(store, blob, diff_id, true, Links::default())
+    extract_as(store, diff_id, true, Links::default(), || open(store, blob))
+}
+
+fn open(store: &Store, blob: &Digest) -> Result<std::fs::File, RunError> {
+    store.open_blob(blob).map_err(|e| RunError::Io {
+        path: store.blob_path(blob),
+        source: std::io::Error::other(e),
+    })
 }
 
 /// Extracts the snapshot of layer `blob` (as [`ensure`] would, with
@@ -53,7 +69,12 @@ pub fn ensure(store: &Store, blob: &Digest, diff_id: &Digest) -> Result<PathBuf,
 /// copy mode, or where the extraction fails (the caller then extracts its
 /// contents itself, and a RUN step that needs the snapshot meets the
 /// failure again through [`ensure`]).
-pub fn extract_mirrored(store: &Store, blob: &Digest, diff_id: &Digest, mirror: &Path) -> bool {
+pub fn extract_mirrored(
+    store: &Store,
+    input: impl std::io::Read,
+    diff_id: &Digest,
+    mirror: &Path,
+) -> bool {
     if super::copy_mode() {
         return false;
     }
@@ -65,34 +86,35 @@ pub fn extract_mirrored(store: &Store, blob: &Digest, diff_id: &Digest, mirror: 
         sources: None,
         mirror: Some(mirror),
     };
-    extract_as(store, blob, diff_id, false, links).is_ok()
+    extract_as(store, diff_id, false, links, || Ok(input)).is_ok()
 }
 
 /// Makes the snapshot of a layer a RUN step just made, from the entries it
-/// was written from (in the order written, with the tar options used),
-/// without reading the blob back: the tar is written again into the
-/// extraction, whose regular files are hard-linked from where the entries
-/// have their bytes (the step's upper directory, which the caller gives
-/// up: the linked files' metadata changes). Nothing is decompressed and no
-/// file's bytes are copied. The tar written again must have digest
-/// `diff_id`, or the snapshot is dropped: it is then the same, entry for
-/// entry, as extracting the blob would make it. Does nothing in copy mode
-/// or where the snapshot exists; a snapshot that cannot be made this way is
-/// left to [`ensure`] (whether it was made is returned).
-pub fn adopt(store: &Store, diff_id: &Digest, entries: &[Entry], tar: TarOptions) -> bool {
+/// is written from (in order, with the tar options of its blob), without
+/// the blob: the tar is written into the extraction, whose regular files
+/// are hard-linked from where the entries have their bytes (the step's
+/// upper directory, which the caller gives up: the linked files' metadata
+/// changes). Nothing is compressed or decompressed and no file's bytes are
+/// copied. The snapshot is placed under the digest of the tar it was
+/// extracted from, which is returned with the tar's size: the layer's
+/// diffID, as the blob written from the same entries must have it. `None`
+/// in copy mode or where the extraction fails (the layer's snapshot is then
+/// left to [`ensure`]).
+pub fn adopt(store: &Store, entries: &[Entry], tar: TarOptions) -> Option<(Digest, u64)> {
     if super::copy_mode() {
-        return false;
+        return None;
     }
-    let (dir, name) = location(store, diff_id, false);
-    let rootfs = dir.join(&name);
-    if rootfs.is_dir() || std::fs::create_dir_all(&dir).is_err() {
-        return false;
-    }
-    let temp = dir.join(format!("{name}.partial-{}", std::process::id()));
+    // The diffID is known only at the end: the extraction is made beside
+    // the snapshots and renamed into place (`prune` removes one a killed
+    // build left, as any `snapshots/` name no layer has).
+    static ADOPTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let temp = store.root().join("snapshots").join(format!(
+        "adopt.partial-{}-{}",
+        std::process::id(),
+        ADOPTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
     let _ = std::fs::remove_dir_all(&temp);
-    if std::fs::create_dir(&temp).is_err() {
-        return false;
-    }
+    std::fs::create_dir(&temp).ok()?;
     let sources: HashMap<Vec<u8>, PathBuf> = entries
         .iter()
         .filter_map(|e| match &e.kind {
@@ -105,11 +127,12 @@ pub fn adopt(store: &Store, diff_id: &Digest, entries: &[Entry], tar: TarOptions
         .collect();
     let options = extract_options(false);
     let made = std::thread::scope(|scope| {
-        let Ok((mut reader, writer)) = std::io::pipe() else {
-            return false;
-        };
+        let (mut reader, writer) = std::io::pipe().ok()?;
         let written = scope.spawn(move || {
-            write_tar(entries, tar, DigestWriter::new(writer)).map(|w| w.finish().0)
+            write_tar(entries, tar, DigestWriter::new(writer)).map(|w| {
+                let (digest, size, _) = w.finish();
+                (digest, size)
+            })
         });
         // Extraction stops at the end-of-archive blocks: what follows is
         // read to the end so that the writer finishes. After a failure the
@@ -121,14 +144,22 @@ pub fn adopt(store: &Store, diff_id: &Digest, entries: &[Entry], tar: TarOptions
         let extracted = extract_with(&mut reader, &temp, &options, links).is_ok()
             && std::io::copy(&mut reader, &mut std::io::sink()).is_ok();
         drop(reader);
-        let digest = written.join().ok().and_then(Result::ok);
-        extracted && digest == Some(*diff_id)
+        let tar = written.join().ok().and_then(Result::ok);
+        tar.filter(|_| extracted)
     });
-    if made && std::fs::rename(&temp, &rootfs).is_ok() {
-        return true;
+    if let Some((diff_id, _)) = made {
+        let (dir, name) = location(store, &diff_id, false);
+        let rootfs = dir.join(&name);
+        let placed = std::fs::create_dir_all(&dir).is_ok()
+            && (std::fs::rename(&temp, &rootfs).is_ok() || rootfs.is_dir());
+        if placed {
+            // Another build may have placed the same snapshot first.
+            let _ = std::fs::remove_dir_all(&temp);
+            return made;
+        }
     }
     let _ = std::fs::remove_dir_all(&temp);
-    false
+    None
 }
 
 /// Whether extraction failed making an overlay whiteout (a 0:0 device or
@@ -165,12 +196,14 @@ fn extract_options(oci_whiteouts: bool) -> ExtractOptions {
     }
 }
 
-fn extract_as(
+/// Extracts layer `diff_id` from what `input` opens (gzip or plain tar),
+/// unless its snapshot is there.
+fn extract_as<R: std::io::Read>(
     store: &Store,
-    blob: &Digest,
     diff_id: &Digest,
     oci_whiteouts: bool,
     links: Links<'_>,
+    input: impl FnOnce() -> Result<R, RunError>,
 ) -> Result<PathBuf, RunError> {
     let (dir, name) = location(store, diff_id, oci_whiteouts);
     let rootfs = dir.join(&name);
@@ -187,15 +220,18 @@ fn extract_as(
         std::fs::remove_dir_all(&temp).map_err(io(&temp))?;
     }
     std::fs::create_dir(&temp).map_err(io(&temp))?;
-    let file = store.open_blob(blob).map_err(|e| RunError::Io {
-        path: store.blob_path(blob),
-        source: std::io::Error::other(e),
-    })?;
+    let input = match input() {
+        Ok(input) => input,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&temp);
+            return Err(e);
+        }
+    };
     let options = extract_options(oci_whiteouts);
-    if let Err(source) = extract_with(std::io::BufReader::new(file), &temp, &options, links) {
+    if let Err(source) = extract_with(input, &temp, &options, links) {
         let _ = std::fs::remove_dir_all(&temp);
         return Err(RunError::Extract {
-            digest: blob.to_string(),
+            digest: diff_id.to_string(),
             source,
         });
     }
@@ -331,18 +367,33 @@ mod tests {
         let bytes = write_tar(&entries, tar, Vec::new()).unwrap();
         let diff_id = Digest::of(&bytes);
 
-        assert!(!adopt(&store, &Digest::of(b"another layer"), &entries, tar));
-        let wrong = store
-            .root()
-            .join("snapshots")
-            .join(Digest::of(b"another layer").hex());
-        assert_eq!(
-            std::fs::read_dir(&wrong).unwrap().count(),
-            0,
-            "nothing left behind"
-        );
+        // A file whose bytes are missing: no snapshot, nothing left.
+        let mut broken = entries.clone();
+        broken.push(Entry::file_from_path(
+            b"z".to_vec(),
+            dir.path().join("missing"),
+            1,
+        ));
+        assert_eq!(adopt(&store, &broken, tar), None);
+        let snapshots = || -> Vec<String> {
+            std::fs::read_dir(store.root().join("snapshots"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        };
+        assert_eq!(snapshots(), Vec::<String>::new(), "nothing left behind");
 
-        assert!(adopt(&store, &diff_id, &entries, tar));
+        assert_eq!(
+            adopt(&store, &entries, tar),
+            Some((diff_id, bytes.len() as u64))
+        );
+        // Adopted again (another build, the same output): the snapshot in
+        // place is kept, and the second extraction removed.
+        assert_eq!(
+            adopt(&store, &entries, tar),
+            Some((diff_id, bytes.len() as u64))
+        );
+        assert_eq!(snapshots(), [diff_id.hex()]);
         let adopted = store
             .root()
             .join("snapshots")
@@ -365,7 +416,6 @@ mod tests {
         };
         crate::layer::extract(&bytes[..], &extracted, &options).unwrap();
         assert_eq!(describe(&adopted), describe(&extracted));
-        assert!(!adopt(&store, &diff_id, &entries, tar), "made once");
     }
 
     #[test]
@@ -401,11 +451,10 @@ mod tests {
         add("twice", ::tar::EntryType::Regular, b"old", None);
         add("twice", ::tar::EntryType::Regular, b"newer", None);
         let bytes = archive.into_inner().unwrap();
-        let (blob, _) = store.put_blob_bytes(&bytes, None).unwrap();
         let diff_id = Digest::of(&bytes);
         let mirror = dir.path().join("mirror");
         std::fs::create_dir(&mirror).unwrap();
-        assert!(extract_mirrored(&store, &blob, &diff_id, &mirror));
+        assert!(extract_mirrored(&store, &bytes[..], &diff_id, &mirror));
         let rootfs = store
             .root()
             .join("snapshots")
@@ -432,7 +481,7 @@ mod tests {
         // The snapshot exists now: nothing more to mirror from it.
         assert!(!extract_mirrored(
             &store,
-            &blob,
+            &bytes[..],
             &diff_id,
             &dir.path().join("other")
         ));

@@ -89,6 +89,23 @@ fn a_failing_run_fails_the_build_with_its_line_exit_code_and_output(who: Who) {
     assert!(!built.stderr.contains("| never"), "{}", built.stderr);
 }
 
+fn the_layers_of_the_steps_before_a_failing_one_are_cached(who: Who) {
+    // The first RUN's layer is compressed on the writer thread while the
+    // failing step runs (30 MB of random bytes take longer than `exit 3`):
+    // the failure must wait for it, not abandon it.
+    let store = who.tempdir();
+    let ctx = who.tempdir();
+    let step = "RUN echo made-now && head -c 30000000 /dev/urandom > /big\n";
+    let failing = format!("FROM scratch\nCOPY bin /bin/\n{step}RUN exit 3\n");
+    let built = build_in(who, ctx.path(), store.path(), &failing, &[]);
+    assert!(!built.ok, "{}", built.stderr);
+    assert!(built.stderr.contains("| made-now"), "{}", built.stderr);
+    let fixed = format!("FROM scratch\nCOPY bin /bin/\n{step}RUN true\n");
+    let built = build_in(who, ctx.path(), store.path(), &fixed, &[]);
+    assert!(built.ok, "{}", built.stderr);
+    assert!(!built.stderr.contains("| made-now"), "{}", built.stderr);
+}
+
 fn a_run_step_sees_the_image_and_not_the_host(who: Who) {
     let store = who.tempdir();
     let host = who.tempdir();
@@ -213,7 +230,9 @@ fn sigterm_during_a_run_ends_it_and_the_store_stays_usable(who: Who) {
     std::fs::write(
         ctx.path().join("Dockerfile"),
         format!(
-            "FROM scratch\nCOPY bin /bin/\nRUN echo started-{token} && sleep 60 && echo {token}\n"
+            // The first RUN's layer is still being compressed when the
+            // signal comes: the writer stops too.
+            "FROM scratch\nCOPY bin /bin/\nRUN head -c 30000000 /dev/urandom > /big\nRUN echo started-{token} && sleep 60 && echo {token}\n"
         ),
     )
     .unwrap();
@@ -649,6 +668,7 @@ fn prune_keeps_cache_mounts_unless_asked(who: Who) {
 
 as_root_and_rootless!(
     a_failing_run_fails_the_build_with_its_line_exit_code_and_output,
+    the_layers_of_the_steps_before_a_failing_one_are_cached,
     a_run_step_sees_the_image_and_not_the_host,
     a_cached_run_is_not_run_again_and_a_deterministic_one_gives_the_same_layer,
     a_cached_copy_reuses_a_layer_a_run_step_extracted_before,
