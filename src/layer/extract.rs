@@ -9,8 +9,12 @@
 //! the destination, the way a chroot would see it: a symlink met on the way
 //! is read and its target resolved from the destination root (absolute
 //! targets and `..` stop at the root), never followed by the kernel. The
-//! final component is never followed either: whatever is there is removed
-//! and the new entry created with `O_EXCL`. Hardlink targets are resolved
+//! final component is never followed either: the new entry is created with
+//! `O_EXCL` (or `mkdir`, `symlink`, `link`, `mknod`, which never follow
+//! it), and whatever stood there is removed first when that fails with
+//! `EEXIST`. Directories found real are remembered until something at
+//! their path or above is removed, so each is looked at once, not once per
+//! entry below it. Hardlink targets are resolved
 //! the same way and must already exist; `link(2)` links a symlink itself,
 //! never what it points to.
 //!
@@ -158,6 +162,8 @@ pub fn extract_with(
         options: *options,
         links,
         written: HashSet::new(),
+        known_dirs: HashSet::new(),
+        mirror_dirs: HashSet::new(),
         dirs: Vec::new(),
         summary: ExtractSummary::default(),
     };
@@ -180,6 +186,13 @@ struct Extractor<'a> {
     links: Links<'a>,
     /// Paths (relative to the root) that this layer created or replaced.
     written: HashSet<Resolved>,
+    /// Paths (relative to the root) found or made real directories, with
+    /// every directory above them; a path leaves with all below it when
+    /// anything is removed there ([`Extractor::remove`]).
+    known_dirs: HashSet<Resolved>,
+    /// Directories made in [`Links::mirror`] (the extractor alone writes
+    /// there, and removes no directory).
+    mirror_dirs: HashSet<PathBuf>,
     /// Directories whose mode and mtime wait until the end.
     dirs: Vec<(Resolved, u32, u64, String)>,
     summary: ExtractSummary,
@@ -236,43 +249,60 @@ impl Extractor<'_> {
 
         match kind {
             EntryType::Directory => {
-                let existing = fs::symlink_metadata(&path);
-                if !matches!(&existing, Ok(m) if m.is_dir()) {
-                    remove_existing(&path).map_err(io)?;
-                    fs::create_dir(&path).map_err(io)?;
+                if let Err(e) = fs::create_dir(&path) {
+                    // A directory there merges with this one; anything
+                    // else is replaced.
+                    let existing = fs::symlink_metadata(&path);
+                    if e.kind() != io::ErrorKind::AlreadyExists
+                        || !matches!(&existing, Ok(m) if m.is_dir())
+                    {
+                        self.remove(&rel).map_err(io)?;
+                        fs::create_dir(&path).map_err(io)?;
+                    }
                 }
+                self.known_dirs.insert(rel.clone());
                 self.chown(&path, &meta)?;
                 self.set_xattrs(&path, &meta)?;
                 self.dirs
                     .push((rel.clone(), meta.mode, meta.mtime, name.clone()));
             }
             EntryType::Regular | EntryType::Continuous => {
-                remove_existing(&path).map_err(io)?;
                 let key = parts.join(&b'/');
                 let source = self.links.sources.and_then(|s| s.get(&key));
-                if source.is_some_and(|source| link_same(source, &path, entry.size())) {
+                let linked = match source {
+                    Some(source) if is_file_of_size(source, entry.size()) => {
+                        self.create(&rel, || fs::hard_link(source, &path)).is_ok()
+                    }
+                    _ => false,
+                };
+                if linked {
                     io::copy(entry, &mut io::sink()).map_err(io)?;
                     // The linked file may carry attributes the entry has not.
                     self.drop_other_xattrs(&path, &meta)?;
+                    self.finish_node(&path, &meta, true)?;
                 } else {
-                    let mut file = OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .mode(0o600)
-                        .custom_flags(libc::O_NOFOLLOW)
-                        .open(&path)
-                        .map_err(io)?;
+                    let open = || {
+                        OpenOptions::new()
+                            .write(true)
+                            .create_new(true)
+                            .mode(0o600)
+                            .custom_flags(libc::O_NOFOLLOW)
+                            .open(&path)
+                    };
+                    let mut file = self.create(&rel, open).map_err(io)?;
                     io::copy(entry, &mut file).map_err(io)?;
+                    // Through the descriptor: no path to look up again.
+                    self.finish_file(&file, &path, &meta)?;
                 }
-                self.finish_node(&path, &meta, true)?;
                 if let Some(mirror) = self.links.mirror {
-                    mirror_link(mirror, &key, &path).map_err(io)?;
+                    self.mirror_link(mirror, &key, &path).map_err(io)?;
                 }
             }
             EntryType::Symlink => {
                 let target = entry.link_name_bytes().unwrap_or_default().into_owned();
-                remove_existing(&path).map_err(io)?;
-                std::os::unix::fs::symlink(OsStr::from_bytes(&target), &path).map_err(io)?;
+                let target = OsStr::from_bytes(&target);
+                self.create(&rel, || std::os::unix::fs::symlink(target, &path))
+                    .map_err(io)?;
                 self.finish_node(&path, &meta, false)?;
             }
             EntryType::Link => {
@@ -281,10 +311,10 @@ impl Extractor<'_> {
                 if source == path {
                     return Err(unsafe_entry(&name, "hardlink to itself"));
                 }
-                remove_existing(&path).map_err(io)?;
                 // linkat(2) without AT_SYMLINK_FOLLOW: a symlink target is
                 // linked as the symlink, never as what it points to.
-                fs::hard_link(&source, &path).map_err(io)?;
+                self.create(&rel, || fs::hard_link(&source, &path))
+                    .map_err(io)?;
             }
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
                 let fifo = kind == EntryType::Fifo;
@@ -301,14 +331,9 @@ impl Extractor<'_> {
                     EntryType::Block => libc::S_IFBLK,
                     _ => libc::S_IFIFO,
                 };
-                remove_existing(&path).map_err(io)?;
-                let c_path = c_path(&path).map_err(io)?;
                 let dev = libc::makedev(major, minor);
-                // SAFETY: c_path is a valid NUL-terminated path.
-                let rc = unsafe { libc::mknod(c_path.as_ptr(), file_type | 0o600, dev) };
-                if rc != 0 {
-                    return Err(io(io::Error::last_os_error()));
-                }
+                self.create(&rel, || mknod(&path, file_type | 0o600, dev))
+                    .map_err(io)?;
                 self.finish_node(&path, &meta, true)?;
             }
             other => {
@@ -370,10 +395,9 @@ impl Extractor<'_> {
         if self.written.contains(&rel) {
             return Ok(());
         }
-        let path = self.root.join(&rel);
-        remove_existing(&path).map_err(|source| ExtractError::Io {
+        self.remove(&rel).map_err(|source| ExtractError::Io {
             entry: name.into(),
-            path,
+            path: self.root.join(&rel),
             source,
         })
     }
@@ -400,23 +424,23 @@ impl Extractor<'_> {
             path: path.clone(),
             source,
         };
-        let c_path = c_path(&path).map_err(io)?;
-        let rc = if is_opaque {
-            let key = if self.options.user_xattrs {
-                c"user.overlay.opaque"
-            } else {
-                c"trusted.overlay.opaque"
-            };
-            // SAFETY: NUL-terminated strings and a value of the given length.
-            unsafe { libc::lsetxattr(c_path.as_ptr(), key.as_ptr(), b"y".as_ptr().cast(), 1, 0) }
-        } else {
+        if !is_opaque {
             if self.written.contains(&target) {
                 return Ok(());
             }
-            remove_existing(&path).map_err(io)?;
-            // SAFETY: c_path is a valid NUL-terminated path.
-            unsafe { libc::mknod(c_path.as_ptr(), libc::S_IFCHR, libc::makedev(0, 0)) }
+            return self
+                .create(&target, || mknod(&path, libc::S_IFCHR, libc::makedev(0, 0)))
+                .map_err(io);
+        }
+        let c_path = c_path(&path).map_err(io)?;
+        let key = if self.options.user_xattrs {
+            c"user.overlay.opaque"
+        } else {
+            c"trusted.overlay.opaque"
         };
+        // SAFETY: NUL-terminated strings and a value of the given length.
+        let rc =
+            unsafe { libc::lsetxattr(c_path.as_ptr(), key.as_ptr(), b"y".as_ptr().cast(), 1, 0) };
         if rc != 0 {
             return Err(io(io::Error::last_os_error()));
         }
@@ -426,7 +450,7 @@ impl Extractor<'_> {
     /// Removes everything under `dir` that this layer did not write,
     /// keeping this layer's entries (and recursing into its directories,
     /// which may have merged with lower ones).
-    fn clear_lower(&self, dir: &Path, name: &str) -> Result<(), ExtractError> {
+    fn clear_lower(&mut self, dir: &Path, name: &str) -> Result<(), ExtractError> {
         let path = self.root.join(dir);
         let io = |path: &Path, source| ExtractError::Io {
             entry: name.into(),
@@ -438,7 +462,7 @@ impl Extractor<'_> {
             let rel = dir.join(child.file_name());
             let child_path = child.path();
             if !self.written.contains(&rel) {
-                remove_existing(&child_path).map_err(|e| io(&child_path, e))?;
+                self.remove(&rel).map_err(|e| io(&child_path, e))?;
             } else if child.file_type().map_err(|e| io(&child_path, e))?.is_dir() {
                 self.clear_lower(&rel, name)?;
             }
@@ -469,6 +493,10 @@ impl Extractor<'_> {
                 _ => {}
             }
             let rel = resolved.join(OsStr::from_bytes(&part));
+            if self.known_dirs.contains(&rel) {
+                resolved = rel;
+                continue;
+            }
             let path = self.root.join(&rel);
             let io = |source| ExtractError::Io {
                 entry: name.into(),
@@ -476,7 +504,10 @@ impl Extractor<'_> {
                 source,
             };
             match fs::symlink_metadata(&path) {
-                Ok(meta) if meta.is_dir() => resolved = rel,
+                Ok(meta) if meta.is_dir() => {
+                    self.known_dirs.insert(rel.clone());
+                    resolved = rel;
+                }
                 Ok(meta) if meta.file_type().is_symlink() => {
                     links += 1;
                     if links > MAX_SYMLINKS {
@@ -499,6 +530,7 @@ impl Extractor<'_> {
                     fs::create_dir(&path).map_err(io)?;
                     fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).map_err(io)?;
                     self.written.insert(rel.clone());
+                    self.known_dirs.insert(rel.clone());
                     resolved = rel;
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -551,6 +583,83 @@ impl Extractor<'_> {
         // After chown too: it clears security.capability.
         self.set_xattrs(path, meta)?;
         set_mtime(path, meta.mtime).map_err(io)
+    }
+
+    /// [`Self::finish_node`] for a regular file just written through
+    /// `file`: the same changes, in the same order, made on the descriptor.
+    fn finish_file(&self, file: &fs::File, path: &Path, meta: &Meta) -> Result<(), ExtractError> {
+        use std::os::fd::AsRawFd;
+        let io = |source| ExtractError::Io {
+            entry: meta.name.clone(),
+            path: path.to_path_buf(),
+            source,
+        };
+        if self.options.chown {
+            let uid =
+                u32::try_from(meta.uid).map_err(|_| io(io::Error::other("uid out of range")))?;
+            let gid =
+                u32::try_from(meta.gid).map_err(|_| io(io::Error::other("gid out of range")))?;
+            std::os::unix::fs::fchown(file, Some(uid), Some(gid)).map_err(io)?;
+        }
+        file.set_permissions(fs::Permissions::from_mode(meta.mode))
+            .map_err(io)?;
+        self.set_xattrs(path, meta)?;
+        let time = libc::timespec {
+            tv_sec: meta.mtime.min(i64::MAX as u64) as libc::time_t,
+            tv_nsec: 0,
+        };
+        let times = [time, time];
+        // SAFETY: an open descriptor, and the two entries futimens reads.
+        if unsafe { libc::futimens(file.as_raw_fd(), times.as_ptr()) } != 0 {
+            return Err(io(io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
+    /// Runs `make`, which creates `rel` without following a symlink there;
+    /// if something stands at `rel` already, removes it and runs `make`
+    /// again. (No look first: in a fresh destination nothing is there.)
+    fn create<T>(&mut self, rel: &Path, mut make: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+        match make() {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                self.remove(rel)?;
+                make()
+            }
+            other => other,
+        }
+    }
+
+    /// Removes whatever is at `rel` (a directory with its content) without
+    /// following a symlink there; a missing path is fine. Directories at or
+    /// below `rel` are no longer known.
+    fn remove(&mut self, rel: &Path) -> io::Result<()> {
+        if self.known_dirs.remove(rel) {
+            self.known_dirs.retain(|dir| !dir.starts_with(rel));
+        }
+        remove_existing(&self.root.join(rel))
+    }
+
+    /// Hard-links `file` (just extracted) into `mirror` at `key`, making
+    /// plain directories on the way and replacing a file an earlier entry
+    /// of the same path left there.
+    fn mirror_link(&mut self, mirror: &Path, key: &[u8], file: &Path) -> io::Result<()> {
+        let target = mirror.join(OsStr::from_bytes(key));
+        if let Some(parent) = target.parent()
+            && !self.mirror_dirs.contains(parent)
+        {
+            fs::create_dir_all(parent)?;
+            self.mirror_dirs.insert(parent.to_path_buf());
+        }
+        match fs::hard_link(file, &target) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                if fs::symlink_metadata(&target)?.is_dir() {
+                    return Err(io::Error::other("a directory stands where a file goes"));
+                }
+                fs::remove_file(&target)?;
+                fs::hard_link(file, &target)
+            }
+            other => other,
+        }
     }
 
     fn chown(&self, path: &Path, meta: &Meta) -> Result<(), ExtractError> {
@@ -672,6 +781,9 @@ impl Extractor<'_> {
     }
 
     fn is_real_dir(&self, rel: &Path) -> bool {
+        if self.known_dirs.contains(rel) {
+            return true;
+        }
         let mut path = self.root.to_path_buf();
         rel.components().all(|part| {
             path.push(part);
@@ -687,34 +799,15 @@ fn unsafe_entry(name: &str, reason: &str) -> ExtractError {
     }
 }
 
+/// Whether `source` is a regular file of `size` bytes (never following a
+/// symlink): one a linked entry can take its bytes from.
+fn is_file_of_size(source: &Path, size: u64) -> bool {
+    matches!(fs::symlink_metadata(source), Ok(m) if m.is_file() && m.len() == size)
+}
+
 /// Splits an entry name into components: a leading `/`, empty and `.`
 /// components are dropped (absolute names are read as relative to the
 /// root, as Docker does); `..` and NUL are refused.
-/// Hard-links `file` (just extracted) into `mirror` at `key`, making
-/// plain directories on the way and replacing a file an earlier entry of
-/// the same path left there.
-fn mirror_link(mirror: &Path, key: &[u8], file: &Path) -> io::Result<()> {
-    let target = mirror.join(OsStr::from_bytes(key));
-    if let Some(parent) = target.parent() {
-        fs::create_dir_all(parent)?;
-    }
-    match fs::symlink_metadata(&target) {
-        Ok(m) if m.is_dir() => {
-            return Err(io::Error::other("a directory stands where a file goes"));
-        }
-        Ok(_) => fs::remove_file(&target)?,
-        Err(_) => {}
-    }
-    fs::hard_link(file, &target)
-}
-
-/// Hard-links `source` to `dest` if it is a regular file of `size` bytes
-/// (never following a symlink); whether it did.
-fn link_same(source: &Path, dest: &Path, size: u64) -> bool {
-    matches!(fs::symlink_metadata(source), Ok(m) if m.is_file() && m.len() == size)
-        && fs::hard_link(source, dest).is_ok()
-}
-
 fn clean<'a>(raw: &'a [u8], name: &str) -> Result<Vec<&'a [u8]>, ExtractError> {
     if raw.contains(&0) {
         return Err(unsafe_entry(name, "the name contains a NUL byte"));
@@ -739,6 +832,16 @@ fn remove_existing(path: &Path) -> io::Result<()> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// mknod(2): never follows a symlink at `path`, fails if anything is there.
+fn mknod(path: &Path, mode: libc::mode_t, dev: libc::dev_t) -> io::Result<()> {
+    let c_path = c_path(path)?;
+    // SAFETY: c_path is a valid NUL-terminated path.
+    if unsafe { libc::mknod(c_path.as_ptr(), mode, dev) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 fn c_path(path: &Path) -> io::Result<CString> {
@@ -1138,6 +1241,35 @@ mod tests {
         run(&tar, &root).unwrap();
         assert_eq!(mode(&outside), 0o700);
         assert_outside_untouched(&outside);
+    }
+
+    #[test]
+    fn a_directory_replaced_by_a_symlink_is_resolved_again() {
+        let (_tmp, root, outside) = dirs();
+        let absolute = outside.display().to_string();
+        // `a` and `a/b` are known directories once `a/b/f` is written;
+        // then `a` becomes a symlink to the outside: writing below it
+        // must resolve the symlink (inside the root), not reuse `a/b`.
+        let tar = raw_tar(&[
+            ("a/b/f", EntryType::Regular, "", b"1"),
+            ("a", EntryType::Symlink, &absolute, b""),
+            ("a/b/pwned", EntryType::Regular, "", b"2"),
+            // A file in place of a known directory, then a directory
+            // again: made anew, empty.
+            ("c/d/f", EntryType::Regular, "", b"3"),
+            ("c", EntryType::Regular, "", b"4"),
+            ("c/", EntryType::Directory, "", b""),
+            ("c/g", EntryType::Regular, "", b"5"),
+        ]);
+        run(&tar, &root).unwrap();
+        assert_eq!(fs::read_link(root.join("a")).unwrap(), outside);
+        assert_eq!(
+            fs::read(root.join(&absolute[1..]).join("b/pwned")).unwrap(),
+            b"2"
+        );
+        assert_outside_untouched(&outside);
+        assert!(!root.join("c/d").exists());
+        assert_eq!(fs::read(root.join("c/g")).unwrap(), b"5");
     }
 
     #[test]
