@@ -21,8 +21,54 @@ use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{Scope, ScopedJoinHandle};
 
-/// The writer thread's nice value (0 is the build's own, 19 the lowest).
+/// The writer thread's nice value where it cannot be made idle (0 is the
+/// build's own, 19 the lowest).
 const NICENESS: libc::c_int = 10;
+
+/// Puts the calling thread (the writer) below the steps: a RUN's commands
+/// come first, and compression takes the cores they leave idle. The
+/// threads compressing each blob start from it and inherit this. Root on
+/// the host makes it SCHED_IDLE, which any waking step preempts at once,
+/// and which [`stop_yielding`] can undo when the build waits for the
+/// writer; elsewhere raising a priority back needs a privilege the process
+/// has not, so it takes nice 10, low but never starved by other
+/// processes.
+fn yield_to_the_steps() {
+    // SAFETY: geteuid has no preconditions.
+    let host_root = unsafe { libc::geteuid() } == 0
+        && crate::run::userns::current() == crate::run::userns::Namespace::Host;
+    // SAFETY: scheduling calls on this thread with valid arguments;
+    // failing leaves it as it was.
+    unsafe {
+        if host_root {
+            let param = libc::sched_param { sched_priority: 0 };
+            libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
+        } else {
+            libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, NICENESS);
+        }
+    }
+}
+
+/// Puts the process's SCHED_IDLE threads (the writer's) back to the
+/// normal policy: the build now waits for them.
+fn stop_yielding() {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return;
+    };
+    for task in tasks.flatten() {
+        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else {
+            continue;
+        };
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: scheduling calls on a thread of this process; one that
+        // has exited meanwhile makes them fail, which changes nothing.
+        unsafe {
+            if libc::sched_getscheduler(tid) == libc::SCHED_IDLE {
+                libc::sched_setscheduler(tid, libc::SCHED_OTHER, &param);
+            }
+        }
+    }
+}
 
 /// What a job made.
 #[derive(Debug, Clone)]
@@ -74,6 +120,9 @@ impl Pending {
 
     fn wait(&self) -> Result<Descriptor, BuildError> {
         let mut result = self.result.lock().unwrap_or_else(|e| e.into_inner());
+        if result.is_none() {
+            stop_yielding();
+        }
         loop {
             match &*result {
                 Some(Ok(written)) => return Ok(written.descriptor.clone()),
@@ -129,13 +178,7 @@ impl<'s> LayerWriter<'s> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = scope.spawn(move || {
-            // Below the steps: a RUN's commands come first, and the
-            // compression takes the cores they leave idle. The threads
-            // compressing each blob start from this one and inherit it.
-            // SAFETY: setpriority on this thread; failing leaves it as is.
-            unsafe {
-                libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, NICENESS)
-            };
+            yield_to_the_steps();
             let mut totals = Totals::default();
             for (job, pending) in rx {
                 let result = if flag.load(Ordering::SeqCst) {
@@ -192,6 +235,9 @@ impl<'s> LayerWriter<'s> {
     }
 
     fn join(&mut self) -> Totals {
+        if self.thread.is_some() {
+            stop_yielding();
+        }
         drop(self.jobs.take());
         match self.thread.take().map(ScopedJoinHandle::join) {
             Some(Ok(totals)) => totals,
@@ -292,6 +338,77 @@ mod tests {
             assert!(totals.failed.is_none());
         });
         assert_eq!(order.into_inner().unwrap(), [1, 2]);
+    }
+
+    #[test]
+    fn the_writer_yields_to_the_steps_until_the_build_waits_for_it() {
+        // SAFETY: geteuid has no preconditions.
+        assert_eq!(unsafe { libc::geteuid() }, 0, "this test needs root");
+        // SAFETY: sched_getscheduler on the calling thread.
+        let policy = || unsafe { libc::sched_getscheduler(0) };
+        std::thread::scope(|scope| {
+            let mut writer = LayerWriter::start(scope);
+            let gate = Arc::new((Mutex::new(false), Condvar::new()));
+            let g = gate.clone();
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let (s1, s2) = (seen.clone(), seen.clone());
+            let first = writer.submit(
+                place(),
+                Box::new(move |_| {
+                    s1.lock().unwrap().push(policy());
+                    let (open, cv) = &*g;
+                    let mut open = open.lock().unwrap();
+                    while !*open {
+                        open = cv.wait(open).unwrap();
+                    }
+                    // Waited for (below) by now: back to normal.
+                    s1.lock().unwrap().push(policy());
+                    Ok(written(1))
+                }),
+            );
+            while seen.lock().unwrap().is_empty() {
+                std::thread::yield_now();
+            }
+            let waiter = scope.spawn(move || first.descriptor().map(|d| d.size).ok());
+            // The job has started (idle); the waiter has asked once no
+            // thread is idle any more.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            let idle = || {
+                std::fs::read_dir("/proc/self/task")
+                    .unwrap()
+                    .flatten()
+                    .any(|t| {
+                        let tid: i32 = t.file_name().to_str().unwrap().parse().unwrap();
+                        // SAFETY: sched_getscheduler on a thread of this process.
+                        unsafe { libc::sched_getscheduler(tid) == libc::SCHED_IDLE }
+                    })
+            };
+            while idle() && std::time::Instant::now() < deadline {
+                std::thread::yield_now();
+            }
+            let restored = !idle();
+            // The gate opens either way, so that a failure ends the test.
+            *gate.0.lock().unwrap() = true;
+            gate.1.notify_all();
+            assert!(
+                restored,
+                "waiting did not put the writer back to the normal policy"
+            );
+            assert_eq!(waiter.join().unwrap(), Some(1));
+            let second = writer.submit(
+                place(),
+                Box::new(move |_| {
+                    s2.lock().unwrap().push(policy());
+                    Ok(written(2))
+                }),
+            );
+            assert_eq!(second.descriptor().unwrap().size, 2);
+            writer.finish();
+            assert_eq!(
+                *seen.lock().unwrap(),
+                [libc::SCHED_IDLE, libc::SCHED_OTHER, libc::SCHED_OTHER]
+            );
+        });
     }
 
     #[test]
