@@ -12,6 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-3}
+# Seconds of quiet before each cold build (see the loop below).
+SETTLE=${SETTLE:-30}
 shift || true
 WORKLOADS=("${@:-big-context}")
 ROOT=$(mktemp -d /tmp/hoist-bench.XXXXXX)
@@ -85,8 +87,19 @@ for w in "${WORKLOADS[@]}"; do
     for run in $(seq "$RUNS"); do
       ctx="$ROOT/ctx-$builder-$run"; rm -rf "$ctx"; cp -a "$ctx_orig" "$ctx"
       state="$ROOT/state-$builder-$run"; rm -rf "$state"; mkdir -p "$state"
-      [ "$builder" = buildkit ] && $DOCKER builder prune -af > /dev/null 2>&1
+      if [ "$builder" = buildkit ]; then
+        # Cold for BuildKit too: its cache, and the images earlier runs
+        # exported, whose layers (the base's among them) dockerd's
+        # BuildKit would otherwise find unpacked and skip pulling.
+        $DOCKER builder prune -af > /dev/null 2>&1
+        $DOCKER image prune -af > /dev/null 2>&1
+      fi
       cmd=$(builder_cmd "$builder" "$state" "$ctx")
+      # Each cold build starts on a settled machine: the previous build's
+      # dirty pages written back, and inodes deleted by a prune past
+      # ext4's recently-deleted window (they are skipped, slowly, by
+      # inode allocation for about half a minute).
+      sync; sleep "$SETTLE"
       warm_cache "$ctx"; cold+=("$(seconds $cmd)")
       warm_cache "$ctx"; warm+=("$(seconds $cmd)")
       one=$(find "$ctx" -type f ! -name Dockerfile | sort | awk "NR == 1")
@@ -107,7 +120,7 @@ for w in "${WORKLOADS[@]}"; do
       declare -n arr=$step
       m=$(median "${arr[@]}")
       RESULT[$builder-$step]=$m
-      printf '%-12s %-9s %-14s %10.3f\n' "$w" "$builder" "$step" "$m"
+      printf '%-12s %-9s %-14s %10.3f   (runs: %s)\n' "$w" "$builder" "$step" "$m" "${arr[*]}"
     done
   done
   for step in cold warm changed; do
