@@ -61,11 +61,11 @@ fn open(store: &Store, blob: &Digest) -> Result<std::fs::File, RunError> {
     })
 }
 
-/// Extracts the snapshot of layer `blob` (as [`ensure`] would, with
-/// overlay whiteouts) and hard-links each of its regular files into
-/// `mirror` at its path in the layer, under plain directories: the build
-/// engine's file contents for the layer's index, made by the same
-/// extraction. Whether it did: not where the snapshot exists already, in
+/// Extracts the snapshot of layer `diff_id` from `input` (its tar, gzip or
+/// plain; as [`ensure`] would, with overlay whiteouts) and hard-links each
+/// of its regular files into `mirror` at its path in the layer, under plain
+/// directories: the build engine's file contents for the layer's index,
+/// made by the same extraction. Whether it did: not where the snapshot exists already, in
 /// copy mode, or where the extraction fails (the caller then extracts its
 /// contents itself, and a RUN step that needs the snapshot meets the
 /// failure again through [`ensure`]).
