@@ -18,3 +18,5 @@ pub mod plan;
 pub mod registry;
 pub mod run;
 pub mod store;
+#[cfg(test)]
+mod test_support;

@@ -566,14 +566,7 @@ mod tests {
     #[test]
     fn one_extraction_serves_the_index_and_the_run_snapshot() {
         use std::os::unix::fs::MetadataExt;
-        // SAFETY: geteuid has no preconditions.
-        assert_eq!(
-            unsafe { libc::geteuid() },
-            0,
-            "this test needs root (chown, mknod)"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().join("store")).unwrap();
+        let (_dir, store) = crate::test_support::root_store("chown, mknod");
         let entries = [
             Entry::dir(b"etc".to_vec()),
             Entry::file(b"etc/.wh.gone".to_vec(), Vec::new()),
@@ -613,14 +606,7 @@ mod tests {
 
     #[test]
     fn a_layer_the_snapshot_refuses_is_still_indexed_without_blocking() {
-        // SAFETY: geteuid has no preconditions.
-        assert_eq!(
-            unsafe { libc::geteuid() },
-            0,
-            "this test needs root (chown)"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().join("store")).unwrap();
+        let (_dir, store) = crate::test_support::root_store("chown");
         // The extraction refuses the first entry (a hard link to nothing);
         // the rest is more than the pipes between the threads hold, so a
         // feed that kept writing to the extraction's pipe would block.

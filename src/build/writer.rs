@@ -52,22 +52,26 @@ fn yield_to_the_steps() {
 /// Puts the process's SCHED_IDLE threads (the writer's) back to the
 /// normal policy: the build now waits for them.
 fn stop_yielding() {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return;
-    };
-    for task in tasks.flatten() {
-        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else {
-            continue;
-        };
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: scheduling calls on a thread of this process; one that
-        // has exited meanwhile makes them fail, which changes nothing.
-        unsafe {
-            if libc::sched_getscheduler(tid) == libc::SCHED_IDLE {
-                libc::sched_setscheduler(tid, libc::SCHED_OTHER, &param);
-            }
-        }
+    let param = libc::sched_param { sched_priority: 0 };
+    for tid in idle_threads() {
+        // SAFETY: a thread of this process; one that has exited meanwhile
+        // makes the call fail, which changes nothing.
+        unsafe { libc::sched_setscheduler(tid, libc::SCHED_OTHER, &param) };
     }
+}
+
+/// The threads of this process under SCHED_IDLE.
+fn idle_threads() -> Vec<libc::pid_t> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| task.file_name().to_str()?.parse().ok())
+        // SAFETY: sched_getscheduler on a thread of this process (one that
+        // has exited meanwhile gives -1).
+        .filter(|&tid| unsafe { libc::sched_getscheduler(tid) } == libc::SCHED_IDLE)
+        .collect()
 }
 
 /// What a job made.
@@ -231,10 +235,6 @@ impl<'s> LayerWriter<'s> {
     /// Waits for every queued job; returns what they did. Later calls
     /// find nothing left to do, and a job submitted after fails.
     pub fn finish(&mut self) -> Totals {
-        self.join()
-    }
-
-    fn join(&mut self) -> Totals {
         if self.thread.is_some() {
             stop_yielding();
         }
@@ -253,7 +253,7 @@ impl Drop for LayerWriter<'_> {
     fn drop(&mut self) {
         if self.thread.is_some() {
             self.stop.store(true, Ordering::SeqCst);
-            self.join();
+            self.finish();
         }
     }
 }
@@ -342,8 +342,7 @@ mod tests {
 
     #[test]
     fn the_writer_yields_to_the_steps_until_the_build_waits_for_it() {
-        // SAFETY: geteuid has no preconditions.
-        assert_eq!(unsafe { libc::geteuid() }, 0, "this test needs root");
+        crate::test_support::assert_root("SCHED_IDLE and back");
         // SAFETY: sched_getscheduler on the calling thread.
         let policy = || unsafe { libc::sched_getscheduler(0) };
         std::thread::scope(|scope| {
@@ -373,16 +372,7 @@ mod tests {
             // The job has started (idle); the waiter has asked once no
             // thread is idle any more.
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-            let idle = || {
-                std::fs::read_dir("/proc/self/task")
-                    .unwrap()
-                    .flatten()
-                    .any(|t| {
-                        let tid: i32 = t.file_name().to_str().unwrap().parse().unwrap();
-                        // SAFETY: sched_getscheduler on a thread of this process.
-                        unsafe { libc::sched_getscheduler(tid) == libc::SCHED_IDLE }
-                    })
-            };
+            let idle = || !idle_threads().is_empty();
             while idle() && std::time::Instant::now() < deadline {
                 std::thread::yield_now();
             }

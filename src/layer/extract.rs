@@ -208,6 +208,16 @@ struct Meta {
     xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
+impl Meta {
+    /// The owner as chown takes it.
+    fn owner(&self) -> io::Result<(u32, u32)> {
+        let id = |id: u64, what: &str| {
+            u32::try_from(id).map_err(|_| io::Error::other(format!("{what} out of range")))
+        };
+        Ok((id(self.uid, "uid")?, id(self.gid, "gid")?))
+    }
+}
+
 impl Extractor<'_> {
     fn apply<R: Read>(&mut self, entry: &mut ::tar::Entry<'_, R>) -> Result<(), ExtractError> {
         let raw_name = entry.path_bytes().into_owned();
@@ -595,20 +605,13 @@ impl Extractor<'_> {
             source,
         };
         if self.options.chown {
-            let uid =
-                u32::try_from(meta.uid).map_err(|_| io(io::Error::other("uid out of range")))?;
-            let gid =
-                u32::try_from(meta.gid).map_err(|_| io(io::Error::other("gid out of range")))?;
+            let (uid, gid) = meta.owner().map_err(io)?;
             std::os::unix::fs::fchown(file, Some(uid), Some(gid)).map_err(io)?;
         }
         file.set_permissions(fs::Permissions::from_mode(meta.mode))
             .map_err(io)?;
         self.set_xattrs(path, meta)?;
-        let time = libc::timespec {
-            tv_sec: meta.mtime.min(i64::MAX as u64) as libc::time_t,
-            tv_nsec: 0,
-        };
-        let times = [time, time];
+        let times = times(meta.mtime);
         // SAFETY: an open descriptor, and the two entries futimens reads.
         if unsafe { libc::futimens(file.as_raw_fd(), times.as_ptr()) } != 0 {
             return Err(io(io::Error::last_os_error()));
@@ -671,8 +674,7 @@ impl Extractor<'_> {
             path: path.to_path_buf(),
             source,
         };
-        let uid = u32::try_from(meta.uid).map_err(|_| io(io::Error::other("uid out of range")))?;
-        let gid = u32::try_from(meta.gid).map_err(|_| io(io::Error::other("gid out of range")))?;
+        let (uid, gid) = meta.owner().map_err(io)?;
         std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(io)
     }
 
@@ -848,14 +850,19 @@ fn c_path(path: &Path) -> io::Result<CString> {
     CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)
 }
 
-/// Sets atime and mtime to `mtime` without following a symlink.
-fn set_mtime(path: &Path, mtime: u64) -> io::Result<()> {
-    let c_path = c_path(path)?;
+/// `mtime` as the atime and mtime utimensat and futimens take.
+fn times(mtime: u64) -> [libc::timespec; 2] {
     let time = libc::timespec {
         tv_sec: mtime.min(i64::MAX as u64) as libc::time_t,
         tv_nsec: 0,
     };
-    let times = [time, time];
+    [time, time]
+}
+
+/// Sets atime and mtime to `mtime` without following a symlink.
+fn set_mtime(path: &Path, mtime: u64) -> io::Result<()> {
+    let c_path = c_path(path)?;
+    let times = times(mtime);
     // SAFETY: c_path is NUL-terminated and times has the two entries
     // utimensat reads.
     let rc = unsafe {

@@ -317,14 +317,7 @@ mod tests {
 
     #[test]
     fn a_snapshot_adopted_from_the_upper_directory_is_the_extracted_layer() {
-        // SAFETY: geteuid has no preconditions.
-        assert_eq!(
-            unsafe { libc::geteuid() },
-            0,
-            "this test needs root (chown, mknod)"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().join("store")).unwrap();
+        let (dir, store) = crate::test_support::root_store("chown, mknod");
         let upper = dir.path().join("upper");
         std::fs::create_dir_all(upper.join("a")).unwrap();
         std::fs::write(upper.join("a/f"), "hello").unwrap();
@@ -420,14 +413,7 @@ mod tests {
 
     #[test]
     fn a_mirrored_extraction_links_every_file_under_plain_directories() {
-        // SAFETY: geteuid has no preconditions.
-        assert_eq!(
-            unsafe { libc::geteuid() },
-            0,
-            "this test needs root (chown, mknod)"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().join("store")).unwrap();
+        let (dir, store) = crate::test_support::root_store("chown, mknod");
         // `a/f`, then `a` replaced by a symlink out of the root, then a
         // file listed twice: the mirror keeps plain directories and the
         // last bytes of each path.
