@@ -563,6 +563,24 @@ fn snapshot_path(content: &Path, path: &[u8]) -> PathBuf {
 mod tests {
     use super::*;
 
+    /// Where the index keeps the bytes of the regular file at `path`.
+    fn content_path<'a>(index: &'a LayerIndex, path: &[u8]) -> &'a Path {
+        match index.get(path) {
+            Some(Entry {
+                kind:
+                    EntryKind::File {
+                        content: Content::Path(path),
+                        ..
+                    },
+                ..
+            }) => path,
+            other => panic!(
+                "{} is not indexed as a file: {other:?}",
+                String::from_utf8_lossy(path)
+            ),
+        }
+    }
+
     #[test]
     fn one_extraction_serves_the_index_and_the_run_snapshot() {
         use std::os::unix::fs::MetadataExt;
@@ -581,17 +599,7 @@ mod tests {
         let index = load_layer(&store, &blob, media_type::OCI_LAYER_TAR, &diff_id, true).unwrap();
         let snapshot = store.root().join("snapshots").join(diff_id.hex());
         let rootfs = snapshot.join(crate::run::userns::snapshot_name());
-        let Some(Entry {
-            kind:
-                EntryKind::File {
-                    content: Content::Path(path),
-                    ..
-                },
-            ..
-        }) = index.get(b"etc/passwd")
-        else {
-            panic!("etc/passwd is indexed as a file");
-        };
+        let path = content_path(&index, b"etc/passwd");
         assert!(
             path.starts_with(snapshot.join("content")),
             "{}",
@@ -611,37 +619,14 @@ mod tests {
         // the rest is more than the pipes between the threads hold, so a
         // feed that kept writing to the extraction's pipe would block.
         let big: Vec<u8> = (0..3 * PIPE_SIZE as u32).map(|i| (i % 251) as u8).collect();
-        let mut archive = ::tar::Builder::new(Vec::new());
-        let header = |kind: ::tar::EntryType, size: usize| {
-            let mut header = ::tar::Header::new_ustar();
-            header.set_entry_type(kind);
-            header.set_mode(0o644);
-            header.set_uid(0);
-            header.set_gid(0);
-            header.set_mtime(0);
-            header.set_size(size as u64);
-            header
-        };
-        let mut link = header(::tar::EntryType::Link, 0);
-        link.set_link_name("missing").unwrap();
-        archive.append_data(&mut link, "nowhere", &[][..]).unwrap();
-        let mut file = header(::tar::EntryType::Regular, big.len());
-        archive.append_data(&mut file, "big", &big[..]).unwrap();
-        let bytes = archive.into_inner().unwrap();
+        let bytes = crate::test_support::raw_tar(&[
+            ("nowhere", ::tar::EntryType::Link, "missing", b""),
+            ("big", ::tar::EntryType::Regular, "", &big),
+        ]);
         let (blob, _) = store.put_blob_bytes(&bytes, None).unwrap();
         let diff_id = Digest::of(&bytes);
         let index = load_layer(&store, &blob, media_type::OCI_LAYER_TAR, &diff_id, true).unwrap();
-        let Some(Entry {
-            kind:
-                EntryKind::File {
-                    content: Content::Path(path),
-                    ..
-                },
-            ..
-        }) = index.get(b"big")
-        else {
-            panic!("big is indexed as a file");
-        };
+        let path = content_path(&index, b"big");
         assert_eq!(std::fs::read(path).unwrap(), big);
         assert!(crate::run::snapshot::existing(&store, &diff_id).is_none());
     }

@@ -900,31 +900,7 @@ mod tests {
 
     use super::*;
     use crate::layer::{Entry, LayerOptions, TarOptions, sort_entries, write_layer, write_tar};
-
-    /// A tar written field by field with the `tar` crate's raw header, so
-    /// names our own writer refuses (`..`, absolute) can be tested.
-    fn raw_tar(entries: &[(&str, EntryType, &str, &[u8])]) -> Vec<u8> {
-        let mut builder = ::tar::Builder::new(Vec::new());
-        for (name, kind, link, data) in entries {
-            let mut header = ::tar::Header::new_ustar();
-            let ustar = header.as_ustar_mut().unwrap();
-            ustar.name[..name.len()].copy_from_slice(name.as_bytes());
-            ustar.linkname[..link.len()].copy_from_slice(link.as_bytes());
-            header.set_entry_type(*kind);
-            header.set_size(data.len() as u64);
-            header.set_uid(0);
-            header.set_gid(0);
-            header.set_mtime(0);
-            header.set_mode(if *kind == EntryType::Directory {
-                0o755
-            } else {
-                0o644
-            });
-            header.set_cksum();
-            builder.append(&header, *data).unwrap();
-        }
-        builder.into_inner().unwrap()
-    }
+    use crate::test_support::raw_tar;
 
     fn run(tar: &[u8], dest: &Path) -> Result<ExtractSummary, ExtractError> {
         extract(tar, dest, &ExtractOptions::default())

@@ -417,26 +417,13 @@ mod tests {
         // `a/f`, then `a` replaced by a symlink out of the root, then a
         // file listed twice: the mirror keeps plain directories and the
         // last bytes of each path.
-        let mut archive = ::tar::Builder::new(Vec::new());
-        let mut add = |path: &str, kind: ::tar::EntryType, data: &[u8], link: Option<&str>| {
-            let mut header = ::tar::Header::new_ustar();
-            header.set_entry_type(kind);
-            header.set_mode(0o640);
-            header.set_uid(0);
-            header.set_gid(0);
-            header.set_mtime(0);
-            header.set_size(data.len() as u64);
-            if let Some(link) = link {
-                header.set_link_name(link).unwrap();
-            }
-            archive.append_data(&mut header, path, data).unwrap();
-        };
-        add("a/", ::tar::EntryType::Directory, b"", None);
-        add("a/f", ::tar::EntryType::Regular, b"first", None);
-        add("a", ::tar::EntryType::Symlink, b"", Some("/etc"));
-        add("twice", ::tar::EntryType::Regular, b"old", None);
-        add("twice", ::tar::EntryType::Regular, b"newer", None);
-        let bytes = archive.into_inner().unwrap();
+        let bytes = crate::test_support::raw_tar(&[
+            ("a/", ::tar::EntryType::Directory, "", b""),
+            ("a/f", ::tar::EntryType::Regular, "", b"first"),
+            ("a", ::tar::EntryType::Symlink, "/etc", b""),
+            ("twice", ::tar::EntryType::Regular, "", b"old"),
+            ("twice", ::tar::EntryType::Regular, "", b"newer"),
+        ]);
         let diff_id = Digest::of(&bytes);
         let mirror = dir.path().join("mirror");
         std::fs::create_dir(&mirror).unwrap();
