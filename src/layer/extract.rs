@@ -36,7 +36,7 @@ use std::ffi::{CString, OsStr};
 use std::fs::{self, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use ::tar::EntryType;
@@ -295,7 +295,9 @@ impl Extractor<'_> {
                         OpenOptions::new()
                             .write(true)
                             .create_new(true)
-                            .mode(0o600)
+                            // Usually the final mode already (see
+                            // finish_file); special bits wait for chown.
+                            .mode(meta.mode & 0o777)
                             .custom_flags(libc::O_NOFOLLOW)
                             .open(&path)
                     };
@@ -604,12 +606,23 @@ impl Extractor<'_> {
             path: path.to_path_buf(),
             source,
         };
+        // The file was just created: what it already has (the most
+        // common owner and mode) needs no change, which spares the inode
+        // two updates per file.
+        let created = file.metadata().map_err(io)?;
+        let mut mode = Some(created.mode() & 0o7777);
         if self.options.chown {
             let (uid, gid) = meta.owner().map_err(io)?;
-            std::os::unix::fs::fchown(file, Some(uid), Some(gid)).map_err(io)?;
+            if (created.uid(), created.gid()) != (uid, gid) {
+                std::os::unix::fs::fchown(file, Some(uid), Some(gid)).map_err(io)?;
+                // chown(2) may clear mode bits.
+                mode = None;
+            }
         }
-        file.set_permissions(fs::Permissions::from_mode(meta.mode))
-            .map_err(io)?;
+        if mode != Some(meta.mode) {
+            file.set_permissions(fs::Permissions::from_mode(meta.mode))
+                .map_err(io)?;
+        }
         self.set_xattrs(path, meta)?;
         let times = times(meta.mtime);
         // SAFETY: an open descriptor, and the two entries futimens reads.
@@ -997,6 +1010,11 @@ mod tests {
             Entry::dir("tmp").with_mode(0o1777),
             Entry::dir("ro").with_mode(0o555),
             Entry::file("ro/inside", b"i".to_vec()),
+            // Modes the process's umask would narrow, no owner write, and
+            // a special bit on a file needing no chown.
+            Entry::file("app/shared", b"s".to_vec()).with_mode(0o666),
+            Entry::file("app/sealed", b"r".to_vec()).with_mode(0o400),
+            Entry::file("app/group", b"g".to_vec()).with_mode(0o2711),
             Entry::fifo("app/pipe"),
             Entry::char_device("app/null", 1, 3),
         ];
@@ -1048,6 +1066,10 @@ mod tests {
         assert_eq!(mode(&root.join("tmp")), 0o1777);
         assert_eq!(mode(&root.join("ro")), 0o555);
         assert_eq!(fs::read(root.join("ro/inside")).unwrap(), b"i");
+        assert_eq!(mode(&root.join("app/shared")), 0o666);
+        assert_eq!(mode(&root.join("app/sealed")), 0o400);
+        assert_eq!(fs::read(root.join("app/sealed")).unwrap(), b"r");
+        assert_eq!(mode(&root.join("app/group")), 0o2711);
 
         let mut value = [0u8; 16];
         let path = c_path(&root.join("app/note")).unwrap();
