@@ -8,14 +8,14 @@
 //! privilege. Paths are sanitised: nothing is ever written outside the
 //! snapshot directory, and no symlink is created there.
 
+use super::chunks;
 use super::view::LayerIndex;
 use crate::image::{ImageConfig, Manifest, ManifestOrIndex, media_type};
 use crate::layer::Digest;
 use crate::layer::tar::{Content, Entry, EntryKind};
 use crate::plan::Platform;
 use crate::store::Store;
-use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -305,65 +305,45 @@ pub fn load_layer(
 
 /// Extracts a layer as RUN's snapshot, its regular files hard-linked into
 /// `content`, and reads its index from the same decompressed stream: one
-/// thread decompresses and hands each chunk to the extraction and to the
-/// index reader, each on its own thread, through pipes. `None` when the
-/// extraction fails (the snapshot is then made, or its failure reported,
-/// when a RUN needs it): the caller extracts the contents itself.
+/// thread decompresses and shares each chunk with the extraction and the
+/// index reader, each on its own thread. `None` when the extraction fails
+/// (the snapshot is then made, or its failure reported, when a RUN needs
+/// it): the caller extracts the contents itself. Both read `tar` to its
+/// end, so a stream that fails there fails both.
 fn extract_and_index(
     store: &Store,
-    tar: Box<dyn Read + Send>,
+    tar: Box<dyn Read + Send + '_>,
     diff_id: &Digest,
     content: &Path,
 ) -> Option<io::Result<Vec<Entry>>> {
+    let (mut feed, mut readers) = chunks::channel(2);
+    let (mut to_index, mut to_extract) = (readers.pop()?, readers.pop()?);
     std::thread::scope(|scope| {
-        let (mut to_extract, mut extract_in) = pipe()?;
-        let (mut to_index, mut index_in) = pipe()?;
         scope.spawn(move || -> io::Result<()> {
             let mut tar = tar;
-            let mut buf = vec![0; PIPE_SIZE];
             loop {
-                let n = tar.read(&mut buf)?;
-                if n == 0 {
-                    return Ok(());
+                let mut chunk = feed.buffer();
+                (&mut tar)
+                    .take(chunks::CHUNK_SIZE as u64)
+                    .read_to_end(&mut chunk)?;
+                if chunk.is_empty() {
+                    return feed.finish();
                 }
                 // Either reader gone (it failed) ends the feed: the other
                 // sees the stream cut, and fails too.
-                extract_in.write_all(&buf[..n])?;
-                index_in.write_all(&buf[..n])?;
+                feed.send(chunk)?;
             }
         });
-        let index = scope.spawn(move || {
-            let entries = read_entries(&mut to_index, Contents::Known(content), Escapes::Skip);
-            // What follows the end-of-archive blocks, read so the feed ends.
-            entries.and_then(|e| io::copy(&mut to_index, &mut io::sink()).map(|_| e))
-        });
+        let index = scope
+            .spawn(move || read_entries(&mut to_index, Contents::Known(content), Escapes::Skip));
         let extracted =
-            crate::run::snapshot::extract_mirrored(store, &mut to_extract, diff_id, content)
-                && io::copy(&mut to_extract, &mut io::sink()).is_ok();
+            crate::run::snapshot::extract_mirrored(store, &mut to_extract, diff_id, content);
         drop(to_extract);
         let entries = index
             .join()
             .unwrap_or_else(|_| Err(io::Error::other("panicked")));
         extracted.then_some(entries)
     })
-}
-
-/// Bytes handed over at a time between the threads of
-/// [`extract_and_index`] (each pipe holds as much).
-const PIPE_SIZE: usize = 1 << 20;
-
-/// A pipe whose buffer holds [`PIPE_SIZE`] where the system allows it.
-fn pipe() -> Option<(io::PipeReader, io::PipeWriter)> {
-    let (reader, writer) = io::pipe().ok()?;
-    // SAFETY: F_SETPIPE_SZ on an open pipe; failing leaves the default size.
-    unsafe {
-        libc::fcntl(
-            writer.as_raw_fd(),
-            libc::F_SETPIPE_SZ,
-            PIPE_SIZE as libc::c_int,
-        )
-    };
-    Some((reader, writer))
 }
 
 /// Whether every file the index keeps (the last entry of each path) is a
@@ -417,13 +397,15 @@ pub(super) enum Escapes {
 
 /// Reads a tar stream: entries from the headers, in the tar's order (a
 /// path listed twice appears twice), paths sanitised; file contents
-/// streamed to disk as `contents` says, never held in memory.
+/// streamed to disk as `contents` says, never held in memory. The stream
+/// is read to its end, past the end-of-archive blocks: only there may it
+/// say that it was whole (a layer still downloading).
 pub(super) fn read_entries(
-    reader: impl Read,
+    mut reader: impl Read,
     contents: Contents<'_>,
     escapes: Escapes,
 ) -> io::Result<Vec<Entry>> {
-    let mut archive = tar::Archive::new(reader);
+    let mut archive = tar::Archive::new(&mut reader);
     let mut entries = Vec::new();
     let escape = |raw: &[u8]| {
         io::Error::new(
@@ -514,6 +496,7 @@ pub(super) fn read_entries(
             xattrs,
         });
     }
+    io::copy(archive.into_inner(), &mut io::sink())?;
     Ok(entries)
 }
 
@@ -616,9 +599,11 @@ mod tests {
     fn a_layer_the_snapshot_refuses_is_still_indexed_without_blocking() {
         let (_dir, store) = crate::test_support::root_store("chown");
         // The extraction refuses the first entry (a hard link to nothing);
-        // the rest is more than the pipes between the threads hold, so a
-        // feed that kept writing to the extraction's pipe would block.
-        let big: Vec<u8> = (0..3 * PIPE_SIZE as u32).map(|i| (i % 251) as u8).collect();
+        // the rest is more than the channels between the threads hold, so
+        // a feed that kept writing to the extraction would block.
+        let big: Vec<u8> = (0..8 * chunks::CHUNK_SIZE as u32)
+            .map(|i| (i % 251) as u8)
+            .collect();
         let bytes = crate::test_support::raw_tar(&[
             ("nowhere", ::tar::EntryType::Link, "missing", b""),
             ("big", ::tar::EntryType::Regular, "", &big),

@@ -7,6 +7,7 @@
 pub mod add;
 pub mod base;
 pub mod chmod;
+pub(crate) mod chunks;
 pub mod copy;
 pub mod engine;
 pub mod hasher;

@@ -172,6 +172,10 @@ pub fn extract_with(
         extractor.summary.entries += 1;
         extractor.apply(&mut entry)?;
     }
+    // The stream is read to its end, past the end-of-archive blocks: only
+    // there may it say that it was whole (gzip's checksum; a layer still
+    // downloading, checked against its digest as it ends).
+    io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(read)?;
     extractor.finish_dirs()?;
     Ok(extractor.summary)
 }

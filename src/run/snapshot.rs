@@ -134,15 +134,14 @@ pub fn adopt(store: &Store, entries: &[Entry], tar: TarOptions) -> Option<(Diges
                 (digest, size)
             })
         });
-        // Extraction stops at the end-of-archive blocks: what follows is
-        // read to the end so that the writer finishes. After a failure the
-        // reader is dropped instead, and a writer still writing fails.
+        // Extraction reads to the end, so the writer finishes. After a
+        // failure the reader is dropped instead, and a writer still
+        // writing fails.
         let links = Links {
             sources: Some(&sources),
             mirror: None,
         };
-        let extracted = extract_with(&mut reader, &temp, &options, links).is_ok()
-            && std::io::copy(&mut reader, &mut std::io::sink()).is_ok();
+        let extracted = extract_with(&mut reader, &temp, &options, links).is_ok();
         drop(reader);
         let tar = written.join().ok().and_then(Result::ok);
         tar.filter(|_| extracted)
