@@ -196,11 +196,91 @@ pub fn load_layer(
     diff_id: &Digest,
     with_snapshot: bool,
 ) -> Result<Arc<LayerIndex>, BaseError> {
+    let mut open = || -> Result<Box<dyn Read + Send>, BaseError> {
+        let file = store.open_blob(blob).map_err(|source| BaseError::Store {
+            what: "layer",
+            digest: *blob,
+            source,
+        })?;
+        decompressed(file, blob, media)
+    };
+    load(store, blob, diff_id, with_snapshot, &mut open)
+}
+
+/// Whether [`load_layer_streamed`] would read the layer `diff_id`: its
+/// contents are not in the store yet, and its media type is one the build
+/// reads.
+pub fn streams(store: &Store, media: &str, diff_id: &Digest) -> bool {
+    let known = matches!(
+        media_type::layer_compression(media),
+        Some(media_type::Compression::Gzip | media_type::Compression::None)
+    );
+    known && !snapshot_dir(store, diff_id).join("content").is_dir()
+}
+
+/// [`load_layer`] from `input`, the blob's bytes as they are downloaded,
+/// read once: nothing is placed in the store unless `input` ends well (a
+/// [`super::chunks::ChunkReader`] ends only when the download was found
+/// to be the blob). `None` where the layer needs a second reading (an
+/// unusual archive): [`load_layer`] makes it from the stored blob later.
+pub fn load_layer_streamed(
+    store: &Store,
+    input: impl Read + Send,
+    blob: &Digest,
+    media: &str,
+    diff_id: &Digest,
+    with_snapshot: bool,
+) -> Option<Arc<LayerIndex>> {
+    let mut input = Some(input);
+    let mut open = || -> Result<Box<dyn Read + Send + '_>, BaseError> {
+        match input.take() {
+            Some(input) => decompressed(input, blob, media),
+            None => Err(BaseError::Layer {
+                digest: *blob,
+                source: io::Error::other("a download is read once"),
+            }),
+        }
+    };
+    load(store, blob, diff_id, with_snapshot, &mut open).ok()
+}
+
+/// `input`, a layer blob, decompressed as its media type says.
+fn decompressed<'a>(
+    input: impl Read + Send + 'a,
+    blob: &Digest,
+    media: &str,
+) -> Result<Box<dyn Read + Send + 'a>, BaseError> {
+    match media_type::layer_compression(media) {
+        Some(media_type::Compression::Gzip) => Ok(Box::new(flate2::read::MultiGzDecoder::new(
+            io::BufReader::new(input),
+        ))),
+        Some(media_type::Compression::None) => Ok(Box::new(io::BufReader::new(input))),
+        _ => Err(BaseError::Invalid {
+            what: "layer",
+            digest: *blob,
+            reason: format!("media type {media} is not supported (gzip or uncompressed tar only)"),
+        }),
+    }
+}
+
+fn snapshot_dir(store: &Store, diff_id: &Digest) -> PathBuf {
+    store.root().join("snapshots").join(diff_id.hex())
+}
+
+/// [`load_layer`], reading the layer's tar from what `tar` opens (once,
+/// or again for the unusual archives an extraction cannot serve).
+fn load<'a>(
+    store: &Store,
+    blob: &Digest,
+    diff_id: &Digest,
+    with_snapshot: bool,
+    tar: &mut dyn FnMut() -> Result<Box<dyn Read + Send + 'a>, BaseError>,
+) -> Result<Arc<LayerIndex>, BaseError> {
     let layer_err = |source| BaseError::Layer {
         digest: *blob,
         source,
     };
-    let snapshot = store.root().join("snapshots").join(diff_id.hex());
+    let snapshot = snapshot_dir(store, diff_id);
     let content = snapshot.join("content");
     // Finished contents are a directory renamed into place whole: readers
     // never see one half written, and two builds extracting the same layer
@@ -221,41 +301,22 @@ pub fn load_layer(
     if !finished {
         std::fs::create_dir_all(&temp_content).map_err(layer_err)?;
     }
-    // The layer's tar, decompressed as it is read.
-    let tar = || -> Result<Box<dyn Read + Send>, BaseError> {
-        let file = store.open_blob(blob).map_err(|source| BaseError::Store {
-            what: "layer",
-            digest: *blob,
-            source,
-        })?;
-        match media_type::layer_compression(media) {
-            Some(media_type::Compression::Gzip) => Ok(Box::new(flate2::read::MultiGzDecoder::new(
-                io::BufReader::new(file),
-            ))),
-            Some(media_type::Compression::None) => Ok(Box::new(io::BufReader::new(file))),
-            _ => Err(BaseError::Invalid {
-                what: "layer",
-                digest: *blob,
-                reason: format!(
-                    "media type {media} is not supported (gzip or uncompressed tar only)"
-                ),
-            }),
-        }
-    };
-    let read = |contents: Contents<'_>| -> Result<Vec<Entry>, BaseError> {
+    let read = |tar: &mut dyn FnMut() -> Result<Box<dyn Read + Send + 'a>, BaseError>,
+                contents: Contents<'_>|
+     -> Result<Vec<Entry>, BaseError> {
         read_entries(tar()?, contents, Escapes::Skip).map_err(layer_err)
     };
     // A build that runs steps needs the layer as RUN's overlay lower too:
     // one extraction makes both, the contents hard-linked from it, and
     // one decompression feeds it and the index.
     let mirrored = match (finished, with_snapshot) {
-        (false, true) if crate::run::snapshot::existing(store, diff_id).is_none() => {
+        (false, true) if crate::run::snapshot::mirrorable(store, diff_id) => {
             extract_and_index(store, tar()?, diff_id, &temp_content)
         }
         _ => None,
     };
     let entries = match (finished, mirrored) {
-        (true, _) => read(Contents::Known(&content)),
+        (true, _) => read(tar, Contents::Known(&content)),
         (false, Some(entries)) => entries.map_err(layer_err).and_then(|entries| {
             if contents_present(&entries) {
                 Ok(entries)
@@ -264,10 +325,10 @@ pub fn load_layer(
                 // says (an unusual archive): extract the contents here.
                 let _ = std::fs::remove_dir_all(&temp_content);
                 std::fs::create_dir_all(&temp_content).map_err(layer_err)?;
-                read(Contents::AtPath(&temp_content))
+                read(tar, Contents::AtPath(&temp_content))
             }
         }),
-        (false, None) => read(Contents::AtPath(&temp_content)),
+        (false, None) => read(tar, Contents::AtPath(&temp_content)),
     };
     let mut entries = match entries {
         Ok(entries) => entries,
@@ -593,6 +654,69 @@ mod tests {
             std::fs::metadata(rootfs.join("etc/passwd")).unwrap().ino(),
             "the index's contents are the snapshot's files, linked"
         );
+    }
+
+    #[test]
+    fn a_streamed_layer_is_placed_only_when_its_stream_ends_whole() {
+        use std::io::Write;
+        let (_dir, store) = crate::test_support::root_store("chown, mknod");
+        // An uncompressed layer of exactly two chunks: its end-of-archive
+        // blocks arrive whole before the stream says how it ended, so an
+        // extraction that stopped at them would take a cut stream as good.
+        let tar = |size: usize| {
+            let entries = [
+                Entry::dir(b"etc".to_vec()),
+                Entry::file(b"etc/hostname".to_vec(), vec![b'h'; size]),
+            ];
+            crate::layer::tar::write_tar(&entries, Default::default(), Vec::new()).unwrap()
+        };
+        let size = 2 * chunks::CHUNK_SIZE - tar(0).len();
+        let bytes = tar(size);
+        assert_eq!(bytes.len(), 2 * chunks::CHUNK_SIZE);
+        // Uncompressed: the blob is the tar.
+        let (blob, diff_id) = (Digest::of(&bytes), Digest::of(&bytes));
+        let media = media_type::OCI_LAYER_TAR;
+        let snapshot = store.root().join("snapshots").join(diff_id.hex());
+        let stream = |whole: bool, with_snapshot: bool| {
+            let (mut writer, mut readers) = chunks::channel(1);
+            let reader = readers.pop().unwrap();
+            std::thread::scope(|scope| {
+                let read = scope.spawn(|| {
+                    load_layer_streamed(&store, reader, &blob, media, &diff_id, with_snapshot)
+                });
+                writer.write_all(&bytes).unwrap();
+                if whole {
+                    writer.finish().unwrap();
+                } else {
+                    // Every byte, but no word that they were the blob.
+                    writer.flush().unwrap();
+                    drop(writer);
+                }
+                read.join().unwrap()
+            })
+        };
+        // Contents alone (a build without RUN), and with the snapshot.
+        assert!(stream(false, false).is_none());
+        assert!(!snapshot.join("content").exists());
+        assert!(stream(false, true).is_none());
+        assert!(!snapshot.join("content").exists());
+        assert!(crate::run::snapshot::existing(&store, &diff_id).is_none());
+        let leftovers: Vec<_> = std::fs::read_dir(&snapshot)
+            .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+            .unwrap_or_default();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+
+        let index = stream(true, true).unwrap();
+        let hostname = std::fs::read(content_path(&index, b"etc/hostname")).unwrap();
+        assert_eq!(hostname, vec![b'h'; size]);
+        let rootfs = crate::run::snapshot::existing(&store, &diff_id).unwrap();
+        assert_eq!(
+            std::fs::metadata(rootfs.join("etc/hostname"))
+                .unwrap()
+                .len(),
+            size as u64
+        );
+        assert!(!streams(&store, media, &diff_id), "nothing left to stream");
     }
 
     #[test]

@@ -585,28 +585,73 @@ impl<'a> Builder<'a> {
         let descriptor = match stored {
             Some(d) if !self.request.always_pull || self.pulled.contains(&name) => d,
             _ => {
-                let pulled =
-                    crate::registry::pull(self.store, &normalised, platform, &self.request.pull)
-                        .map_err(|e| {
-                            // `COPY --from=NAME` and `RUN --mount=from=NAME`
-                            // take a name that is no stage as an image.
-                            let hint = (!from.keyword.eq_ignore_ascii_case("FROM")
-                                && !reference.contains(['/', ':', '@']))
-                            .then(|| {
-                                format!(
-                                    "no stage is named `{reference}`, so it was taken as the image \
+                let pulled = self.pull_and_read(&normalised, platform).map_err(|e| {
+                    // `COPY --from=NAME` and `RUN --mount=from=NAME`
+                    // take a name that is no stage as an image.
+                    let hint = (!from.keyword.eq_ignore_ascii_case("FROM")
+                        && !reference.contains(['/', ':', '@']))
+                    .then(|| {
+                        format!(
+                            "no stage is named `{reference}`, so it was taken as the image \
                              {}/{}; name a stage with `FROM ... AS {reference}` before this \
                              line, or give a full image reference",
-                                    normalised.domain, normalised.path
-                                )
-                            });
-                            self.step_error(from, format!("cannot pull {reference}: {e}"), hint)
-                        })?;
+                            normalised.domain, normalised.path
+                        )
+                    });
+                    self.step_error(from, format!("cannot pull {reference}: {e}"), hint)
+                })?;
                 self.pulled.insert(name);
                 pulled.tagged
             }
         };
         self.state_from_manifest(from, &descriptor.digest, platform)
+    }
+
+    /// Pulls an image, each layer read as it downloads (extracted, its
+    /// index made) on a thread of its own, so that the first step that
+    /// needs the layers finds them ready.
+    fn pull_and_read(
+        &mut self,
+        reference: &crate::registry::Reference,
+        platform: &crate::plan::Platform,
+    ) -> Result<crate::registry::Pulled, crate::registry::RegistryError> {
+        let store = self.store;
+        let with_snapshot = self.runs_steps;
+        let (pulled, read) = std::thread::scope(|scope| {
+            let reads = std::sync::Mutex::new(Vec::new());
+            let taps = |layer: &crate::image::Descriptor, diff_id: &Digest| {
+                if !super::base::streams(store, &layer.media_type, diff_id) {
+                    return None;
+                }
+                let (tap, mut readers) = super::chunks::channel(1);
+                let reader = readers.pop()?;
+                let (blob, media, diff_id) = (layer.digest, layer.media_type.clone(), *diff_id);
+                let read = scope.spawn(move || {
+                    super::base::load_layer_streamed(
+                        store,
+                        reader,
+                        &blob,
+                        &media,
+                        &diff_id,
+                        with_snapshot,
+                    )
+                });
+                reads.lock().expect("poisoned").push((diff_id, read));
+                Some(Box::new(tap) as Box<dyn crate::registry::LayerTap>)
+            };
+            let pulled =
+                crate::registry::pull_tapped(store, reference, platform, &self.request.pull, &taps);
+            let read: Vec<_> = reads
+                .into_inner()
+                .expect("poisoned")
+                .into_iter()
+                .filter_map(|(diff_id, read)| Some((diff_id, read.join().ok()??)))
+                .collect();
+            (pulled, read)
+        });
+        // A layer not read here is read from the store when needed.
+        self.indexes.extend(read);
+        pulled
     }
 
     /// A stage on the image (manifest or index) `digest` of the store.

@@ -37,6 +37,19 @@ use crate::store::{self, Store, StoreError};
 /// enough to be polite to it.
 const PARALLEL_BLOBS: usize = 3;
 
+/// Reads a layer while it downloads (the build extracts base layers so,
+/// rather than after the pull): it gets the blob's bytes in order, then
+/// [`LayerTap::finish`] says whether they were the blob, checked against
+/// its digest. A tap whose write fails, or whose download has to start
+/// over, is finished unverified, and the pull goes on without it.
+pub trait LayerTap: std::io::Write + Send {
+    fn finish(self: Box<Self>, verified: bool);
+}
+
+/// Taps for a pull's layers: given a layer to download and its diffID
+/// (from the image config), a tap, or `None` to only store it.
+pub type Taps<'t> = dyn Fn(&Descriptor, &Digest) -> Option<Box<dyn LayerTap + 't>> + Sync + 't;
+
 /// Docker schema 1 media types, refused with a clear error.
 const SCHEMA1: &[&str] = &[
     "application/vnd.docker.distribution.manifest.v1+json",
@@ -107,6 +120,26 @@ pub fn pull(
     pull_with(&client, store, reference, platform, &options.mirrors)
 }
 
+/// [`pull`], each layer downloaded also handed to the tap `taps` gives it:
+/// the config is fetched first, for the layers' diffIDs.
+pub fn pull_tapped(
+    store: &Store,
+    reference: &Reference,
+    platform: &Platform,
+    options: &PullOptions,
+    taps: &Taps<'_>,
+) -> Result<Pulled> {
+    let client = Client::new(options.client_options());
+    pull_inner(
+        &client,
+        store,
+        reference,
+        platform,
+        &options.mirrors,
+        Some(taps),
+    )
+}
+
 /// [`pull`] with a client the caller keeps (its tokens are reused across
 /// pulls).
 pub fn pull_with(
@@ -115,6 +148,17 @@ pub fn pull_with(
     reference: &Reference,
     platform: &Platform,
     mirrors: &[(String, String)],
+) -> Result<Pulled> {
+    pull_inner(client, store, reference, platform, mirrors, None)
+}
+
+fn pull_inner(
+    client: &Client,
+    store: &Store,
+    reference: &Reference,
+    platform: &Platform,
+    mirrors: &[(String, String)],
+    taps: Option<&Taps<'_>>,
 ) -> Result<Pulled> {
     let repository = reference.path.as_str();
     let endpoints: Vec<Endpoint> = mirrors
@@ -194,7 +238,26 @@ pub fn pull_with(
         .collect();
     let (missing, present): (Vec<&Descriptor>, Vec<&Descriptor>) =
         blobs.iter().partition(|d| !store.has_blob(&d.digest));
-    let bytes_fetched = fetch_blobs(client, store, &fallback, served, &missing)?;
+    let bytes_fetched = match taps {
+        None => fetch_blobs(client, store, &fallback, served, &missing, &|_| None)?,
+        Some(taps) => {
+            // The config first: it names each layer's diffID.
+            let (config, layers): (Vec<&Descriptor>, Vec<&Descriptor>) = missing
+                .iter()
+                .partition(|d| d.digest == manifest.config.digest);
+            let mut bytes = fetch_blobs(client, store, &fallback, served, &config, &|_| None)?;
+            let diff_ids = diff_ids(store, &manifest);
+            let tap = |layer: &Descriptor| {
+                let at = manifest
+                    .layers
+                    .iter()
+                    .position(|l| l.digest == layer.digest)?;
+                taps(layer, diff_ids.as_ref()?.get(at)?)
+            };
+            bytes += fetch_blobs(client, store, &fallback, served, &layers, &tap)?;
+            bytes
+        }
+    };
 
     let store_error = |source| RegistryError::Store {
         registry: endpoint.host.clone(),
@@ -312,15 +375,28 @@ fn media_type_of(
     .to_owned())
 }
 
-/// Fetches `blobs` into the store, a few at once; returns the bytes
-/// fetched. The first failure stops the others from starting new blobs;
-/// blobs already complete stay in the store.
-fn fetch_blobs(
+/// The diffIDs the stored config of `manifest` lists, one per layer;
+/// `None` where it cannot say (the build reports a bad config later).
+fn diff_ids(store: &Store, manifest: &Manifest) -> Option<Vec<Digest>> {
+    let bytes = store
+        .read_blob_bytes(&manifest.config.digest, 8 << 20)
+        .ok()?;
+    let config = crate::image::ImageConfig::from_json(&bytes).ok()?;
+    let diff_ids = config.rootfs.diff_ids;
+    (diff_ids.len() == manifest.layers.len()).then_some(diff_ids)
+}
+
+/// Fetches `blobs` into the store, a few at once, each also into the tap
+/// `tap` gives it; returns the bytes fetched. The first failure stops the
+/// others from starting new blobs; blobs already complete stay in the
+/// store.
+fn fetch_blobs<'t>(
     client: &Client,
     store: &Store,
     fallback: &Fallback<'_>,
     served: usize,
     blobs: &[&Descriptor],
+    tap: &(dyn Fn(&Descriptor) -> Option<Box<dyn LayerTap + 't>> + Sync),
 ) -> Result<u64> {
     let queue = Mutex::new(blobs.iter());
     let failed = Mutex::new(None::<RegistryError>);
@@ -335,10 +411,21 @@ fn fetch_blobs(
                     let Some(blob) = queue.lock().expect("poisoned").next() else {
                         return;
                     };
+                    let mut tapped = tap(blob).map(Tapped::new);
                     match fallback.first(served, |endpoint| {
-                        fetch_blob(client, store, endpoint, fallback.repository, blob)
+                        fetch_blob(
+                            client,
+                            store,
+                            endpoint,
+                            fallback.repository,
+                            blob,
+                            &mut tapped,
+                        )
                     }) {
                         Ok((_, size)) => {
+                            if let Some(tapped) = tapped {
+                                tapped.finish(true);
+                            }
                             total.fetch_add(size, std::sync::atomic::Ordering::Relaxed);
                         }
                         Err(e) => {
@@ -356,15 +443,79 @@ fn fetch_blobs(
     }
 }
 
-/// Streams one blob into the store, verified against its descriptor. A
-/// transfer broken midway is resumed from the last byte received (a `Range`
-/// request; from the start when the registry ignores it), a few times.
+/// A tap and how many bytes it got.
+struct Tapped<'t> {
+    tap: Option<Box<dyn LayerTap + 't>>,
+    fed: u64,
+}
+
+impl<'t> Tapped<'t> {
+    fn new(tap: Box<dyn LayerTap + 't>) -> Tapped<'t> {
+        Tapped {
+            tap: Some(tap),
+            fed: 0,
+        }
+    }
+
+    fn finish(mut self, verified: bool) {
+        if let Some(tap) = self.tap.take() {
+            tap.finish(verified);
+        }
+    }
+}
+
+impl Drop for Tapped<'_> {
+    /// A pull that failed, or a tap left behind.
+    fn drop(&mut self) {
+        if let Some(tap) = self.tap.take() {
+            tap.finish(false);
+        }
+    }
+}
+
+/// Writes into a blob and, in step with it, into a tap: the tap gets
+/// bytes only where they continue what it has, and is let go (finished
+/// unverified) when the download starts over or it cannot take more.
+struct Tee<'w, 's, 'x, 't> {
+    blob: &'w mut store::BlobWriter<'s>,
+    tapped: &'x mut Option<Tapped<'t>>,
+}
+
+impl std::io::Write for Tee<'_, '_, '_, '_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let at = self.blob.len();
+        let n = self.blob.write(bytes)?;
+        if let Some(tapped) = self.tapped.as_mut() {
+            let fed = tapped.fed == at
+                && tapped
+                    .tap
+                    .as_mut()
+                    .is_some_and(|tap| tap.write_all(&bytes[..n]).is_ok());
+            if fed {
+                tapped.fed += n as u64;
+            } else if let Some(tapped) = self.tapped.take() {
+                tapped.finish(false);
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.blob.flush()
+    }
+}
+
+/// Streams one blob into the store (and `tapped`), verified against its
+/// descriptor. A transfer broken midway is resumed from the last byte
+/// received (a `Range` request; from the start when the registry ignores
+/// it), a few times.
 fn fetch_blob(
     client: &Client,
     store: &Store,
     endpoint: &Endpoint,
     repository: &str,
     blob: &Descriptor,
+    tapped: &mut Option<Tapped<'_>>,
 ) -> Result<u64> {
     let store_error = |source| RegistryError::Store {
         registry: endpoint.host.clone(),
@@ -381,7 +532,11 @@ fn fetch_blob(
         // One byte over the descriptor's size is enough to fail the digest
         // check; reading on would let a broken server fill the disk.
         let limit = (blob.size + 1).saturating_sub(writer.len());
-        match copy(reader.take(limit), &mut writer) {
+        let mut tee = Tee {
+            blob: &mut writer,
+            tapped,
+        };
+        match copy(reader.take(limit), &mut tee) {
             Ok(()) => break,
             Err(Copy::Write(source)) => {
                 return Err(store_error(StoreError::Io {

@@ -34,6 +34,12 @@ pub fn existing(store: &Store, diff_id: &Digest) -> Option<PathBuf> {
     rootfs.is_dir().then_some(rootfs)
 }
 
+/// Whether [`extract_mirrored`] would make the snapshot of `diff_id`: not
+/// in copy mode, and not there yet.
+pub fn mirrorable(store: &Store, diff_id: &Digest) -> bool {
+    !super::copy_mode() && existing(store, diff_id).is_none()
+}
+
 /// The snapshot of layer `blob` (diffID `diff_id`), extracted if missing:
 /// with overlay whiteouts, or with OCI whiteout files for RUN's copy mode
 /// (the mode this process is in, or falls into when the file system

@@ -267,3 +267,111 @@ fn a_registry_that_ignores_ranges_sends_the_blob_again() {
     let temps = std::fs::read_dir(store.root().join("tmp")).unwrap().count();
     assert_eq!(temps, 0, "the partial copy was removed");
 }
+
+/// What a [`RecordingTap`] got: the bytes, then how it was finished.
+type Recorded = std::sync::Arc<std::sync::Mutex<(Vec<u8>, Option<bool>)>>;
+
+struct RecordingTap(Recorded);
+
+impl std::io::Write for RecordingTap {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().0.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LayerTap for RecordingTap {
+    fn finish(self: Box<Self>, verified: bool) {
+        self.0.lock().unwrap().1 = Some(verified);
+    }
+}
+
+/// [`try_pull`] with a tap on every layer: what each got, by diffID.
+fn try_pull_tapped(server: &Server) -> (Result<Pulled>, Vec<(Digest, Recorded)>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("store")).unwrap();
+    let client = Client::new(ClientOptions {
+        backoff: Duration::from_millis(1),
+        docker_config: Some(dir.path().join("no-config.json")),
+        ..ClientOptions::default()
+    });
+    let reference = Reference::parse(&format!("{}/lib/app:1", server.addr)).unwrap();
+    let taps = std::sync::Mutex::new(Vec::new());
+    let tap = |_: &Descriptor, diff_id: &Digest| {
+        let recorded = Recorded::default();
+        taps.lock().unwrap().push((*diff_id, recorded.clone()));
+        Some(Box::new(RecordingTap(recorded)) as Box<dyn LayerTap>)
+    };
+    let result = pull_inner(
+        &client,
+        &store,
+        &reference,
+        &Platform::parse("linux/amd64").unwrap(),
+        &[],
+        Some(&tap),
+    );
+    (result, taps.into_inner().unwrap())
+}
+
+/// The one tap of a pull: its diffID, bytes and how it was finished.
+fn the_tap(taps: Vec<(Digest, Recorded)>) -> (Digest, Vec<u8>, Option<bool>) {
+    assert_eq!(taps.len(), 1);
+    let (diff_id, recorded) = taps.into_iter().next().unwrap();
+    let (bytes, finished) = recorded.lock().unwrap().clone();
+    (diff_id, bytes, finished)
+}
+
+#[test]
+fn a_tap_gets_the_layer_as_it_downloads_and_its_verdict() {
+    let mut routes = blob_routes(LAYER);
+    routes.push(manifest_route(
+        "1",
+        media_type::OCI_MANIFEST,
+        manifest(LAYER.len()),
+    ));
+    let server = registry(routes);
+    let (result, taps) = try_pull_tapped(&server);
+    result.unwrap();
+    let (diff_id, bytes, finished) = the_tap(taps);
+    // The diffID the config names for the layer: the config came first.
+    assert_eq!(diff_id.hex(), "0".repeat(64));
+    assert_eq!((bytes.as_slice(), finished), (LAYER, Some(true)));
+}
+
+#[test]
+fn a_tap_on_a_layer_that_is_not_the_blob_is_finished_unverified() {
+    let mut tampered = LAYER.to_vec();
+    tampered[0] ^= 1;
+    let mut routes = blob_routes(&tampered);
+    routes.push(manifest_route(
+        "1",
+        media_type::OCI_MANIFEST,
+        manifest(LAYER.len()),
+    ));
+    let server = registry(routes);
+    let (result, taps) = try_pull_tapped(&server);
+    assert!(result.is_err());
+    let (_, bytes, finished) = the_tap(taps);
+    assert_eq!((bytes, finished), (tampered, Some(false)));
+}
+
+#[test]
+fn a_tap_follows_a_resumed_transfer_and_is_let_go_by_a_restarted_one() {
+    let server = flaky_layer_registry(20, true);
+    let (result, taps) = try_pull_tapped(&server);
+    result.unwrap();
+    let (_, bytes, finished) = the_tap(taps);
+    assert_eq!((bytes.as_slice(), finished), (LAYER, Some(true)));
+
+    // The registry ignores the range: the blob comes again from its first
+    // byte, which the tap, 20 bytes in, cannot take.
+    let server = flaky_layer_registry(20, false);
+    let (result, taps) = try_pull_tapped(&server);
+    result.unwrap();
+    let (_, bytes, finished) = the_tap(taps);
+    assert_eq!((bytes.as_slice(), finished), (&LAYER[..20], Some(false)));
+}
