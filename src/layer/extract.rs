@@ -283,17 +283,19 @@ impl Extractor<'_> {
             EntryType::Regular | EntryType::Continuous => {
                 let key = parts.join(&b'/');
                 let source = self.links.sources.and_then(|s| s.get(&key));
-                let linked = match source {
-                    Some(source) if is_file_of_size(source, entry.size()) => {
-                        self.create(&rel, || fs::hard_link(source, &path)).is_ok()
+                let linked = match source.map(|source| (source, fs::symlink_metadata(source))) {
+                    Some((source, Ok(found))) if found.is_file() && found.len() == entry.size() => {
+                        self.create(&rel, || fs::hard_link(source, &path))
+                            .is_ok()
+                            .then_some(found)
                     }
-                    _ => false,
+                    _ => None,
                 };
-                if linked {
+                if let Some(found) = linked {
                     io::copy(entry, &mut io::sink()).map_err(io)?;
                     // The linked file may carry attributes the entry has not.
                     self.drop_other_xattrs(&path, &meta)?;
-                    self.finish_node(&path, &meta, true)?;
+                    self.finish_linked(&path, &meta, &found)?;
                 } else {
                     let open = || {
                         OpenOptions::new()
@@ -601,6 +603,29 @@ impl Extractor<'_> {
         set_mtime(path, meta.mtime).map_err(io)
     }
 
+    /// [`Self::finish_node`] for a file just linked from a source that
+    /// had the metadata `found`: an owner or mode it has already (the
+    /// usual case, a RUN step's own file) is not set again, which spares
+    /// the inode two updates.
+    fn finish_linked(
+        &self,
+        path: &Path,
+        meta: &Meta,
+        found: &fs::Metadata,
+    ) -> Result<(), ExtractError> {
+        let (uid, gid) = (u64::from(found.uid()), u64::from(found.gid()));
+        let owned = !self.options.chown || (uid, gid) == (meta.uid, meta.gid);
+        if owned && found.mode() & 0o7777 == meta.mode {
+            self.set_xattrs(path, meta)?;
+            return set_mtime(path, meta.mtime).map_err(|source| ExtractError::Io {
+                entry: meta.name.clone(),
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+        self.finish_node(path, meta, true)
+    }
+
     /// [`Self::finish_node`] for a regular file just written through
     /// `file`: the same changes, in the same order, made on the descriptor.
     fn finish_file(&self, file: &fs::File, path: &Path, meta: &Meta) -> Result<(), ExtractError> {
@@ -820,10 +845,6 @@ fn unsafe_entry(name: &str, reason: &str) -> ExtractError {
 
 /// Whether `source` is a regular file of `size` bytes (never following a
 /// symlink): one a linked entry can take its bytes from.
-fn is_file_of_size(source: &Path, size: u64) -> bool {
-    matches!(fs::symlink_metadata(source), Ok(m) if m.is_file() && m.len() == size)
-}
-
 /// Splits an entry name into components: a leading `/`, empty and `.`
 /// components are dropped (absolute names are read as relative to the
 /// root, as Docker does); `..` and NUL are refused.

@@ -133,12 +133,14 @@ pub fn adopt(store: &Store, entries: &[Entry], tar: TarOptions) -> Option<(Diges
         .collect();
     let options = extract_options(false);
     let made = std::thread::scope(|scope| {
-        let (mut reader, writer) = std::io::pipe().ok()?;
+        // In 1 MiB chunks: the extraction only skips the files' bytes.
+        let (writer, mut readers) = crate::build::chunks::channel(1);
+        let mut reader = readers.pop()?;
         let written = scope.spawn(move || {
-            write_tar(entries, tar, DigestWriter::new(writer)).map(|w| {
-                let (digest, size, _) = w.finish();
-                (digest, size)
-            })
+            let (digest, size, writer) = write_tar(entries, tar, DigestWriter::new(writer))
+                .map_err(std::io::Error::other)?
+                .finish();
+            writer.finish().map(|()| (digest, size))
         });
         // Extraction reads to the end, so the writer finishes. After a
         // failure the reader is dropped instead, and a writer still
