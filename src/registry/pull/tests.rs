@@ -60,6 +60,17 @@ fn blob_routes(layer: &[u8]) -> Vec<Route> {
     ]
 }
 
+/// The image `1`: CONFIG, and `layer` served as LAYER.
+fn image_registry(layer: &[u8]) -> Server {
+    let mut routes = blob_routes(layer);
+    routes.push(manifest_route(
+        "1",
+        media_type::OCI_MANIFEST,
+        manifest(LAYER.len()),
+    ));
+    registry(routes)
+}
+
 fn manifest_route(reference: &str, content_type: &'static str, body: Vec<u8>) -> Route {
     (
         format!("/v2/lib/app/manifests/{reference}"),
@@ -69,7 +80,8 @@ fn manifest_route(reference: &str, content_type: &'static str, body: Vec<u8>) ->
     )
 }
 
-fn try_pull(server: &Server, reference: &str) -> (tempfile::TempDir, Store, Result<Pulled>) {
+/// A store in a temporary directory, and a client that retries at once.
+fn store_and_client() -> (tempfile::TempDir, Store, Client) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("store")).unwrap();
     let client = Client::new(ClientOptions {
@@ -77,6 +89,11 @@ fn try_pull(server: &Server, reference: &str) -> (tempfile::TempDir, Store, Resu
         docker_config: Some(dir.path().join("no-config.json")),
         ..ClientOptions::default()
     });
+    (dir, store, client)
+}
+
+fn try_pull(server: &Server, reference: &str) -> (tempfile::TempDir, Store, Result<Pulled>) {
+    let (dir, store, client) = store_and_client();
     let reference = Reference::parse(&format!("{}/lib/app{reference}", server.addr)).unwrap();
     let result = pull_with(
         &client,
@@ -90,13 +107,7 @@ fn try_pull(server: &Server, reference: &str) -> (tempfile::TempDir, Store, Resu
 
 #[test]
 fn a_well_behaved_registry_gives_a_tagged_image() {
-    let mut routes = blob_routes(LAYER);
-    routes.push(manifest_route(
-        "1",
-        media_type::OCI_MANIFEST,
-        manifest(LAYER.len()),
-    ));
-    let server = registry(routes);
+    let server = image_registry(LAYER);
     let (_dir, store, pulled) = try_pull(&server, ":1");
     let pulled = pulled.unwrap();
     assert_eq!(pulled.manifest_digest, Digest::of(&manifest(LAYER.len())));
@@ -116,13 +127,7 @@ fn a_well_behaved_registry_gives_a_tagged_image() {
 fn a_layer_whose_content_does_not_match_its_digest_is_not_stored() {
     let mut tampered = LAYER.to_vec();
     tampered[0] ^= 1;
-    let mut routes = blob_routes(&tampered);
-    routes.push(manifest_route(
-        "1",
-        media_type::OCI_MANIFEST,
-        manifest(LAYER.len()),
-    ));
-    let server = registry(routes);
+    let server = image_registry(&tampered);
     let (_dir, store, result) = try_pull(&server, ":1");
     let err = result.unwrap_err();
     assert!(
@@ -292,13 +297,7 @@ impl LayerTap for RecordingTap {
 
 /// [`try_pull`] with a tap on every layer: what each got, by diffID.
 fn try_pull_tapped(server: &Server) -> (Result<Pulled>, Vec<(Digest, Recorded)>) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("store")).unwrap();
-    let client = Client::new(ClientOptions {
-        backoff: Duration::from_millis(1),
-        docker_config: Some(dir.path().join("no-config.json")),
-        ..ClientOptions::default()
-    });
+    let (_dir, store, client) = store_and_client();
     let reference = Reference::parse(&format!("{}/lib/app:1", server.addr)).unwrap();
     let taps = std::sync::Mutex::new(Vec::new());
     let tap = |_: &Descriptor, diff_id: &Digest| {
@@ -327,13 +326,7 @@ fn the_tap(taps: Vec<(Digest, Recorded)>) -> (Digest, Vec<u8>, Option<bool>) {
 
 #[test]
 fn a_tap_gets_the_layer_as_it_downloads_and_its_verdict() {
-    let mut routes = blob_routes(LAYER);
-    routes.push(manifest_route(
-        "1",
-        media_type::OCI_MANIFEST,
-        manifest(LAYER.len()),
-    ));
-    let server = registry(routes);
+    let server = image_registry(LAYER);
     let (result, taps) = try_pull_tapped(&server);
     result.unwrap();
     let (diff_id, bytes, finished) = the_tap(taps);
@@ -346,13 +339,7 @@ fn a_tap_gets_the_layer_as_it_downloads_and_its_verdict() {
 fn a_tap_on_a_layer_that_is_not_the_blob_is_finished_unverified() {
     let mut tampered = LAYER.to_vec();
     tampered[0] ^= 1;
-    let mut routes = blob_routes(&tampered);
-    routes.push(manifest_route(
-        "1",
-        media_type::OCI_MANIFEST,
-        manifest(LAYER.len()),
-    ));
-    let server = registry(routes);
+    let server = image_registry(&tampered);
     let (result, taps) = try_pull_tapped(&server);
     assert!(result.is_err());
     let (_, bytes, finished) = the_tap(taps);
