@@ -215,7 +215,10 @@ pub fn streams(store: &Store, media: &str, diff_id: &Digest) -> bool {
         media_type::layer_compression(media),
         Some(media_type::Compression::Gzip | media_type::Compression::None)
     );
-    known && !snapshot_dir(store, diff_id).join("content").is_dir()
+    known
+        && !crate::run::snapshot::dir(store, diff_id)
+            .join("content")
+            .is_dir()
 }
 
 /// [`load_layer`] from `input`, the blob's bytes as they are downloaded,
@@ -263,10 +266,6 @@ fn decompressed<'a>(
     }
 }
 
-fn snapshot_dir(store: &Store, diff_id: &Digest) -> PathBuf {
-    store.root().join("snapshots").join(diff_id.hex())
-}
-
 /// [`load_layer`], reading the layer's tar from what `tar` opens (once,
 /// or again for the unusual archives an extraction cannot serve).
 fn load<'a>(
@@ -280,7 +279,7 @@ fn load<'a>(
         digest: *blob,
         source,
     };
-    let snapshot = snapshot_dir(store, diff_id);
+    let snapshot = crate::run::snapshot::dir(store, diff_id);
     let content = snapshot.join("content");
     // Finished contents are a directory renamed into place whole: readers
     // never see one half written, and two builds extracting the same layer
@@ -678,8 +677,7 @@ mod tests {
         let media = media_type::OCI_LAYER_TAR;
         let snapshot = store.root().join("snapshots").join(diff_id.hex());
         let stream = |whole: bool, with_snapshot: bool| {
-            let (mut writer, mut readers) = chunks::channel(1);
-            let reader = readers.pop().unwrap();
+            let (mut writer, reader) = chunks::one_reader();
             std::thread::scope(|scope| {
                 let read = scope.spawn(|| {
                     load_layer_streamed(&store, reader, &blob, media, &diff_id, with_snapshot)

@@ -59,6 +59,12 @@ pub fn channel(readers: usize) -> (ChunkWriter, Vec<ChunkReader>) {
     (writer, readers)
 }
 
+/// A stream with one reading end.
+pub fn one_reader() -> (ChunkWriter, ChunkReader) {
+    let (writer, mut readers) = channel(1);
+    (writer, readers.pop().expect("one reader"))
+}
+
 impl ChunkWriter {
     /// An empty buffer of [`CHUNK_SIZE`] bytes' capacity: the oldest one
     /// sent if every reader is done with it, else a new one.
@@ -195,8 +201,7 @@ mod tests {
 
     #[test]
     fn a_writer_dropped_before_the_end_is_an_error_not_an_end() {
-        let (mut writer, mut readers) = channel(1);
-        let mut reader = readers.pop().unwrap();
+        let (mut writer, mut reader) = one_reader();
         std::thread::scope(|scope| {
             let read = scope.spawn(move || {
                 let mut got = Vec::new();
@@ -214,8 +219,7 @@ mod tests {
 
     #[test]
     fn buffers_come_back_once_the_readers_are_done() {
-        let (mut writer, mut readers) = channel(1);
-        let mut reader = readers.pop().unwrap();
+        let (mut writer, mut reader) = one_reader();
         let mut first = writer.buffer();
         let address = first.as_ptr();
         first.push(1);

@@ -202,6 +202,20 @@ struct Extractor<'a> {
     summary: ExtractSummary,
 }
 
+/// Which of an entry's owner and mode a node still needs set.
+#[derive(Debug, Clone, Copy)]
+struct Settle {
+    owner: bool,
+    mode: bool,
+}
+
+impl Settle {
+    const ALL: Settle = Settle {
+        owner: true,
+        mode: true,
+    };
+}
+
 /// An entry's metadata, read once from its header.
 struct Meta {
     name: String,
@@ -295,7 +309,10 @@ impl Extractor<'_> {
                     io::copy(entry, &mut io::sink()).map_err(io)?;
                     // The linked file may carry attributes the entry has not.
                     self.drop_other_xattrs(&path, &meta)?;
-                    self.finish_linked(&path, &meta, &found)?;
+                    // What it has already (the usual case, a RUN step's
+                    // own file) is not set again.
+                    let settle = self.settle(&found, &meta).map_err(io)?;
+                    self.finish_node(&path, &meta, settle)?;
                 } else {
                     let open = || {
                         OpenOptions::new()
@@ -321,7 +338,11 @@ impl Extractor<'_> {
                 let target = OsStr::from_bytes(&target);
                 self.create(&rel, || std::os::unix::fs::symlink(target, &path))
                     .map_err(io)?;
-                self.finish_node(&path, &meta, false)?;
+                let settle = Settle {
+                    owner: true,
+                    mode: false,
+                };
+                self.finish_node(&path, &meta, settle)?;
             }
             EntryType::Link => {
                 let target = entry.link_name_bytes().unwrap_or_default().into_owned();
@@ -352,7 +373,7 @@ impl Extractor<'_> {
                 let dev = libc::makedev(major, minor);
                 self.create(&rel, || mknod(&path, file_type | 0o600, dev))
                     .map_err(io)?;
-                self.finish_node(&path, &meta, true)?;
+                self.finish_node(&path, &meta, Settle::ALL)?;
             }
             other => {
                 let kind = other.as_byte() as char;
@@ -586,16 +607,19 @@ impl Extractor<'_> {
         }
     }
 
-    /// Ownership, mode, xattrs and mtime of a just-created non-directory.
-    fn finish_node(&self, path: &Path, meta: &Meta, chmod: bool) -> Result<(), ExtractError> {
-        self.chown(path, meta)?;
+    /// Ownership, mode, xattrs and mtime of a just-created non-directory;
+    /// owner and mode only as `settle` says.
+    fn finish_node(&self, path: &Path, meta: &Meta, settle: Settle) -> Result<(), ExtractError> {
+        if settle.owner {
+            self.chown(path, meta)?;
+        }
         let io = |source| ExtractError::Io {
             entry: meta.name.clone(),
             path: path.to_path_buf(),
             source,
         };
         // After chown: chown(2) clears setuid and setgid.
-        if chmod {
+        if settle.mode {
             fs::set_permissions(path, fs::Permissions::from_mode(meta.mode)).map_err(io)?;
         }
         // After chown too: it clears security.capability.
@@ -603,27 +627,15 @@ impl Extractor<'_> {
         set_mtime(path, meta.mtime).map_err(io)
     }
 
-    /// [`Self::finish_node`] for a file just linked from a source that
-    /// had the metadata `found`: an owner or mode it has already (the
-    /// usual case, a RUN step's own file) is not set again, which spares
-    /// the inode two updates.
-    fn finish_linked(
-        &self,
-        path: &Path,
-        meta: &Meta,
-        found: &fs::Metadata,
-    ) -> Result<(), ExtractError> {
-        let (uid, gid) = (u64::from(found.uid()), u64::from(found.gid()));
-        let owned = !self.options.chown || (uid, gid) == (meta.uid, meta.gid);
-        if owned && found.mode() & 0o7777 == meta.mode {
-            self.set_xattrs(path, meta)?;
-            return set_mtime(path, meta.mtime).map_err(|source| ExtractError::Io {
-                entry: meta.name.clone(),
-                path: path.to_path_buf(),
-                source,
-            });
-        }
-        self.finish_node(path, meta, true)
+    /// What a node that has `current` still needs for the entry's owner
+    /// and mode: each only where it differs (sparing the inode an update
+    /// each), and a mode after any chown, which may clear mode bits.
+    fn settle(&self, current: &fs::Metadata, meta: &Meta) -> io::Result<Settle> {
+        let owner = self.options.chown && (current.uid(), current.gid()) != meta.owner()?;
+        Ok(Settle {
+            owner,
+            mode: owner || current.mode() & 0o7777 != meta.mode,
+        })
     }
 
     /// [`Self::finish_node`] for a regular file just written through
@@ -635,20 +647,16 @@ impl Extractor<'_> {
             path: path.to_path_buf(),
             source,
         };
-        // The file was just created: what it already has (the most
-        // common owner and mode) needs no change, which spares the inode
-        // two updates per file.
-        let created = file.metadata().map_err(io)?;
-        let mut mode = Some(created.mode() & 0o7777);
-        if self.options.chown {
+        // Just created, with the entry's permission bits: usually the
+        // owner and mode it needs already.
+        let settle = self
+            .settle(&file.metadata().map_err(io)?, meta)
+            .map_err(io)?;
+        if settle.owner {
             let (uid, gid) = meta.owner().map_err(io)?;
-            if (created.uid(), created.gid()) != (uid, gid) {
-                std::os::unix::fs::fchown(file, Some(uid), Some(gid)).map_err(io)?;
-                // chown(2) may clear mode bits.
-                mode = None;
-            }
+            std::os::unix::fs::fchown(file, Some(uid), Some(gid)).map_err(io)?;
         }
-        if mode != Some(meta.mode) {
+        if settle.mode {
             file.set_permissions(fs::Permissions::from_mode(meta.mode))
                 .map_err(io)?;
         }
@@ -843,8 +851,6 @@ fn unsafe_entry(name: &str, reason: &str) -> ExtractError {
     }
 }
 
-/// Whether `source` is a regular file of `size` bytes (never following a
-/// symlink): one a linked entry can take its bytes from.
 /// Splits an entry name into components: a leading `/`, empty and `.`
 /// components are dropped (absolute names are read as relative to the
 /// root, as Docker does); `..` and NUL are refused.

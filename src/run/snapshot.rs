@@ -134,8 +134,7 @@ pub fn adopt(store: &Store, entries: &[Entry], tar: TarOptions) -> Option<(Diges
     let options = extract_options(false);
     let made = std::thread::scope(|scope| {
         // In 1 MiB chunks: the extraction only skips the files' bytes.
-        let (writer, mut readers) = crate::build::chunks::channel(1);
-        let mut reader = readers.pop()?;
+        let (writer, mut reader) = crate::build::chunks::one_reader();
         let written = scope.spawn(move || {
             let (digest, size, writer) = write_tar(entries, tar, DigestWriter::new(writer))
                 .map_err(std::io::Error::other)?
@@ -184,12 +183,18 @@ fn overlay_format_unusable(error: &crate::layer::ExtractError) -> bool {
 
 /// The directory holding layer `diff_id`'s snapshots, and the name of the
 /// one this process uses (its id mapping's; `-oci` for copy mode's).
+/// The directory that holds everything extracted of layer `diff_id`:
+/// its snapshots (here) and the build engine's contents and index.
+pub fn dir(store: &Store, diff_id: &Digest) -> PathBuf {
+    store.root().join("snapshots").join(diff_id.hex())
+}
+
 fn location(store: &Store, diff_id: &Digest, oci_whiteouts: bool) -> (PathBuf, String) {
     let mut name = super::userns::snapshot_name();
     if oci_whiteouts {
         name.push_str("-oci");
     }
-    (store.root().join("snapshots").join(diff_id.hex()), name)
+    (dir(store, diff_id), name)
 }
 
 /// How this process extracts a snapshot (see the module's documentation).
