@@ -10,10 +10,10 @@
 
 use super::chunks;
 use super::view::LayerIndex;
+use crate::image::Platform;
 use crate::image::{ImageConfig, Manifest, ManifestOrIndex, media_type};
 use crate::layer::Digest;
 use crate::layer::tar::{Content, Entry, EntryKind};
-use crate::plan::Platform;
 use crate::store::Store;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -78,12 +78,12 @@ pub fn load_image(
         ManifestOrIndex::Index(index) => {
             // The same choice a pull makes, so a pulled index resolves to
             // the manifest that was pulled with it.
-            let chosen = crate::registry::platform::select(&index, platform).ok_or_else(|| {
-                BaseError::NoPlatform {
+            let chosen = index
+                .select(platform)
+                .ok_or_else(|| BaseError::NoPlatform {
                     digest: *digest,
                     platform: platform.to_string(),
-                }
-            })?;
+                })?;
             let bytes = read(store, "manifest", &chosen.digest)?;
             let m = Manifest::from_json(&bytes)
                 .map_err(|e| invalid("manifest", &chosen.digest, e.to_string()))?;

@@ -474,7 +474,7 @@ impl<'a> Builder<'a> {
         let stage = &planned.stages[index];
         let name = stage.display_name();
         let platform = match &stage.platform {
-            Some(p) => crate::plan::Platform::parse(p)
+            Some(p) => crate::image::Platform::parse(p)
                 .unwrap_or_else(|_| self.request.options.target_platform.clone()),
             None => self.request.options.target_platform.clone(),
         };
@@ -563,7 +563,7 @@ impl<'a> Builder<'a> {
         &mut self,
         from: &Instruction,
         reference: &str,
-        platform: &crate::plan::Platform,
+        platform: &crate::image::Platform,
     ) -> Result<StageState, BuildError> {
         if let Some(layout) = reference.strip_prefix("oci-layout://") {
             let digest = super::base::import_oci_layout(self.store, layout)
@@ -613,7 +613,7 @@ impl<'a> Builder<'a> {
     fn pull_and_read(
         &mut self,
         reference: &crate::registry::Reference,
-        platform: &crate::plan::Platform,
+        platform: &crate::image::Platform,
     ) -> Result<crate::registry::Pulled, crate::registry::RegistryError> {
         let store = self.store;
         let with_snapshot = self.runs_steps;
@@ -658,7 +658,7 @@ impl<'a> Builder<'a> {
         &mut self,
         from: &Instruction,
         digest: &Digest,
-        platform: &crate::plan::Platform,
+        platform: &crate::image::Platform,
     ) -> Result<StageState, BuildError> {
         let image =
             load_image(self.store, digest, platform).map_err(|e| self.base_error(from, e))?;

@@ -4,12 +4,12 @@
 use super::emit;
 use anyhow::{Context, bail};
 use clap::Args;
+use hoist::image::Platform;
 use hoist::k8s::options::{
     DataOptions, HpaOptions, IngressOptions, PdbOptions, PortMap, ProbeSpec, PullSecret,
     is_data_key, key_value, parse_env_file, resources,
 };
 use hoist::k8s::{Generated, ImageFacts, Options, Registration, check_registry, generate, inspect};
-use hoist::plan::Platform;
 use hoist::registry::CredentialStore;
 use hoist::registry::credentials::server_key;
 use hoist::registry::{ClientOptions, Reference};

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Args;
-use hoist::plan::Platform;
+use hoist::image::Platform;
 use hoist::registry::{Reference, pull};
 use hoist::store::Store;
 use std::path::Path;

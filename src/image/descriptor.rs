@@ -1,11 +1,11 @@
-//! Content descriptors and platforms (image-spec `descriptor.md`,
-//! `image-index.md`): how one document points at another blob by media
-//! type, digest and size.
+//! Content descriptors (image-spec `descriptor.md`): how one document
+//! points at another blob by media type, digest and size.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::Platform;
 use super::serde_util::nullable;
 use crate::layer::Digest;
 
@@ -67,38 +67,5 @@ impl Descriptor {
     pub fn with_platform(mut self, platform: Platform) -> Descriptor {
         self.platform = Some(platform);
         self
-    }
-}
-
-/// The platform an image runs on, as an index entry states it.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct Platform {
-    pub architecture: String,
-    pub os: String,
-    #[serde(
-        rename = "os.version",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub os_version: Option<String>,
-    #[serde(
-        rename = "os.features",
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "Vec::is_empty"
-    )]
-    pub os_features: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variant: Option<String>,
-}
-
-impl Platform {
-    /// `os`/`architecture`, with no variant.
-    pub fn new(os: &str, architecture: &str) -> Platform {
-        Platform {
-            architecture: architecture.to_owned(),
-            os: os.to_owned(),
-            ..Platform::default()
-        }
     }
 }

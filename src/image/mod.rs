@@ -21,6 +21,7 @@ mod descriptor;
 mod layout;
 mod manifest;
 pub mod media_type;
+mod platform;
 mod serde_util;
 mod zstd;
 
@@ -29,9 +30,10 @@ pub use blobs::{BlobSource, MemoryBlobs};
 pub use canonical::{Encoded, canonical_json, digest_of};
 pub use config::{Healthcheck, History, ImageConfig, RootFs, RunConfig, rfc3339_utc};
 pub use convert::{ConvertError, to_docker_manifest, to_docker_manifest_list};
-pub use descriptor::{Descriptor, Platform};
+pub use descriptor::Descriptor;
 pub use layout::write_oci_layout;
 pub use manifest::{Index, Manifest, ManifestOrIndex, SCHEMA_VERSION};
+pub use platform::Platform;
 
 /// Why an image document could not be read.
 #[derive(Debug, thiserror::Error)]

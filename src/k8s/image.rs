@@ -11,9 +11,9 @@ use super::K8sError;
 use crate::build::base::{load_image, load_layer};
 use crate::build::user::resolve_chown;
 use crate::build::view::FsView;
+use crate::image::Platform;
 use crate::image::{Healthcheck, RunConfig};
 use crate::layer::Digest;
-use crate::plan::Platform;
 use crate::registry::{Client, ClientOptions, Reference, RegistryError};
 use crate::store::Store;
 

@@ -22,6 +22,7 @@ use crate::dockerfile::instructions::{
 };
 use crate::dockerfile::shell::Lexer;
 use crate::dockerfile::{Ast, Span};
+use crate::image::Platform;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A plan that cannot be made.
@@ -51,75 +52,6 @@ impl PlanError {
             message: message.into(),
             hint,
         }
-    }
-}
-
-/// An OS/architecture[/variant] triple, as in `--platform linux/arm64/v8`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-pub struct Platform {
-    pub os: String,
-    pub architecture: String,
-    pub variant: Option<String>,
-}
-
-impl Platform {
-    /// The platform hoist runs on.
-    pub fn host() -> Platform {
-        let architecture = match std::env::consts::ARCH {
-            "x86_64" => "amd64",
-            "aarch64" => "arm64",
-            "x86" => "386",
-            "powerpc64" => "ppc64le",
-            other => other,
-        };
-        Platform {
-            os: "linux".into(),
-            architecture: architecture.into(),
-            variant: None,
-        }
-    }
-
-    /// Parses `os/arch[/variant]` (or `arch` alone, meaning linux/arch).
-    pub fn parse(s: &str) -> Result<Platform, String> {
-        let parts: Vec<&str> = s.split('/').collect();
-        let bad =
-            || format!("invalid platform \"{s}\": expected OS/ARCH[/VARIANT], e.g. linux/amd64");
-        if parts.iter().any(|p| p.is_empty()) {
-            return Err(bad());
-        }
-        let (os, arch, variant) = match parts.as_slice() {
-            [arch] => ("linux", *arch, None),
-            [os, arch] => (*os, *arch, None),
-            [os, arch, variant] => (*os, *arch, Some(*variant)),
-            _ => return Err(bad()),
-        };
-        let arch = match arch.to_ascii_lowercase().as_str() {
-            "x86_64" | "x86-64" => "amd64".to_string(),
-            "aarch64" => "arm64".to_string(),
-            a => a.to_string(),
-        };
-        // containerd's normalisation, as BuildKit applies it: arm64's v8 is
-        // the default and dropped; arm without a variant is v7.
-        let variant = match (arch.as_str(), variant) {
-            ("arm64", Some("v8")) | ("arm64", None) => None,
-            ("arm", None) => Some("v7".to_string()),
-            (_, v) => v.map(str::to_string),
-        };
-        Ok(Platform {
-            os: os.to_ascii_lowercase(),
-            architecture: arch,
-            variant,
-        })
-    }
-}
-
-impl std::fmt::Display for Platform {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        if let Some(v) = &self.variant {
-            write!(f, "/{v}")?;
-        }
-        Ok(())
     }
 }
 

@@ -10,7 +10,6 @@
 //! - [`tls`]: CA bundles for registries with private certificates.
 //! - [`settings`]: hoist's config file (mirrors, insecure registries, CA
 //!   bundles) merged with the command line's flags.
-//! - [`platform`]: choosing a platform's manifest from an index.
 //! - [`pull`](mod@pull): manifest, config and layers from a registry (or
 //!   its mirrors) into the store, every blob verified while it streams,
 //!   then tagged with the normalised reference.
@@ -29,7 +28,6 @@ pub mod credentials;
 mod error;
 #[cfg(test)]
 mod fake;
-pub mod platform;
 pub mod pull;
 pub mod push;
 pub mod reference;

@@ -26,11 +26,10 @@ use std::sync::Mutex;
 
 use super::client::{Client, ClientOptions, Endpoint, FetchedManifest};
 use super::error::{Content, RegistryError, Result};
-use super::platform;
 use super::reference::Reference;
+use crate::image::Platform;
 use crate::image::{Descriptor, Manifest, ManifestOrIndex, media_type};
 use crate::layer::Digest;
-use crate::plan::Platform;
 use crate::store::{self, Store, StoreError};
 
 /// Layers fetched at once: enough to hide a registry's latency, few
@@ -198,11 +197,12 @@ fn pull_inner(
     let (manifest, manifest_bytes, manifest_digest) = match document {
         ManifestOrIndex::Manifest(manifest) => (manifest, top.bytes.clone(), top_digest),
         ManifestOrIndex::Index(index) => {
-            let chosen =
-                platform::select(&index, platform).ok_or_else(|| RegistryError::NoPlatform {
+            let chosen = index
+                .select(platform)
+                .ok_or_else(|| RegistryError::NoPlatform {
                     reference: reference.to_string(),
                     platform: platform.to_string(),
-                    available: platform::available(&index).join(", "),
+                    available: index.platforms().join(", "),
                 })?;
             let chosen = chosen.clone();
             let (at, fetched) = fallback.first(served, |endpoint| {

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
+use hoist::image::Platform;
 use hoist::layer::Digest;
-use hoist::plan::Platform;
 use hoist::registry::{PullOptions, Pulled, Reference, RegistryError, pull};
 use hoist::store::Store;
 use serde_json::{Value, json};
