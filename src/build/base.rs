@@ -10,6 +10,7 @@
 
 use super::chunks;
 use super::view::LayerIndex;
+use crate::compression::{Compression, decompress};
 use crate::image::Platform;
 use crate::image::{ImageConfig, Manifest, ManifestOrIndex, media_type};
 use crate::layer::Digest;
@@ -211,11 +212,7 @@ pub fn load_layer(
 /// contents are not in the store yet, and its media type is one the build
 /// reads.
 pub fn streams(store: &Store, media: &str, diff_id: &Digest) -> bool {
-    let known = matches!(
-        media_type::layer_compression(media),
-        Some(media_type::Compression::Gzip | media_type::Compression::None)
-    );
-    known
+    Compression::of_layer(media).is_some()
         && !crate::run::snapshot::dir(store, diff_id)
             .join("content")
             .is_dir()
@@ -253,15 +250,14 @@ fn decompressed<'a>(
     blob: &Digest,
     media: &str,
 ) -> Result<Box<dyn Read + Send + 'a>, BaseError> {
-    match media_type::layer_compression(media) {
-        Some(media_type::Compression::Gzip) => Ok(Box::new(flate2::read::MultiGzDecoder::new(
-            io::BufReader::new(input),
-        ))),
-        Some(media_type::Compression::None) => Ok(Box::new(io::BufReader::new(input))),
-        _ => Err(BaseError::Invalid {
+    match Compression::of_layer(media) {
+        Some(kind) => Ok(Box::new(decompress(kind, input))),
+        None => Err(BaseError::Invalid {
             what: "layer",
             digest: *blob,
-            reason: format!("media type {media} is not supported (gzip or uncompressed tar only)"),
+            reason: format!(
+                "media type {media} is not a layer type (tar, gzip or zstd) hoist knows"
+            ),
         }),
     }
 }

@@ -49,14 +49,13 @@
 //! look for it; Docker ignores it when `manifest.json` is present.
 
 use std::collections::BTreeMap;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use super::blobs::{BlobSource, VerifyingReader, open_verified, read_small_blob};
 use super::canonical::canonical_json;
-use super::media_type::Compression;
-use super::zstd::ZstdReader;
 use super::{Descriptor, ImageConfig, ImageError, Index, Manifest, media_type};
+use crate::compression::{Compression, decompress};
 use crate::layer::{Digest, Entry, TarError, TarOptions, TarWriter};
 
 /// The annotation naming a manifest in an OCI layout's `index.json`
@@ -208,7 +207,7 @@ fn docker_layer_paths(
     let layers = &image.manifest.layers;
     let compressions: Vec<Option<Compression>> = layers
         .iter()
-        .map(|layer| media_type::layer_compression(&layer.media_type))
+        .map(|layer| Compression::of_layer(&layer.media_type))
         .collect();
     // Only images with zstd layers need their config's diffIDs.
     let diff_ids = if compressions.contains(&Some(Compression::Zstd)) {
@@ -224,7 +223,7 @@ fn docker_layer_paths(
                 decompressed.insert(diff_ids[i], layer.clone());
                 paths.push(blob_path(&diff_ids[i]));
             }
-            None => {
+            Some(Compression::Bzip2 | Compression::Xz) | None => {
                 return Err(ArchiveError::UnsupportedLayer {
                     digest: layer.digest,
                     media_type: layer.media_type.clone(),
@@ -408,10 +407,8 @@ impl Plan {
                 Some(layer) => {
                     let size = decompressed_size(layer, name, source)?;
                     let mut compressed = open_verified(&layer.digest, source)?;
-                    let mut decoded = VerifyingReader::new(
-                        ZstdReader::new(BufReader::new(&mut compressed)),
-                        *name,
-                    );
+                    let mut decoded =
+                        VerifyingReader::new(decompress(Compression::Zstd, &mut compressed), *name);
                     append_blob(&mut tar, &path, size, &mut decoded, &layer.digest)?;
                     // A corrupt blob explains a wrong diffID: report it first.
                     let diff_id = decoded.check_diff_id(layer.digest);
@@ -463,7 +460,7 @@ fn decompressed_size(
 ) -> Result<u64, ArchiveError> {
     let mut compressed = open_verified(&layer.digest, source)?;
     let mut decoded =
-        VerifyingReader::new(ZstdReader::new(BufReader::new(&mut compressed)), *diff_id);
+        VerifyingReader::new(decompress(Compression::Zstd, &mut compressed), *diff_id);
     // A store that fails mid-read also lands here; its error is the
     // source either way.
     let size =

@@ -48,32 +48,6 @@ pub const DOCKER_LAYER_TAR_ZSTD: &str = "application/vnd.docker.image.rootfs.dif
 pub const DOCKER_LAYER_FOREIGN_TAR_GZIP: &str =
     "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
 
-/// How a layer blob is compressed, read from its media type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    None,
-    Gzip,
-    Zstd,
-}
-
-/// The compression of a layer media type, or `None` when `media_type` is
-/// not a layer type hoist knows.
-pub fn layer_compression(media_type: &str) -> Option<Compression> {
-    match media_type {
-        OCI_LAYER_TAR | OCI_LAYER_NONDISTRIBUTABLE_TAR | DOCKER_LAYER_TAR => {
-            Some(Compression::None)
-        }
-        OCI_LAYER_TAR_GZIP
-        | OCI_LAYER_NONDISTRIBUTABLE_TAR_GZIP
-        | DOCKER_LAYER_TAR_GZIP
-        | DOCKER_LAYER_FOREIGN_TAR_GZIP => Some(Compression::Gzip),
-        OCI_LAYER_TAR_ZSTD | OCI_LAYER_NONDISTRIBUTABLE_TAR_ZSTD | DOCKER_LAYER_TAR_ZSTD => {
-            Some(Compression::Zstd)
-        }
-        _ => None,
-    }
-}
-
 /// True for layers whose blobs need not be in a registry or an archive
 /// (their descriptors carry `urls` instead).
 pub fn is_foreign_layer(media_type: &str) -> bool {
@@ -106,17 +80,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn layer_types_map_to_their_compression() {
-        assert_eq!(layer_compression(OCI_LAYER_TAR), Some(Compression::None));
-        assert_eq!(
-            layer_compression(DOCKER_LAYER_TAR_GZIP),
-            Some(Compression::Gzip)
-        );
-        assert_eq!(
-            layer_compression(OCI_LAYER_TAR_ZSTD),
-            Some(Compression::Zstd)
-        );
-        assert_eq!(layer_compression(OCI_CONFIG), None);
+    fn foreign_layers_are_told_apart() {
         assert!(is_foreign_layer(DOCKER_LAYER_FOREIGN_TAR_GZIP));
         assert!(!is_foreign_layer(OCI_LAYER_TAR_GZIP));
     }

@@ -23,7 +23,6 @@ mod manifest;
 pub mod media_type;
 mod platform;
 mod serde_util;
-mod zstd;
 
 pub use archive::{ArchiveError, ExportImage, write_docker_archive, write_oci_archive};
 pub use blobs::{BlobSource, MemoryBlobs};

@@ -34,7 +34,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::{CString, OsStr};
 use std::fs::{self, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -42,6 +42,7 @@ use std::path::{Path, PathBuf};
 use ::tar::EntryType;
 
 use super::tar::{OPAQUE_MARKER, WHITEOUT_PREFIX};
+use crate::compression::decompress_detected;
 
 /// Symlinks followed while resolving one path, as Linux's MAXSYMLINKS.
 const MAX_SYMLINKS: usize = 40;
@@ -113,8 +114,9 @@ pub enum ExtractError {
     },
 }
 
-/// Extracts the layer `input` (gzip or plain tar, detected from its first
-/// bytes) into `dest`, an existing directory.
+/// Extracts the layer `input` (a tar, plain or compressed, told by its
+/// first bytes: see [`crate::compression`]) into `dest`, an existing
+/// directory.
 pub fn extract(
     input: impl Read,
     dest: &Path,
@@ -149,13 +151,7 @@ pub fn extract_with(
     links: Links<'_>,
 ) -> Result<ExtractSummary, ExtractError> {
     let read = |source| ExtractError::Read { source };
-    let mut input = BufReader::with_capacity(64 * 1024, input);
-    let gzip = input.fill_buf().map_err(read)?.starts_with(&[0x1f, 0x8b]);
-    let input: Box<dyn Read> = if gzip {
-        Box::new(flate2::bufread::MultiGzDecoder::new(input))
-    } else {
-        Box::new(input)
-    };
+    let (_, input) = decompress_detected(input).map_err(read)?;
     let mut archive = ::tar::Archive::new(input);
     let mut extractor = Extractor {
         root: dest,

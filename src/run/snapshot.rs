@@ -208,7 +208,8 @@ fn extract_options(oci_whiteouts: bool) -> ExtractOptions {
     }
 }
 
-/// Extracts layer `diff_id` from what `input` opens (gzip or plain tar),
+/// Extracts layer `diff_id` from what `input` opens (a tar, plain or
+/// compressed),
 /// unless its snapshot is there.
 fn extract_as<R: std::io::Read>(
     store: &Store,

@@ -5,9 +5,10 @@
 //! single-id and no-namespace cases have tests of their own.
 
 use crate::as_root_and_rootless;
-use crate::support::busybox_context;
 use crate::support::rootless::Who;
+use crate::support::{Registry, busybox_context, run_ok, skopeo};
 use std::path::Path;
+use std::sync::OnceLock;
 
 pub(crate) struct Built {
     pub ok: bool,
@@ -666,6 +667,76 @@ fn prune_keeps_cache_mounts_unless_asked(who: Who) {
     assert_eq!(count(), 0);
 }
 
+/// The busybox base of [`Registry::shared`] with its layer recompressed as
+/// zstd, in an OCI manifest, copied there once per run as
+/// `zstd/busybox:1`: skopeo recompresses into an OCI layout (from one
+/// registry repository to another it would mount the gzip blob instead),
+/// then copies the layout as it is.
+fn zstd_busybox() -> &'static str {
+    static IMAGE: OnceLock<String> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let registry = Registry::shared();
+        let layout = tempfile::tempdir().unwrap();
+        let layout = format!("oci:{}:1", layout.path().join("zstd").display());
+        run_ok(
+            skopeo()
+                .args(["copy", "-q", "--src-tls-verify=false"])
+                .args([
+                    "--dest-compress-format",
+                    "zstd",
+                    &format!("docker://{}/library/busybox:latest", registry.addr()),
+                    &layout,
+                ]),
+        );
+        let image = format!("{}/zstd/busybox:1", registry.addr());
+        run_ok(
+            skopeo()
+                .args(["copy", "-q", "--dest-tls-verify=false", &layout])
+                .arg(format!("docker://{image}")),
+        );
+        image
+    })
+}
+
+fn a_base_with_zstd_layers_is_built_on(who: Who) {
+    let image = zstd_busybox();
+    let raw = run_ok(
+        skopeo()
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(format!("docker://{image}")),
+    );
+    assert!(raw.contains("layer.v1.tar+zstd"), "not a zstd base: {raw}");
+    // RUN over the base's files, then COPY --from reading them and the
+    // step's layer.
+    let with_run = format!(
+        "FROM {image}\nRUN cat /etc/group && echo over-zstd > /proof\n\
+         FROM scratch\nCOPY --from=0 /bin/busybox /bin/sh\nCOPY --from=0 /etc/passwd /proof /\n\
+         RUN cat /passwd /proof\n"
+    );
+    let built_with = |store: &Path, dockerfile: &str| {
+        let built = build(who, store, dockerfile, &[]);
+        assert!(built.ok, "{}", built.stderr);
+        built
+    };
+    // A fresh store: the layer is read as it downloads.
+    let pulled = who.tempdir();
+    let first = built_with(pulled.path(), &with_run);
+    for line in ["| app:x:1001:", "| over-zstd", "| root:x:0:0:root"] {
+        assert!(first.stderr.contains(line), "{line}: {}", first.stderr);
+    }
+    // A store holding the base's blob and contents but no RUN snapshot
+    // (a COPY-only build made them): the snapshot is extracted from the
+    // stored zstd blob.
+    let stored = who.tempdir();
+    built_with(
+        stored.path(),
+        &format!("FROM {image}\nCOPY Dockerfile /d\n"),
+    );
+    let second = built_with(stored.path(), &with_run);
+    assert!(second.stderr.contains("| over-zstd"), "{}", second.stderr);
+    assert_eq!(first.stdout, second.stdout, "the same image either way");
+}
+
 as_root_and_rootless!(
     a_failing_run_fails_the_build_with_its_line_exit_code_and_output,
     the_layers_of_the_steps_before_a_failing_one_are_cached,
@@ -681,7 +752,8 @@ as_root_and_rootless!(
     run_steps_see_source_date_epoch_when_the_build_has_one,
     cache_mount_sharing_modes_follow_buildkit,
     prune_keeps_cache_mounts_unless_asked,
-    the_copy_fallback_gives_the_same_image_as_overlays
+    the_copy_fallback_gives_the_same_image_as_overlays,
+    a_base_with_zstd_layers_is_built_on
 );
 #[test]
 fn run_works_with_a_relative_store_path() {

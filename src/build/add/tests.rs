@@ -1,5 +1,6 @@
 use super::*;
-use std::io::Write;
+use crate::compression::Compression;
+use std::io::{BufRead, BufReader, Write};
 
 /// One raw tar member: the name is written as is (`../evil` included),
 /// which the tar crate's safe setters refuse.
@@ -122,10 +123,9 @@ fn formats_are_told_by_content_not_name() {
         assert_eq!(Compression::detect(&bytes), format, "{what}");
         assert!(is_archive(&Content::Bytes(bytes.clone())), "{what}");
         let mut out = Vec::new();
-        decompress(Box::new(io::Cursor::new(bytes)))
-            .unwrap()
-            .read_to_end(&mut out)
-            .unwrap();
+        let (kind, mut reader) = decompress_detected(io::Cursor::new(bytes)).unwrap();
+        assert_eq!(kind, format, "{what}");
+        reader.read_to_end(&mut out).unwrap();
         assert_eq!(out, tar, "{what} decompresses to the tar");
     }
     // Compressed text, a corrupt header, an empty tar, short files and
@@ -151,8 +151,9 @@ fn zstd_streams_of_several_frames_are_read_whole() {
     bytes.extend_from_slice(&[0x50, 0x2a, 0x4d, 0x18, 3, 0, 0, 0, 9, 9, 9]);
     bytes.extend(zstd(b"two"));
     let mut out = String::new();
-    decompress(Box::new(io::Cursor::new(bytes)))
+    decompress_detected(io::Cursor::new(bytes))
         .unwrap()
+        .1
         .read_to_string(&mut out)
         .unwrap();
     assert_eq!(out, "one two");
