@@ -7,6 +7,7 @@
 
 pub mod build;
 pub mod check;
+pub mod chunks;
 pub mod compression;
 pub mod context;
 pub mod dockerfile;

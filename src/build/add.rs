@@ -44,7 +44,6 @@
 //! small, blocking, no async runtime, the same choice as the registry
 //! client; kept in [`download`] so it can be swapped.
 
-use super::base::{Contents, Escapes, read_entries};
 use super::copy::{
     CopyError, CopyRequest, clean, contains_wildcards, copy, resolve_wildcards, with_parents,
 };
@@ -52,6 +51,7 @@ use super::view::{AboveRoot, FsView, LayerIndex, ViewError, components, join};
 use crate::compression::decompress_detected;
 use crate::layer::digest::{Digest, Sha256};
 use crate::layer::tar::{Content, Entry, EntryKind};
+use crate::layer::{Contents, Escapes, read_entries};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

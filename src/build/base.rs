@@ -8,13 +8,14 @@
 //! privilege. Paths are sanitised: nothing is ever written outside the
 //! snapshot directory, and no symlink is created there.
 
-use super::chunks;
 use super::view::LayerIndex;
+use crate::chunks;
 use crate::compression::{Compression, decompress};
 use crate::image::Platform;
 use crate::image::{ImageConfig, Manifest, ManifestOrIndex, media_type};
 use crate::layer::Digest;
 use crate::layer::tar::{Content, Entry, EntryKind};
+use crate::layer::{Contents, Escapes, read_entries};
 use crate::store::Store;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -212,15 +213,12 @@ pub fn load_layer(
 /// contents are not in the store yet, and its media type is one the build
 /// reads.
 pub fn streams(store: &Store, media: &str, diff_id: &Digest) -> bool {
-    Compression::of_layer(media).is_some()
-        && !crate::run::snapshot::dir(store, diff_id)
-            .join("content")
-            .is_dir()
+    Compression::of_layer(media).is_some() && !store.snapshot(diff_id).content().is_dir()
 }
 
 /// [`load_layer`] from `input`, the blob's bytes as they are downloaded,
 /// read once: nothing is placed in the store unless `input` ends well (a
-/// [`super::chunks::ChunkReader`] ends only when the download was found
+/// [`crate::chunks::ChunkReader`] ends only when the download was found
 /// to be the blob). `None` where the layer needs a second reading (an
 /// unusual archive): [`load_layer`] makes it from the stored blob later.
 pub fn load_layer_streamed(
@@ -275,24 +273,19 @@ fn load<'a>(
         digest: *blob,
         source,
     };
-    let snapshot = crate::run::snapshot::dir(store, diff_id);
-    let content = snapshot.join("content");
+    let snapshot = store.snapshot(diff_id);
+    let content = snapshot.content();
     // Finished contents are a directory renamed into place whole: readers
     // never see one half written, and two builds extracting the same layer
     // at once each write their own copy (the first rename wins). The
     // snapshot directory itself may already exist, holding the RUN
     // sandbox's `rootfs` of the same layer (src/run/snapshot.rs).
     let finished = content.is_dir();
-    let index_path = snapshot.join("index");
+    let index_path = snapshot.index();
     if finished && let Some(entries) = super::index_file::read(&index_path, &content) {
         return Ok(Arc::new(LayerIndex::from_entries(entries)));
     }
-    static EXTRACTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let temp_content = snapshot.join(format!(
-        "content.partial-{}-{}",
-        std::process::id(),
-        EXTRACTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
+    let temp_content = snapshot.partial("content");
     if !finished {
         std::fs::create_dir_all(&temp_content).map_err(layer_err)?;
     }
@@ -427,177 +420,6 @@ fn contents_present(entries: &[Entry]) -> bool {
     })
 }
 
-/// Where [`read_entries`] puts file contents.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Contents<'a> {
-    /// At each file's sanitised path under the directory (a layer
-    /// snapshot, which later reads of the same layer reuse).
-    AtPath(&'a Path),
-    /// Already there from an earlier read: only the paths are computed.
-    Known(&'a Path),
-    /// In the directory, one file per entry named by its position in the
-    /// tar: an arbitrary archive may replace a file by a directory or list
-    /// a path twice, which paths on disk could not hold.
-    Numbered(&'a Path),
-}
-
-/// What [`read_entries`] does with a path that would leave the root.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Escapes {
-    /// Leave the entry out (a layer: containerd's applier skips them too).
-    Skip,
-    /// Fail with [`io::ErrorKind::InvalidData`] (an archive ADD unpacks:
-    /// Docker refuses it as a breakout).
-    Fail,
-}
-
-/// Reads a tar stream: entries from the headers, in the tar's order (a
-/// path listed twice appears twice), paths sanitised; file contents
-/// streamed to disk as `contents` says, never held in memory. The stream
-/// is read to its end, past the end-of-archive blocks: only there may it
-/// say that it was whole (a layer still downloading).
-pub(super) fn read_entries(
-    mut reader: impl Read,
-    contents: Contents<'_>,
-    escapes: Escapes,
-) -> io::Result<Vec<Entry>> {
-    let mut archive = tar::Archive::new(&mut reader);
-    let mut entries = Vec::new();
-    let escape = |raw: &[u8]| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!(
-                "{} is outside the directory the archive unpacks into",
-                String::from_utf8_lossy(raw)
-            ),
-        )
-    };
-    for (position, item) in archive.entries()?.enumerate() {
-        let mut item = item?;
-        let raw = item.path_bytes().into_owned();
-        let path = match sanitise(&raw) {
-            Sanitised::Path(p) => p,
-            Sanitised::Root => continue,
-            Sanitised::Escape if escapes == Escapes::Skip => continue,
-            Sanitised::Escape => return Err(escape(&raw)),
-        };
-        let header = item.header();
-        let mode = header.mode()? & 0o7777;
-        let uid = header.uid()?;
-        let gid = header.gid()?;
-        let mtime = header.mtime()?;
-        let link = item.link_name_bytes().map(|l| l.into_owned());
-        // Go's tar reader (and so Docker's) reads the old `\0` type flag
-        // with a name ending in `/` as a directory.
-        let v7_dir = header.as_bytes()[156] == 0 && raw.ends_with(b"/");
-        let kind = match header.entry_type() {
-            tar::EntryType::Directory => EntryKind::Dir,
-            tar::EntryType::Regular if v7_dir => EntryKind::Dir,
-            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-                let (local, write) = match contents {
-                    Contents::AtPath(dir) => (snapshot_path(dir, &path), true),
-                    Contents::Known(dir) => (snapshot_path(dir, &path), false),
-                    Contents::Numbered(dir) => (dir.join(position.to_string()), true),
-                };
-                if write {
-                    if let Some(parent) = local.parent() {
-                        std::fs::create_dir_all(parent)?;
-                    }
-                    let mut out = std::fs::File::create(&local)?;
-                    io::copy(&mut item, &mut out)?;
-                }
-                EntryKind::File {
-                    size: item.size(),
-                    content: Content::Path(local),
-                }
-            }
-            tar::EntryType::Symlink => EntryKind::Symlink {
-                target: link.unwrap_or_default(),
-            },
-            tar::EntryType::Link => {
-                let raw_target = link.unwrap_or_default();
-                match sanitise(&raw_target) {
-                    Sanitised::Path(target) => EntryKind::Hardlink { target },
-                    _ if escapes == Escapes::Skip => continue,
-                    _ => return Err(escape(&raw_target)),
-                }
-            }
-            tar::EntryType::Char => EntryKind::CharDevice {
-                major: header.device_major()?.unwrap_or(0),
-                minor: header.device_minor()?.unwrap_or(0),
-            },
-            tar::EntryType::Block => EntryKind::BlockDevice {
-                major: header.device_major()?.unwrap_or(0),
-                minor: header.device_minor()?.unwrap_or(0),
-            },
-            tar::EntryType::Fifo => EntryKind::Fifo,
-            _ => continue,
-        };
-        let mut xattrs = std::collections::BTreeMap::new();
-        if let Some(exts) = item.pax_extensions()? {
-            for ext in exts {
-                let ext = ext?;
-                if let Some(name) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") {
-                    xattrs.insert(name.to_vec(), ext.value_bytes().to_vec());
-                }
-            }
-        }
-        entries.push(Entry {
-            path,
-            kind,
-            mode,
-            uid,
-            gid,
-            mtime,
-            xattrs,
-        });
-    }
-    io::copy(archive.into_inner(), &mut io::sink())?;
-    Ok(entries)
-}
-
-/// A tar path after cleaning.
-#[derive(Debug, PartialEq, Eq)]
-enum Sanitised {
-    /// Relative, without `.`, `..` or empty components.
-    Path(Vec<u8>),
-    /// The root itself (`./`, `/`).
-    Root,
-    /// A `..` that would climb above the root.
-    Escape,
-}
-
-/// Cleans a tar path lexically, as Go's `path.Clean` does after the
-/// leading `/` is dropped: absolute names land under the root, `a/../b` is
-/// `b`, and a `..` left at the front escapes.
-fn sanitise(raw: &[u8]) -> Sanitised {
-    let mut parts: Vec<&[u8]> = Vec::new();
-    for part in raw.split(|&b| b == b'/') {
-        match part {
-            b"" | b"." => {}
-            b".." => {
-                if parts.pop().is_none() {
-                    return Sanitised::Escape;
-                }
-            }
-            p => parts.push(p),
-        }
-    }
-    if parts.is_empty() {
-        Sanitised::Root
-    } else {
-        Sanitised::Path(parts.join(&b'/'))
-    }
-}
-
-/// Where a file's content lives in a snapshot. Directories in the
-/// snapshot are plain directories (no symlink is ever created there), so
-/// joining sanitised components can only land inside `content`.
-fn snapshot_path(content: &Path, path: &[u8]) -> PathBuf {
-    use std::os::unix::ffi::OsStrExt;
-    content.join(std::ffi::OsStr::from_bytes(path))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -636,7 +458,7 @@ mod tests {
         let (blob, _) = store.put_blob_bytes(&bytes, None).unwrap();
         let diff_id = Digest::of(&bytes);
         let index = load_layer(&store, &blob, media_type::OCI_LAYER_TAR, &diff_id, true).unwrap();
-        let snapshot = store.root().join("snapshots").join(diff_id.hex());
+        let snapshot = store.snapshot(&diff_id).dir().to_path_buf();
         let rootfs = snapshot.join(crate::run::userns::snapshot_name());
         let path = content_path(&index, b"etc/passwd");
         assert!(
@@ -671,7 +493,7 @@ mod tests {
         // Uncompressed: the blob is the tar.
         let (blob, diff_id) = (Digest::of(&bytes), Digest::of(&bytes));
         let media = media_type::OCI_LAYER_TAR;
-        let snapshot = store.root().join("snapshots").join(diff_id.hex());
+        let snapshot = store.snapshot(&diff_id).dir().to_path_buf();
         let stream = |whole: bool, with_snapshot: bool| {
             let (mut writer, reader) = chunks::one_reader();
             std::thread::scope(|scope| {
@@ -732,47 +554,5 @@ mod tests {
         let path = content_path(&index, b"big");
         assert_eq!(std::fs::read(path).unwrap(), big);
         assert!(crate::run::snapshot::existing(&store, &diff_id).is_none());
-    }
-
-    #[test]
-    fn sanitise_refuses_escapes() {
-        assert_eq!(sanitise(b"./a/b/"), Sanitised::Path(b"a/b".to_vec()));
-        assert_eq!(
-            sanitise(b"/etc/passwd"),
-            Sanitised::Path(b"etc/passwd".to_vec())
-        );
-        assert_eq!(sanitise(b"a/../b"), Sanitised::Path(b"b".to_vec()));
-        assert_eq!(sanitise(b"a/../../x"), Sanitised::Escape);
-        assert_eq!(sanitise(b"../x"), Sanitised::Escape);
-        assert_eq!(sanitise(b"./"), Sanitised::Root);
-    }
-
-    #[test]
-    fn layer_tar_round_trips_through_the_index() {
-        let entries = vec![
-            Entry::dir("etc").with_mode(0o755),
-            Entry::file("etc/passwd", "root:x:0:0::/:/bin/sh\n").with_owner(0, 0),
-            Entry::symlink("bin", "usr/bin"),
-            Entry::file("s", "x").with_mode(0o4755).with_owner(10, 20),
-            Entry::hardlink("z", "s"),
-        ];
-        let mut sorted = entries.clone();
-        crate::layer::tar::sort_entries(&mut sorted);
-        let tar = crate::layer::tar::write_tar(&sorted, Default::default(), Vec::new()).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let read = read_entries(&tar[..], Contents::AtPath(dir.path()), Escapes::Skip).unwrap();
-        let index = LayerIndex::from_entries(read);
-        let s = index.get(b"s").unwrap();
-        assert_eq!((s.mode, s.uid, s.gid), (0o4755, 10, 20));
-        assert_eq!(
-            index.get(b"z").unwrap().kind,
-            EntryKind::Hardlink {
-                target: b"s".to_vec()
-            }
-        );
-        assert_eq!(
-            std::fs::read(dir.path().join("etc/passwd")).unwrap(),
-            b"root:x:0:0::/:/bin/sh\n"
-        );
     }
 }

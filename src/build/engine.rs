@@ -623,7 +623,7 @@ impl<'a> Builder<'a> {
                 if !super::base::streams(store, &layer.media_type, diff_id) {
                     return None;
                 }
-                let (tap, reader) = super::chunks::one_reader();
+                let (tap, reader) = crate::chunks::one_reader();
                 let (blob, media, diff_id) = (layer.digest, layer.media_type.clone(), *diff_id);
                 let read = scope.spawn(move || {
                     super::base::load_layer_streamed(

@@ -7,7 +7,6 @@
 pub mod add;
 pub mod base;
 pub mod chmod;
-pub(crate) mod chunks;
 pub mod copy;
 pub mod engine;
 pub mod hasher;

@@ -15,6 +15,7 @@
 pub mod digest;
 pub mod extract;
 pub mod gzip;
+pub mod read;
 pub mod tar;
 pub mod walk;
 
@@ -23,6 +24,7 @@ use std::io::{self, Read, Write};
 pub use digest::{Digest, DigestError, DigestWriter};
 pub use extract::{ExtractError, ExtractOptions, ExtractSummary, Links, extract, extract_with};
 pub use gzip::{BlockRecord, GzipError, GzipOptions, Memo};
+pub use read::{Contents, Escapes, read_entries};
 pub use tar::{
     Content, Entry, EntryKind, TarError, TarOptions, TarWriter, sort_entries, write_tar,
 };

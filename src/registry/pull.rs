@@ -45,6 +45,18 @@ pub trait LayerTap: std::io::Write + Send {
     fn finish(self: Box<Self>, verified: bool);
 }
 
+/// A base layer read while it downloads: its readers get end of file
+/// only once the download was found to be the blob.
+impl LayerTap for crate::chunks::ChunkWriter {
+    fn finish(self: Box<Self>, verified: bool) {
+        if verified {
+            // A reader gone has failed already, on its own.
+            let _ = crate::chunks::ChunkWriter::finish(*self);
+        }
+        // Else dropped: the readers see the stream cut.
+    }
+}
+
 /// Taps for a pull's layers: given a layer to download and its diffID
 /// (from the image config), a tap, or `None` to only store it.
 pub type Taps<'t> = dyn Fn(&Descriptor, &Digest) -> Option<Box<dyn LayerTap + 't>> + Sync + 't;

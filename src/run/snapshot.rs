@@ -23,14 +23,14 @@ use super::RunError;
 use crate::layer::digest::{Digest, DigestWriter};
 use crate::layer::tar::{Content, Entry, EntryKind, TarOptions, write_tar};
 use crate::layer::{ExtractOptions, Links, extract_with};
-use crate::store::Store;
+use crate::store::{Snapshot, Store};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// The snapshot of layer `diff_id` this process would use, if it is there.
 pub fn existing(store: &Store, diff_id: &Digest) -> Option<PathBuf> {
-    let (dir, name) = location(store, diff_id, super::copy_mode());
-    let rootfs = dir.join(name);
+    let (snapshot, name) = location(store, diff_id, super::copy_mode());
+    let rootfs = snapshot.rootfs(&name);
     rootfs.is_dir().then_some(rootfs)
 }
 
@@ -84,8 +84,8 @@ pub fn extract_mirrored(
     if super::copy_mode() {
         return false;
     }
-    let (dir, name) = location(store, diff_id, false);
-    if dir.join(name).is_dir() {
+    let (snapshot, name) = location(store, diff_id, false);
+    if snapshot.rootfs(&name).is_dir() {
         return false;
     }
     let links = Links {
@@ -113,14 +113,8 @@ pub fn adopt(store: &Store, entries: &[Entry], tar: TarOptions) -> Option<(Diges
     // The diffID is known only at the end: the extraction is made beside
     // the snapshots and renamed into place (`prune` removes one a killed
     // build left, as any `snapshots/` name no layer has).
-    static ADOPTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let temp = store.root().join("snapshots").join(format!(
-        "adopt.partial-{}-{}",
-        std::process::id(),
-        ADOPTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&temp);
-    std::fs::create_dir(&temp).ok()?;
+    let temp = store.snapshot_partial("adopt");
+    std::fs::create_dir_all(&temp).ok()?;
     let sources: HashMap<Vec<u8>, PathBuf> = entries
         .iter()
         .filter_map(|e| match &e.kind {
@@ -134,7 +128,7 @@ pub fn adopt(store: &Store, entries: &[Entry], tar: TarOptions) -> Option<(Diges
     let options = extract_options(false);
     let made = std::thread::scope(|scope| {
         // In 1 MiB chunks: the extraction only skips the files' bytes.
-        let (writer, mut reader) = crate::build::chunks::one_reader();
+        let (writer, mut reader) = crate::chunks::one_reader();
         let written = scope.spawn(move || {
             let (digest, size, writer) = write_tar(entries, tar, DigestWriter::new(writer))
                 .map_err(std::io::Error::other)?
@@ -154,9 +148,9 @@ pub fn adopt(store: &Store, entries: &[Entry], tar: TarOptions) -> Option<(Diges
         tar.filter(|_| extracted)
     });
     if let Some((diff_id, _)) = made {
-        let (dir, name) = location(store, &diff_id, false);
-        let rootfs = dir.join(&name);
-        let placed = std::fs::create_dir_all(&dir).is_ok()
+        let (snapshot, name) = location(store, &diff_id, false);
+        let rootfs = snapshot.rootfs(&name);
+        let placed = std::fs::create_dir_all(snapshot.dir()).is_ok()
             && (std::fs::rename(&temp, &rootfs).is_ok() || rootfs.is_dir());
         if placed {
             // Another build may have placed the same snapshot first.
@@ -181,20 +175,15 @@ fn overlay_format_unusable(error: &crate::layer::ExtractError) -> bool {
     )
 }
 
-/// The directory holding layer `diff_id`'s snapshots, and the name of the
-/// one this process uses (its id mapping's; `-oci` for copy mode's).
-/// The directory that holds everything extracted of layer `diff_id`:
-/// its snapshots (here) and the build engine's contents and index.
-pub fn dir(store: &Store, diff_id: &Digest) -> PathBuf {
-    store.root().join("snapshots").join(diff_id.hex())
-}
-
-fn location(store: &Store, diff_id: &Digest, oci_whiteouts: bool) -> (PathBuf, String) {
+/// The snapshot directory of layer `diff_id`, and the name of the
+/// rootfs this process uses there (its id mapping's; `-oci` for copy
+/// mode's).
+fn location(store: &Store, diff_id: &Digest, oci_whiteouts: bool) -> (Snapshot, String) {
     let mut name = super::userns::snapshot_name();
     if oci_whiteouts {
         name.push_str("-oci");
     }
-    (dir(store, diff_id), name)
+    (store.snapshot(diff_id), name)
 }
 
 /// How this process extracts a snapshot (see the module's documentation).
@@ -218,8 +207,8 @@ fn extract_as<R: std::io::Read>(
     links: Links<'_>,
     input: impl FnOnce() -> Result<R, RunError>,
 ) -> Result<PathBuf, RunError> {
-    let (dir, name) = location(store, diff_id, oci_whiteouts);
-    let rootfs = dir.join(&name);
+    let (snapshot, name) = location(store, diff_id, oci_whiteouts);
+    let rootfs = snapshot.rootfs(&name);
     if rootfs.is_dir() {
         return Ok(rootfs);
     }
@@ -227,12 +216,8 @@ fn extract_as<R: std::io::Read>(
         let path = path.clone();
         move |source| RunError::Io { path, source }
     };
-    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-    let temp = dir.join(format!("{name}.partial-{}", std::process::id()));
-    if temp.exists() {
-        std::fs::remove_dir_all(&temp).map_err(io(&temp))?;
-    }
-    std::fs::create_dir(&temp).map_err(io(&temp))?;
+    let temp = snapshot.partial(&name);
+    std::fs::create_dir_all(&temp).map_err(io(&temp))?;
     let input = match input() {
         Ok(input) => input,
         Err(e) => {

@@ -249,7 +249,7 @@ impl Store {
     /// Removes the extracted layers (`snapshots/<diffID hex>`) of layers no
     /// kept image config and no cache record names any more.
     fn prune_snapshots(&self, live: &BTreeSet<Digest>) -> Result<usize> {
-        let dir = self.path("snapshots");
+        let dir = self.snapshots_dir();
         let Ok(entries) = fs::read_dir(&dir) else {
             return Ok(0);
         };
@@ -288,13 +288,13 @@ impl Store {
                 removed += 1;
                 continue;
             }
-            // Extractions a killed build left half done (`rootfs.partial-*`,
-            // `content.partial-*`); no build runs while prune holds the store.
+            // Extractions a killed build left half done; no build runs
+            // while prune holds the store.
             for part in fs::read_dir(&path).map_err(io_error("read directory", &path))? {
                 let part = part.map_err(io_error("read directory", &path))?.path();
                 if part
                     .file_name()
-                    .is_some_and(|n| n.to_string_lossy().contains(".partial-"))
+                    .is_some_and(|n| super::snapshot::is_partial(&n.to_string_lossy()))
                 {
                     fs::remove_dir_all(&part).map_err(io_error("remove", &part))?;
                 }
@@ -517,15 +517,9 @@ mod tests {
         let (loose_b, size_b) = store.put_blob_bytes(b"loose bb", None).unwrap();
         fs::write(store.tmp_dir().join("blob-1-1"), b"half a blob").unwrap();
         // An extracted layer nothing refers to any more.
-        fs::create_dir_all(
-            store
-                .path("snapshots")
-                .join(Digest::of(b"gone").hex())
-                .join("content"),
-        )
-        .unwrap();
+        fs::create_dir_all(store.snapshot(&Digest::of(b"gone")).content()).unwrap();
         // A RUN layer's snapshot a killed build left half made.
-        fs::create_dir_all(store.path("snapshots").join("adopt.partial-1-0/etc")).unwrap();
+        fs::create_dir_all(store.snapshot_partial("adopt").join("etc")).unwrap();
 
         let report = store.prune().unwrap();
         assert_eq!(

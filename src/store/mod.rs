@@ -11,8 +11,9 @@
 //! blobs/sha256/<hex>  every blob, named by the SHA-256 of its content
 //! hoist.json          {"hoistStoreVersion":N}, the format of hoist's own parts
 //! cache/ab/<key>.json build cache records (step cache key -> result)
-//! snapshots/<diffID>/  extracted layers: `content/` (plain files COPY reads)
-//!                     and `rootfs/` (RUN's overlay lower directories)
+//! snapshots/<diffID>/  extracted layers: `content/` (plain files COPY reads),
+//!                     `index` and `rootfs*/` (RUN's overlay lower
+//!                     directories); see [`Snapshot`]
 //! mounts/cache/<hex>  RUN --mount=type=cache directories, by SHA-256 of id
 //! pushed/<hash>.json  what the last push to each destination left there
 //!                     (digest, media type, blobs, time; see `Store::pushed`)
@@ -64,6 +65,7 @@ mod index;
 mod json;
 mod lock;
 mod pushed;
+mod snapshot;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -78,6 +80,7 @@ pub use json::{
     descriptor_to_json,
 };
 pub use pushed::PushRecord;
+pub use snapshot::Snapshot;
 
 use error::io_error;
 use fsutil::{ensure_dir, write_atomically};

@@ -131,18 +131,6 @@ impl Write for ChunkWriter {
     }
 }
 
-/// A base layer read while it downloads: its readers get end of file
-/// only once the download was found to be the blob.
-impl crate::registry::LayerTap for ChunkWriter {
-    fn finish(self: Box<Self>, verified: bool) {
-        if verified {
-            // A reader gone has failed already, on its own.
-            let _ = ChunkWriter::finish(*self);
-        }
-        // Else dropped: the readers see the stream cut.
-    }
-}
-
 impl Read for ChunkReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         while self.at == self.chunk.len() && !self.ended && !out.is_empty() {
