@@ -18,6 +18,7 @@ pub mod k8s;
 pub mod layer;
 pub mod plan;
 pub mod registry;
+pub mod rootfs;
 pub mod run;
 pub mod store;
 #[cfg(test)]

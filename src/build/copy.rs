@@ -26,9 +26,9 @@
 //! - the destination is resolved inside the root: symlinks in it are
 //!   followed but can never lead outside.
 
-use super::view::{FsView, LayerIndex, ViewError, components, join};
 use crate::context::{DirMatches, PatternError, PatternSet, filepath_match};
 use crate::layer::tar::{Entry, EntryKind};
+use crate::rootfs::view::{FsView, LayerIndex, ViewError, components, join};
 use std::collections::HashMap;
 use std::sync::Arc;
 

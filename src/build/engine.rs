@@ -10,12 +10,9 @@
 //! Nothing here holds a whole layer in memory or writes outside the store.
 
 use super::add::{AddError, AddOptions, add};
-use super::base::{BaseError, load_image, load_layer};
 use super::copy::{CopyError, CopyRequest, copy};
 use super::hasher::ContentHasher;
 use super::meta;
-use super::user::{UserError, groups_of, resolve_chown};
-use super::view::{FsView, LayerIndex};
 use super::writer::{LayerBlob, LayerWriter, StepPlace, Stoppable, Written};
 use crate::context::{DockerIgnore, PatternSet, walk_context_observed};
 use crate::dockerfile::instructions::{Instruction, Kind, parse_instruction};
@@ -26,6 +23,9 @@ use crate::layer::digest::{Digest, Sha256};
 use crate::layer::tar::{Entry, EntryKind, TarOptions};
 use crate::layer::{GzipOptions, LayerOptions, write_layer_with};
 use crate::plan::{Base, Options, Plan, Scope, expand_instruction, plan};
+use crate::rootfs::user::{UserError, groups_of, resolve_chown};
+use crate::rootfs::view::{FsView, LayerIndex};
+use crate::rootfs::{BaseError, load_image, load_layer};
 use crate::run::{HostFile, Network as RunNetwork, RunSpec};
 use crate::store::{CacheRecord, Store};
 use std::collections::{BTreeMap, HashMap};
@@ -566,7 +566,7 @@ impl<'a> Builder<'a> {
         platform: &crate::image::Platform,
     ) -> Result<StageState, BuildError> {
         if let Some(layout) = reference.strip_prefix("oci-layout://") {
-            let digest = super::base::import_oci_layout(self.store, layout)
+            let digest = crate::rootfs::import_oci_layout(self.store, layout)
                 .map_err(|e| self.base_error(from, e))?;
             return self.state_from_manifest(from, &digest, platform);
         }
@@ -620,20 +620,17 @@ impl<'a> Builder<'a> {
         let (pulled, read) = std::thread::scope(|scope| {
             let reads = std::sync::Mutex::new(Vec::new());
             let taps = |layer: &crate::image::Descriptor, diff_id: &Digest| {
-                if !super::base::streams(store, &layer.media_type, diff_id) {
+                if !crate::rootfs::streams(store, &layer.media_type, diff_id) {
                     return None;
                 }
                 let (tap, reader) = crate::chunks::one_reader();
                 let (blob, media, diff_id) = (layer.digest, layer.media_type.clone(), *diff_id);
                 let read = scope.spawn(move || {
-                    super::base::load_layer_streamed(
-                        store,
-                        reader,
-                        &blob,
-                        &media,
-                        &diff_id,
-                        with_snapshot,
-                    )
+                    with_run_snapshot(store, &diff_id, with_snapshot, |mirror| {
+                        crate::rootfs::load_layer_streamed(
+                            store, reader, &blob, &media, &diff_id, mirror,
+                        )
+                    })
                 });
                 reads.lock().expect("poisoned").push((diff_id, read));
                 Some(Box::new(tap) as Box<dyn crate::registry::LayerTap>)
@@ -696,13 +693,15 @@ impl<'a> Builder<'a> {
                 Some(index) => index.clone(),
                 None => {
                     let descriptor = blob.descriptor()?;
-                    let index = load_layer(
-                        self.store,
-                        &descriptor.digest,
-                        &descriptor.media_type,
-                        diff_id,
-                        self.runs_steps,
-                    )
+                    let index = with_run_snapshot(self.store, diff_id, self.runs_steps, |mirror| {
+                        load_layer(
+                            self.store,
+                            &descriptor.digest,
+                            &descriptor.media_type,
+                            diff_id,
+                            mirror,
+                        )
+                    })
                     .map_err(|e| self.base_error(instr, e))?;
                     self.indexes.insert(*diff_id, index.clone());
                     index
@@ -935,8 +934,8 @@ impl<'a> Builder<'a> {
         };
         let mut changes = LayerIndex::default();
         let mut current = Vec::new();
-        for part in super::view::components(&path) {
-            current = super::view::join(&current, part);
+        for part in crate::rootfs::view::components(&path) {
+            current = crate::rootfs::view::join(&current, part);
             if state.view.get(&current).is_none() {
                 changes.insert(
                     Entry::dir(current.clone())
@@ -1392,7 +1391,8 @@ impl<'a> Builder<'a> {
         }
         // runc's default: HOME from the user's passwd entry, else `/`.
         if !env.iter().any(|e| e.starts_with("HOME=")) {
-            let passwd = super::user::read_file(&state.view, "etc/passwd").unwrap_or_default();
+            let passwd =
+                crate::rootfs::user::read_file(&state.view, "etc/passwd").unwrap_or_default();
             let home = passwd
                 .lines()
                 .map(|l| l.trim().split(':').collect::<Vec<_>>())
@@ -2253,6 +2253,22 @@ impl<'a> Builder<'a> {
             unused_build_args: Vec::new(),
         })
     }
+}
+
+/// Runs `load` (a layer read into its index) with RUN's snapshot of the
+/// layer as the mirror of its contents, so that one extraction makes both,
+/// when the build runs steps (`wanted`) and the snapshot is not there yet.
+fn with_run_snapshot<T>(
+    store: &Store,
+    diff_id: &Digest,
+    wanted: bool,
+    load: impl FnOnce(Option<crate::rootfs::Mirror<'_>>) -> T,
+) -> T {
+    let extract = |input: &mut dyn std::io::Read, content: &std::path::Path| {
+        crate::run::snapshot::extract_mirrored(store, input, diff_id, content)
+    };
+    let mirror = wanted && crate::run::snapshot::mirrorable(store, diff_id);
+    load(mirror.then_some(&extract))
 }
 
 /// A layer step's result: its blob, diffID and tar size (as the cache

@@ -8,13 +8,13 @@
 //! converted the manifest, checked with a `GET /v2/<repo>/manifests/<digest>`.
 
 use super::K8sError;
-use crate::build::base::{load_image, load_layer};
-use crate::build::user::resolve_chown;
-use crate::build::view::FsView;
 use crate::image::Platform;
 use crate::image::{Healthcheck, RunConfig};
 use crate::layer::Digest;
 use crate::registry::{Client, ClientOptions, Reference, RegistryError};
+use crate::rootfs::user::resolve_chown;
+use crate::rootfs::view::FsView;
+use crate::rootfs::{load_image, load_layer};
 use crate::store::Store;
 
 /// The user a container of the image runs as.
@@ -99,7 +99,7 @@ pub fn inspect(
                     .iter()
                     .zip(&image.config.rootfs.diff_ids)
                 {
-                    match load_layer(store, &layer.digest, &layer.media_type, diff_id, false) {
+                    match load_layer(store, &layer.digest, &layer.media_type, diff_id, None) {
                         Ok(index) => view.push(index),
                         Err(e) => {
                             failure = Some(e.to_string());

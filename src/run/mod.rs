@@ -166,7 +166,7 @@ pub struct RunSpec {
     pub workdir: String,
     pub uid: u32,
     pub gid: u32,
-    /// Supplementary groups (BuildKit's: see `build::user::groups_of`).
+    /// Supplementary groups (BuildKit's: see `rootfs::user::groups_of`).
     pub groups: Vec<u32>,
     pub network: Network,
     pub host_files: Vec<HostFile>,

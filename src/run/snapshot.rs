@@ -246,7 +246,6 @@ fn extract_as<R: std::io::Read>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::view::LayerIndex;
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     use std::path::Path;
 
@@ -335,7 +334,7 @@ mod tests {
         };
         assert_eq!(rc, 0);
         let inode = std::fs::metadata(upper.join("a/f")).unwrap().ino();
-        let index = LayerIndex::from_entries([
+        let mut entries = vec![
             Entry::dir(b"a".to_vec()).with_owner(1, 2).with_mtime(100),
             Entry::file_from_path(b"a/f".to_vec(), upper.join("a/f"), 5)
                 .with_mode(0o4750)
@@ -350,8 +349,8 @@ mod tests {
             Entry::dir(b"d".to_vec()),
             Entry::opaque(b"d"),
             Entry::fifo(b"d/p".to_vec()),
-        ]);
-        let entries = index.to_tar_entries();
+        ];
+        crate::layer::tar::sort_entries(&mut entries);
         let tar = TarOptions {
             source_date_epoch: 150,
         };

@@ -173,8 +173,8 @@ pub fn read_file(view: &FsView, path: &str) -> Result<String, UserError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::view::LayerIndex;
     use crate::layer::tar::Entry;
+    use crate::rootfs::LayerIndex;
     use std::sync::Arc;
 
     fn image() -> FsView {

@@ -1,202 +1,40 @@
-//! Base images from the store: their manifest, config and a view of their
-//! layers, so that COPY can read from them and write over them.
-//!
-//! A layer's entries are read from its tar headers; file contents are
-//! extracted once into `snapshots/<diffID>/content` in the store, where
-//! COPY reads them. Ownership and modes come from the tar headers (the
-//! index), never from the extracted files, so extracting needs no
-//! privilege. Paths are sanitised: nothing is ever written outside the
-//! snapshot directory, and no symlink is created there.
+//! Layers as file systems: a layer blob read into its index (the entries
+//! its tar headers list) with its file contents extracted once into
+//! `snapshots/<diffID>/content` in the store, where COPY reads them.
+//! Ownership and modes come from the tar headers (the index), never from
+//! the extracted files, so extracting needs no privilege. Paths are
+//! sanitised: nothing is ever written outside the snapshot directory, and
+//! no symlink is created there.
 
+use super::image::BaseError;
 use super::view::LayerIndex;
 use crate::chunks;
 use crate::compression::{Compression, decompress};
-use crate::image::Platform;
-use crate::image::{ImageConfig, Manifest, ManifestOrIndex, media_type};
 use crate::layer::Digest;
 use crate::layer::tar::{Content, Entry, EntryKind};
 use crate::layer::{Contents, Escapes, read_entries};
 use crate::store::Store;
 use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
-/// Documents larger than this are not manifests or configs.
-const MAX_DOCUMENT: u64 = 8 << 20;
-
-/// Why a base image cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum BaseError {
-    #[error("cannot read {what} {digest} from the store")]
-    Store {
-        what: &'static str,
-        digest: Digest,
-        #[source]
-        source: crate::store::StoreError,
-    },
-    #[error("{what} {digest} is not valid: {reason}")]
-    Invalid {
-        what: &'static str,
-        digest: Digest,
-        reason: String,
-    },
-    #[error("the image index {digest} has no manifest for {platform}")]
-    NoPlatform { digest: Digest, platform: String },
-    #[error("cannot use the OCI layout {path}: {reason}")]
-    Layout { path: PathBuf, reason: String },
-    #[error("cannot read layer {digest}")]
-    Layer {
-        digest: Digest,
-        #[source]
-        source: io::Error,
-    },
-}
-
-/// A resolved image: its manifest and config.
-#[derive(Debug, Clone)]
-pub struct StoredImage {
-    pub manifest_digest: Digest,
-    pub manifest: Manifest,
-    pub config: ImageConfig,
-}
-
-/// Reads the image a manifest or index descriptor names, choosing
-/// `platform` from an index.
-pub fn load_image(
-    store: &Store,
-    digest: &Digest,
-    platform: &Platform,
-) -> Result<StoredImage, BaseError> {
-    let bytes = read(store, "manifest", digest)?;
-    let invalid = |what, digest: &Digest, reason: String| BaseError::Invalid {
-        what,
-        digest: *digest,
-        reason,
-    };
-    let (manifest_digest, manifest) = match ManifestOrIndex::from_json(&bytes)
-        .map_err(|e| invalid("manifest", digest, e.to_string()))?
-    {
-        ManifestOrIndex::Manifest(m) => (*digest, m),
-        ManifestOrIndex::Index(index) => {
-            // The same choice a pull makes, so a pulled index resolves to
-            // the manifest that was pulled with it.
-            let chosen = index
-                .select(platform)
-                .ok_or_else(|| BaseError::NoPlatform {
-                    digest: *digest,
-                    platform: platform.to_string(),
-                })?;
-            let bytes = read(store, "manifest", &chosen.digest)?;
-            let m = Manifest::from_json(&bytes)
-                .map_err(|e| invalid("manifest", &chosen.digest, e.to_string()))?;
-            (chosen.digest, m)
-        }
-    };
-    let config_bytes = read(store, "config", &manifest.config.digest)?;
-    let config = ImageConfig::from_json(&config_bytes)
-        .map_err(|e| invalid("config", &manifest.config.digest, e.to_string()))?;
-    if config.rootfs.diff_ids.len() != manifest.layers.len() {
-        return Err(invalid(
-            "config",
-            &manifest.config.digest,
-            format!(
-                "it lists {} layers where the manifest has {}",
-                config.rootfs.diff_ids.len(),
-                manifest.layers.len()
-            ),
-        ));
-    }
-    Ok(StoredImage {
-        manifest_digest,
-        manifest,
-        config,
-    })
-}
-
-/// Copies the image `PATH[:TAG]` of an OCI image layout into the store
-/// (every blob its manifest or index names, digests verified); returns the
-/// digest of its manifest or index. Without a tag the layout must hold one
-/// image; a tag matches `org.opencontainers.image.ref.name`, as a bare tag
-/// or a full name.
-pub fn import_oci_layout(store: &Store, spec: &str) -> Result<Digest, BaseError> {
-    let (dir, tag) = match spec.rsplit_once(':') {
-        Some((d, t)) if !t.contains('/') && !d.is_empty() => (d, Some(t)),
-        _ => (spec, None),
-    };
-    let dir = Path::new(dir);
-    let bad = |reason: String| BaseError::Layout {
-        path: dir.to_path_buf(),
-        reason,
-    };
-    let index_bytes = std::fs::read(dir.join("index.json"))
-        .map_err(|e| bad(format!("cannot read index.json: {e}")))?;
-    let index = crate::image::Index::from_json(&index_bytes).map_err(|e| bad(e.to_string()))?;
-    let chosen: Vec<_> = index
-        .manifests
-        .iter()
-        .filter(|d| match tag {
-            None => true,
-            Some(t) => d
-                .annotations
-                .get(crate::image::archive::REF_NAME)
-                .is_some_and(|name| name == t || name.ends_with(&format!(":{t}"))),
-        })
-        .collect();
-    let descriptor = match chosen.as_slice() {
-        [one] => (*one).clone(),
-        [] => return Err(bad(format!("no image tagged {}", tag.unwrap_or("(any)")))),
-        _ => {
-            return Err(bad(
-                "it holds several images: name one with oci-layout://PATH:TAG".into(),
-            ));
-        }
-    };
-    let mut pending = vec![(descriptor.digest, descriptor.media_type.clone())];
-    while let Some((digest, media)) = pending.pop() {
-        let path = dir.join("blobs/sha256").join(digest.hex());
-        let file = std::fs::File::open(&path)
-            .map_err(|e| bad(format!("cannot read blob {digest}: {e}")))?;
-        store
-            .put_blob(file, Some(&digest))
-            .map_err(|source| BaseError::Store {
-                what: "blob",
-                digest,
-                source,
-            })?;
-        if media_type::is_manifest(&media) || media_type::is_index(&media) {
-            let bytes = read(store, "manifest", &digest)?;
-            match ManifestOrIndex::from_json(&bytes).map_err(|e| bad(e.to_string()))? {
-                ManifestOrIndex::Manifest(m) => {
-                    pending.push((m.config.digest, m.config.media_type.clone()));
-                    pending.extend(m.layers.iter().map(|l| (l.digest, l.media_type.clone())));
-                }
-                ManifestOrIndex::Index(i) => {
-                    pending.extend(i.manifests.iter().map(|d| (d.digest, d.media_type.clone())));
-                }
-            }
-        }
-    }
-    Ok(descriptor.digest)
-}
-
-fn read(store: &Store, what: &'static str, digest: &Digest) -> Result<Vec<u8>, BaseError> {
-    store
-        .read_blob_bytes(digest, MAX_DOCUMENT)
-        .map_err(|source| BaseError::Store {
-            what,
-            digest: *digest,
-            source,
-        })
-}
+/// A second extraction made from the same decompressed stream as a
+/// layer's index and contents (RUN's overlay lower, see hoist's
+/// `run::snapshot::extract_mirrored`): it extracts the tar it is given and
+/// hard-links each regular file into the directory it is given at its
+/// path in the layer, under plain directories, and says whether it did.
+/// The contents are then those links, and nothing is written twice.
+pub type Mirror<'m> = &'m (dyn Fn(&mut dyn Read, &Path) -> bool + Sync);
 
 /// The index of one layer blob, its file contents extracted into the
-/// store's snapshot for `diff_id` (once; later calls reuse them).
+/// store's snapshot for `diff_id` (once; later calls reuse them), through
+/// `mirror` when given and the contents are not there yet.
 pub fn load_layer(
     store: &Store,
     blob: &Digest,
     media: &str,
     diff_id: &Digest,
-    with_snapshot: bool,
+    mirror: Option<Mirror<'_>>,
 ) -> Result<Arc<LayerIndex>, BaseError> {
     let mut open = || -> Result<Box<dyn Read + Send>, BaseError> {
         let file = store.open_blob(blob).map_err(|source| BaseError::Store {
@@ -206,7 +44,7 @@ pub fn load_layer(
         })?;
         decompressed(file, blob, media)
     };
-    load(store, blob, diff_id, with_snapshot, &mut open)
+    load(store, blob, diff_id, mirror, &mut open)
 }
 
 /// Whether [`load_layer_streamed`] would read the layer `diff_id`: its
@@ -227,7 +65,7 @@ pub fn load_layer_streamed(
     blob: &Digest,
     media: &str,
     diff_id: &Digest,
-    with_snapshot: bool,
+    mirror: Option<Mirror<'_>>,
 ) -> Option<Arc<LayerIndex>> {
     let mut input = Some(input);
     let mut open = || -> Result<Box<dyn Read + Send + '_>, BaseError> {
@@ -239,7 +77,7 @@ pub fn load_layer_streamed(
             }),
         }
     };
-    load(store, blob, diff_id, with_snapshot, &mut open).ok()
+    load(store, blob, diff_id, mirror, &mut open).ok()
 }
 
 /// `input`, a layer blob, decompressed as its media type says.
@@ -266,7 +104,7 @@ fn load<'a>(
     store: &Store,
     blob: &Digest,
     diff_id: &Digest,
-    with_snapshot: bool,
+    mirror: Option<Mirror<'_>>,
     tar: &mut dyn FnMut() -> Result<Box<dyn Read + Send + 'a>, BaseError>,
 ) -> Result<Arc<LayerIndex>, BaseError> {
     let layer_err = |source| BaseError::Layer {
@@ -297,10 +135,8 @@ fn load<'a>(
     // A build that runs steps needs the layer as RUN's overlay lower too:
     // one extraction makes both, the contents hard-linked from it, and
     // one decompression feeds it and the index.
-    let mirrored = match (finished, with_snapshot) {
-        (false, true) if crate::run::snapshot::mirrorable(store, diff_id) => {
-            extract_and_index(store, tar()?, diff_id, &temp_content)
-        }
+    let mirrored = match (finished, mirror) {
+        (false, Some(mirror)) => extract_and_index(tar()?, mirror, &temp_content),
         _ => None,
     };
     let entries = match (finished, mirrored) {
@@ -352,17 +188,16 @@ fn load<'a>(
     Ok(Arc::new(LayerIndex::from_entries(entries)))
 }
 
-/// Extracts a layer as RUN's snapshot, its regular files hard-linked into
+/// Extracts a layer through `mirror`, its regular files hard-linked into
 /// `content`, and reads its index from the same decompressed stream: one
 /// thread decompresses and shares each chunk with the extraction and the
 /// index reader, each on its own thread. `None` when the extraction fails
-/// (the snapshot is then made, or its failure reported, when a RUN needs
-/// it): the caller extracts the contents itself. Both read `tar` to its
-/// end, so a stream that fails there fails both.
+/// (the mirror's owner meets the failure again when it needs the
+/// extraction): the caller extracts the contents itself. Both read `tar`
+/// to its end, so a stream that fails there fails both.
 fn extract_and_index(
-    store: &Store,
     tar: Box<dyn Read + Send + '_>,
-    diff_id: &Digest,
+    mirror: Mirror<'_>,
     content: &Path,
 ) -> Option<io::Result<Vec<Entry>>> {
     let (mut feed, mut readers) = chunks::channel(2);
@@ -385,8 +220,7 @@ fn extract_and_index(
         });
         let index = scope
             .spawn(move || read_entries(&mut to_index, Contents::Known(content), Escapes::Skip));
-        let extracted =
-            crate::run::snapshot::extract_mirrored(store, &mut to_extract, diff_id, content);
+        let extracted = mirror(&mut to_extract, content);
         drop(to_extract);
         let entries = index
             .join()
@@ -423,6 +257,7 @@ fn contents_present(entries: &[Entry]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::media_type;
 
     /// Where the index keeps the bytes of the regular file at `path`.
     fn content_path<'a>(index: &'a LayerIndex, path: &[u8]) -> &'a Path {
@@ -442,8 +277,31 @@ mod tests {
         }
     }
 
+    /// A mirror as RUN's snapshot is one: an extraction into the layer's
+    /// `mirrored` directory (made whole, then renamed), its regular files
+    /// linked into the contents.
+    fn mirror(store: &Store, diff_id: &Digest) -> impl Fn(&mut dyn Read, &Path) -> bool + Sync {
+        let snapshot = store.snapshot(diff_id);
+        move |input, content| {
+            let temp = snapshot.partial("mirrored");
+            std::fs::create_dir_all(&temp).unwrap();
+            let links = crate::layer::Links {
+                sources: None,
+                mirror: Some(content),
+            };
+            let options = crate::layer::ExtractOptions::default();
+            let done = crate::layer::extract_with(input, &temp, &options, links).is_ok();
+            if done {
+                std::fs::rename(&temp, snapshot.rootfs("mirrored")).unwrap();
+            } else {
+                std::fs::remove_dir_all(&temp).unwrap();
+            }
+            done
+        }
+    }
+
     #[test]
-    fn one_extraction_serves_the_index_and_the_run_snapshot() {
+    fn one_extraction_serves_the_index_and_the_mirror() {
         use std::os::unix::fs::MetadataExt;
         let (_dir, store) = crate::test_support::root_store("chown, mknod");
         let entries = [
@@ -457,9 +315,17 @@ mod tests {
         let bytes = crate::layer::tar::write_tar(&entries, Default::default(), Vec::new()).unwrap();
         let (blob, _) = store.put_blob_bytes(&bytes, None).unwrap();
         let diff_id = Digest::of(&bytes);
-        let index = load_layer(&store, &blob, media_type::OCI_LAYER_TAR, &diff_id, true).unwrap();
+        let mirror = mirror(&store, &diff_id);
+        let index = load_layer(
+            &store,
+            &blob,
+            media_type::OCI_LAYER_TAR,
+            &diff_id,
+            Some(&mirror),
+        )
+        .unwrap();
         let snapshot = store.snapshot(&diff_id).dir().to_path_buf();
-        let rootfs = snapshot.join(crate::run::userns::snapshot_name());
+        let rootfs = snapshot.join("mirrored");
         let path = content_path(&index, b"etc/passwd");
         assert!(
             path.starts_with(snapshot.join("content")),
@@ -469,7 +335,7 @@ mod tests {
         assert_eq!(
             std::fs::metadata(path).unwrap().ino(),
             std::fs::metadata(rootfs.join("etc/passwd")).unwrap().ino(),
-            "the index's contents are the snapshot's files, linked"
+            "the index's contents are the mirror's files, linked"
         );
     }
 
@@ -494,12 +360,13 @@ mod tests {
         let (blob, diff_id) = (Digest::of(&bytes), Digest::of(&bytes));
         let media = media_type::OCI_LAYER_TAR;
         let snapshot = store.snapshot(&diff_id).dir().to_path_buf();
-        let stream = |whole: bool, with_snapshot: bool| {
+        let mirror = mirror(&store, &diff_id);
+        let stream = |whole: bool, with_mirror: bool| {
             let (mut writer, reader) = chunks::one_reader();
+            let mirror: Option<Mirror<'_>> = with_mirror.then_some(&mirror);
             std::thread::scope(|scope| {
-                let read = scope.spawn(|| {
-                    load_layer_streamed(&store, reader, &blob, media, &diff_id, with_snapshot)
-                });
+                let read = scope
+                    .spawn(|| load_layer_streamed(&store, reader, &blob, media, &diff_id, mirror));
                 writer.write_all(&bytes).unwrap();
                 if whole {
                     writer.finish().unwrap();
@@ -511,12 +378,12 @@ mod tests {
                 read.join().unwrap()
             })
         };
-        // Contents alone (a build without RUN), and with the snapshot.
+        // Contents alone (a build without RUN), and with the mirror.
         assert!(stream(false, false).is_none());
         assert!(!snapshot.join("content").exists());
         assert!(stream(false, true).is_none());
         assert!(!snapshot.join("content").exists());
-        assert!(crate::run::snapshot::existing(&store, &diff_id).is_none());
+        assert!(!snapshot.join("mirrored").exists());
         let leftovers: Vec<_> = std::fs::read_dir(&snapshot)
             .map(|d| d.map(|e| e.unwrap().file_name()).collect())
             .unwrap_or_default();
@@ -525,7 +392,7 @@ mod tests {
         let index = stream(true, true).unwrap();
         let hostname = std::fs::read(content_path(&index, b"etc/hostname")).unwrap();
         assert_eq!(hostname, vec![b'h'; size]);
-        let rootfs = crate::run::snapshot::existing(&store, &diff_id).unwrap();
+        let rootfs = snapshot.join("mirrored");
         assert_eq!(
             std::fs::metadata(rootfs.join("etc/hostname"))
                 .unwrap()
@@ -536,7 +403,7 @@ mod tests {
     }
 
     #[test]
-    fn a_layer_the_snapshot_refuses_is_still_indexed_without_blocking() {
+    fn a_layer_the_mirror_refuses_is_still_indexed_without_blocking() {
         let (_dir, store) = crate::test_support::root_store("chown");
         // The extraction refuses the first entry (a hard link to nothing);
         // the rest is more than the channels between the threads hold, so
@@ -550,9 +417,17 @@ mod tests {
         ]);
         let (blob, _) = store.put_blob_bytes(&bytes, None).unwrap();
         let diff_id = Digest::of(&bytes);
-        let index = load_layer(&store, &blob, media_type::OCI_LAYER_TAR, &diff_id, true).unwrap();
+        let mirror = mirror(&store, &diff_id);
+        let index = load_layer(
+            &store,
+            &blob,
+            media_type::OCI_LAYER_TAR,
+            &diff_id,
+            Some(&mirror),
+        )
+        .unwrap();
         let path = content_path(&index, b"big");
         assert_eq!(std::fs::read(path).unwrap(), big);
-        assert!(crate::run::snapshot::existing(&store, &diff_id).is_none());
+        assert!(!store.snapshot(&diff_id).rootfs("mirrored").exists());
     }
 }
