@@ -7,15 +7,11 @@
 
 pub mod build;
 pub mod check;
-pub mod chunks;
-pub mod compression;
 pub mod context;
 pub mod dockerfile;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod image;
 pub mod k8s;
-pub mod layer;
 pub mod plan;
 pub mod registry;
 pub mod rootfs;

@@ -18,16 +18,17 @@ use crate::context::{DockerIgnore, PatternSet, walk_context_observed};
 use crate::dockerfile::instructions::{Instruction, Kind, parse_instruction};
 use crate::dockerfile::shell::{Lexer, Vars};
 use crate::dockerfile::{Ast, parse};
-use crate::image::{Descriptor, History, ImageConfig, Manifest, digest_of, media_type};
-use crate::layer::digest::{Digest, Sha256};
-use crate::layer::tar::{Entry, EntryKind, TarOptions};
-use crate::layer::{GzipOptions, LayerOptions, write_layer_with};
 use crate::plan::{Base, Options, Plan, Scope, expand_instruction, plan};
 use crate::rootfs::user::{UserError, groups_of, resolve_chown};
 use crate::rootfs::view::{FsView, LayerIndex};
 use crate::rootfs::{BaseError, load_image, load_layer};
 use crate::run::{HostFile, Network as RunNetwork, RunSpec};
 use crate::store::{CacheRecord, Store};
+use hoist_oci::digest::{Digest, Sha256};
+use hoist_oci::image::{Descriptor, History, ImageConfig, Manifest, digest_of};
+use hoist_oci::layer::tar::{Entry, EntryKind, TarOptions};
+use hoist_oci::layer::{GzipOptions, LayerOptions, write_layer_with};
+use hoist_oci::media_type;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -145,7 +146,7 @@ pub enum BuildError {
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error("cannot write a layer")]
-    Layer(#[from] crate::layer::LayerError),
+    Layer(#[from] hoist_oci::layer::LayerError),
 }
 
 impl BuildError {
@@ -188,8 +189,8 @@ impl StageState {
         self.layers.push((blob, diff_id));
     }
 
-    fn run(&self) -> &crate::image::RunConfig {
-        static EMPTY: std::sync::OnceLock<crate::image::RunConfig> = std::sync::OnceLock::new();
+    fn run(&self) -> &hoist_oci::image::RunConfig {
+        static EMPTY: std::sync::OnceLock<hoist_oci::image::RunConfig> = std::sync::OnceLock::new();
         self.config
             .config
             .as_ref()
@@ -474,7 +475,7 @@ impl<'a> Builder<'a> {
         let stage = &planned.stages[index];
         let name = stage.display_name();
         let platform = match &stage.platform {
-            Some(p) => crate::image::Platform::parse(p)
+            Some(p) => hoist_oci::Platform::parse(p)
                 .unwrap_or_else(|_| self.request.options.target_platform.clone()),
             None => self.request.options.target_platform.clone(),
         };
@@ -563,7 +564,7 @@ impl<'a> Builder<'a> {
         &mut self,
         from: &Instruction,
         reference: &str,
-        platform: &crate::image::Platform,
+        platform: &hoist_oci::Platform,
     ) -> Result<StageState, BuildError> {
         if let Some(layout) = reference.strip_prefix("oci-layout://") {
             let digest = crate::rootfs::import_oci_layout(self.store, layout)
@@ -613,17 +614,17 @@ impl<'a> Builder<'a> {
     fn pull_and_read(
         &mut self,
         reference: &crate::registry::Reference,
-        platform: &crate::image::Platform,
+        platform: &hoist_oci::Platform,
     ) -> Result<crate::registry::Pulled, crate::registry::RegistryError> {
         let store = self.store;
         let with_snapshot = self.runs_steps;
         let (pulled, read) = std::thread::scope(|scope| {
             let reads = std::sync::Mutex::new(Vec::new());
-            let taps = |layer: &crate::image::Descriptor, diff_id: &Digest| {
+            let taps = |layer: &hoist_oci::image::Descriptor, diff_id: &Digest| {
                 if !crate::rootfs::streams(store, &layer.media_type, diff_id) {
                     return None;
                 }
-                let (tap, reader) = crate::chunks::one_reader();
+                let (tap, reader) = hoist_oci::chunks::one_reader();
                 let (blob, media, diff_id) = (layer.digest, layer.media_type.clone(), *diff_id);
                 let read = scope.spawn(move || {
                     with_run_snapshot(store, &diff_id, with_snapshot, |mirror| {
@@ -655,7 +656,7 @@ impl<'a> Builder<'a> {
         &mut self,
         from: &Instruction,
         digest: &Digest,
-        platform: &crate::image::Platform,
+        platform: &hoist_oci::Platform,
     ) -> Result<StageState, BuildError> {
         let image =
             load_image(self.store, digest, platform).map_err(|e| self.base_error(from, e))?;
@@ -888,7 +889,9 @@ impl<'a> Builder<'a> {
         if let Some(created_by) = history {
             let with_layer = layer_bytes.is_some();
             state.config.history.push(History {
-                created: Some(crate::image::rfc3339_utc(self.request.source_date_epoch)),
+                created: Some(hoist_oci::image::rfc3339_utc(
+                    self.request.source_date_epoch,
+                )),
                 created_by: Some(if with_layer {
                     format!("{created_by} # buildkit")
                 } else {
@@ -1906,12 +1909,12 @@ impl<'a> Builder<'a> {
             match &entry.kind {
                 EntryKind::Dir => std::fs::create_dir_all(&dest).map_err(fail)?,
                 EntryKind::File { content, .. } => match content {
-                    crate::layer::tar::Content::Path(p) => {
+                    hoist_oci::layer::tar::Content::Path(p) => {
                         if std::fs::hard_link(p, &dest).is_err() {
                             std::fs::copy(p, &dest).map_err(fail)?;
                         }
                     }
-                    crate::layer::tar::Content::Bytes(b) => {
+                    hoist_oci::layer::tar::Content::Bytes(b) => {
                         std::fs::write(&dest, b).map_err(fail)?
                     }
                 },
@@ -1941,7 +1944,7 @@ impl<'a> Builder<'a> {
             crate::run::RunError::SingleId { .. } => Some(crate::run::userns::subid_remedy()),
             // chown(2) to an id the namespace does not map.
             crate::run::RunError::Extract {
-                source: crate::layer::ExtractError::Io { source, .. },
+                source: hoist_oci::layer::ExtractError::Io { source, .. },
                 ..
             } if source.raw_os_error() == Some(libc::EINVAL)
                 && crate::run::userns::current().is_user_namespace() =>
@@ -2083,7 +2086,7 @@ impl<'a> Builder<'a> {
                 let (layer, reused) =
                     write_layer_blob(store, &options, &step, &key, &entries, stop)?;
                 if layer.diff_id != diff_id {
-                    return Err(BuildError::Layer(crate::layer::LayerError::Read {
+                    return Err(BuildError::Layer(hoist_oci::layer::LayerError::Read {
                         source: std::io::Error::other(format!(
                             "its files changed after the step: the layer's diffID is {}, its snapshot's {diff_id}",
                             layer.diff_id
@@ -2173,7 +2176,7 @@ impl<'a> Builder<'a> {
                         .digest(content)
                         .map_err(|e| BuildError::Context {
                             path: match content {
-                                crate::layer::tar::Content::Path(p) => p.clone(),
+                                hoist_oci::layer::tar::Content::Path(p) => p.clone(),
                                 _ => PathBuf::new(),
                             },
                             source: Box::new(e),
@@ -2221,7 +2224,7 @@ impl<'a> Builder<'a> {
         if let Some(failed) = totals.failed {
             return Err(failed);
         }
-        let created = crate::image::rfc3339_utc(self.request.source_date_epoch);
+        let created = hoist_oci::image::rfc3339_utc(self.request.source_date_epoch);
         state.config.created = Some(created);
         state.config.rootfs.diff_ids = state.layers.iter().map(|(_, d)| *d).collect();
         for (k, v) in &self.request.labels {

@@ -12,8 +12,8 @@
 //! own while the build walks its context: a warm rebuild of a large context
 //! spends its time in `lstat`, not in parsing what it already knew.
 
-use crate::layer::digest::{Digest, Sha256};
-use crate::layer::tar::Content;
+use hoist_oci::digest::{Digest, Sha256};
+use hoist_oci::layer::tar::Content;
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io::{self, Read};
@@ -255,7 +255,7 @@ fn now_ns() -> i128 {
 }
 
 fn hash_file(path: &Path) -> io::Result<Digest> {
-    let mut file = crate::layer::tar::open_regular(path)?;
+    let mut file = hoist_oci::layer::tar::open_regular(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
     loop {

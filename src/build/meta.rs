@@ -6,7 +6,7 @@
 //! them makes a layer. Words arrive already expanded.
 
 use crate::dockerfile::instructions::{CommandLine, Health, KeyValue};
-use crate::image::{Healthcheck, ImageConfig, RunConfig};
+use hoist_oci::image::{Healthcheck, ImageConfig, RunConfig};
 
 /// Docker's default PATH for Linux images built FROM scratch.
 pub use crate::run::DEFAULT_PATH;

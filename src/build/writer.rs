@@ -14,7 +14,7 @@
 //! interrupted build must exit at once) and runs none of those queued.
 
 use super::engine::BuildError;
-use crate::image::Descriptor;
+use hoist_oci::image::Descriptor;
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -191,7 +191,7 @@ impl<'s> LayerWriter<'s> {
                     // A job that panics fails its blob, not every wait on it.
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&flag)))
                         .unwrap_or_else(|_| {
-                            Err(BuildError::Layer(crate::layer::LayerError::Read {
+                            Err(BuildError::Layer(hoist_oci::layer::LayerError::Read {
                                 source: io::Error::other("the layer writer panicked"),
                             }))
                         })
@@ -282,8 +282,8 @@ impl<W: Write> Write for Stoppable<'_, W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::media_type;
-    use crate::layer::digest::Digest;
+    use hoist_oci::digest::Digest;
+    use hoist_oci::media_type;
 
     fn written(n: u8) -> Written {
         Written {
@@ -342,7 +342,7 @@ mod tests {
 
     #[test]
     fn the_writer_yields_to_the_steps_until_the_build_waits_for_it() {
-        crate::test_support::assert_root("SCHED_IDLE and back");
+        hoist_oci::testing::assert_root("SCHED_IDLE and back");
         // SAFETY: sched_getscheduler on the calling thread.
         let policy = || unsafe { libc::sched_getscheduler(0) };
         std::thread::scope(|scope| {

@@ -42,8 +42,8 @@ pub fn run(args: &ImagesArgs, store_dir: &Path) -> anyhow::Result<i32> {
 }
 
 /// Compressed size of an image: its manifest, config and layers.
-fn image_size(store: &Store, manifest: &hoist::layer::Digest) -> Option<u64> {
+fn image_size(store: &Store, manifest: &hoist_oci::Digest) -> Option<u64> {
     let bytes = store.read_blob_bytes(manifest, 8 << 20).ok()?;
-    let m = hoist::image::Manifest::from_json(&bytes).ok()?;
+    let m = hoist_oci::image::Manifest::from_json(&bytes).ok()?;
     Some(bytes.len() as u64 + m.config.size + m.layers.iter().map(|l| l.size).sum::<u64>())
 }

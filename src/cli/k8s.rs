@@ -4,7 +4,6 @@
 use super::emit;
 use anyhow::{Context, bail};
 use clap::Args;
-use hoist::image::Platform;
 use hoist::k8s::options::{
     DataOptions, HpaOptions, IngressOptions, PdbOptions, PortMap, ProbeSpec, PullSecret,
     is_data_key, key_value, parse_env_file, resources,
@@ -14,6 +13,7 @@ use hoist::registry::CredentialStore;
 use hoist::registry::credentials::server_key;
 use hoist::registry::{ClientOptions, Reference};
 use hoist::store::Store;
+use hoist_oci::Platform;
 use std::path::{Path, PathBuf};
 
 /// Write the Kubernetes manifests that deploy an image hoist built.

@@ -2,9 +2,9 @@
 
 use anyhow::Context;
 use clap::Args;
-use hoist::image::Platform;
 use hoist::registry::{Reference, pull};
 use hoist::store::Store;
+use hoist_oci::Platform;
 use std::path::Path;
 
 /// Fetch an image from a registry into the store; prints its digest (the

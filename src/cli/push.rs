@@ -84,7 +84,7 @@ pub fn push_one(
     }
     let name = source.to_string();
     let started = std::time::Instant::now();
-    let progress = |digest: &hoist::layer::Digest, event: &BlobEvent| {
+    let progress = |digest: &hoist_oci::Digest, event: &BlobEvent| {
         if quiet {
             return;
         }

@@ -5,12 +5,12 @@ use super::emit;
 use super::k8s::{RegistryCheck, check_pushed};
 use anyhow::{Context, bail};
 use clap::Args;
-use hoist::image::Platform;
 use hoist::k8s::generate::image_reference;
 use hoist::k8s::resolve::{Candidate, PREFIX, resolve_text};
 use hoist::k8s::{Options, inspect};
 use hoist::registry::Reference;
 use hoist::store::Store;
+use hoist_oci::Platform;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

@@ -12,8 +12,8 @@
 
 use super::DockerIgnore;
 use super::walk::visit;
-use crate::layer::digest::{Digest, Sha256};
-use crate::layer::walk::Visit;
+use hoist_oci::digest::{Digest, Sha256};
+use hoist_oci::layer::walk::Visit;
 use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};

@@ -6,8 +6,8 @@
 //! Modes, symlinks and hardlinks are kept. Contents are not read here.
 
 use super::DockerIgnore;
-use crate::layer::tar::Entry;
-use crate::layer::walk::{Visit, WalkError, WalkOptions, walk_observed};
+use hoist_oci::layer::tar::Entry;
+use hoist_oci::layer::walk::{Visit, WalkError, WalkOptions, walk_observed};
 use std::path::Path;
 
 /// The entries of the context directory a build can see, sorted.
@@ -48,7 +48,7 @@ pub(super) fn visit(ignore: &DockerIgnore, rel: &str, is_dir: bool) -> Visit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layer::tar::EntryKind;
+    use hoist_oci::layer::tar::EntryKind;
 
     fn paths(entries: &[Entry]) -> Vec<String> {
         entries

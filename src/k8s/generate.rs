@@ -9,7 +9,7 @@
 use super::image::{ImageFacts, UserId};
 use super::options::{DataOptions, Options, ProbeAction, ProbeSpec, is_env_name};
 use super::{K8sError, yaml};
-use crate::image::Healthcheck;
+use hoist_oci::image::Healthcheck;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,

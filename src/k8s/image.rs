@@ -8,14 +8,14 @@
 //! converted the manifest, checked with a `GET /v2/<repo>/manifests/<digest>`.
 
 use super::K8sError;
-use crate::image::Platform;
-use crate::image::{Healthcheck, RunConfig};
-use crate::layer::Digest;
 use crate::registry::{Client, ClientOptions, Reference, RegistryError};
 use crate::rootfs::user::resolve_chown;
 use crate::rootfs::view::FsView;
 use crate::rootfs::{load_image, load_layer};
 use crate::store::Store;
+use hoist_oci::Digest;
+use hoist_oci::Platform;
+use hoist_oci::image::{Healthcheck, RunConfig};
 
 /// The user a container of the image runs as.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -22,7 +22,7 @@ use crate::dockerfile::instructions::{
 };
 use crate::dockerfile::shell::Lexer;
 use crate::dockerfile::{Ast, Span};
-use crate::image::Platform;
+use hoist_oci::Platform;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A plan that cannot be made.

@@ -49,7 +49,7 @@ use super::auth::{self, Challenge, Secret, TokenResponse};
 use super::credentials::{self, CredentialStore, Credentials};
 use super::error::{Content, RegistryError, Result};
 use super::tls::{self, CaBundle};
-use crate::layer::Digest;
+use hoist_oci::Digest;
 
 /// What a manifest GET accepts: OCI and Docker schema 2 manifests and
 /// indexes; never schema 1 (a registry that has nothing else then answers

@@ -4,8 +4,8 @@
 
 use std::io;
 
-use crate::layer::Digest;
 use crate::store::StoreError;
+use hoist_oci::Digest;
 
 /// Why talking to a registry, or pulling from it, failed.
 #[derive(Debug, thiserror::Error)]
@@ -108,7 +108,7 @@ pub enum RegistryError {
         what: Content,
         reference: String,
         #[source]
-        source: Box<crate::image::ImageError>,
+        source: Box<hoist_oci::image::ImageError>,
     },
     #[error(
         "{what} {expected} of {repository} from registry {registry} has content with digest \
@@ -229,7 +229,7 @@ pub enum RegistryError {
     Convert {
         reference: String,
         #[source]
-        source: crate::image::ConvertError,
+        source: hoist_oci::image::ConvertError,
     },
     #[error(
         "no image {reference} in the store: build it with `hoist build -t`, pull it, or name one \

@@ -27,10 +27,11 @@ use std::sync::Mutex;
 use super::client::{Client, ClientOptions, Endpoint, FetchedManifest};
 use super::error::{Content, RegistryError, Result};
 use super::reference::Reference;
-use crate::image::Platform;
-use crate::image::{Descriptor, Manifest, ManifestOrIndex, media_type};
-use crate::layer::Digest;
 use crate::store::{self, Store, StoreError};
+use hoist_oci::Digest;
+use hoist_oci::Platform;
+use hoist_oci::image::{Descriptor, Manifest, ManifestOrIndex};
+use hoist_oci::media_type;
 
 /// Layers fetched at once: enough to hide a registry's latency, few
 /// enough to be polite to it.
@@ -47,11 +48,11 @@ pub trait LayerTap: std::io::Write + Send {
 
 /// A base layer read while it downloads: its readers get end of file
 /// only once the download was found to be the blob.
-impl LayerTap for crate::chunks::ChunkWriter {
+impl LayerTap for hoist_oci::chunks::ChunkWriter {
     fn finish(self: Box<Self>, verified: bool) {
         if verified {
             // A reader gone has failed already, on its own.
-            let _ = crate::chunks::ChunkWriter::finish(*self);
+            let _ = hoist_oci::chunks::ChunkWriter::finish(*self);
         }
         // Else dropped: the readers see the stream cut.
     }
@@ -393,7 +394,7 @@ fn diff_ids(store: &Store, manifest: &Manifest) -> Option<Vec<Digest>> {
     let bytes = store
         .read_blob_bytes(&manifest.config.digest, 8 << 20)
         .ok()?;
-    let config = crate::image::ImageConfig::from_json(&bytes).ok()?;
+    let config = hoist_oci::image::ImageConfig::from_json(&bytes).ok()?;
     let diff_ids = config.rootfs.diff_ids;
     (diff_ids.len() == manifest.layers.len()).then_some(diff_ids)
 }

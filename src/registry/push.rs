@@ -20,12 +20,13 @@ use super::client::{Client, ClientOptions, Endpoint};
 use super::error::{RegistryError, Result};
 use super::reference::Reference;
 use super::upload::{BlobFile, Started};
-use crate::image::{
-    Descriptor, Document, Index, Manifest, ManifestOrIndex, media_type, to_docker_manifest,
+use crate::store::{self, PushRecord, Store};
+use hoist_oci::Digest;
+use hoist_oci::image::{
+    Descriptor, Document, Index, Manifest, ManifestOrIndex, to_docker_manifest,
     to_docker_manifest_list,
 };
-use crate::layer::Digest;
-use crate::store::{self, PushRecord, Store};
+use hoist_oci::media_type;
 
 /// Blobs sent at once: enough to fill a link while one waits on the
 /// registry, few enough to be polite to it (Docker pushes 5, skopeo 1).
@@ -177,7 +178,7 @@ pub fn push_with(
         media_type: top.media_type.clone(),
         size: top.bytes.len() as u64,
         blobs: image.blobs.iter().map(|b| b.digest).collect(),
-        pushed_at: crate::image::rfc3339_utc(
+        pushed_at: hoist_oci::image::rfc3339_utc(
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),

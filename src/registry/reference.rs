@@ -7,7 +7,7 @@
 //! registry host; `index.docker.io` means `docker.io`, whose API host is
 //! `registry-1.docker.io`. A digest may follow a tag (`app:1@sha256:...`).
 
-use crate::layer::Digest;
+use hoist_oci::Digest;
 
 /// Docker Hub's canonical domain in references.
 pub const DOCKER_HUB: &str = "docker.io";

@@ -21,7 +21,7 @@ use ureq::http::{Method, Response};
 use super::auth::query_escape;
 use super::client::{Client, Endpoint, Payload, Request, retry_after, url_host};
 use super::error::{RegistryError, Result};
-use crate::layer::Digest;
+use hoist_oci::Digest;
 
 /// Blobs up to this size go in one `PUT`; larger ones in `PATCH` chunks of
 /// this size, so a broken connection costs at most one chunk.

@@ -2,9 +2,11 @@
 //! for a platform from an index) and config of a tagged or pulled image,
 //! and images imported from an OCI layout on disk.
 
-use crate::image::{ImageConfig, Manifest, ManifestOrIndex, Platform, media_type};
-use crate::layer::Digest;
 use crate::store::Store;
+use hoist_oci::Digest;
+use hoist_oci::Platform;
+use hoist_oci::image::{ImageConfig, Manifest, ManifestOrIndex};
+use hoist_oci::media_type;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -117,7 +119,7 @@ pub fn import_oci_layout(store: &Store, spec: &str) -> Result<Digest, BaseError>
     };
     let index_bytes = std::fs::read(dir.join("index.json"))
         .map_err(|e| bad(format!("cannot read index.json: {e}")))?;
-    let index = crate::image::Index::from_json(&index_bytes).map_err(|e| bad(e.to_string()))?;
+    let index = hoist_oci::image::Index::from_json(&index_bytes).map_err(|e| bad(e.to_string()))?;
     let chosen: Vec<_> = index
         .manifests
         .iter()
@@ -125,7 +127,7 @@ pub fn import_oci_layout(store: &Store, spec: &str) -> Result<Digest, BaseError>
             None => true,
             Some(t) => d
                 .annotations
-                .get(crate::image::archive::REF_NAME)
+                .get(hoist_oci::image::archive::REF_NAME)
                 .is_some_and(|name| name == t || name.ends_with(&format!(":{t}"))),
         })
         .collect();

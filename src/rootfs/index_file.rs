@@ -8,8 +8,8 @@
 //! SHA-256 of everything before it: a file cut short or changed on disk is
 //! refused, and the caller reads the layer instead.
 
-use crate::layer::digest::Sha256;
-use crate::layer::tar::{Content, Entry, EntryKind};
+use hoist_oci::digest::Sha256;
+use hoist_oci::layer::tar::{Content, Entry, EntryKind};
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::Path;

@@ -8,12 +8,12 @@
 
 use super::image::BaseError;
 use super::view::LayerIndex;
-use crate::chunks;
-use crate::compression::{Compression, decompress};
-use crate::layer::Digest;
-use crate::layer::tar::{Content, Entry, EntryKind};
-use crate::layer::{Contents, Escapes, read_entries};
 use crate::store::Store;
+use hoist_oci::Digest;
+use hoist_oci::chunks;
+use hoist_oci::compression::{Compression, decompress};
+use hoist_oci::layer::tar::{Content, Entry, EntryKind};
+use hoist_oci::layer::{Contents, Escapes, read_entries};
 use std::io::{self, Read};
 use std::path::Path;
 use std::sync::Arc;
@@ -56,7 +56,7 @@ pub fn streams(store: &Store, media: &str, diff_id: &Digest) -> bool {
 
 /// [`load_layer`] from `input`, the blob's bytes as they are downloaded,
 /// read once: nothing is placed in the store unless `input` ends well (a
-/// [`crate::chunks::ChunkReader`] ends only when the download was found
+/// [`hoist_oci::chunks::ChunkReader`] ends only when the download was found
 /// to be the blob). `None` where the layer needs a second reading (an
 /// unusual archive): [`load_layer`] makes it from the stored blob later.
 pub fn load_layer_streamed(
@@ -238,7 +238,7 @@ fn contents_present(entries: &[Entry]) -> bool {
     entries.iter().rev().all(|entry| {
         let name = entry.path.rsplit(|&b| b == b'/').next().unwrap_or_default();
         if !seen.insert(entry.path.as_slice())
-            || name.starts_with(crate::layer::tar::WHITEOUT_PREFIX.as_bytes())
+            || name.starts_with(hoist_oci::layer::tar::WHITEOUT_PREFIX.as_bytes())
         {
             return true;
         }
@@ -257,7 +257,7 @@ fn contents_present(entries: &[Entry]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::media_type;
+    use hoist_oci::media_type;
 
     /// Where the index keeps the bytes of the regular file at `path`.
     fn content_path<'a>(index: &'a LayerIndex, path: &[u8]) -> &'a Path {
@@ -285,12 +285,12 @@ mod tests {
         move |input, content| {
             let temp = snapshot.partial("mirrored");
             std::fs::create_dir_all(&temp).unwrap();
-            let links = crate::layer::Links {
+            let links = hoist_oci::layer::Links {
                 sources: None,
                 mirror: Some(content),
             };
-            let options = crate::layer::ExtractOptions::default();
-            let done = crate::layer::extract_with(input, &temp, &options, links).is_ok();
+            let options = hoist_oci::layer::ExtractOptions::default();
+            let done = hoist_oci::layer::extract_with(input, &temp, &options, links).is_ok();
             if done {
                 std::fs::rename(&temp, snapshot.rootfs("mirrored")).unwrap();
             } else {
@@ -312,7 +312,8 @@ mod tests {
                 b"root:x:0:0::/root:/bin/sh\n".to_vec(),
             ),
         ];
-        let bytes = crate::layer::tar::write_tar(&entries, Default::default(), Vec::new()).unwrap();
+        let bytes =
+            hoist_oci::layer::tar::write_tar(&entries, Default::default(), Vec::new()).unwrap();
         let (blob, _) = store.put_blob_bytes(&bytes, None).unwrap();
         let diff_id = Digest::of(&bytes);
         let mirror = mirror(&store, &diff_id);
@@ -351,7 +352,7 @@ mod tests {
                 Entry::dir(b"etc".to_vec()),
                 Entry::file(b"etc/hostname".to_vec(), vec![b'h'; size]),
             ];
-            crate::layer::tar::write_tar(&entries, Default::default(), Vec::new()).unwrap()
+            hoist_oci::layer::tar::write_tar(&entries, Default::default(), Vec::new()).unwrap()
         };
         let size = 2 * chunks::CHUNK_SIZE - tar(0).len();
         let bytes = tar(size);
@@ -411,7 +412,7 @@ mod tests {
         let big: Vec<u8> = (0..8 * chunks::CHUNK_SIZE as u32)
             .map(|i| (i % 251) as u8)
             .collect();
-        let bytes = crate::test_support::raw_tar(&[
+        let bytes = hoist_oci::testing::raw_tar(&[
             ("nowhere", ::tar::EntryType::Link, "missing", b""),
             ("big", ::tar::EntryType::Regular, "", &big),
         ]);

@@ -8,7 +8,7 @@
 //! symlinks resolved inside the image, never from the host.
 
 use super::view::FsView;
-use crate::layer::tar::{Content, EntryKind};
+use hoist_oci::layer::tar::{Content, EntryKind};
 
 /// Files larger than this are not user databases (BuildKit's limit).
 const MAX_USER_FILE: u64 = 10 << 20;
@@ -173,8 +173,8 @@ pub fn read_file(view: &FsView, path: &str) -> Result<String, UserError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layer::tar::Entry;
     use crate::rootfs::LayerIndex;
+    use hoist_oci::layer::tar::Entry;
     use std::sync::Arc;
 
     fn image() -> FsView {

@@ -9,7 +9,7 @@
 //! inside the root, never outside it (`..` stops at `/`). It never touches
 //! the disk: contents stay wherever the entries say they are.
 
-use crate::layer::tar::{Entry, EntryKind, OPAQUE_MARKER, WHITEOUT_PREFIX};
+use hoist_oci::layer::tar::{Entry, EntryKind, OPAQUE_MARKER, WHITEOUT_PREFIX};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -130,7 +130,7 @@ impl LayerIndex {
         normalise_hardlinks(&mut out);
         out.extend(self.whiteouts.iter().map(|p| Entry::whiteout(p)));
         out.extend(self.opaque.iter().map(|p| Entry::opaque(p)));
-        crate::layer::tar::sort_entries(&mut out);
+        hoist_oci::layer::tar::sort_entries(&mut out);
         out
     }
 
@@ -463,7 +463,7 @@ mod tests {
                 target: b"a".to_vec()
             }
         );
-        crate::layer::tar::write_tar(&out, Default::default(), Vec::new()).unwrap();
+        hoist_oci::layer::tar::write_tar(&out, Default::default(), Vec::new()).unwrap();
     }
 
     #[test]

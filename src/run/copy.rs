@@ -16,9 +16,9 @@
 //! overlayfs copies them up; so both modes give the same layer.
 
 use super::RunError;
-use crate::layer::tar::{Entry, EntryKind, TarOptions, write_tar};
-use crate::layer::walk::{WalkError, WalkOptions, walk};
-use crate::layer::{ExtractOptions, extract};
+use hoist_oci::layer::tar::{Entry, EntryKind, TarOptions, write_tar};
+use hoist_oci::layer::walk::{WalkError, WalkOptions, walk};
+use hoist_oci::layer::{ExtractOptions, extract};
 use std::collections::BTreeMap;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -248,6 +248,6 @@ pub fn changes(root: &Path, dir: &Path) -> Result<Vec<Entry>, WalkError> {
         }
     }
     out.extend(parents);
-    crate::layer::tar::sort_entries(&mut out);
+    hoist_oci::layer::tar::sort_entries(&mut out);
     Ok(out)
 }

@@ -10,8 +10,8 @@
 //! the command left them. Contents stay in the upper directory
 //! ([`Content::Path`]), which must outlive the layer's writing.
 
-use crate::layer::tar::{Entry, EntryKind};
-use crate::layer::walk::{WalkError, WalkOptions, walk};
+use hoist_oci::layer::tar::{Entry, EntryKind};
+use hoist_oci::layer::walk::{WalkError, WalkOptions, walk};
 use std::path::Path;
 
 /// Where overlayfs keeps its own attributes: as root, or in a user
@@ -51,7 +51,7 @@ pub fn diff(upper: &Path, mount_points: &[&str], userxattr: bool) -> Result<Vec<
         out.push(entry);
     }
     leave_out_mount_points(&mut out, mount_points);
-    crate::layer::tar::sort_entries(&mut out);
+    hoist_oci::layer::tar::sort_entries(&mut out);
     Ok(out)
 }
 

@@ -56,7 +56,7 @@ pub enum RunError {
     Extract {
         digest: String,
         #[source]
-        source: crate::layer::ExtractError,
+        source: hoist_oci::layer::ExtractError,
     },
     /// SIGTERM or SIGINT arrived; the step's processes are gone.
     #[error("interrupted by signal {signal}")]
@@ -272,11 +272,11 @@ pub fn changes(
     dir: &Path,
     mount_points: &[&str],
     userxattr: bool,
-) -> Result<Vec<crate::layer::tar::Entry>, crate::layer::walk::WalkError> {
+) -> Result<Vec<hoist_oci::layer::tar::Entry>, hoist_oci::layer::walk::WalkError> {
     if copy::was_used(dir) {
         let mut entries = copy::changes(&dir.join("rootfs"), dir)?;
         diff::leave_out_mount_points(&mut entries, mount_points);
-        crate::layer::tar::sort_entries(&mut entries);
+        hoist_oci::layer::tar::sort_entries(&mut entries);
         return Ok(entries);
     }
     diff::diff(&upper_dir(dir), mount_points, userxattr)

@@ -1,7 +1,7 @@
 //! Layer snapshots: each layer blob extracted once, with full metadata,
 //! into `snapshots/<diffID>/rootfs` in the store, as an overlay lower
 //! directory (whiteouts kept as overlayfs's, see
-//! [`crate::layer::ExtractOptions::overlay_whiteouts`]).
+//! [`hoist_oci::layer::ExtractOptions::overlay_whiteouts`]).
 //!
 //! A snapshot is extracted into a temporary directory beside it and
 //! renamed into place when complete, so a crash or a concurrent build
@@ -20,10 +20,10 @@
 //! below.
 
 use super::RunError;
-use crate::layer::digest::{Digest, DigestWriter};
-use crate::layer::tar::{Content, Entry, EntryKind, TarOptions, write_tar};
-use crate::layer::{ExtractOptions, Links, extract_with};
 use crate::store::{Snapshot, Store};
+use hoist_oci::digest::{Digest, DigestWriter};
+use hoist_oci::layer::tar::{Content, Entry, EntryKind, TarOptions, write_tar};
+use hoist_oci::layer::{ExtractOptions, Links, extract_with};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -128,7 +128,7 @@ pub fn adopt(store: &Store, entries: &[Entry], tar: TarOptions) -> Option<(Diges
     let options = extract_options(false);
     let made = std::thread::scope(|scope| {
         // In 1 MiB chunks: the extraction only skips the files' bytes.
-        let (writer, mut reader) = crate::chunks::one_reader();
+        let (writer, mut reader) = hoist_oci::chunks::one_reader();
         let written = scope.spawn(move || {
             let (digest, size, writer) = write_tar(entries, tar, DigestWriter::new(writer))
                 .map_err(std::io::Error::other)?
@@ -164,10 +164,10 @@ pub fn adopt(store: &Store, entries: &[Entry], tar: TarOptions) -> Option<(Diges
 
 /// Whether extraction failed making an overlay whiteout (a 0:0 device or
 /// an `overlay.opaque` attribute) that this file system refuses.
-fn overlay_format_unusable(error: &crate::layer::ExtractError) -> bool {
+fn overlay_format_unusable(error: &hoist_oci::layer::ExtractError) -> bool {
     matches!(
         error,
-        crate::layer::ExtractError::Io { source, .. }
+        hoist_oci::layer::ExtractError::Io { source, .. }
             if matches!(
                 source.raw_os_error(),
                 Some(libc::EPERM | libc::EINVAL | libc::EOPNOTSUPP)
@@ -350,7 +350,7 @@ mod tests {
             Entry::opaque(b"d"),
             Entry::fifo(b"d/p".to_vec()),
         ];
-        crate::layer::tar::sort_entries(&mut entries);
+        hoist_oci::layer::tar::sort_entries(&mut entries);
         let tar = TarOptions {
             source_date_epoch: 150,
         };
@@ -404,7 +404,7 @@ mod tests {
             user_xattrs: false,
             oci_whiteouts: false,
         };
-        crate::layer::extract(&bytes[..], &extracted, &options).unwrap();
+        hoist_oci::layer::extract(&bytes[..], &extracted, &options).unwrap();
         assert_eq!(describe(&adopted), describe(&extracted));
     }
 
@@ -414,7 +414,7 @@ mod tests {
         // `a/f`, then `a` replaced by a symlink out of the root, then a
         // file listed twice: the mirror keeps plain directories and the
         // last bytes of each path.
-        let bytes = crate::test_support::raw_tar(&[
+        let bytes = hoist_oci::testing::raw_tar(&[
             ("a/", ::tar::EntryType::Directory, "", b""),
             ("a/f", ::tar::EntryType::Regular, "", b"first"),
             ("a", ::tar::EntryType::Symlink, "/etc", b""),

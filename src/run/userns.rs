@@ -88,7 +88,7 @@ pub fn snapshot_name() -> String {
     let mut text = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
     text.push_str(&std::fs::read_to_string("/proc/self/gid_map").unwrap_or_default());
     let text: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    let digest = crate::layer::digest::Digest::of(text.as_bytes());
+    let digest = hoist_oci::digest::Digest::of(text.as_bytes());
     format!("rootfs-userns-{}", &digest.hex()[..16])
 }
 

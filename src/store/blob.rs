@@ -14,7 +14,9 @@ use std::path::PathBuf;
 use super::Store;
 use super::error::{Result, StoreError, io_error};
 use super::fsutil::TempPath;
-use crate::layer::{Digest, DigestWriter, digest::Sha256};
+use hoist_oci::Digest;
+use hoist_oci::DigestWriter;
+use hoist_oci::digest::Sha256;
 
 /// Buffer size for streaming blobs: large enough that hashing, not system
 /// calls, dominates.
@@ -317,7 +319,7 @@ impl Store {
 }
 
 /// Exports read blobs straight from the store.
-impl crate::image::BlobSource for Store {
+impl hoist_oci::image::BlobSource for Store {
     fn open(&self, digest: &Digest) -> std::io::Result<Box<dyn std::io::Read + '_>> {
         self.open_blob(digest)
             .map(|f| Box::new(std::io::BufReader::new(f)) as Box<dyn std::io::Read>)

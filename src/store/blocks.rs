@@ -1,6 +1,6 @@
 //! Block indexes: for a layer blob hoist wrote, where each of its
 //! compressed blocks sits and the key of what it compressed
-//! ([`crate::layer::gzip`]), under `blocks/<blob hex>`; and, per build
+//! ([`hoist_oci::layer::gzip`]), under `blocks/<blob hex>`; and, per build
 //! step, the last layer blob it made, under `blocks/steps/<step hex>`.
 //!
 //! When a step runs again with different input (one file of a large COPY
@@ -14,8 +14,8 @@ use std::fs;
 use super::Store;
 use super::error::{Result, io_error};
 use super::fsutil::{ensure_dir, write_atomically};
-use crate::layer::Digest;
-use crate::layer::gzip::{BlockRecord, Memo, decode_index, encode_index};
+use hoist_oci::Digest;
+use hoist_oci::layer::gzip::{BlockRecord, Memo, decode_index, encode_index};
 
 impl Store {
     /// Records the blocks of the layer blob `blob` (which must be stored).
@@ -94,9 +94,9 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use crate::layer::Digest;
-    use crate::layer::gzip::BlockRecord;
     use crate::store::Store;
+    use hoist_oci::Digest;
+    use hoist_oci::layer::gzip::BlockRecord;
 
     #[test]
     fn indexes_and_step_entries_live_while_their_blob_does() {

@@ -17,7 +17,7 @@ use super::Store;
 use super::error::{Result, StoreError, io_error};
 use super::fsutil::{ensure_dir, write_atomically};
 use super::json::canonical;
-use crate::layer::Digest;
+use hoist_oci::Digest;
 
 /// What the cache remembers about one step.
 #[derive(Debug, Clone, PartialEq, Eq)]

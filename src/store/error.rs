@@ -4,7 +4,7 @@
 use std::io;
 use std::path::PathBuf;
 
-use crate::layer::Digest;
+use hoist_oci::Digest;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]

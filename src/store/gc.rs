@@ -20,7 +20,7 @@ use super::error::{Result, StoreError, io_error};
 use super::fsutil::sync_dir;
 use super::index::manifests;
 use super::json::{Descriptor, OCI_INDEX, OCI_MANIFEST};
-use crate::layer::Digest;
+use hoist_oci::Digest;
 
 /// The largest manifest or index prune reads to find what it refers to:
 /// registries (distribution, Docker Hub) refuse manifests over 4 MiB.

@@ -151,8 +151,8 @@ mod tests {
     use std::fs;
 
     use super::*;
-    use crate::layer::Digest;
     use crate::store::OCI_MANIFEST;
+    use hoist_oci::Digest;
 
     fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();

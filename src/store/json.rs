@@ -11,13 +11,13 @@
 use serde_json::Value;
 
 /// The annotation that names a tagged image in `index.json`.
-pub use crate::image::archive::REF_NAME;
+pub use hoist_oci::image::archive::REF_NAME;
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 /// Content descriptors are the image module's: one type for what a
 /// manifest, an index or the store's `index.json` says about a blob.
-pub use crate::image::Descriptor;
+pub use hoist_oci::image::Descriptor;
 
 /// A descriptor as a JSON value.
 pub fn descriptor_to_json(descriptor: &Descriptor) -> Value {
@@ -32,7 +32,7 @@ pub fn descriptor_from_json(value: &Value) -> Result<Descriptor, String> {
 /// `value` as canonical JSON: keys sorted by bytes, no whitespace (the
 /// image module's writer, which sorts keys itself).
 pub fn canonical(value: &Value) -> Vec<u8> {
-    crate::image::canonical_json(value).expect("a JSON value always serialises")
+    hoist_oci::image::canonical_json(value).expect("a JSON value always serialises")
 }
 
 /// The `index.json` of an empty store.
@@ -47,7 +47,7 @@ pub(crate) fn empty_index() -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layer::Digest;
+    use hoist_oci::Digest;
 
     #[test]
     fn canonical_json_sorts_keys_at_every_level_without_whitespace() {

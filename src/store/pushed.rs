@@ -19,7 +19,7 @@ use super::Store;
 use super::error::{Result, io_error};
 use super::fsutil::{ensure_dir, write_atomically};
 use super::json::canonical;
-use crate::layer::Digest;
+use hoist_oci::Digest;
 
 /// One successful push.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

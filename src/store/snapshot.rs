@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::Store;
-use crate::layer::Digest;
+use hoist_oci::Digest;
 
 /// The marker in the name of a directory still being made.
 const PARTIAL: &str = ".partial-";

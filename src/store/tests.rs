@@ -4,7 +4,7 @@
 use crate::store::json::descriptor_to_json;
 use std::fs;
 
-use crate::layer::Digest;
+use hoist_oci::Digest;
 
 use super::*;
 

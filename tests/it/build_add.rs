@@ -82,8 +82,8 @@ fn checksum_mismatches_and_http_errors_fail_the_step() {
     let body = Arc::new(Mutex::new(b"served\n".to_vec()));
     let addr = serve(body);
     let store = tempfile::tempdir().unwrap();
-    let served = hoist::layer::Digest::of(b"served\n").to_string();
-    let wrong = hoist::layer::Digest::of(b"other").to_string();
+    let served = hoist_oci::Digest::of(b"served\n").to_string();
+    let wrong = hoist_oci::Digest::of(b"other").to_string();
 
     let ok = format!("FROM scratch\nADD --checksum={served} http://{addr}/f /f\n");
     let (success, _, err) = build(store.path(), &ok);

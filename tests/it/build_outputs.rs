@@ -570,7 +570,7 @@ fn a_base_image_with_an_onbuild_from_trigger_is_refused() {
     let blobs = layout.path().join("blobs/sha256");
     std::fs::create_dir_all(&blobs).unwrap();
     let put = |bytes: &[u8]| {
-        let digest = hoist::layer::Digest::of(bytes);
+        let digest = hoist_oci::Digest::of(bytes);
         std::fs::write(blobs.join(digest.hex()), bytes).unwrap();
         (digest.to_string(), bytes.len())
     };

@@ -8,11 +8,13 @@
 use std::path::Path;
 use std::process::Command;
 
-use hoist::image::{
+use hoist_oci::Digest;
+use hoist_oci::image::{
     BlobSource, Descriptor, Document, ExportImage, ImageConfig, Manifest, MemoryBlobs, RootFs,
-    RunConfig, media_type, write_docker_archive, write_oci_archive, write_oci_layout,
+    RunConfig, write_docker_archive, write_oci_archive, write_oci_layout,
 };
-use hoist::layer::{Digest, Entry, LayerDigests, LayerOptions, write_layer, write_tar};
+use hoist_oci::layer::{Entry, LayerDigests, LayerOptions, write_layer, write_tar};
+use hoist_oci::media_type;
 use serde_json::Value;
 
 const CONTENT: &str = "hello from a hoist layer\n";

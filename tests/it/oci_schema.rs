@@ -10,11 +10,14 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use hoist::image::{
+use hoist_oci::Digest;
+use hoist_oci::Platform;
+use hoist_oci::image::{
     Descriptor, Document, ExportImage, Healthcheck, History, ImageConfig, Index, Manifest,
-    ManifestOrIndex, MemoryBlobs, Platform, RootFs, RunConfig, media_type, write_oci_layout,
+    ManifestOrIndex, MemoryBlobs, RootFs, RunConfig, write_oci_layout,
 };
-use hoist::layer::{Digest, Entry, LayerOptions, write_layer};
+use hoist_oci::layer::{Entry, LayerOptions, write_layer};
+use hoist_oci::media_type;
 use jsonschema::{Draft, Registry, Validator};
 use serde_json::Value;
 

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use hoist::image::Platform;
-use hoist::layer::Digest;
 use hoist::registry::{PullOptions, Pulled, Reference, RegistryError, pull};
 use hoist::store::Store;
+use hoist_oci::Digest;
+use hoist_oci::Platform;
 use serde_json::{Value, json};
 
 use crate::support::{Registry, free_port, run_ok, skopeo};

@@ -400,7 +400,9 @@ fn build_push_of_a_1gib_layer_keeps_peak_rss_under_200_mib() {
 
 #[test]
 fn an_index_is_pushed_after_its_manifests_in_both_formats() {
-    use hoist::image::{Document, Index, Platform, media_type};
+    use hoist_oci::Platform;
+    use hoist_oci::image::{Document, Index};
+    use hoist_oci::media_type;
     let registry = Registry::start();
     let reg = registry.addr();
     let dir = tempfile::tempdir().unwrap();

@@ -157,7 +157,7 @@ fn tokens_are_cached_per_scope_and_renewed_when_they_expire() {
         .get_manifest(&endpoint, "library/busybox", "latest")
         .unwrap();
     let manifest: Value = serde_json::from_slice(&manifest.bytes).unwrap();
-    let config_digest: hoist::layer::Digest = manifest["config"]["digest"]
+    let config_digest: hoist_oci::Digest = manifest["config"]["digest"]
         .as_str()
         .unwrap()
         .parse()

@@ -1,5 +1,5 @@
 use super::*;
-use crate::compression::Compression;
+use hoist_oci::compression::Compression;
 use std::io::{BufRead, BufReader, Write};
 
 /// One raw tar member: the name is written as is (`../evil` included),

@@ -2,7 +2,7 @@
 //! and BuildKit's file backend; Dockerfile reference, "COPY").
 
 use super::*;
-use crate::layer::tar::Content;
+use hoist_oci::layer::tar::Content;
 
 fn view(entries: Vec<Entry>) -> FsView {
     FsView::new(vec![Arc::new(LayerIndex::from_entries(entries))])

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::Platform;
 use super::serde_util::nullable;
-use crate::layer::Digest;
+use crate::Digest;
+use crate::Platform;
 
 /// A content descriptor. Optional fields are left out when empty, as Go's
 /// `omitempty` leaves them out in every other builder's output, so the same

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::serde_util::{is_false, is_zero, key_set, nullable};
-use crate::layer::Digest;
+use crate::Digest;
 
 /// An image configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -19,7 +19,7 @@ use std::io::{self, BufRead, BufReader, Read};
 use ruzstd::decoding::errors::{FrameDecoderError, ReadFrameHeaderError};
 use ruzstd::decoding::{BlockDecodingStrategy, FrameDecoder};
 
-use crate::image::media_type::*;
+use crate::media_type::*;
 
 /// A compression format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,8 +13,8 @@ use std::io::{self, Read};
 
 use super::Descriptor;
 use super::archive::ArchiveError;
-use crate::layer::Digest;
-use crate::layer::digest::Sha256;
+use crate::Digest;
+use crate::digest::Sha256;
 
 /// Where an export reads blobs from.
 pub trait BlobSource {

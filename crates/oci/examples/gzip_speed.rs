@@ -1,5 +1,5 @@
 //! Measures hoist's parallel gzip on ~100 MB of mixed input, for the table
-//! in `src/layer/gzip.rs`.
+//! in `crates/oci/src/layer/gzip.rs`.
 //!
 //! `cargo run --release --example gzip_speed -- [INPUT_FILE]` prints the time,
 //! throughput and output size for 1 and 2 threads (and checks that both
@@ -9,7 +9,7 @@
 use std::num::NonZeroUsize;
 use std::time::Instant;
 
-use hoist::layer::gzip::{self, GzipOptions};
+use hoist_oci::layer::gzip::{self, GzipOptions};
 
 /// 100 MiB: alternating 1 MiB runs of log-like text and random bytes.
 fn mixed_input() -> Vec<u8> {

@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::ImageError;
 use super::descriptor::Descriptor;
 use super::serde_util::nullable;
-use super::{ImageError, media_type};
+use crate::media_type;
 
 /// The only schema version either spec defines for these documents.
 pub const SCHEMA_VERSION: u32 = 2;

@@ -10,7 +10,8 @@
 //! Docker's own exporters drop them, and artifacts are refused.
 
 use super::manifest::SCHEMA_VERSION;
-use super::{Descriptor, Index, Manifest, media_type};
+use super::{Descriptor, Index, Manifest};
+use crate::media_type;
 
 /// Why a document has no Docker schema 2 form.
 #[derive(Debug, thiserror::Error)]
@@ -128,8 +129,9 @@ fn docker_descriptor(descriptor: &Descriptor, media_type: &str) -> Descriptor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::{Document, Platform};
-    use crate::layer::Digest;
+    use crate::Digest;
+    use crate::Platform;
+    use crate::image::Document;
 
     fn oci() -> Manifest {
         let mut manifest = Manifest::new(

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::Index;
 use super::archive::{ArchiveError, ExportImage, Plan, REF_NAME, io_error, layout_header, to_json};
 use super::blobs::{BlobSource, open_verified};
-use crate::layer::Digest;
+use crate::Digest;
 
 /// Writes `images` into the OCI image layout at `dir` (created if missing).
 ///

@@ -12,7 +12,6 @@
 //! in memory: file contents stream from disk into the compressor, and at
 //! most a few compressed blocks per thread wait to be written.
 
-pub mod digest;
 pub mod extract;
 pub mod gzip;
 pub mod read;
@@ -21,7 +20,7 @@ pub mod walk;
 
 use std::io::{self, Read, Write};
 
-pub use digest::{Digest, DigestError, DigestWriter};
+use crate::{Digest, DigestWriter};
 pub use extract::{ExtractError, ExtractOptions, ExtractSummary, Links, extract, extract_with};
 pub use gzip::{BlockRecord, GzipError, GzipOptions, Memo};
 pub use read::{Contents, Escapes, read_entries};

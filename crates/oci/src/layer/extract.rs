@@ -940,7 +940,7 @@ mod tests {
 
     use super::*;
     use crate::layer::{Entry, LayerOptions, TarOptions, sort_entries, write_layer, write_tar};
-    use crate::test_support::raw_tar;
+    use crate::testing::raw_tar;
 
     fn run(tar: &[u8], dest: &Path) -> Result<ExtractSummary, ExtractError> {
         extract(tar, dest, &ExtractOptions::default())

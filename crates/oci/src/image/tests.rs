@@ -1,7 +1,8 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::layer::Digest;
+use crate::media_type;
+use crate::{Digest, Platform};
 
 fn digest(n: u8) -> Digest {
     Digest::of(&[n])

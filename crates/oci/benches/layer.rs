@@ -16,9 +16,9 @@ use std::io;
 use std::num::NonZeroUsize;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use hoist::layer::{
-    DigestWriter, Entry, GzipOptions, LayerOptions, TarOptions, gzip, sort_entries, write_layer,
-    write_tar,
+use hoist_oci::DigestWriter;
+use hoist_oci::layer::{
+    Entry, GzipOptions, LayerOptions, TarOptions, gzip, sort_entries, write_layer, write_tar,
 };
 
 const FILES: usize = 64;

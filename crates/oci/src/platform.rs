@@ -9,8 +9,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::serde_util::nullable;
-use super::{Descriptor, Index};
+use crate::image::serde_util::nullable;
+use crate::image::{Descriptor, Index};
 
 /// The platform an image runs on.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -175,8 +175,8 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::media_type::OCI_MANIFEST;
-    use crate::layer::Digest;
+    use crate::Digest;
+    use crate::media_type::OCI_MANIFEST;
 
     fn entry(n: u8, os: &str, arch: &str, variant: Option<&str>) -> Descriptor {
         let mut platform = Platform::new(os, arch);

@@ -10,7 +10,7 @@ use serde::ser::{SerializeMap, Serializer};
 
 /// Reads `null` (or a missing field, with `#[serde(default)]`) as the
 /// type's default.
-pub(super) fn nullable<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+pub(crate) fn nullable<'de, D, T>(deserializer: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de> + Default,
@@ -19,12 +19,12 @@ where
 }
 
 /// For `skip_serializing_if`: Go's `omitempty` on a bool.
-pub(super) fn is_false(value: &bool) -> bool {
+pub(crate) fn is_false(value: &bool) -> bool {
     !*value
 }
 
 /// For `skip_serializing_if`: Go's `omitempty` on an integer.
-pub(super) fn is_zero(value: &i64) -> bool {
+pub(crate) fn is_zero(value: &i64) -> bool {
     *value == 0
 }
 

@@ -20,9 +20,7 @@ pub mod convert;
 mod descriptor;
 mod layout;
 mod manifest;
-pub mod media_type;
-mod platform;
-mod serde_util;
+pub(crate) mod serde_util;
 
 pub use archive::{ArchiveError, ExportImage, write_docker_archive, write_oci_archive};
 pub use blobs::{BlobSource, MemoryBlobs};
@@ -32,7 +30,6 @@ pub use convert::{ConvertError, to_docker_manifest, to_docker_manifest_list};
 pub use descriptor::Descriptor;
 pub use layout::write_oci_layout;
 pub use manifest::{Index, Manifest, ManifestOrIndex, SCHEMA_VERSION};
-pub use platform::Platform;
 
 /// Why an image document could not be read.
 #[derive(Debug, thiserror::Error)]

@@ -54,9 +54,11 @@ use std::path::{Path, PathBuf};
 
 use super::blobs::{BlobSource, VerifyingReader, open_verified, read_small_blob};
 use super::canonical::canonical_json;
-use super::{Descriptor, ImageConfig, ImageError, Index, Manifest, media_type};
+use super::{Descriptor, ImageConfig, ImageError, Index, Manifest};
+use crate::Digest;
 use crate::compression::{Compression, decompress};
-use crate::layer::{Digest, Entry, TarError, TarOptions, TarWriter};
+use crate::layer::{Entry, TarError, TarOptions, TarWriter};
+use crate::media_type;
 
 /// The annotation naming a manifest in an OCI layout's `index.json`
 /// (image-spec `annotations.md`): skopeo's `oci:DIR:REF` and umoci's

@@ -13,7 +13,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::layer::Digest;
+use crate::Digest;
 
 /// A document's canonical bytes with their digest and length: everything a
 /// descriptor needs.
