@@ -6,13 +6,8 @@
 //! Dockerfile text to the outputs, and no module reaches back up the chain.
 
 pub mod build;
-pub mod check;
 pub mod context;
-pub mod dockerfile;
-#[doc(hidden)]
-pub mod fuzzing;
 pub mod k8s;
-pub mod plan;
 pub mod registry;
 pub mod rootfs;
 pub mod run;

@@ -15,15 +15,15 @@ use super::hasher::ContentHasher;
 use super::meta;
 use super::writer::{LayerBlob, LayerWriter, StepPlace, Stoppable, Written};
 use crate::context::{DockerIgnore, PatternSet, walk_context_observed};
-use crate::dockerfile::instructions::{Instruction, Kind, parse_instruction};
-use crate::dockerfile::shell::{Lexer, Vars};
-use crate::dockerfile::{Ast, parse};
-use crate::plan::{Base, Options, Plan, Scope, expand_instruction, plan};
 use crate::rootfs::user::{UserError, groups_of, resolve_chown};
 use crate::rootfs::view::{FsView, LayerIndex};
 use crate::rootfs::{BaseError, load_image, load_layer};
 use crate::run::{HostFile, Network as RunNetwork, RunSpec};
 use crate::store::{CacheRecord, Store};
+use hoist_dockerfile::instructions::{Instruction, Kind, parse_instruction};
+use hoist_dockerfile::plan::{Base, Options, Plan, Scope, expand_instruction, plan};
+use hoist_dockerfile::shell::{Lexer, Vars};
+use hoist_dockerfile::{Ast, parse};
 use hoist_oci::digest::{Digest, Sha256};
 use hoist_oci::image::{Descriptor, History, ImageConfig, Manifest, digest_of};
 use hoist_oci::layer::tar::{Entry, EntryKind, TarOptions};
@@ -270,8 +270,8 @@ fn build_with(
     Ok(built)
 }
 
-fn plan_error(file: &str, e: crate::plan::PlanError) -> BuildError {
-    use crate::plan::PlanError;
+fn plan_error(file: &str, e: hoist_dockerfile::plan::PlanError) -> BuildError {
+    use hoist_dockerfile::plan::PlanError;
     match e {
         PlanError::Instruction(i) => BuildError::Dockerfile {
             file: file.to_string(),
@@ -1171,7 +1171,7 @@ impl<'a> Builder<'a> {
         state: &StageState,
         keyword: &str,
         expanded: &Instruction,
-        args: &crate::dockerfile::instructions::CopyArgs,
+        args: &hoist_dockerfile::instructions::CopyArgs,
     ) -> Result<Option<Digest>, BuildError> {
         if self.request.no_cache
             || args.from.is_some()
@@ -1253,11 +1253,11 @@ impl<'a> Builder<'a> {
         else {
             unreachable!("run_step takes RUN")
         };
-        if *security == Some(crate::dockerfile::instructions::Security::Insecure) {
+        if *security == Some(hoist_dockerfile::instructions::Security::Insecure) {
             return Err(self.step_error(instr, "RUN --security=insecure is not supported", None));
         }
         let network = match network {
-            Some(crate::dockerfile::instructions::Network::None) => RunNetwork::None,
+            Some(hoist_dockerfile::instructions::Network::None) => RunNetwork::None,
             _ => RunNetwork::Host,
         };
         if !mounts.is_empty() {
@@ -1590,8 +1590,8 @@ impl<'a> Builder<'a> {
         inputs: &Inputs<'_>,
         mounts: &[String],
     ) -> Result<PreparedMounts, BuildError> {
-        use crate::dockerfile::instructions::{MountType, Sharing, parse_mount};
         use crate::run::MountSource;
+        use hoist_dockerfile::instructions::{MountType, Sharing, parse_mount};
         let mut locks = Vec::new();
         let mut out = Vec::new();
         let mut stubs = Vec::new();
@@ -2384,7 +2384,7 @@ fn oci_layer_type(media: &str) -> String {
 /// environment variables; ENV wins over an ARG of the same name), and
 /// Docker's PATH when neither sets one.
 fn run_env(state: &StageState) -> Vec<String> {
-    use crate::dockerfile::shell::Vars;
+    use hoist_dockerfile::shell::Vars;
     let mut env: Vec<String> = state.run().env.clone();
     let has = |env: &[String], key: &str| {
         env.iter()
@@ -2415,12 +2415,12 @@ fn run_env(state: &StageState) -> Vec<String> {
 /// when the file is dropped or the process dies.
 fn cache_mount_dir(
     base: &std::path::Path,
-    sharing: crate::dockerfile::instructions::Sharing,
+    sharing: hoist_dockerfile::instructions::Sharing,
     mode: u32,
     uid: u32,
     gid: u32,
 ) -> std::io::Result<(PathBuf, std::fs::File)> {
-    use crate::dockerfile::instructions::Sharing;
+    use hoist_dockerfile::instructions::Sharing;
     use std::os::fd::AsRawFd;
     std::fs::create_dir_all(base.parent().expect("under mounts/cache"))?;
     for n in 1u32.. {

@@ -5,7 +5,7 @@
 //! HEALTHCHECK, STOPSIGNAL and ONBUILD change only the config; none of
 //! them makes a layer. Words arrive already expanded.
 
-use crate::dockerfile::instructions::{CommandLine, Health, KeyValue};
+use hoist_dockerfile::instructions::{CommandLine, Health, KeyValue};
 use hoist_oci::image::{Healthcheck, ImageConfig, RunConfig};
 
 /// Docker's default PATH for Linux images built FROM scratch.
@@ -47,7 +47,7 @@ pub fn add_env(env: &mut Vec<String>, key: &str, value: &str) {
 pub fn go_quote_list(items: &[String]) -> String {
     let quoted: Vec<String> = items
         .iter()
-        .map(|s| crate::dockerfile::parser::go_quote(s))
+        .map(|s| hoist_dockerfile::parser::go_quote(s))
         .collect();
     format!("[{}]", quoted.join(" "))
 }
@@ -120,13 +120,13 @@ pub fn run_argv(
         ));
     }
     let mut file = None;
-    let body = if crate::dockerfile::parser::heredoc_marker(&command.args[0]).is_some() {
+    let body = if hoist_dockerfile::parser::heredoc_marker(&command.args[0]).is_some() {
         if first.data.starts_with("#!") {
             if first.name.contains('/') || first.name.is_empty() {
                 return Err(format!("invalid heredoc name {:?}", first.name));
             }
             let data = if first.chomp {
-                crate::dockerfile::parser::chomp_heredoc_content(&first.data)
+                hoist_dockerfile::parser::chomp_heredoc_content(&first.data)
             } else {
                 first.data.clone()
             };

@@ -5,9 +5,9 @@ use super::{emit, read_dockerfile};
 use anyhow::{Context, bail};
 use clap::Args;
 use hoist::build::engine::{BuildError, BuildRequest, build};
-use hoist::plan::{Options, resolve_build_arg};
 use hoist::registry::Reference;
 use hoist::store::Store;
+use hoist_dockerfile::plan::{Options, resolve_build_arg};
 use hoist_oci::Platform;
 use hoist_oci::image::{ExportImage, write_docker_archive, write_oci_archive, write_oci_layout};
 use hoist_oci::layer::GzipOptions;
@@ -255,9 +255,11 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
             let lines: Vec<&str> = request.dockerfile.lines().collect();
             let excerpt = match &e {
                 BuildError::Dockerfile { line, column, .. } => {
-                    hoist::check::excerpt(&lines, *line, Some(*column))
+                    hoist_dockerfile::check::excerpt(&lines, *line, Some(*column))
                 }
-                BuildError::Step { line, .. } => hoist::check::excerpt(&lines, *line, None),
+                BuildError::Step { line, .. } => {
+                    hoist_dockerfile::check::excerpt(&lines, *line, None)
+                }
                 _ => String::new(),
             };
             display.error(&e.to_string(), &excerpt, &causes, e.hint());

@@ -2,7 +2,7 @@
 
 use super::{emit, read_dockerfile};
 use clap::{Args, ValueEnum};
-use hoist::check::{check, render};
+use hoist_dockerfile::check::{check, render};
 use std::path::PathBuf;
 
 /// Check Dockerfiles without building: errors (what a build would reject)

@@ -2,9 +2,9 @@
 
 use super::{emit, read_dockerfile};
 use clap::{Args, ValueEnum};
-use hoist::check::{Finding, Report, Severity, render};
-use hoist::dockerfile::{dump::dump, parse};
-use hoist::plan::type_instructions;
+use hoist_dockerfile::check::{Finding, Report, Severity, render};
+use hoist_dockerfile::plan::type_instructions;
+use hoist_dockerfile::{dump::dump, parse};
 use std::path::PathBuf;
 
 /// Print the parsed Dockerfile, as BuildKit's AST dump or as typed JSON.

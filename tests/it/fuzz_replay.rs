@@ -28,14 +28,14 @@ fn replay(target: &str, run: fn(&[u8])) -> usize {
 
 #[test]
 fn dockerfile_corpus_replays() {
-    let n = replay("dockerfile", hoist::fuzzing::dockerfile);
+    let n = replay("dockerfile", hoist_dockerfile::fuzzing::dockerfile);
     println!("replayed {n} dockerfile fuzz inputs");
     assert!(n >= 40, "expected the committed corpus, found {n} inputs");
 }
 
 #[test]
 fn shell_word_corpus_replays() {
-    let n = replay("shell_word", hoist::fuzzing::shell_word);
+    let n = replay("shell_word", hoist_dockerfile::fuzzing::shell_word);
     println!("replayed {n} shell_word fuzz inputs");
     assert!(n >= 200, "expected the committed corpus, found {n} inputs");
 }
@@ -57,7 +57,7 @@ fn shell_word_slow_units_are_fast() {
         }
         let data = std::fs::read(&path).unwrap();
         let start = Instant::now();
-        hoist::fuzzing::shell_word(&data);
+        hoist_dockerfile::fuzzing::shell_word(&data);
         let took = start.elapsed();
         assert!(
             took < Duration::from_secs(2),

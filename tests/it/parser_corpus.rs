@@ -3,7 +3,7 @@
 //! negative case must fail, and line numbers must match BuildKit's.
 
 use crate::common::{corpus_dir, sorted_dirs};
-use hoist::dockerfile::{dump::dump, parse};
+use hoist_dockerfile::{dump::dump, parse};
 
 fn read_lossy(path: &std::path::Path) -> String {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

@@ -2,9 +2,9 @@
 //! `frontend/dockerfile/docs/reference.md`), pinning what the conformance
 //! corpus does not cover: heredocs, COPY/ADD/RUN flags and the stage graph.
 
-use hoist::dockerfile::instructions::{Kind, MountType, Sharing, parse_instruction, parse_mount};
-use hoist::dockerfile::parse;
-use hoist::plan::{Base, Options, plan};
+use hoist_dockerfile::instructions::{Kind, MountType, Sharing, parse_instruction, parse_mount};
+use hoist_dockerfile::parse;
+use hoist_dockerfile::plan::{Base, Options, plan};
 
 fn instructions(src: &str) -> Vec<Kind> {
     let ast = parse(src).expect("reference example parses");

@@ -1,12 +1,12 @@
 //! BuildKit's shell-word vectors (`envVarTest`, `wordsTest`) against
-//! `hoist::dockerfile::shell`.
+//! `hoist_dockerfile::shell`.
 //!
 //! The vectors live in the shared corpus (`../shared/corpus/buildkit-shell`,
 //! or `$HOIST_CORPUS/buildkit-shell`); their format is described in the
 //! corpus README. Every case runs, and the panic names every failing one.
 
 use crate::common::corpus_dir;
-use hoist::dockerfile::shell::Lexer;
+use hoist_dockerfile::shell::Lexer;
 
 fn read(name: &str) -> String {
     let path = corpus_dir().join("buildkit-shell").join(name);

@@ -17,7 +17,7 @@
 
 use std::collections::BTreeSet;
 
-use hoist::dockerfile::shell::Lexer;
+use hoist_dockerfile::shell::Lexer;
 use serde::Deserialize;
 
 #[derive(Deserialize)]

@@ -1,5 +1,5 @@
 use super::*;
-use crate::dockerfile::parse;
+use crate::parse;
 
 fn plan_src(src: &str, opts: &Options) -> Result<Plan, PlanError> {
     plan(&parse(src).unwrap(), opts)

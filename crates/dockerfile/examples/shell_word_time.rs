@@ -1,6 +1,6 @@
 //! Times shell-word expansion, for profiling the lexer:
 //!
-//! - `shell_word_time FILE...` runs `hoist::fuzzing::shell_word` on fuzz
+//! - `shell_word_time FILE...` runs `hoist_dockerfile::fuzzing::shell_word` on fuzz
 //!   inputs (such as `fuzz/regressions/shell_word/slow-unit-*`);
 //! - `shell_word_time --family L K` expands K nested `${A///...}` with an
 //!   L-byte A, whose result grows as (L+1)^K;
@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use hoist::dockerfile::shell::Lexer;
+use hoist_dockerfile::shell::Lexer;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -58,7 +58,7 @@ fn main() {
     for path in args {
         let data = std::fs::read(&path).expect("read input");
         let start = Instant::now();
-        hoist::fuzzing::shell_word(&data);
+        hoist_dockerfile::fuzzing::shell_word(&data);
         println!("{path}: {:?}", start.elapsed());
     }
 }

@@ -8,8 +8,8 @@
 //! HEALTHCHECK, MAINTAINER and ONBUILD are left to the shell or taken
 //! literally; RUN `--mount` values are expanded when the mount is read.
 
-use crate::dockerfile::instructions::{CopyArgs, Instruction, KeyValue, Kind};
-use crate::dockerfile::shell::{Lexer, ShellError, Vars};
+use crate::instructions::{CopyArgs, Instruction, KeyValue, Kind};
+use crate::shell::{Lexer, ShellError, Vars};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The variables in scope at one point of a stage (ARG and ENV values).

@@ -1,10 +1,10 @@
 //! The individual rules of `hoist check`, over a planned Dockerfile.
 
 use super::{Finding, Severity};
-use crate::dockerfile::instructions::{Instruction, Kind, suggest};
-use crate::dockerfile::shell::Lexer;
-use crate::dockerfile::{Ast, Span};
+use crate::instructions::{Instruction, Kind, suggest};
 use crate::plan::{Base, Options, PROXY_ARGS, Plan, Scope, expand_instruction, platform_args};
+use crate::shell::Lexer;
+use crate::{Ast, Span};
 
 fn warning(rule: &'static str, span: Span, message: String, hint: &str) -> Finding {
     Finding {

@@ -6,10 +6,10 @@
 //! value or an error.
 
 use crate::check::{check, render};
-use crate::dockerfile::dump::dump;
-use crate::dockerfile::parse;
-use crate::dockerfile::shell::Lexer;
+use crate::dump::dump;
+use crate::parse;
 use crate::plan::{Options, Scope, plan, type_instructions};
+use crate::shell::Lexer;
 
 /// Parse, dump, type, plan and check a Dockerfile.
 pub fn dockerfile(data: &[u8]) {

@@ -1396,7 +1396,7 @@ fn ram_in_bytes(v: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dockerfile::parse;
+    use crate::parse;
 
     fn one(src: &str) -> Result<Instruction, InstructionError> {
         let ast = parse(src).unwrap();

@@ -22,7 +22,7 @@
 //!
 //! ```
 //! use std::collections::BTreeMap;
-//! use hoist::dockerfile::shell::Lexer;
+//! use hoist_dockerfile::shell::Lexer;
 //!
 //! let vars = BTreeMap::from([("VERSION".to_owned(), "1.2".to_owned())]);
 //! let lexer = Lexer::new('\\');
@@ -30,7 +30,7 @@
 //! assert_eq!(lexer.process_words("a \"b c\" $VERSION", &vars)?, ["a", "b c", "1.2"]);
 //! let found = lexer.process_word_with_matches("$VERSION$ARCH", &vars)?;
 //! assert!(found.unmatched.contains("ARCH"));
-//! # Ok::<(), hoist::dockerfile::shell::ShellError>(())
+//! # Ok::<(), hoist_dockerfile::shell::ShellError>(())
 //! ```
 
 mod pattern;

@@ -17,11 +17,11 @@ mod expand;
 
 pub use expand::{Scope, expand_instruction};
 
-use crate::dockerfile::instructions::{
+use crate::instructions::{
     Instruction, InstructionError, Kind, parse_instruction, parse_mount, suggest,
 };
-use crate::dockerfile::shell::Lexer;
-use crate::dockerfile::{Ast, Span};
+use crate::shell::Lexer;
+use crate::{Ast, Span};
 use hoist_oci::Platform;
 use std::collections::{BTreeMap, BTreeSet};
 

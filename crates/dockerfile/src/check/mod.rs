@@ -12,9 +12,9 @@
 
 mod rules;
 
-use crate::dockerfile::instructions::{InstructionError, parse_instruction};
-use crate::dockerfile::{Ast, parse};
+use crate::instructions::{InstructionError, parse_instruction};
 use crate::plan::{Options, PlanError, plan};
+use crate::{Ast, parse};
 use serde::Serialize;
 
 /// How bad a finding is.
