@@ -11,6 +11,3 @@ pub mod k8s;
 pub mod registry;
 pub mod rootfs;
 pub mod run;
-pub mod store;
-#[cfg(test)]
-mod test_support;

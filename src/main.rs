@@ -23,7 +23,7 @@ fn main() {
     let store = || -> anyhow::Result<std::path::PathBuf> {
         match &cli.store {
             Some(dir) => Ok(dir.clone()),
-            None => Ok(hoist::store::Store::default_dir()?),
+            None => Ok(hoist_store::Store::default_dir()?),
         }
     };
     let result = match &cli.command {

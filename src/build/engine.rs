@@ -19,7 +19,6 @@ use crate::rootfs::user::{UserError, groups_of, resolve_chown};
 use crate::rootfs::view::{FsView, LayerIndex};
 use crate::rootfs::{BaseError, load_image, load_layer};
 use crate::run::{HostFile, Network as RunNetwork, RunSpec};
-use crate::store::{CacheRecord, Store};
 use hoist_dockerfile::instructions::{Instruction, Kind, parse_instruction};
 use hoist_dockerfile::plan::{Base, Options, Plan, Scope, expand_instruction, plan};
 use hoist_dockerfile::shell::{Lexer, Vars};
@@ -29,6 +28,7 @@ use hoist_oci::image::{Descriptor, History, ImageConfig, Manifest, digest_of};
 use hoist_oci::layer::tar::{Entry, EntryKind, TarOptions};
 use hoist_oci::layer::{GzipOptions, LayerOptions, write_layer_with};
 use hoist_oci::media_type;
+use hoist_store::{CacheRecord, Store};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -144,7 +144,7 @@ pub enum BuildError {
     #[error("interrupted by {}", if *signal == 2 { "SIGINT" } else { "SIGTERM" })]
     Interrupted { signal: i32 },
     #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] hoist_store::StoreError),
     #[error("cannot write a layer")]
     Layer(#[from] hoist_oci::layer::LayerError),
 }
@@ -309,7 +309,7 @@ struct Builder<'a> {
     /// the scratch directory, so it is dropped (its jobs stopped) before it.
     writer: LayerWriter<'a>,
     /// Downloads and unpacked archives of this build, removed at its end.
-    scratch: Option<crate::store::ScratchDir>,
+    scratch: Option<hoist_store::ScratchDir>,
     step: usize,
     cached: usize,
     /// Images pulled during this build (`--pull` pulls each once).

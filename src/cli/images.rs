@@ -3,7 +3,7 @@
 use super::emit;
 use clap::Args;
 use hoist::registry::Reference;
-use hoist::store::Store;
+use hoist_store::Store;
 use std::path::Path;
 
 /// List the images in the store: name, manifest digest, size.

@@ -12,8 +12,8 @@ use hoist::k8s::{Generated, ImageFacts, Options, Registration, check_registry, g
 use hoist::registry::CredentialStore;
 use hoist::registry::credentials::server_key;
 use hoist::registry::{ClientOptions, Reference};
-use hoist::store::Store;
 use hoist_oci::Platform;
+use hoist_store::Store;
 use std::path::{Path, PathBuf};
 
 /// Write the Kubernetes manifests that deploy an image hoist built.

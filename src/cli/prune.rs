@@ -1,7 +1,7 @@
 //! `hoist prune`: reclaim store space.
 
 use clap::Args;
-use hoist::store::{PruneOptions, Store};
+use hoist_store::{PruneOptions, Store};
 use std::path::Path;
 
 /// Delete every blob no tagged image or cache entry uses, and the

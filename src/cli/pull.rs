@@ -3,8 +3,8 @@
 use anyhow::Context;
 use clap::Args;
 use hoist::registry::{Reference, pull};
-use hoist::store::Store;
 use hoist_oci::Platform;
+use hoist_store::Store;
 use std::path::Path;
 
 /// Fetch an image from a registry into the store; prints its digest (the

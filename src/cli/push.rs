@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use hoist::registry::{BlobEvent, Format, PushOptions, Reference, push};
-use hoist::store::Store;
+use hoist_store::Store;
 use std::path::{Path, PathBuf};
 
 /// Push an image from the store to a registry.

@@ -9,8 +9,8 @@ use hoist::k8s::generate::image_reference;
 use hoist::k8s::resolve::{Candidate, PREFIX, resolve_text};
 use hoist::k8s::{Options, inspect};
 use hoist::registry::Reference;
-use hoist::store::Store;
 use hoist_oci::Platform;
+use hoist_store::Store;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

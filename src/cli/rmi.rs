@@ -2,7 +2,7 @@
 
 use clap::Args;
 use hoist::registry::Reference;
-use hoist::store::Store;
+use hoist_store::Store;
 use std::path::Path;
 
 /// Remove images from the store by name; blobs no other image or cache

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::Args;
 use hoist::registry::Reference;
-use hoist::store::Store;
+use hoist_store::Store;
 use std::path::Path;
 
 /// Give an image in the store another name, as `docker tag` does; the

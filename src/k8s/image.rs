@@ -12,10 +12,10 @@ use crate::registry::{Client, ClientOptions, Reference, RegistryError};
 use crate::rootfs::user::resolve_chown;
 use crate::rootfs::view::FsView;
 use crate::rootfs::{load_image, load_layer};
-use crate::store::Store;
 use hoist_oci::Digest;
 use hoist_oci::Platform;
 use hoist_oci::image::{Healthcheck, RunConfig};
+use hoist_store::Store;
 
 /// The user a container of the image runs as.
 #[derive(Debug, Clone, PartialEq, Eq)]

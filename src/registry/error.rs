@@ -4,8 +4,8 @@
 
 use std::io;
 
-use crate::store::StoreError;
 use hoist_oci::Digest;
+use hoist_store::StoreError;
 
 /// Why talking to a registry, or pulling from it, failed.
 #[derive(Debug, thiserror::Error)]

@@ -27,11 +27,11 @@ use std::sync::Mutex;
 use super::client::{Client, ClientOptions, Endpoint, FetchedManifest};
 use super::error::{Content, RegistryError, Result};
 use super::reference::Reference;
-use crate::store::{self, Store, StoreError};
 use hoist_oci::Digest;
 use hoist_oci::Platform;
 use hoist_oci::image::{Descriptor, Manifest, ManifestOrIndex};
 use hoist_oci::media_type;
+use hoist_store::{Store, StoreError};
 
 /// Layers fetched at once: enough to hide a registry's latency, few
 /// enough to be polite to it.
@@ -106,7 +106,7 @@ pub struct Pulled {
     pub reference: Reference,
     /// What the tag points at: the index when the registry's tag names
     /// one, else the manifest.
-    pub tagged: store::Descriptor,
+    pub tagged: hoist_store::Descriptor,
     /// The index the manifest was chosen from, if any.
     pub index_digest: Option<Digest>,
     /// The image manifest for the platform.
@@ -285,7 +285,7 @@ fn pull_inner(
             .put_blob_bytes(&top.bytes, Some(&top_digest))
             .map_err(store_error)?;
     }
-    let tagged = store::Descriptor::new(&top_media_type, top_digest, top.bytes.len() as u64);
+    let tagged = hoist_store::Descriptor::new(&top_media_type, top_digest, top.bytes.len() as u64);
     store
         .tag(&reference.to_string(), &tagged)
         .map_err(store_error)?;
@@ -490,7 +490,7 @@ impl Drop for Tapped<'_> {
 /// bytes only where they continue what it has, and is let go (finished
 /// unverified) when the download starts over or it cannot take more.
 struct Tee<'w, 's, 'x, 't> {
-    blob: &'w mut store::BlobWriter<'s>,
+    blob: &'w mut hoist_store::BlobWriter<'s>,
     tapped: &'x mut Option<Tapped<'t>>,
 }
 

@@ -20,13 +20,13 @@ use super::client::{Client, ClientOptions, Endpoint};
 use super::error::{RegistryError, Result};
 use super::reference::Reference;
 use super::upload::{BlobFile, Started};
-use crate::store::{self, PushRecord, Store};
 use hoist_oci::Digest;
 use hoist_oci::image::{
     Descriptor, Document, Index, Manifest, ManifestOrIndex, to_docker_manifest,
     to_docker_manifest_list,
 };
 use hoist_oci::media_type;
+use hoist_store::{PushRecord, Store};
 
 /// Blobs sent at once: enough to fill a link while one waits on the
 /// registry, few enough to be polite to it (Docker pushes 5, skopeo 1).
@@ -234,7 +234,7 @@ impl Image {
         let document =
             ManifestOrIndex::from_json(&bytes).map_err(|e| RegistryError::StoreRead {
                 reference: source.to_owned(),
-                source: store::StoreError::Corrupt {
+                source: hoist_store::StoreError::Corrupt {
                     path: store.blob_path(&tagged.digest),
                     reason: e.to_string(),
                 },
@@ -285,7 +285,7 @@ impl Image {
                     let manifest =
                         Manifest::from_json(&child).map_err(|e| RegistryError::StoreRead {
                             reference: source.to_owned(),
-                            source: store::StoreError::Corrupt {
+                            source: hoist_store::StoreError::Corrupt {
                                 path: store.blob_path(&entry.digest),
                                 reason: e.to_string(),
                             },
@@ -370,7 +370,7 @@ fn mount_sources(
     store: &Store,
     destination: &Reference,
     blobs: &[Descriptor],
-) -> store::Result<BTreeMap<Digest, String>> {
+) -> hoist_store::Result<BTreeMap<Digest, String>> {
     let wanted: BTreeSet<Digest> = blobs.iter().map(|b| b.digest).collect();
     let mut sources = BTreeMap::new();
     let other_repository = |name: &str| {

@@ -2,11 +2,11 @@
 //! for a platform from an index) and config of a tagged or pulled image,
 //! and images imported from an OCI layout on disk.
 
-use crate::store::Store;
 use hoist_oci::Digest;
 use hoist_oci::Platform;
 use hoist_oci::image::{ImageConfig, Manifest, ManifestOrIndex};
 use hoist_oci::media_type;
+use hoist_store::Store;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -21,7 +21,7 @@ pub enum BaseError {
         what: &'static str,
         digest: Digest,
         #[source]
-        source: crate::store::StoreError,
+        source: hoist_store::StoreError,
     },
     #[error("{what} {digest} is not valid: {reason}")]
     Invalid {

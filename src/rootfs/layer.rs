@@ -8,12 +8,12 @@
 
 use super::image::BaseError;
 use super::view::LayerIndex;
-use crate::store::Store;
 use hoist_oci::Digest;
 use hoist_oci::chunks;
 use hoist_oci::compression::{Compression, decompress};
 use hoist_oci::layer::tar::{Content, Entry, EntryKind};
 use hoist_oci::layer::{Contents, Escapes, read_entries};
+use hoist_store::Store;
 use std::io::{self, Read};
 use std::path::Path;
 use std::sync::Arc;
@@ -303,7 +303,7 @@ mod tests {
     #[test]
     fn one_extraction_serves_the_index_and_the_mirror() {
         use std::os::unix::fs::MetadataExt;
-        let (_dir, store) = crate::test_support::root_store("chown, mknod");
+        let (_dir, store) = hoist_store::testing::root_store("chown, mknod");
         let entries = [
             Entry::dir(b"etc".to_vec()),
             Entry::file(b"etc/.wh.gone".to_vec(), Vec::new()),
@@ -343,7 +343,7 @@ mod tests {
     #[test]
     fn a_streamed_layer_is_placed_only_when_its_stream_ends_whole() {
         use std::io::Write;
-        let (_dir, store) = crate::test_support::root_store("chown, mknod");
+        let (_dir, store) = hoist_store::testing::root_store("chown, mknod");
         // An uncompressed layer of exactly two chunks: its end-of-archive
         // blocks arrive whole before the stream says how it ended, so an
         // extraction that stopped at them would take a cut stream as good.
@@ -405,7 +405,7 @@ mod tests {
 
     #[test]
     fn a_layer_the_mirror_refuses_is_still_indexed_without_blocking() {
-        let (_dir, store) = crate::test_support::root_store("chown");
+        let (_dir, store) = hoist_store::testing::root_store("chown");
         // The extraction refuses the first entry (a hard link to nothing);
         // the rest is more than the channels between the threads hold, so
         // a feed that kept writing to the extraction would block.

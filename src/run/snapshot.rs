@@ -20,10 +20,10 @@
 //! below.
 
 use super::RunError;
-use crate::store::{Snapshot, Store};
 use hoist_oci::digest::{Digest, DigestWriter};
 use hoist_oci::layer::tar::{Content, Entry, EntryKind, TarOptions, write_tar};
 use hoist_oci::layer::{ExtractOptions, Links, extract_with};
+use hoist_store::{Snapshot, Store};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -314,7 +314,7 @@ mod tests {
 
     #[test]
     fn a_snapshot_adopted_from_the_upper_directory_is_the_extracted_layer() {
-        let (dir, store) = crate::test_support::root_store("chown, mknod");
+        let (dir, store) = hoist_store::testing::root_store("chown, mknod");
         let upper = dir.path().join("upper");
         std::fs::create_dir_all(upper.join("a")).unwrap();
         std::fs::write(upper.join("a/f"), "hello").unwrap();
@@ -410,7 +410,7 @@ mod tests {
 
     #[test]
     fn a_mirrored_extraction_links_every_file_under_plain_directories() {
-        let (dir, store) = crate::test_support::root_store("chown, mknod");
+        let (dir, store) = hoist_store::testing::root_store("chown, mknod");
         // `a/f`, then `a` replaced by a symlink out of the root, then a
         // file listed twice: the mirror keeps plain directories and the
         // last bytes of each path.

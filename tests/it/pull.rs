@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use hoist::registry::{PullOptions, Pulled, Reference, RegistryError, pull};
-use hoist::store::Store;
 use hoist_oci::Digest;
 use hoist_oci::Platform;
+use hoist_store::Store;
 use serde_json::{Value, json};
 
 use crate::support::{Registry, free_port, run_ok, skopeo};

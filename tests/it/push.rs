@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::cargo_bin;
-use hoist::store::Store;
+use hoist_store::Store;
 use serde_json::Value;
 
 use crate::support::proxy::{Action, Proxy, Rule};

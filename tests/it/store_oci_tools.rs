@@ -5,8 +5,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use hoist::store::{Descriptor, OCI_MANIFEST, Store, canonical, descriptor_to_json};
 use hoist_oci::layer::{Entry, LayerOptions, sort_entries, write_layer};
+use hoist_store::{Descriptor, OCI_MANIFEST, Store, canonical, descriptor_to_json};
 
 const REFERENCE: &str = "docker.io/library/app:latest";
 

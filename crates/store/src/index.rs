@@ -151,7 +151,7 @@ mod tests {
     use std::fs;
 
     use super::*;
-    use crate::store::OCI_MANIFEST;
+    use crate::OCI_MANIFEST;
     use hoist_oci::Digest;
 
     fn store() -> (tempfile::TempDir, Store) {

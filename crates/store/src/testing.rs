@@ -1,6 +1,7 @@
-//! Helpers the unit tests of several modules share.
+//! Helpers for the tests of hoist's crates (feature `testing`, enabled
+//! only as a dev-dependency): never part of a build.
 
-use crate::store::Store;
+use crate::Store;
 
 /// A store in a new temporary directory (kept while the first value
 /// lives), for a test that needs root for `needs`.

@@ -66,6 +66,9 @@ mod json;
 mod lock;
 mod pushed;
 mod snapshot;
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod testing;
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -94,7 +94,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use crate::store::Store;
+    use crate::Store;
     use hoist_oci::Digest;
     use hoist_oci::layer::gzip::BlockRecord;
 

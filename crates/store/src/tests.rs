@@ -1,7 +1,7 @@
 //! Tests of the store as a whole: opening, and (below) several threads and
 //! processes sharing one store, and processes killed mid-write.
 
-use crate::store::json::descriptor_to_json;
+use crate::json::descriptor_to_json;
 use std::fs;
 
 use hoist_oci::Digest;
@@ -442,7 +442,7 @@ impl ChildProcess {
         use std::io::BufRead;
         use std::process::{Command, Stdio};
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["store::tests::child_process", "--exact", "--ignored"])
+            .args(["tests::child_process", "--exact", "--ignored"])
             .args(["--nocapture", "--test-threads=1", "--quiet"])
             .env(CHILD_MODE, mode)
             .env(CHILD_DIR, dir)

@@ -1,6 +1,6 @@
 //! File locks (`flock(2)` through `std::fs::File::lock`) that let several
 //! hoist processes share one store. The protocol is described in the
-//! module docs of [`crate::store`].
+//! module docs of [`crate`].
 //!
 //! Each lock is taken on a file descriptor of its own, so threads of one
 //! process exclude each other exactly as processes do. The kernel drops a

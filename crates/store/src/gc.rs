@@ -5,7 +5,7 @@
 //! config, layers, subject) or listed by a cache record, then removes the
 //! rest and every temp file. It must never remove a blob that something may
 //! still use, so it runs only with the store lock held exclusively (no other
-//! handle open, see the lock protocol in [`crate::store`]), and it stops
+//! handle open, see the lock protocol in [`crate`]), and it stops
 //! rather than guesses when `index.json` cannot be read: an unreadable root
 //! would make everything look unreachable.
 
@@ -465,9 +465,9 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
-    use crate::store::json::descriptor_to_json;
-    use crate::store::tests::put_image;
-    use crate::store::{CacheRecord, canonical};
+    use crate::json::descriptor_to_json;
+    use crate::tests::put_image;
+    use crate::{CacheRecord, canonical};
 
     const KEY: &str = "c0ffee";
 
