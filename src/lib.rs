@@ -8,6 +8,5 @@
 pub mod build;
 pub mod context;
 pub mod k8s;
-pub mod registry;
 pub mod rootfs;
 pub mod run;

@@ -63,7 +63,7 @@ pub struct BuildRequest {
     pub epoch_given: bool,
     pub gzip: GzipOptions,
     /// Where base images missing from the store are pulled from.
-    pub pull: crate::registry::PullOptions,
+    pub pull: hoist_registry::PullOptions,
     /// Pull base images even when the store has them (`--pull`).
     pub always_pull: bool,
     /// `--secret` and `--ssh`: what `RUN --mount=type=secret|ssh` mounts.
@@ -571,7 +571,7 @@ impl<'a> Builder<'a> {
                 .map_err(|e| self.base_error(from, e))?;
             return self.state_from_manifest(from, &digest, platform);
         }
-        let normalised = crate::registry::Reference::parse(reference).map_err(|e| {
+        let normalised = hoist_registry::Reference::parse(reference).map_err(|e| {
             self.step_error(
                 from,
                 e.to_string(),
@@ -613,9 +613,9 @@ impl<'a> Builder<'a> {
     /// needs the layers finds them ready.
     fn pull_and_read(
         &mut self,
-        reference: &crate::registry::Reference,
+        reference: &hoist_registry::Reference,
         platform: &hoist_oci::Platform,
-    ) -> Result<crate::registry::Pulled, crate::registry::RegistryError> {
+    ) -> Result<hoist_registry::Pulled, hoist_registry::RegistryError> {
         let store = self.store;
         let with_snapshot = self.runs_steps;
         let (pulled, read) = std::thread::scope(|scope| {
@@ -634,10 +634,10 @@ impl<'a> Builder<'a> {
                     })
                 });
                 reads.lock().expect("poisoned").push((diff_id, read));
-                Some(Box::new(tap) as Box<dyn crate::registry::LayerTap>)
+                Some(Box::new(tap) as Box<dyn hoist_registry::LayerTap>)
             };
             let pulled =
-                crate::registry::pull_tapped(store, reference, platform, &self.request.pull, &taps);
+                hoist_registry::pull_tapped(store, reference, platform, &self.request.pull, &taps);
             let read: Vec<_> = reads
                 .into_inner()
                 .expect("poisoned")

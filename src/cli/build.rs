@@ -5,11 +5,11 @@ use super::{emit, read_dockerfile};
 use anyhow::{Context, bail};
 use clap::Args;
 use hoist::build::engine::{BuildError, BuildRequest, build};
-use hoist::registry::Reference;
 use hoist_dockerfile::plan::{Options, resolve_build_arg};
 use hoist_oci::Platform;
 use hoist_oci::image::{ExportImage, write_docker_archive, write_oci_archive, write_oci_layout};
 use hoist_oci::layer::GzipOptions;
+use hoist_registry::Reference;
 use hoist_store::Store;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -313,7 +313,7 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
         }
     }
     if args.push {
-        let options = args.registry.push_options(hoist::registry::Format::Oci)?;
+        let options = args.registry.push_options(hoist_registry::Format::Oci)?;
         for tag in &tags {
             let pushed = super::push::push_one(&store, tag, tag, &options, args.quiet)?;
             if !args.quiet {

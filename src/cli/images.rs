@@ -2,7 +2,7 @@
 
 use super::emit;
 use clap::Args;
-use hoist::registry::Reference;
+use hoist_registry::Reference;
 use hoist_store::Store;
 use std::path::Path;
 

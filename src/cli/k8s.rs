@@ -9,10 +9,10 @@ use hoist::k8s::options::{
     is_data_key, key_value, parse_env_file, resources,
 };
 use hoist::k8s::{Generated, ImageFacts, Options, Registration, check_registry, generate, inspect};
-use hoist::registry::CredentialStore;
-use hoist::registry::credentials::server_key;
-use hoist::registry::{ClientOptions, Reference};
 use hoist_oci::Platform;
+use hoist_registry::CredentialStore;
+use hoist_registry::credentials::server_key;
+use hoist_registry::{ClientOptions, Reference};
 use hoist_store::Store;
 use std::path::{Path, PathBuf};
 

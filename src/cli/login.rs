@@ -4,8 +4,8 @@ use super::emit;
 use super::registry::RegistryArgs;
 use anyhow::{Context, bail};
 use clap::Args;
-use hoist::registry::credentials::{self, Source};
-use hoist::registry::{Client, CredentialStore, Credentials};
+use hoist_registry::credentials::{self, Source};
+use hoist_registry::{Client, CredentialStore, Credentials};
 use std::io::{BufRead, IsTerminal, Read, Write};
 
 /// Log in to a registry, as `docker login` does.

@@ -2,8 +2,8 @@
 
 use anyhow::Context;
 use clap::Args;
-use hoist::registry::{Reference, pull};
 use hoist_oci::Platform;
+use hoist_registry::{Reference, pull};
 use hoist_store::Store;
 use std::path::Path;
 

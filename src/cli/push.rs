@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use hoist::registry::{BlobEvent, Format, PushOptions, Reference, push};
+use hoist_registry::{BlobEvent, Format, PushOptions, Reference, push};
 use hoist_store::Store;
 use std::path::{Path, PathBuf};
 
@@ -75,7 +75,7 @@ pub fn push_one(
     destination: &Reference,
     options: &PushOptions,
     quiet: bool,
-) -> anyhow::Result<hoist::registry::Pushed> {
+) -> anyhow::Result<hoist_registry::Pushed> {
     if destination.digest.is_some() {
         anyhow::bail!(
             "cannot push to {destination}: a push names a tag, not a digest (the digest is the \

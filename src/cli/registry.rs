@@ -5,7 +5,7 @@
 
 use anyhow::Context;
 use clap::Args;
-use hoist::registry::{ClientOptions, Format, PullOptions, PushOptions, Settings};
+use hoist_registry::{ClientOptions, Format, PullOptions, PushOptions, Settings};
 use std::path::PathBuf;
 
 /// `--registry-mirror`, for the commands that pull.

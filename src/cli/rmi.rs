@@ -1,7 +1,7 @@
 //! `hoist rmi`: remove image tags from the store.
 
 use clap::Args;
-use hoist::registry::Reference;
+use hoist_registry::Reference;
 use hoist_store::Store;
 use std::path::Path;
 

@@ -30,7 +30,7 @@ pub enum K8sError {
         reference: String,
         digest: String,
         #[source]
-        source: Box<crate::registry::RegistryError>,
+        source: Box<hoist_registry::RegistryError>,
     },
     #[error("{flag}: {reason}")]
     Option { flag: String, reason: String },

@@ -8,13 +8,13 @@
 //! converted the manifest, checked with a `GET /v2/<repo>/manifests/<digest>`.
 
 use super::K8sError;
-use crate::registry::{Client, ClientOptions, Reference, RegistryError};
 use crate::rootfs::user::resolve_chown;
 use crate::rootfs::view::FsView;
 use crate::rootfs::{load_image, load_layer};
 use hoist_oci::Digest;
 use hoist_oci::Platform;
 use hoist_oci::image::{Healthcheck, RunConfig};
+use hoist_registry::{Client, ClientOptions, Reference, RegistryError};
 use hoist_store::Store;
 
 /// The user a container of the image runs as.

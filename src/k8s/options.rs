@@ -3,7 +3,7 @@
 //! flags' small `key=value` languages so they are tested without the CLI.
 
 use super::K8sError;
-use crate::registry::auth::Secret;
+use hoist_registry::auth::Secret;
 use std::collections::BTreeMap;
 use std::path::Path;
 

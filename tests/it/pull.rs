@@ -1,4 +1,4 @@
-//! `hoist::registry::pull` against a real registry:2 holding the busybox base
+//! `hoist_registry::pull` against a real registry:2 holding the busybox base
 //! images: what lands in the store is checked against what skopeo reports, and
 //! what went over the wire is counted by a proxy the client knows nothing of.
 
@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use hoist::registry::{PullOptions, Pulled, Reference, RegistryError, pull};
 use hoist_oci::Digest;
 use hoist_oci::Platform;
+use hoist_registry::{PullOptions, Pulled, Reference, RegistryError, pull};
 use hoist_store::Store;
 use serde_json::{Value, json};
 
@@ -712,15 +712,15 @@ fn pulls_from_a_registry_behind_token_auth() {
         docker_config: Some(config),
         ..PullOptions::default()
     };
-    let client = hoist::registry::Client::new(options.client_options());
-    let pulled = hoist::registry::pull_with(&client, &store, &image, &amd64(), &[]).unwrap();
+    let client = hoist_registry::Client::new(options.client_options());
+    let pulled = hoist_registry::pull_with(&client, &store, &image, &amd64(), &[]).unwrap();
     check_complete(&store, &pulled);
     assert_eq!(
         pulled.manifest_digest,
         skopeo_digest(&format!("{}/library/busybox:latest", source.addr()))
     );
     assert_eq!(tokens.issued.load(Ordering::SeqCst), issued_for_push + 1);
-    let again = hoist::registry::pull_with(&client, &store, &image, &amd64(), &[]).unwrap();
+    let again = hoist_registry::pull_with(&client, &store, &image, &amd64(), &[]).unwrap();
     assert_eq!(again.blobs_fetched, 0);
     assert_eq!(tokens.issued.load(Ordering::SeqCst), issued_for_push + 1);
     // 401, token, manifest, config and layers; then one manifest GET.

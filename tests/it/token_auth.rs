@@ -13,7 +13,7 @@ use crate::login::{Home, assert_no_secret, assert_ok_without, text};
 use crate::support::proxy::{Action, Proxy, Rule};
 use crate::support::token_server::{Seen, TokenServer, User};
 use crate::support::{Registry, copy_busybox_to};
-use hoist::registry::{Client, ClientOptions};
+use hoist_registry::{Client, ClientOptions};
 
 const ADMIN_PASSWORD: &str = "admin-pw-7f3a";
 const READER_PASSWORD: &str = "reader-pw-91c2";

@@ -1,7 +1,7 @@
 use super::*;
 use crate::k8s::image::Port;
 use crate::k8s::options::{PortMap, PullSecret};
-use crate::registry::Reference;
+use hoist_registry::Reference;
 use serde_json::json;
 
 fn facts() -> ImageFacts {
@@ -226,7 +226,7 @@ fn pull_secret_is_kept_apart_and_referenced() {
             name: "regcred".into(),
             registry: "https://index.docker.io/v1/".into(),
             username: "user".into(),
-            password: crate::registry::auth::Secret::new("hunter2"),
+            password: hoist_registry::auth::Secret::new("hunter2"),
         }),
         ..Default::default()
     };

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::*;
-use crate::registry::fake::{Server, reply};
+use crate::fake::{Server, reply};
 
 const CONFIG: &[u8] = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["sha256:0000000000000000000000000000000000000000000000000000000000000000"]}}"#;
 const LAYER: &[u8] = b"not really a tar, but the pull never looks inside";

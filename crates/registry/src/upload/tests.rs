@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::registry::ClientOptions;
-use crate::registry::fake::{Server, reply};
+use crate::ClientOptions;
+use crate::fake::{Server, reply};
 
 fn quick() -> ClientOptions {
     ClientOptions {

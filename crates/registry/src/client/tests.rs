@@ -5,7 +5,7 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
 use super::*;
-use crate::registry::fake::{Server, reply};
+use crate::fake::{Server, reply};
 
 fn quick() -> ClientOptions {
     ClientOptions {
