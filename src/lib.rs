@@ -8,5 +8,3 @@
 pub mod build;
 pub mod context;
 pub mod k8s;
-pub mod rootfs;
-pub mod run;

@@ -11,7 +11,7 @@ fn main() {
     // Not root: build and prune run as root of a user namespace (RUN's
     // sandbox, and snapshots owned by subordinate ids). Before any thread.
     if matches!(cli.command, Command::Build(_) | Command::Prune(_)) {
-        match hoist::run::userns::reexec() {
+        match hoist_run::userns::reexec() {
             Ok(Some(code)) => std::process::exit(code),
             Ok(None) => {}
             Err(err) => {

@@ -47,11 +47,11 @@
 use super::copy::{
     CopyError, CopyRequest, clean, contains_wildcards, copy, resolve_wildcards, with_parents,
 };
-use crate::rootfs::view::{AboveRoot, FsView, LayerIndex, ViewError, components, join};
 use hoist_oci::compression::decompress_detected;
 use hoist_oci::digest::{Digest, Sha256};
 use hoist_oci::layer::tar::{Content, Entry, EntryKind};
 use hoist_oci::layer::{Contents, Escapes, read_entries};
+use hoist_rootfs::view::{AboveRoot, FsView, LayerIndex, ViewError, components, join};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

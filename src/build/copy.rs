@@ -27,8 +27,8 @@
 //!   followed but can never lead outside.
 
 use crate::context::{DirMatches, PatternError, PatternSet, filepath_match};
-use crate::rootfs::view::{FsView, LayerIndex, ViewError, components, join};
 use hoist_oci::layer::tar::{Entry, EntryKind};
+use hoist_rootfs::view::{FsView, LayerIndex, ViewError, components, join};
 use std::collections::HashMap;
 use std::sync::Arc;
 

@@ -15,10 +15,6 @@ use super::hasher::ContentHasher;
 use super::meta;
 use super::writer::{LayerBlob, LayerWriter, StepPlace, Stoppable, Written};
 use crate::context::{DockerIgnore, PatternSet, walk_context_observed};
-use crate::rootfs::user::{UserError, groups_of, resolve_chown};
-use crate::rootfs::view::{FsView, LayerIndex};
-use crate::rootfs::{BaseError, load_image, load_layer};
-use crate::run::{HostFile, Network as RunNetwork, RunSpec};
 use hoist_dockerfile::instructions::{Instruction, Kind, parse_instruction};
 use hoist_dockerfile::plan::{Base, Options, Plan, Scope, expand_instruction, plan};
 use hoist_dockerfile::shell::{Lexer, Vars};
@@ -28,6 +24,10 @@ use hoist_oci::image::{Descriptor, History, ImageConfig, Manifest, digest_of};
 use hoist_oci::layer::tar::{Entry, EntryKind, TarOptions};
 use hoist_oci::layer::{GzipOptions, LayerOptions, write_layer_with};
 use hoist_oci::media_type;
+use hoist_rootfs::user::{UserError, groups_of, resolve_chown};
+use hoist_rootfs::view::{FsView, LayerIndex};
+use hoist_rootfs::{BaseError, load_image, load_layer};
+use hoist_run::{HostFile, Network as RunNetwork, RunSpec};
 use hoist_store::{CacheRecord, Store};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -304,7 +304,7 @@ struct Builder<'a> {
     hasher: ContentHasher,
     /// Agents started for `--ssh ID=KEYFILE`, by id; their sockets are in
     /// the scratch directory, so they are dropped before it.
-    key_agents: HashMap<String, crate::run::ssh::KeyAgent>,
+    key_agents: HashMap<String, hoist_run::ssh::KeyAgent>,
     /// Compresses RUN layers while later steps run. Its jobs read files in
     /// the scratch directory, so it is dropped (its jobs stopped) before it.
     writer: LayerWriter<'a>,
@@ -333,7 +333,7 @@ struct Builder<'a> {
 struct PreparedMounts {
     /// What the sandbox mounts; secret and ssh sources are placeholders
     /// until the step runs.
-    mounts: Vec<crate::run::RunMount>,
+    mounts: Vec<hoist_run::RunMount>,
     /// Mount points the sandbox creates (missing in the image), left out
     /// of the layer as newer BuildKit leaves them out.
     stubs: Vec<String>,
@@ -567,7 +567,7 @@ impl<'a> Builder<'a> {
         platform: &hoist_oci::Platform,
     ) -> Result<StageState, BuildError> {
         if let Some(layout) = reference.strip_prefix("oci-layout://") {
-            let digest = crate::rootfs::import_oci_layout(self.store, layout)
+            let digest = hoist_rootfs::import_oci_layout(self.store, layout)
                 .map_err(|e| self.base_error(from, e))?;
             return self.state_from_manifest(from, &digest, platform);
         }
@@ -621,14 +621,14 @@ impl<'a> Builder<'a> {
         let (pulled, read) = std::thread::scope(|scope| {
             let reads = std::sync::Mutex::new(Vec::new());
             let taps = |layer: &hoist_oci::image::Descriptor, diff_id: &Digest| {
-                if !crate::rootfs::streams(store, &layer.media_type, diff_id) {
+                if !hoist_rootfs::streams(store, &layer.media_type, diff_id) {
                     return None;
                 }
                 let (tap, reader) = hoist_oci::chunks::one_reader();
                 let (blob, media, diff_id) = (layer.digest, layer.media_type.clone(), *diff_id);
                 let read = scope.spawn(move || {
                     with_run_snapshot(store, &diff_id, with_snapshot, |mirror| {
-                        crate::rootfs::load_layer_streamed(
+                        hoist_rootfs::load_layer_streamed(
                             store, reader, &blob, &media, &diff_id, mirror,
                         )
                     })
@@ -937,8 +937,8 @@ impl<'a> Builder<'a> {
         };
         let mut changes = LayerIndex::default();
         let mut current = Vec::new();
-        for part in crate::rootfs::view::components(&path) {
-            current = crate::rootfs::view::join(&current, part);
+        for part in hoist_rootfs::view::components(&path) {
+            current = hoist_rootfs::view::join(&current, part);
             if state.view.get(&current).is_none() {
                 changes.insert(
                     Entry::dir(current.clone())
@@ -1321,7 +1321,7 @@ impl<'a> Builder<'a> {
             None => {}
         }
 
-        crate::run::check_privileges().map_err(|e| self.run_error(instr, e))?;
+        hoist_run::check_privileges().map_err(|e| self.run_error(instr, e))?;
         self.read_view(instr, state)?;
         for dir in ["proc", "dev", "sys"] {
             if let Some(e) = state.view.get(dir.as_bytes())
@@ -1357,11 +1357,11 @@ impl<'a> Builder<'a> {
             id(gid)?,
             groups.into_iter().map(id).collect::<Result<Vec<_>, _>>()?,
         );
-        let namespace = crate::run::userns::current();
-        if namespace == crate::run::userns::Namespace::Single && (uid, gid) != (0, 0) {
+        let namespace = hoist_run::userns::current();
+        if namespace == hoist_run::userns::Namespace::Single && (uid, gid) != (0, 0) {
             return Err(self.run_error(
                 instr,
-                crate::run::RunError::SingleId {
+                hoist_run::RunError::SingleId {
                     what: format!("the step runs as USER {user} ({uid}:{gid})"),
                 },
             ));
@@ -1395,7 +1395,7 @@ impl<'a> Builder<'a> {
         // runc's default: HOME from the user's passwd entry, else `/`.
         if !env.iter().any(|e| e.starts_with("HOME=")) {
             let passwd =
-                crate::rootfs::user::read_file(&state.view, "etc/passwd").unwrap_or_default();
+                hoist_rootfs::user::read_file(&state.view, "etc/passwd").unwrap_or_default();
             let home = passwd
                 .lines()
                 .map(|l| l.trim().split(':').collect::<Vec<_>>())
@@ -1409,7 +1409,7 @@ impl<'a> Builder<'a> {
         std::fs::create_dir(&dir).map_err(|e| {
             self.run_error(
                 instr,
-                crate::run::RunError::Io {
+                hoist_run::RunError::Io {
                     path: dir.clone(),
                     source: e,
                 },
@@ -1440,8 +1440,8 @@ impl<'a> Builder<'a> {
                 env.push(format!("{var}={value}"));
             }
             if let Some(i) = pending.index {
-                run_mounts[i].source = crate::run::MountSource::Secret {
-                    data: crate::run::SecretBytes(data),
+                run_mounts[i].source = hoist_run::MountSource::Secret {
+                    data: hoist_run::SecretBytes(data),
                     mode: pending.mode,
                     uid: pending.uid,
                     gid: pending.gid,
@@ -1453,12 +1453,12 @@ impl<'a> Builder<'a> {
             let upstream = self.agent_socket(instr, &agent.id)?;
             let socket = dir.join(format!("ssh-{n}.sock"));
             proxies.push(
-                crate::run::ssh::AgentProxy::start(
+                hoist_run::ssh::AgentProxy::start(
                     &socket, &upstream, agent.mode, agent.uid, agent.gid,
                 )
                 .map_err(|e| self.run_error(instr, e))?,
             );
-            run_mounts[agent.index].source = crate::run::MountSource::Socket { source: socket };
+            run_mounts[agent.index].source = hoist_run::MountSource::Socket { source: socket };
             if n == 0 && !env.iter().any(|e| e.starts_with("SSH_AUTH_SOCK=")) {
                 env.push(format!("SSH_AUTH_SOCK={}", run_mounts[agent.index].target));
             }
@@ -1482,7 +1482,7 @@ impl<'a> Builder<'a> {
             namespace,
         };
         let mut tail = std::collections::VecDeque::new();
-        let result = crate::run::run(&spec, &dir, &mut |line| {
+        let result = hoist_run::run(&spec, &dir, &mut |line| {
             if tail.len() == OUTPUT_TAIL {
                 tail.pop_front();
             }
@@ -1494,7 +1494,7 @@ impl<'a> Builder<'a> {
         });
         let code = match result {
             Ok(code) => code,
-            Err(crate::run::RunError::Interrupted { signal }) => {
+            Err(hoist_run::RunError::Interrupted { signal }) => {
                 return Err(BuildError::Interrupted { signal });
             }
             Err(e) => return Err(self.run_error(instr, e)),
@@ -1509,10 +1509,10 @@ impl<'a> Builder<'a> {
                 }
             }
             // A single-id namespace makes chown and adduser fail: say so.
-            let hint = (namespace == crate::run::userns::Namespace::Single).then(|| {
+            let hint = (namespace == hoist_run::userns::Namespace::Single).then(|| {
                 format!(
                     "hoist ran this step in a single-id user namespace, where only id 0 exists: if it changes ownership or needs other users, {}",
-                    crate::run::userns::subid_remedy()
+                    hoist_run::userns::subid_remedy()
                 )
             });
             return Err(self.step_error(instr, message, hint));
@@ -1524,12 +1524,12 @@ impl<'a> Builder<'a> {
             .map(|f| f.target.as_str())
             .chain(stubs.iter().map(String::as_str))
             .collect();
-        let mut entries = crate::run::changes(&dir, &created, namespace.is_user_namespace())
+        let mut entries = hoist_run::changes(&dir, &created, namespace.is_user_namespace())
             .map_err(|e| BuildError::Context {
                 path: dir.clone(),
                 source: Box::new(e),
             })?;
-        if namespace == crate::run::userns::Namespace::Single {
+        if namespace == hoist_run::userns::Namespace::Single {
             // Snapshots hold every file as 0 here, and a copied-up file
             // keeps that: its owner is the one of the layer below.
             for entry in &mut entries {
@@ -1562,7 +1562,7 @@ impl<'a> Builder<'a> {
         // blob is compressed on the writer thread while the next steps
         // run. Where the snapshot cannot be made so, the blob is written
         // now, and the next RUN extracts it.
-        let (blob, diff_id, tar_size) = match crate::run::snapshot::adopt(self.store, &entries, tar)
+        let (blob, diff_id, tar_size) = match hoist_run::snapshot::adopt(self.store, &entries, tar)
         {
             Some((diff_id, tar_size)) => {
                 let blob = self.store_layer_later(instr, key, &history, entries, diff_id);
@@ -1590,8 +1590,8 @@ impl<'a> Builder<'a> {
         inputs: &Inputs<'_>,
         mounts: &[String],
     ) -> Result<PreparedMounts, BuildError> {
-        use crate::run::MountSource;
         use hoist_dockerfile::instructions::{MountType, Sharing, parse_mount};
+        use hoist_run::MountSource;
         let mut locks = Vec::new();
         let mut out = Vec::new();
         let mut stubs = Vec::new();
@@ -1720,9 +1720,9 @@ impl<'a> Builder<'a> {
                     )
                     .map_err(|e| {
                         let single =
-                            crate::run::userns::current() == crate::run::userns::Namespace::Single;
+                            hoist_run::userns::current() == hoist_run::userns::Namespace::Single;
                         let e = if single && e.raw_os_error() == Some(libc::EINVAL) {
-                            crate::run::RunError::SingleId {
+                            hoist_run::RunError::SingleId {
                                 what: format!(
                                     "the cache mount at {target} is to be owned by {}:{}",
                                     m.uid.unwrap_or(0),
@@ -1730,7 +1730,7 @@ impl<'a> Builder<'a> {
                                 ),
                             }
                         } else {
-                            crate::run::RunError::Io {
+                            hoist_run::RunError::Io {
                                 path: base.clone(),
                                 source: e,
                             }
@@ -1767,7 +1767,7 @@ impl<'a> Builder<'a> {
                 }
                 // Filled in once the step runs (see `run_step`).
                 MountType::Secret => MountSource::Secret {
-                    data: crate::run::SecretBytes(Vec::new()),
+                    data: hoist_run::SecretBytes(Vec::new()),
                     mode: 0,
                     uid: 0,
                     gid: 0,
@@ -1776,7 +1776,7 @@ impl<'a> Builder<'a> {
                     source: PathBuf::new(),
                 },
             };
-            out.push(crate::run::RunMount { target, source });
+            out.push(hoist_run::RunMount { target, source });
         }
         Ok(PreparedMounts {
             mounts: out,
@@ -1815,7 +1815,7 @@ impl<'a> Builder<'a> {
                 let socket = self
                     .scratch()?
                     .join(format!("agent-{}.sock", self.key_agents.len()));
-                let agent = crate::run::ssh::KeyAgent::start(&socket, keys)
+                let agent = hoist_run::ssh::KeyAgent::start(&socket, keys)
                     .map_err(|e| self.run_error(instr, e))?;
                 let path = agent.socket().to_path_buf();
                 self.key_agents.insert(id.to_string(), agent);
@@ -1893,7 +1893,7 @@ impl<'a> Builder<'a> {
         let fail = |e: std::io::Error| {
             self.run_error(
                 instr,
-                crate::run::RunError::Io {
+                hoist_run::RunError::Io {
                     path: tree.clone(),
                     source: e,
                 },
@@ -1933,27 +1933,27 @@ impl<'a> Builder<'a> {
         Ok(tree)
     }
 
-    fn run_error(&self, instr: &Instruction, e: crate::run::RunError) -> BuildError {
+    fn run_error(&self, instr: &Instruction, e: hoist_run::RunError) -> BuildError {
         let hint = match &e {
-            crate::run::RunError::NotRoot => {
-                Some("run hoist as root, or call hoist::run::userns::reexec first".into())
+            hoist_run::RunError::NotRoot => {
+                Some("run hoist as root, or call hoist_run::userns::reexec first".into())
             }
-            crate::run::RunError::NoUserNamespace { source } => {
-                Some(crate::run::userns::remedy(source.raw_os_error()))
+            hoist_run::RunError::NoUserNamespace { source } => {
+                Some(hoist_run::userns::remedy(source.raw_os_error()))
             }
-            crate::run::RunError::SingleId { .. } => Some(crate::run::userns::subid_remedy()),
+            hoist_run::RunError::SingleId { .. } => Some(hoist_run::userns::subid_remedy()),
             // chown(2) to an id the namespace does not map.
-            crate::run::RunError::Extract {
+            hoist_run::RunError::Extract {
                 source: hoist_oci::layer::ExtractError::Io { source, .. },
                 ..
             } if source.raw_os_error() == Some(libc::EINVAL)
-                && crate::run::userns::current().is_user_namespace() =>
+                && hoist_run::userns::current().is_user_namespace() =>
             {
                 Some(
                     "a file of the layer belongs to an id hoist's user namespace does not map: hoist maps 0 to you and 1, 2... to your /etc/subuid and /etc/subgid ranges in turn; add a range to cover the image's ids, as root: `usermod --add-subuids 200000-399999 --add-subgids 200000-399999 USER`".to_string(),
                 )
             }
-            crate::run::RunError::Sandbox { .. } => Some(
+            hoist_run::RunError::Sandbox { .. } => Some(
                 "RUN needs mount, pid, uts and ipc namespaces and overlayfs: in a container, run hoist with --privileged".into(),
             ),
             _ => None,
@@ -2132,11 +2132,11 @@ impl<'a> Builder<'a> {
     ) -> Result<Vec<PathBuf>, BuildError> {
         let mut lowers = Vec::new();
         for (blob, diff_id) in layers {
-            let dir = match crate::run::snapshot::existing(self.store, diff_id) {
+            let dir = match hoist_run::snapshot::existing(self.store, diff_id) {
                 Some(dir) => dir,
                 None => {
                     let digest = blob.descriptor()?.digest;
-                    crate::run::snapshot::ensure(self.store, &digest, diff_id)
+                    hoist_run::snapshot::ensure(self.store, &digest, diff_id)
                         .map_err(|e| self.run_error(instr, e))?
                 }
             };
@@ -2265,12 +2265,12 @@ fn with_run_snapshot<T>(
     store: &Store,
     diff_id: &Digest,
     wanted: bool,
-    load: impl FnOnce(Option<crate::rootfs::Mirror<'_>>) -> T,
+    load: impl FnOnce(Option<hoist_rootfs::Mirror<'_>>) -> T,
 ) -> T {
     let extract = |input: &mut dyn std::io::Read, content: &std::path::Path| {
-        crate::run::snapshot::extract_mirrored(store, input, diff_id, content)
+        hoist_run::snapshot::extract_mirrored(store, input, diff_id, content)
     };
-    let mirror = wanted && crate::run::snapshot::mirrorable(store, diff_id);
+    let mirror = wanted && hoist_run::snapshot::mirrorable(store, diff_id);
     load(mirror.then_some(&extract))
 }
 

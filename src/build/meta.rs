@@ -9,7 +9,7 @@ use hoist_dockerfile::instructions::{CommandLine, Health, KeyValue};
 use hoist_oci::image::{Healthcheck, ImageConfig, RunConfig};
 
 /// Docker's default PATH for Linux images built FROM scratch.
-pub use crate::run::DEFAULT_PATH;
+pub use hoist_run::DEFAULT_PATH;
 
 /// BuildKit's `emptyImage`: the config of `FROM scratch`.
 pub fn empty_config(os: &str, architecture: &str, variant: Option<&str>) -> ImageConfig {

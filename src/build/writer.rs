@@ -1,7 +1,7 @@
 //! Layer blobs compressed on a second thread while the build goes on.
 //!
 //! A RUN step's layer is written twice: as a snapshot the next RUN mounts
-//! (made at once, see [`crate::run::snapshot::adopt`]), and as the gzip
+//! (made at once, see [`hoist_run::snapshot::adopt`]), and as the gzip
 //! blob the image names. Only the snapshot is needed to go on, so the blob
 //! is a job for the build's writer thread: the next steps run while it
 //! compresses, and whatever needs the blob (the manifest, a snapshot that
@@ -36,7 +36,7 @@ const NICENESS: libc::c_int = 10;
 fn yield_to_the_steps() {
     // SAFETY: geteuid has no preconditions.
     let host_root = unsafe { libc::geteuid() } == 0
-        && crate::run::userns::current() == crate::run::userns::Namespace::Host;
+        && hoist_run::userns::current() == hoist_run::userns::Namespace::Host;
     // SAFETY: scheduling calls on this thread with valid arguments;
     // failing leaves it as it was.
     unsafe {

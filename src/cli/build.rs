@@ -276,11 +276,11 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
             built.unused_build_args.join(", ")
         ));
     }
-    if hoist::run::fell_back_to_copies() {
+    if hoist_run::fell_back_to_copies() {
         display.warning(&format!(
             "RUN steps ran on copies of their layers, which is slower: overlayfs cannot be mounted over the store here ({}; docs/run.md says when this happens; {}=copy chooses it without trying)",
             store.root().display(),
-            hoist::run::ROOTFS_VARIABLE
+            hoist_run::ROOTFS_VARIABLE
         ));
     }
     for tag in &tags {

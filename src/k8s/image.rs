@@ -8,13 +8,13 @@
 //! converted the manifest, checked with a `GET /v2/<repo>/manifests/<digest>`.
 
 use super::K8sError;
-use crate::rootfs::user::resolve_chown;
-use crate::rootfs::view::FsView;
-use crate::rootfs::{load_image, load_layer};
 use hoist_oci::Digest;
 use hoist_oci::Platform;
 use hoist_oci::image::{Healthcheck, RunConfig};
 use hoist_registry::{Client, ClientOptions, Reference, RegistryError};
+use hoist_rootfs::user::resolve_chown;
+use hoist_rootfs::view::FsView;
+use hoist_rootfs::{load_image, load_layer};
 use hoist_store::Store;
 
 /// The user a container of the image runs as.

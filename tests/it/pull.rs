@@ -478,7 +478,7 @@ fn pulls_the_platform_s_manifest_from_an_index_and_tags_the_index() {
         );
         check_complete(&store, &pulled);
         // FROM reads the tag back through the index to the same manifest.
-        let image = hoist::rootfs::load_image(&store, &pulled.tagged.digest, &platform).unwrap();
+        let image = hoist_rootfs::load_image(&store, &pulled.tagged.digest, &platform).unwrap();
         assert_eq!(image.manifest_digest, manifest);
     }
 

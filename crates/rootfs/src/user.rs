@@ -173,7 +173,7 @@ pub fn read_file(view: &FsView, path: &str) -> Result<String, UserError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rootfs::LayerIndex;
+    use crate::LayerIndex;
     use hoist_oci::layer::tar::Entry;
     use std::sync::Arc;
 

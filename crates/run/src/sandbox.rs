@@ -907,8 +907,8 @@ pub(super) fn run(p: &Prepared, output: &mut dyn FnMut(&str)) -> Result<i32, Run
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run::syscall::Recording;
-    use crate::run::{HostFile, RunSpec};
+    use crate::syscall::Recording;
+    use crate::{HostFile, RunSpec};
 
     fn spec() -> RunSpec {
         RunSpec {
@@ -929,8 +929,8 @@ mod tests {
                 create: true,
             }],
             scripts: Vec::new(),
-            namespace: crate::run::userns::Namespace::Host,
-            mounts: vec![crate::run::RunMount {
+            namespace: crate::userns::Namespace::Host,
+            mounts: vec![crate::RunMount {
                 target: "/root/.cache".into(),
                 source: MountSource::Bind {
                     source: "/store/mounts/cache/ab".into(),
@@ -987,10 +987,10 @@ mod tests {
     #[test]
     fn a_secret_is_written_on_a_private_tmpfs_and_bound_read_only() {
         let mut with_secret = spec();
-        with_secret.mounts.push(crate::run::RunMount {
+        with_secret.mounts.push(crate::RunMount {
             target: "/run/secrets/tok".into(),
             source: MountSource::Secret {
-                data: crate::run::SecretBytes(b"hunter2".to_vec()),
+                data: crate::SecretBytes(b"hunter2".to_vec()),
                 mode: 0o400,
                 uid: 1001,
                 gid: 0,
