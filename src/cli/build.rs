@@ -4,8 +4,8 @@ use super::progress::{Display, Mode, Summary};
 use super::{emit, read_dockerfile};
 use anyhow::{Context, bail};
 use clap::Args;
-use hoist::build::engine::{BuildError, BuildRequest, build};
 use hoist_dockerfile::plan::{Options, resolve_build_arg};
+use hoist_engine::engine::{BuildError, BuildRequest, build};
 use hoist_oci::Platform;
 use hoist_oci::image::{ExportImage, write_docker_archive, write_oci_archive, write_oci_layout};
 use hoist_oci::layer::GzipOptions;
@@ -219,7 +219,7 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
     let store = Store::open(store_dir)
         .with_context(|| format!("cannot open the store at {}", store_dir.display()))?;
     let env = |name: &str| std::env::var(name).ok();
-    let mut secrets = hoist::build::secrets::Secrets::default();
+    let mut secrets = hoist_engine::secrets::Secrets::default();
     for spec in &args.secrets {
         secrets.add_secret(spec, &env)?;
     }

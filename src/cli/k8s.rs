@@ -4,11 +4,11 @@
 use super::emit;
 use anyhow::{Context, bail};
 use clap::Args;
-use hoist::k8s::options::{
+use hoist_k8s::options::{
     DataOptions, HpaOptions, IngressOptions, PdbOptions, PortMap, ProbeSpec, PullSecret,
     is_data_key, key_value, parse_env_file, resources,
 };
-use hoist::k8s::{Generated, ImageFacts, Options, Registration, check_registry, generate, inspect};
+use hoist_k8s::{Generated, ImageFacts, Options, Registration, check_registry, generate, inspect};
 use hoist_oci::Platform;
 use hoist_registry::CredentialStore;
 use hoist_registry::credentials::server_key;
@@ -457,7 +457,7 @@ pub fn check_pushed(facts: &ImageFacts, check: &RegistryCheck) -> anyhow::Result
             Ok(())
         }
         Ok(Registration::Missing) => {
-            let err = hoist::k8s::K8sError::NotPushed {
+            let err = hoist_k8s::K8sError::NotPushed {
                 reference: facts.reference.familiar(),
                 digest: facts.digest.to_string(),
                 registry,
@@ -470,7 +470,7 @@ pub fn check_pushed(facts: &ImageFacts, check: &RegistryCheck) -> anyhow::Result
             }
         }
         Err(source) => {
-            let err = hoist::k8s::K8sError::Registry {
+            let err = hoist_k8s::K8sError::Registry {
                 reference: facts.reference.familiar(),
                 digest: facts.digest.to_string(),
                 source: Box::new(source),
@@ -498,7 +498,7 @@ pub fn write(
                 .with_context(|| format!("cannot create {}", dir.display()))?;
             for object in &generated.objects {
                 let path = dir.join(object.file_name());
-                let text = hoist::k8s::yaml::document(&object.value)?;
+                let text = hoist_k8s::yaml::document(&object.value)?;
                 std::fs::write(&path, text)
                     .with_context(|| format!("cannot write {}", path.display()))?;
             }
@@ -506,7 +506,7 @@ pub fn write(
         None => emit(&generated.to_yaml()?)?,
     }
     if let (Some(secret), Some(dest)) = (&generated.pull_secret, pull_secret) {
-        let text = hoist::k8s::yaml::document(&secret.value)?;
+        let text = hoist_k8s::yaml::document(&secret.value)?;
         if dest == "-" {
             emit(&format!("---\n{text}"))?;
         } else {

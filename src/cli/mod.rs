@@ -24,7 +24,6 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "hoist",
     version,
-    about,
     long_about = None,
     after_help = "Examples:
   hoist check Dockerfile

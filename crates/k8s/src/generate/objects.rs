@@ -2,9 +2,9 @@
 //! PodDisruptionBudget, HorizontalPodAutoscaler and the pull Secret.
 
 use super::{Names, Object, int_or_percent};
-use crate::k8s::K8sError;
-use crate::k8s::image::ImageFacts;
-use crate::k8s::options::{HpaOptions, IngressOptions, Options, PdbOptions, PullSecret};
+use crate::K8sError;
+use crate::image::ImageFacts;
+use crate::options::{HpaOptions, IngressOptions, Options, PdbOptions, PullSecret};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::autoscaling::v2::{
     CrossVersionObjectReference, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec, MetricSpec,

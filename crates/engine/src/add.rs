@@ -35,7 +35,7 @@
 //! extraction); one that climbs out of it is an error, as in current
 //! BuildKit.
 //!
-//! Decoding goes through [`crate::compression`] (measured on a 195 MB tar
+//! Decoding goes through [`hoist_oci::compression`] (measured on a 195 MB tar
 //! of 6,000 files, against the C command-line tools on the same machine:
 //! gzip 0.5 s, gzip(1) 1.0 s; bzip2 13 s, bzip2(1) 7.6 s: bzip2 is slow
 //! everywhere; xz 2.1 s, xz(1) 2.1 s; zstd 2.1 s, zstd(1) 0.4 s: slower

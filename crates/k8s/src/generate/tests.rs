@@ -1,6 +1,6 @@
 use super::*;
-use crate::k8s::image::Port;
-use crate::k8s::options::{PortMap, PullSecret};
+use crate::image::Port;
+use crate::options::{PortMap, PullSecret};
 use hoist_registry::Reference;
 use serde_json::json;
 
@@ -190,7 +190,7 @@ fn a_mounted_config_map_replaces_the_volume_at_its_path() {
 #[test]
 fn several_service_ports_are_named_and_targets_become_container_ports() {
     let options = Options {
-        service: crate::k8s::options::ServiceOptions {
+        service: crate::options::ServiceOptions {
             ports: vec![
                 PortMap::parse("80:3000").unwrap(),
                 PortMap::parse("53:5353/udp").unwrap(),
@@ -374,7 +374,7 @@ fn configurable_app_yaml_snapshot() {
             mount: None,
         },
         service_name: Some("configurable-app-service".into()),
-        service: crate::k8s::options::ServiceOptions {
+        service: crate::options::ServiceOptions {
             ports: vec![PortMap::parse("80:8080").unwrap()],
             ..Default::default()
         },

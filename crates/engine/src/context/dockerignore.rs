@@ -416,7 +416,7 @@ mod tests {
     /// (see `fixtures/dockerignore/README.md`); every failure is reported.
     #[test]
     fn docker_corpus() {
-        let corpus = include_str!("../../fixtures/dockerignore/patternmatcher-corpus.jsonl");
+        let corpus = include_str!("../../../../fixtures/dockerignore/patternmatcher-corpus.jsonl");
         let mut failures = Vec::new();
         let mut cases = 0;
         for (index, line) in corpus.lines().enumerate() {

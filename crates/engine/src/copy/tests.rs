@@ -144,7 +144,7 @@ fn source_symlink_is_followed_inner_symlinks_are_kept() {
 fn chown_and_chmod_apply_to_copies_and_created_parents() {
     let mut r = req(&["src"], "/a/b/");
     r.chown = Some((1001, 1001));
-    r.chmod = Some(crate::build::chmod::Chmod::Octal(0o640));
+    r.chmod = Some(crate::chmod::Chmod::Octal(0o640));
     let l = copy(&context(), &FsView::default(), &r).unwrap();
     for (path, kind, mode, uid, gid) in listing(&l) {
         let want = if kind == 'l' { 0o777 } else { 0o640 };
@@ -303,7 +303,7 @@ fn parents_keep_the_source_paths() {
 #[test]
 fn symbolic_chmod_edits_each_source_mode() {
     let mut r = req(&["src"], "/s/");
-    r.chmod = Some(crate::build::chmod::Chmod::parse("go-rwx,u+x").unwrap());
+    r.chmod = Some(crate::chmod::Chmod::parse("go-rwx,u+x").unwrap());
     let l = copy(&context(), &FsView::default(), &r).unwrap();
     assert_eq!(
         l.get(b"s/a.txt").unwrap().mode,
