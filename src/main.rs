@@ -52,8 +52,9 @@ fn main() {
             }) {
                 std::process::exit(0);
             }
-            eprintln!("error: {err}");
-            for cause in err.chain().skip(1) {
+            let chain = cli::chain(err.as_ref());
+            eprintln!("error: {}", chain[0]);
+            for cause in &chain[1..] {
                 eprintln!("  caused by: {cause}");
             }
             std::process::exit(1);

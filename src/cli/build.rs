@@ -5,7 +5,7 @@ use super::{emit, read_dockerfile};
 use anyhow::{Context, bail};
 use clap::Args;
 use hoist_dockerfile::plan::{Options, resolve_build_arg};
-use hoist_engine::engine::{BuildError, BuildRequest, build};
+use hoist_engine::{BuildError, BuildRequest, build};
 use hoist_oci::Platform;
 use hoist_oci::image::{ExportImage, write_docker_archive, write_oci_archive, write_oci_layout};
 use hoist_oci::layer::GzipOptions;
@@ -246,23 +246,22 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
     let built = match build(&store, &request, &mut |event| display.event(event)) {
         Ok(b) => b,
         Err(e) => {
-            let mut causes = Vec::new();
-            let mut source = std::error::Error::source(&e);
-            while let Some(cause) = source {
-                causes.push(cause.to_string());
-                source = cause.source();
+            let mut chain = super::chain(&e);
+            // A step's error is one line: where, then what failed and why.
+            if matches!(e, BuildError::Step { .. }) {
+                chain = vec![chain.join(": ")];
             }
             let lines: Vec<&str> = request.dockerfile.lines().collect();
             let excerpt = match &e {
                 BuildError::Dockerfile { line, column, .. } => {
                     hoist_dockerfile::check::excerpt(&lines, *line, Some(*column))
                 }
-                BuildError::Step { line, .. } => {
-                    hoist_dockerfile::check::excerpt(&lines, *line, None)
+                BuildError::Step { place, .. } => {
+                    hoist_dockerfile::check::excerpt(&lines, place.line, None)
                 }
                 _ => String::new(),
             };
-            display.error(&e.to_string(), &excerpt, &causes, e.hint());
+            display.error(&chain[0], &excerpt, &chain[1..], e.hint().as_deref());
             // 130 for SIGINT, 143 for SIGTERM, as a shell reports them.
             if let BuildError::Interrupted { signal } = e {
                 return Ok(128 + signal);

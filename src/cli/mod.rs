@@ -85,6 +85,14 @@ pub fn read_dockerfile(path: &std::path::Path) -> anyhow::Result<(String, String
     Ok((name, String::from_utf8_lossy(&bytes).into_owned()))
 }
 
+/// An error and its causes, outermost first, as the lines `hoist` prints
+/// them in: every command's errors go through here.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> Vec<String> {
+    std::iter::successors(Some(e), |e| e.source())
+        .map(ToString::to_string)
+        .collect()
+}
+
 /// Writes results to stdout; a closed pipe surfaces as an error that `main`
 /// treats as a clean exit (`println!` would panic instead).
 pub fn emit(text: &str) -> anyhow::Result<()> {

@@ -10,7 +10,7 @@
 //!
 //! `--quiet` silences all of it but errors and warnings.
 
-use hoist_engine::engine::Event;
+use hoist_engine::Event;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 use std::collections::VecDeque;

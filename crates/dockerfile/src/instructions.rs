@@ -99,7 +99,7 @@ pub struct SourceContent {
 }
 
 /// COPY and ADD share their sources, destination and file options.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct CopyArgs {
     pub sources: Vec<String>,
     pub contents: Vec<SourceContent>,

@@ -53,6 +53,19 @@ pub enum CopyError {
     View(#[from] ViewError),
 }
 
+impl CopyError {
+    /// What to do about it, where hoist knows.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            CopyError::NotFound { .. } => Some(
+                "check the path is relative to the build context and not excluded by .dockerignore"
+                    .into(),
+            ),
+            _ => None,
+        }
+    }
+}
+
 /// One COPY or ADD of local-style sources.
 #[derive(Debug, Clone, Default)]
 pub struct CopyRequest {

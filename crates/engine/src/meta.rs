@@ -1,12 +1,228 @@
 //! What metadata instructions do to an image config, as BuildKit's
 //! dispatchers do it, and the history line each one leaves.
 //!
-//! ENV, LABEL, MAINTAINER, USER, EXPOSE, VOLUME, CMD, ENTRYPOINT, SHELL,
-//! HEALTHCHECK, STOPSIGNAL and ONBUILD change only the config; none of
-//! them makes a layer. Words arrive already expanded.
+//! ARG, ENV, LABEL, MAINTAINER, USER, EXPOSE, VOLUME, CMD, ENTRYPOINT,
+//! SHELL, HEALTHCHECK, STOPSIGNAL and ONBUILD change only the config (and
+//! ARG and ENV the stage's variables); none of them makes a layer. WORKDIR
+//! makes one only when its directory is missing. Words arrive already
+//! expanded. [`Builder::meta_step`] applies one step; the functions below
+//! it are the config changes themselves.
 
-use hoist_dockerfile::instructions::{CommandLine, Health, KeyValue};
+use crate::engine::{Builder, StageState, StepResult};
+use crate::error::BuildError;
+use hoist_dockerfile::instructions::{
+    CommandLine, Health, Instruction, KeyValue, Kind, parse_instruction,
+};
+use hoist_dockerfile::parse;
+use hoist_dockerfile::plan::Plan;
+use hoist_dockerfile::shell::Vars;
 use hoist_oci::image::{Healthcheck, ImageConfig, RunConfig};
+use hoist_oci::layer::tar::Entry;
+use hoist_rootfs::user::resolve_chown;
+use hoist_rootfs::view::LayerIndex;
+
+impl Builder<'_> {
+    /// A metadata step (any instruction but FROM, COPY, ADD and RUN),
+    /// `expanded` being `instr` with its variables expanded.
+    pub(crate) fn meta_step(
+        &mut self,
+        instr: &Instruction,
+        expanded: &Instruction,
+        state: &mut StageState,
+        planned: &Plan,
+    ) -> Result<StepResult, BuildError> {
+        let history = match &expanded.kind {
+            Kind::Arg { args } => {
+                let mut parts = Vec::new();
+                for a in args {
+                    let provided = self.request.options.build_args.get(&a.key).cloned();
+                    // A bare ARG takes the value in the global scope: a
+                    // global ARG or a predefined platform ARG.
+                    let global = planned
+                        .global_scope(&self.request.options)
+                        .get(&a.key)
+                        .map(str::to_string);
+                    let value = provided
+                        .clone()
+                        .or(a.default.clone())
+                        .or(if a.default.is_none() { global } else { None });
+                    if let Some(v) = &value {
+                        state.scope.set(&a.key, v);
+                    }
+                    // Values given with --build-arg stay out of the history.
+                    parts.push(match (&a.default, provided) {
+                        (Some(d), None) => format!("{}={d}", a.key),
+                        _ => a.key.clone(),
+                    });
+                    state.key = crate::cache_key::arg(&state.key, &a.key, value.as_deref());
+                }
+                return Ok(StepResult::metadata(format!("ARG {}", parts.join(" "))));
+            }
+            Kind::Workdir { path } => return self.workdir_step(instr, state, path),
+            Kind::Env { pairs } => {
+                for p in pairs {
+                    state.scope.set(&p.key, &p.value);
+                }
+                Some(env(&mut state.config, pairs))
+            }
+            Kind::Label { pairs } => Some(label(&mut state.config, pairs)),
+            Kind::Maintainer { maintainer } => {
+                state.config.author = Some(maintainer.clone());
+                Some(format!("MAINTAINER {maintainer}"))
+            }
+            Kind::User { user } => {
+                run_config(&mut state.config).user = user.clone();
+                Some(format!("USER {user}"))
+            }
+            Kind::Expose { ports } => {
+                let mut all = Vec::new();
+                for p in ports {
+                    all.extend(parse_ports(p).map_err(|e| {
+                        self.invalid(instr, e, Some("write EXPOSE 3000 or EXPOSE 53/udp"))
+                    })?);
+                }
+                run_config(&mut state.config)
+                    .exposed_ports
+                    .extend(all.iter().cloned());
+                Some(format!("EXPOSE {}", go_list(&all)))
+            }
+            Kind::Volume { paths } => {
+                run_config(&mut state.config)
+                    .volumes
+                    .extend(paths.iter().cloned());
+                Some(format!("VOLUME {}", go_list(paths)))
+            }
+            Kind::Cmd { command } => {
+                state.cmd_set = true;
+                Some(cmd(&mut state.config, command))
+            }
+            Kind::Entrypoint { command } => {
+                Some(entrypoint(&mut state.config, command, state.cmd_set))
+            }
+            Kind::Shell { shell } => {
+                run_config(&mut state.config).shell = shell.clone();
+                Some(format!("SHELL {}", go_list(shell)))
+            }
+            Kind::Healthcheck(health) => Some(healthcheck(&mut state.config, health)),
+            Kind::Stopsignal { signal } => {
+                if !valid_signal(signal) {
+                    return Err(self.invalid(
+                        instr,
+                        format!("invalid signal: {signal}"),
+                        Some("use a name such as SIGTERM or SIGINT, or a number"),
+                    ));
+                }
+                run_config(&mut state.config).stop_signal = signal.clone();
+                Some(format!("STOPSIGNAL {signal}"))
+            }
+            Kind::Onbuild { expression } => {
+                run_config(&mut state.config)
+                    .on_build
+                    .push(expression.clone());
+                None
+            }
+            Kind::From { .. } | Kind::Copy(_) | Kind::Add(_) | Kind::Run { .. } => {
+                unreachable!("not a metadata instruction")
+            }
+        };
+        state.key = crate::cache_key::metadata(&state.key, &expanded.original, &expanded.kind);
+        Ok(StepResult {
+            history,
+            layer_bytes: None,
+            cached: false,
+        })
+    }
+
+    /// The base image's ONBUILD triggers, which run first and are not
+    /// inherited: taken out of the config, parsed, placed at `from`.
+    pub(crate) fn onbuild_triggers(
+        &self,
+        from: &Instruction,
+        state: &mut StageState,
+    ) -> Result<Vec<Instruction>, BuildError> {
+        let triggers = std::mem::take(&mut run_config(&mut state.config).on_build);
+        let mut out = Vec::new();
+        for trigger in triggers {
+            let ast = parse(&format!("{trigger}\n")).map_err(|e| {
+                self.invalid(
+                    from,
+                    format!("ONBUILD trigger `{trigger}` does not parse: {}", e.message),
+                    None,
+                )
+            })?;
+            for node in &ast.nodes {
+                let mut instr = parse_instruction(node).map_err(|e| {
+                    self.invalid(
+                        from,
+                        format!("ONBUILD trigger `{trigger}`: {}", e.message),
+                        e.hint.as_deref(),
+                    )
+                })?;
+                instr.span = from.span;
+                if matches!(
+                    instr.kind,
+                    Kind::From { .. } | Kind::Onbuild { .. } | Kind::Maintainer { .. }
+                ) {
+                    return Err(self.invalid(
+                        from,
+                        format!(
+                            "{} isn't allowed as an ONBUILD trigger (in the base image's ONBUILD `{trigger}`)",
+                            instr.keyword.to_uppercase()
+                        ),
+                        Some("the base image is broken: rebuild it without that trigger"),
+                    ));
+                }
+                out.push(instr);
+            }
+        }
+        Ok(out)
+    }
+
+    /// WORKDIR sets the directory and creates it (owned by the stage's
+    /// USER) when missing: a layer then, as BuildKit makes one.
+    fn workdir_step(
+        &mut self,
+        instr: &Instruction,
+        state: &mut StageState,
+        path: &str,
+    ) -> Result<StepResult, BuildError> {
+        let current = state.run().working_dir.clone();
+        let wd = normalize_workdir(&current, path);
+        run_config(&mut state.config).working_dir = wd.clone();
+        self.read_view(instr, state)?;
+        let path = state
+            .view
+            .resolve(wd.trim_start_matches('/').as_bytes(), true)
+            .map_err(|e| self.step_error(instr, e))?;
+        let mut result = StepResult::metadata(format!("WORKDIR {wd}"));
+        if !path.is_empty() && !state.view.is_dir(&path) {
+            let user = state.run().user.clone();
+            let (uid, gid) = if user.is_empty() {
+                (0, 0)
+            } else {
+                resolve_chown(&user, &state.view).map_err(|e| self.step_error(instr, e))?
+            };
+            let mut changes = LayerIndex::default();
+            let mut current = Vec::new();
+            for part in hoist_rootfs::view::components(&path) {
+                current = hoist_rootfs::view::join(&current, part);
+                match state.view.get(&current) {
+                    None => changes.insert(
+                        Entry::dir(current.clone())
+                            .with_mode(0o755)
+                            .with_owner(uid, gid),
+                    ),
+                    Some(dir) => changes.insert(dir.clone()),
+                }
+            }
+            let (bytes, cached) = self.commit_layer(instr, state, "WORKDIR", &wd, changes)?;
+            result.layer_bytes = Some(bytes);
+            result.cached = cached;
+        }
+        state.key = crate::cache_key::workdir(&state.key, &wd);
+        Ok(result)
+    }
+}
 
 /// Docker's default PATH for Linux images built FROM scratch.
 pub use hoist_run::DEFAULT_PATH;
@@ -288,7 +504,7 @@ pub fn normalize_workdir(current: &str, path: &str) -> String {
     } else {
         format!("{}/{path}", if current.is_empty() { "/" } else { current })
     };
-    let cleaned = String::from_utf8(super::copy::clean(&joined)).unwrap_or_default();
+    let cleaned = String::from_utf8(crate::copy::clean(&joined)).unwrap_or_default();
     format!("/{cleaned}")
 }
 

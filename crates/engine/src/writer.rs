@@ -13,7 +13,7 @@
 //! Dropping the writer stops the job under way at its next write (an
 //! interrupted build must exit at once) and runs none of those queued.
 
-use super::engine::BuildError;
+use crate::error::{BuildError, StepError, StepPlace};
 use hoist_oci::image::Descriptor;
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -83,7 +83,7 @@ pub(super) struct Written {
 }
 
 /// Writes one blob; stops with an error when the flag it is given is set.
-pub(super) type Job<'s> = Box<dyn FnOnce(&AtomicBool) -> Result<Written, BuildError> + Send + 's>;
+pub(super) type Job<'s> = Box<dyn FnOnce(&AtomicBool) -> Result<Written, StepError> + Send + 's>;
 
 /// A layer's blob: written, or being written by the writer thread.
 #[derive(Debug, Clone)]
@@ -110,14 +110,15 @@ impl LayerBlob {
 /// A job's result, once there.
 #[derive(Debug)]
 pub(super) struct Pending {
-    result: Mutex<Option<Result<Written, String>>>,
+    /// A failure is shared by every wait on the blob.
+    result: Mutex<Option<Result<Written, Arc<StepError>>>>,
     done: Condvar,
     /// The step, for the error of a failed job.
     place: StepPlace,
 }
 
 impl Pending {
-    fn finish(&self, result: Result<Written, String>) {
+    fn finish(&self, result: Result<Written, Arc<StepError>>) {
         *self.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
         self.done.notify_all();
     }
@@ -130,35 +131,16 @@ impl Pending {
         loop {
             match &*result {
                 Some(Ok(written)) => return Ok(written.descriptor.clone()),
-                Some(Err(message)) => return Err(self.place.error(failure(message), None)),
+                Some(Err(e)) => return Err(failure(&self.place, e)),
                 None => result = self.done.wait(result).unwrap_or_else(|e| e.into_inner()),
             }
         }
     }
 }
 
-fn failure(message: &str) -> String {
-    format!("cannot write the step's layer: {message}")
-}
-
-/// Where a step is in the Dockerfile, as its errors say.
-#[derive(Debug, Clone)]
-pub(super) struct StepPlace {
-    pub file: String,
-    pub line: usize,
-    pub instruction: String,
-}
-
-impl StepPlace {
-    pub fn error(&self, message: String, hint: Option<String>) -> BuildError {
-        BuildError::Step {
-            file: self.file.clone(),
-            line: self.line,
-            instruction: self.instruction.clone(),
-            message,
-            hint,
-        }
-    }
+/// The error of a step whose layer job failed with `e`.
+fn failure(place: &StepPlace, e: &Arc<StepError>) -> BuildError {
+    place.error(StepError::Written { source: e.clone() })
 }
 
 /// The build's writer thread.
@@ -186,21 +168,19 @@ impl<'s> LayerWriter<'s> {
             let mut totals = Totals::default();
             for (job, pending) in rx {
                 let result = if flag.load(Ordering::SeqCst) {
-                    Err("the build stopped first".to_string())
+                    Err(StepError::invalid("the build stopped first", None))
                 } else {
                     // A job that panics fails its blob, not every wait on it.
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&flag)))
                         .unwrap_or_else(|_| {
-                            Err(BuildError::Layer(hoist_oci::layer::LayerError::Read {
-                                source: io::Error::other("the layer writer panicked"),
-                            }))
+                            Err(StepError::invalid("the layer writer panicked", None))
                         })
-                        .map_err(|e| super::engine::with_causes(&e))
-                };
+                }
+                .map_err(Arc::new);
                 match &result {
                     Ok(written) => totals.reused += written.reused,
-                    Err(message) if totals.failed.is_none() => {
-                        totals.failed = Some(pending.place.error(failure(message), None));
+                    Err(e) if totals.failed.is_none() => {
+                        totals.failed = Some(failure(&pending.place, e));
                     }
                     Err(_) => {}
                 }
@@ -227,7 +207,10 @@ impl<'s> LayerWriter<'s> {
             .as_ref()
             .is_some_and(|jobs| jobs.send((job, pending.clone())).is_ok());
         if !queued {
-            pending.finish(Err("the layer writer has stopped".into()));
+            pending.finish(Err(Arc::new(StepError::invalid(
+                "the layer writer has stopped",
+                None,
+            ))));
         }
         LayerBlob::Pending(pending)
     }
@@ -407,17 +390,17 @@ mod tests {
             let mut writer = LayerWriter::start(scope);
             let blob = writer.submit(
                 place(),
-                Box::new(|_| Err(BuildError::Interrupted { signal: 15 })),
+                Box::new(|_| Err(StepError::invalid("no space left", None))),
             );
-            let error = blob.descriptor().unwrap_err().to_string();
+            let error = blob.descriptor().unwrap_err();
+            assert_eq!(error.to_string(), "Dockerfile:3: RUN");
+            let cause = std::error::Error::source(&error).unwrap();
+            assert_eq!(cause.to_string(), "cannot write the step's layer");
+            assert_eq!(cause.source().unwrap().to_string(), "no space left");
+            let failed = writer.finish().failed.unwrap();
             assert!(
-                error.starts_with("Dockerfile:3: RUN: cannot write the step's layer"),
-                "{error}"
-            );
-            let failed = writer.finish().failed.unwrap().to_string();
-            assert!(
-                failed.starts_with("Dockerfile:3: RUN: cannot write"),
-                "{failed}"
+                matches!(&failed, BuildError::Step { place, source } if place.line == 3 && matches!(**source, StepError::Written { .. })),
+                "{failed:?}"
             );
         });
     }
@@ -442,7 +425,7 @@ mod tests {
                     loop {
                         if let Err(e) = out.write_all(b"x") {
                             assert_eq!(e.to_string(), "the build stopped");
-                            return Err(BuildError::Interrupted { signal: 15 });
+                            return Err(StepError::invalid("stopped", None));
                         }
                         std::thread::yield_now();
                     }

@@ -41,6 +41,19 @@ pub enum BaseError {
     },
 }
 
+impl BaseError {
+    /// What to do about it.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            BaseError::NoPlatform { .. } => {
+                "pass --platform for one the image has, or use a tag built for this platform"
+            }
+            BaseError::Layout { .. } => "check the path and tag of oci-layout://PATH[:TAG]",
+            _ => "the store may be damaged: run `hoist prune --verify` and pull the image again",
+        }
+    }
+}
+
 /// A resolved image: its manifest and config.
 #[derive(Debug, Clone)]
 pub struct StoredImage {

@@ -41,6 +41,13 @@ pub enum UserError {
     Read { path: String, reason: String },
 }
 
+impl UserError {
+    /// What to do about it.
+    pub fn hint(&self) -> &'static str {
+        "create the user in an earlier step (RUN adduser ...) or use numeric ids such as --chown=1001:1001"
+    }
+}
+
 /// Resolves `spec` (`user`, `user:group`, numbers or names) to uid and gid.
 ///
 /// BuildKit quietly falls back to 0 for a name it cannot find; hoist

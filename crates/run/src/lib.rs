@@ -77,6 +77,34 @@ pub enum RunError {
     SingleId { what: String },
 }
 
+impl RunError {
+    /// What to do about it, where hoist knows.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            RunError::NotRoot => {
+                Some("run hoist as root, or call hoist_run::userns::reexec first".into())
+            }
+            RunError::NoUserNamespace { source } => Some(userns::remedy(source.raw_os_error())),
+            RunError::SingleId { .. } => Some(userns::subid_remedy()),
+            // chown(2) to an id the namespace does not map.
+            RunError::Extract {
+                source: hoist_oci::layer::ExtractError::Io { source, .. },
+                ..
+            } if source.raw_os_error() == Some(libc::EINVAL)
+                && userns::current().is_user_namespace() =>
+            {
+                Some(
+                    "a file of the layer belongs to an id hoist's user namespace does not map: hoist maps 0 to you and 1, 2... to your /etc/subuid and /etc/subgid ranges in turn; add a range to cover the image's ids, as root: `usermod --add-subuids 200000-399999 --add-subgids 200000-399999 USER`".to_string(),
+                )
+            }
+            RunError::Sandbox { .. } => Some(
+                "RUN needs mount, pid, uts and ipc namespaces and overlayfs: in a container, run hoist with --privileged".into(),
+            ),
+            _ => None,
+        }
+    }
+}
+
 /// The network a step gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Network {

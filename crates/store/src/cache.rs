@@ -1,7 +1,8 @@
 //! The build cache index: one small JSON file per step cache key, under
-//! `cache/<first two hex digits>/<key>.json`, holding an opaque result
-//! (what the build needs to skip the step) and the digests of every blob
-//! that result uses, which keeps those blobs alive through `prune`.
+//! `cache/<first two hex digits>/<key>.json`, holding the step's result
+//! ([`CacheValue`]: what the build needs to skip the step) and the digests
+//! of every blob that result uses, which keeps those blobs alive through
+//! `prune`.
 //!
 //! A record is never written for a blob the store does not hold, never
 //! rewritten in place (each write replaces the file by rename, so no lock
@@ -22,10 +23,95 @@ use hoist_oci::Digest;
 /// What the cache remembers about one step.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheRecord {
-    /// The step's result, as the build wants it back.
-    pub value: Value,
+    /// The step's result.
+    pub value: CacheValue,
     /// Every blob the result refers to (layers, configs).
     pub blobs: Vec<Digest>,
+}
+
+/// A step's result, as the build wants it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheValue {
+    /// The step made this layer.
+    Layer(CachedLayer),
+    /// The step changed nothing, so it makes no layer (a RUN, as
+    /// BuildKit).
+    Empty,
+    /// A COPY from an unchanged build context: the key the step had,
+    /// found from the context's fingerprint without reading the context.
+    Alias { key: Digest },
+}
+
+/// A layer a step made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CachedLayer {
+    /// The blob (gzip) and its size.
+    pub digest: Digest,
+    pub size: u64,
+    /// The digest of its uncompressed tar.
+    pub diff_id: Digest,
+    /// The size of its uncompressed tar.
+    pub tar_size: u64,
+}
+
+impl CacheRecord {
+    /// A step that made `layer`, which the record keeps alive.
+    pub fn layer(layer: CachedLayer) -> CacheRecord {
+        CacheRecord {
+            value: CacheValue::Layer(layer),
+            blobs: vec![layer.digest],
+        }
+    }
+
+    /// A step that made no layer.
+    pub fn empty() -> CacheRecord {
+        CacheRecord {
+            value: CacheValue::Empty,
+            blobs: Vec::new(),
+        }
+    }
+
+    /// A step whose key is `key`, with the layer (if any) it made kept
+    /// alive as long as this record.
+    pub fn alias(key: Digest, layer: Option<Digest>) -> CacheRecord {
+        CacheRecord {
+            value: CacheValue::Alias { key },
+            blobs: layer.into_iter().collect(),
+        }
+    }
+}
+
+impl CacheValue {
+    /// The JSON a record file holds: the shapes hoist has always written,
+    /// so stores made before values were typed read back the same.
+    fn to_json(&self) -> Value {
+        match self {
+            CacheValue::Layer(l) => serde_json::json!({
+                "digest": l.digest,
+                "size": l.size,
+                "diffID": l.diff_id,
+                "tarSize": l.tar_size,
+            }),
+            CacheValue::Empty => serde_json::json!({ "empty": true }),
+            CacheValue::Alias { key } => serde_json::json!({ "copy_key": key }),
+        }
+    }
+
+    fn from_json(value: &Value) -> Option<CacheValue> {
+        let digest = |name: &str| value.get(name)?.as_str()?.parse::<Digest>().ok();
+        if value.get("empty").and_then(Value::as_bool) == Some(true) {
+            return Some(CacheValue::Empty);
+        }
+        if let Some(key) = digest("copy_key") {
+            return Some(CacheValue::Alias { key });
+        }
+        Some(CacheValue::Layer(CachedLayer {
+            digest: digest("digest")?,
+            size: value.get("size")?.as_u64()?,
+            diff_id: digest("diffID")?,
+            tar_size: value.get("tarSize")?.as_u64()?,
+        }))
+    }
 }
 
 impl Store {
@@ -52,7 +138,7 @@ impl Store {
         }
         let doc = serde_json::json!({
             "key": key,
-            "value": record.value,
+            "value": record.value.to_json(),
             "blobs": record.blobs,
         });
         ensure_dir(path.parent().expect("a cache path has a shard directory"))?;
@@ -136,8 +222,10 @@ fn read_record(path: &Path, key: &str) -> Result<Option<CacheRecord>> {
             stored.key
         )));
     }
+    let value = CacheValue::from_json(&stored.value)
+        .ok_or_else(|| damaged("its value is not a step result hoist knows".into()))?;
     Ok(Some(CacheRecord {
-        value: stored.value,
+        value,
         blobs: stored.blobs,
     }))
 }
@@ -171,10 +259,12 @@ mod tests {
 
     fn record(store: &Store, layer: &[u8]) -> CacheRecord {
         let (digest, size) = store.put_blob_bytes(layer, None).unwrap();
-        CacheRecord {
-            value: serde_json::json!({ "layer": digest, "size": size, "env": ["A=1"] }),
-            blobs: vec![digest],
-        }
+        CacheRecord::layer(CachedLayer {
+            digest,
+            size,
+            diff_id: Digest::of(b"its tar"),
+            tar_size: 3 * size,
+        })
     }
 
     #[test]
@@ -196,6 +286,41 @@ mod tests {
     }
 
     #[test]
+    fn every_value_round_trips_in_the_shapes_stores_already_hold() {
+        let (dir, store) = store();
+        let (blob, _) = store.put_blob_bytes(b"a layer", None).unwrap();
+        for record in [
+            record(&store, b"a layer"),
+            CacheRecord::empty(),
+            CacheRecord::alias(Digest::of(b"the full key"), Some(blob)),
+            CacheRecord::alias(Digest::of(b"a key without a layer"), None),
+        ] {
+            store.cache_put(KEY, &record).unwrap();
+            assert_eq!(store.cache_get(KEY).unwrap(), Some(record));
+        }
+        // As an earlier hoist wrote them.
+        let shard = dir.path().join("cache/ab");
+        let layer = format!(
+            r#"{{"blobs":["{blob}"],"key":"{KEY}","value":{{"diffID":"{d}","digest":"{blob}","size":7,"tarSize":1536}}}}"#,
+            d = Digest::of(b"tar")
+        );
+        fs::write(shard.join(format!("{KEY}.json")), layer).unwrap();
+        assert_eq!(
+            store.cache_get(KEY).unwrap().unwrap().value,
+            CacheValue::Layer(CachedLayer {
+                digest: blob,
+                size: 7,
+                diff_id: Digest::of(b"tar"),
+                tar_size: 1536
+            })
+        );
+        let unknown = format!(r#"{{"blobs":[],"key":"{KEY}","value":{{"layer":1}}}}"#);
+        fs::write(shard.join(format!("{KEY}.json")), unknown).unwrap();
+        let err = store.cache_get(KEY).unwrap_err();
+        assert!(err.to_string().contains("not a step result"), "{err}");
+    }
+
+    #[test]
     fn keys_must_be_lowercase_hex() {
         let (_dir, store) = store();
         for key in ["", "a", "ABCD", "../etc", "ab/cd", &"a".repeat(129)] {
@@ -213,10 +338,7 @@ mod tests {
     #[test]
     fn records_need_their_blobs() {
         let (_dir, store) = store();
-        let missing = CacheRecord {
-            value: Value::Null,
-            blobs: vec![Digest::of(b"never stored")],
-        };
+        let missing = CacheRecord::alias(Digest::of(b"a key"), Some(Digest::of(b"never stored")));
         let err = store.cache_put(KEY, &missing).unwrap_err();
         assert!(matches!(err, StoreError::BlobNotFound { .. }), "{err:?}");
         assert_eq!(store.cache_get(KEY).unwrap(), None);

@@ -271,9 +271,9 @@ impl Store {
         }
         for (_, record) in self.cache_records()? {
             if let Ok(record) = record
-                && let Some(id) = record.value.get("diffID").and_then(Value::as_str)
+                && let crate::CacheValue::Layer(layer) = record.value
             {
-                wanted.insert(id.trim_start_matches("sha256:").to_owned());
+                wanted.insert(layer.diff_id.hex());
             }
         }
         let mut removed = 0;
@@ -508,10 +508,7 @@ mod tests {
             )
             .unwrap();
         let (cached, _) = store.put_blob_bytes(b"cached layer", None).unwrap();
-        let record = CacheRecord {
-            value: serde_json::json!({ "layer": cached }),
-            blobs: vec![cached],
-        };
+        let record = CacheRecord::alias(Digest::of(b"a key"), Some(cached));
         store.cache_put(KEY, &record).unwrap();
         let (loose_a, size_a) = store.put_blob_bytes(b"loose a", None).unwrap();
         let (loose_b, size_b) = store.put_blob_bytes(b"loose bb", None).unwrap();
@@ -643,12 +640,33 @@ mod tests {
     }
 
     #[test]
+    fn the_snapshot_of_a_cached_layer_stays_and_an_unnamed_one_goes() {
+        let (_dir, mut store) = store();
+        let (blob, size) = store.put_blob_bytes(b"a cached layer", None).unwrap();
+        let (cached, gone) = (Digest::of(b"cached tar"), Digest::of(b"other tar"));
+        let layer = crate::CachedLayer {
+            digest: blob,
+            size,
+            diff_id: cached,
+            tar_size: 1024,
+        };
+        store.cache_put(KEY, &CacheRecord::layer(layer)).unwrap();
+        for diff_id in [cached, gone] {
+            fs::create_dir_all(store.snapshot(&diff_id).content()).unwrap();
+        }
+        let report = store.prune().unwrap();
+        assert_eq!(report.removed_snapshots, 1);
+        assert!(store.snapshot(&cached).content().is_dir());
+        assert!(!store.snapshot(&gone).dir().exists());
+    }
+
+    #[test]
     fn prune_drops_cache_records_that_are_damaged_or_lack_a_blob() {
         let (dir, mut store) = store();
         let (gone, _) = store.put_blob_bytes(b"gone", None).unwrap();
         let (other, _) = store.put_blob_bytes(b"other", None).unwrap();
         let record = CacheRecord {
-            value: serde_json::Value::Null,
+            value: crate::CacheValue::Empty,
             blobs: vec![gone, other],
         };
         store.cache_put(KEY, &record).unwrap();
@@ -683,10 +701,7 @@ mod tests {
         store.tag("app:1", &app).unwrap();
         store.tag("app:latest", &app).unwrap();
         store.tag("web:1", &web).unwrap();
-        let record = CacheRecord {
-            value: serde_json::Value::Null,
-            blobs: vec![cached],
-        };
+        let record = CacheRecord::alias(Digest::of(b"a key"), Some(cached));
         store.cache_put(KEY, &record).unwrap();
 
         // Another tag still names the image: only the tag goes.

@@ -74,7 +74,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 pub use blob::{BlobWriter, VerifiedBlob};
-pub use cache::CacheRecord;
+pub use cache::{CacheRecord, CacheValue, CachedLayer};
 pub use error::{Result, StoreError};
 pub use fsutil::ScratchDir;
 pub use gc::{PruneOptions, PruneReport, RemovedImage, VerifyReport};

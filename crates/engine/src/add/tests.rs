@@ -1,4 +1,5 @@
 use super::*;
+use hoist_oci::Digest;
 use hoist_oci::compression::Compression;
 use std::io::{BufRead, BufReader, Write};
 
