@@ -34,6 +34,13 @@ pub enum K8sError {
     },
     #[error("{flag}: {reason}")]
     Option { flag: String, reason: String },
+    #[error("{flag}: cannot read {}", path.display())]
+    Read {
+        flag: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{path}:{line}: {reason}")]
     EnvFile {
         path: PathBuf,

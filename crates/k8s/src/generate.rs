@@ -110,6 +110,8 @@ pub fn generate(facts: &ImageFacts, options: &Options) -> Result<Generated, K8sE
         .unwrap_or("app")
         .to_owned();
     let names = Names::new(options, default_name)?;
+    let config = options.config()?;
+    let secret = options.secret()?;
     let meta = |object_name: &str| names.meta(object_name);
 
     let image = image_reference(facts, options);
@@ -134,7 +136,7 @@ pub fn generate(facts: &ImageFacts, options: &Options) -> Result<Generated, K8sE
         .iter()
         .map(|p| (i32::from(p.number), p.protocol.to_owned()))
         .collect();
-    for map in &options.service.ports {
+    for map in &options.service_ports {
         if let Ok(n) = map.target.parse::<i32>()
             && !container_ports
                 .iter()
@@ -161,17 +163,19 @@ pub fn generate(facts: &ImageFacts, options: &Options) -> Result<Generated, K8sE
     let first_port = container_ports.first().map(|(p, _)| *p);
 
     // Resources.
-    if !options.requests.is_empty() || !options.limits.is_empty() {
-        let quantities = |m: &BTreeMap<String, String>| {
-            (!m.is_empty()).then(|| {
-                m.iter()
-                    .map(|(k, v)| (k.clone(), Quantity(v.clone())))
-                    .collect()
-            })
-        };
+    let quantities = |m: &BTreeMap<String, String>| {
+        (!m.is_empty()).then(|| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), Quantity(v.clone())))
+                .collect()
+        })
+    };
+    let requests = options.requests.as_ref().and_then(quantities);
+    let limits = options.limits.as_ref().and_then(quantities);
+    if requests.is_some() || limits.is_some() {
         container.resources = Some(ResourceRequirements {
-            requests: quantities(&options.requests),
-            limits: quantities(&options.limits),
+            requests,
+            limits,
             ..Default::default()
         });
     }
@@ -196,9 +200,11 @@ pub fn generate(facts: &ImageFacts, options: &Options) -> Result<Generated, K8sE
         container.env = Some(env);
     }
     let mut env_from = Vec::new();
-    for cm in options.env_from_configmaps.iter().chain(
-        (!options.config.is_empty() && options.config.mount.is_none()).then_some(&names.configmap),
-    ) {
+    for cm in options
+        .env_from_configmaps
+        .iter()
+        .chain((!config.is_empty() && config.mount.is_none()).then_some(&names.configmap))
+    {
         env_from.push(EnvFromSource {
             config_map_ref: Some(ConfigMapEnvSource {
                 name: cm.clone(),
@@ -207,9 +213,11 @@ pub fn generate(facts: &ImageFacts, options: &Options) -> Result<Generated, K8sE
             ..Default::default()
         });
     }
-    for s in options.env_from_secrets.iter().chain(
-        (!options.secret.is_empty() && options.secret.mount.is_none()).then_some(&names.secret),
-    ) {
+    for s in options
+        .env_from_secrets
+        .iter()
+        .chain((!secret.is_empty() && secret.mount.is_none()).then_some(&names.secret))
+    {
         env_from.push(EnvFromSource {
             secret_ref: Some(SecretEnvSource {
                 name: s.clone(),
@@ -226,7 +234,7 @@ pub fn generate(facts: &ImageFacts, options: &Options) -> Result<Generated, K8sE
     // else is mounted at as emptyDir (a pod has no anonymous volumes).
     let mut volumes = Vec::new();
     let mut mounts = Vec::new();
-    if let (false, Some(path)) = (options.config.is_empty(), &options.config.mount) {
+    if let (false, Some(path)) = (config.is_empty(), &config.mount) {
         check_mount("--config-mount", path)?;
         volumes.push(Volume {
             name: names.config_volume.clone(),
@@ -241,13 +249,13 @@ pub fn generate(facts: &ImageFacts, options: &Options) -> Result<Generated, K8sE
             mount_path: path.clone(),
             ..Default::default()
         });
-    } else if options.config.is_empty() && options.config.mount.is_some() {
+    } else if config.is_empty() && config.mount.is_some() {
         return Err(K8sError::option(
             "--config-mount",
             "there is no ConfigMap to mount: add --config-file or --config-literal",
         ));
     }
-    if let (false, Some(path)) = (options.secret.is_empty(), &options.secret.mount) {
+    if let (false, Some(path)) = (secret.is_empty(), &secret.mount) {
         check_mount("--secret-mount", path)?;
         volumes.push(Volume {
             name: names.secret_volume.clone(),
@@ -263,7 +271,7 @@ pub fn generate(facts: &ImageFacts, options: &Options) -> Result<Generated, K8sE
             read_only: Some(true),
             ..Default::default()
         });
-    } else if options.secret.is_empty() && options.secret.mount.is_some() {
+    } else if secret.is_empty() && secret.mount.is_some() {
         return Err(K8sError::option(
             "--secret-mount",
             "there is no Secret to mount: add --secret-env-file or --secret-literal",
@@ -329,10 +337,10 @@ pub fn generate(facts: &ImageFacts, options: &Options) -> Result<Generated, K8sE
         pod_spec.volumes = Some(volumes);
     }
     let mut pull_secrets = options.image_pull_secrets.clone();
-    if let Some(secret) = &options.pull_secret
-        && !pull_secrets.contains(&secret.name)
+    if let Some(credentials) = &options.pull_credentials
+        && !pull_secrets.contains(&credentials.name)
     {
-        pull_secrets.push(secret.name.clone());
+        pull_secrets.push(credentials.name.clone());
     }
     if !pull_secrets.is_empty() {
         pod_spec.image_pull_secrets = Some(
@@ -364,8 +372,8 @@ pub fn generate(facts: &ImageFacts, options: &Options) -> Result<Generated, K8sE
     };
 
     let mut objects = Vec::new();
-    if !options.config.is_empty() {
-        let (data, binary) = split_data(&options.config);
+    if !config.is_empty() {
+        let (data, binary) = split_data(&config);
         objects.push(Object::new(
             "ConfigMap",
             &names.configmap,
@@ -377,8 +385,8 @@ pub fn generate(facts: &ImageFacts, options: &Options) -> Result<Generated, K8sE
             },
         ));
     }
-    if !options.secret.is_empty() {
-        let (string_data, data) = split_data(&options.secret);
+    if !secret.is_empty() {
+        let (string_data, data) = split_data(&secret);
         objects.push(Object::new(
             "Secret",
             &names.secret,
@@ -396,10 +404,10 @@ pub fn generate(facts: &ImageFacts, options: &Options) -> Result<Generated, K8sE
     let service = objects::service(&names, facts, options, &mut warnings);
     let service_port = service.as_ref().map(|(_, port)| *port);
     objects.extend(service.map(|(object, _)| object));
-    if let Some(ingress) = &options.ingress {
+    if let Some(ingress) = &options.ingress() {
         objects.push(objects::ingress(&names, ingress, service_port)?);
     }
-    if let Some(pdb) = &options.pdb {
+    if let Some(pdb) = &options.pdb() {
         objects.push(objects::pod_disruption_budget(
             &names,
             pdb,
@@ -407,11 +415,11 @@ pub fn generate(facts: &ImageFacts, options: &Options) -> Result<Generated, K8sE
             &mut warnings,
         )?);
     }
-    if let Some(hpa) = &options.hpa {
+    if let Some(hpa) = &options.hpa() {
         objects.push(objects::autoscaler(&names, hpa, options, &mut warnings)?);
     }
     let pull_secret = options
-        .pull_secret
+        .pull_credentials
         .as_ref()
         .map(|p| objects::pull_secret(&names, p));
 
@@ -451,7 +459,7 @@ impl Names {
         };
         let mut selector = BTreeMap::new();
         selector.insert("app".to_owned(), app.clone());
-        let mut labels = options.labels.clone();
+        let mut labels: BTreeMap<String, String> = options.labels.iter().cloned().collect();
         labels.extend(selector.clone());
         Ok(Names {
             container: named(&options.container_name, "--container-name", app.clone())?,

@@ -1,73 +1,324 @@
-//! What the user asks of the manifests, beyond what the image says. Each
-//! field is one `hoist k8s` flag (docs/k8s.md); the parsers here read the
-//! flags' small `key=value` languages so they are tested without the CLI.
+//! What the user asks of the manifests, beyond what the image says: the
+//! `hoist k8s` flags, each defined once here with its help text (the
+//! command flattens [`Options`] into its own arguments), read into typed
+//! values by the parsers below as clap parses the command line, so they
+//! are tested without the CLI. Flags that name files are read when the
+//! manifests are made.
 
 use super::K8sError;
 use hoist_registry::auth::Secret;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+const NAMES: &str = "Names and labels";
+const PODS: &str = "Pods";
+const SERVICE: &str = "Service and Ingress";
+const DATA: &str = "ConfigMap and Secret";
+const SCALING: &str = "Availability and scaling";
 
 /// Everything `hoist k8s` can be told. `Default` is the no-flag output:
 /// a Deployment and a Service derived from the image alone.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct Options {
-    /// The app's name: Deployment, `app` label, default for the others
-    /// (default: the repository's last path component).
+    /// The app: Deployment name and `app` label (default: the
+    /// repository's last path component).
+    #[arg(long, help_heading = NAMES)]
     pub name: Option<String>,
+    /// The container's name (default: the app's).
+    #[arg(long, help_heading = NAMES)]
     pub container_name: Option<String>,
+    /// The Service's name (default: the app's).
+    #[arg(long, help_heading = NAMES)]
     pub service_name: Option<String>,
+    /// The Ingress's name (default: the app's).
+    #[arg(long, help_heading = NAMES)]
     pub ingress_name: Option<String>,
+    /// The ConfigMap's name (default: APP-config).
+    #[arg(long, help_heading = NAMES)]
     pub configmap_name: Option<String>,
+    /// The Secret's name (default: APP-secret).
+    #[arg(long, help_heading = NAMES)]
     pub secret_name: Option<String>,
+    /// The pod volume holding the ConfigMap (default: config).
+    #[arg(long, help_heading = NAMES)]
     pub config_volume_name: Option<String>,
+    /// The pod volume holding the Secret (default: secret).
+    #[arg(long, help_heading = NAMES)]
     pub secret_volume_name: Option<String>,
-    /// Extra labels on every object and on the pods.
-    pub labels: BTreeMap<String, String>,
+    /// Add a label to every object and to the pods (K=V, repeatable).
+    #[arg(long = "label", value_name = "K=V", value_parser = key_value, help_heading = NAMES)]
+    pub labels: Vec<(String, String)>,
+
+    /// Number of pods.
+    #[arg(long, help_heading = PODS)]
     pub replicas: Option<i32>,
-    /// `cpu`, `memory`... to Kubernetes quantities, kept as written.
-    pub requests: BTreeMap<String, String>,
-    pub limits: BTreeMap<String, String>,
-    /// `env`, in the order given.
+    /// Resource requests: `cpu=0.2,memory=256Mi`.
+    #[arg(long, value_name = "R=Q,...", value_parser = resources, help_heading = PODS)]
+    pub requests: Option<BTreeMap<String, String>>,
+    /// Resource limits: `cpu=0.5,memory=512Mi`.
+    #[arg(long, value_name = "R=Q,...", value_parser = resources, help_heading = PODS)]
+    pub limits: Option<BTreeMap<String, String>>,
+    /// Set an environment variable (repeatable, in order).
+    #[arg(long = "env", value_name = "K=V", value_parser = key_value, help_heading = PODS)]
     pub env: Vec<(String, String)>,
-    /// Existing ConfigMaps and Secrets to take every key of as variables.
+    /// Take every key of an existing ConfigMap as variables (repeatable).
+    #[arg(long = "env-from-configmap", value_name = "NAME", help_heading = PODS)]
     pub env_from_configmaps: Vec<String>,
+    /// Take every key of an existing Secret as variables (repeatable).
+    #[arg(long = "env-from-secret", value_name = "NAME", help_heading = PODS)]
     pub env_from_secrets: Vec<String>,
+    /// Liveness probe: `http=/health[,port=P]`, `tcp[=P]` or
+    /// `exec=COMMAND`, then `,initial-delay=S,period=S,timeout=S,
+    /// failure-threshold=N,success-threshold=N`. Default: HEALTHCHECK.
+    #[arg(long, value_name = "SPEC", value_parser = ProbeSpec::parse, help_heading = PODS)]
     pub liveness: Option<ProbeSpec>,
+    /// Readiness probe (as --liveness). Default: HEALTHCHECK.
+    #[arg(long, value_name = "SPEC", value_parser = ProbeSpec::parse, help_heading = PODS)]
     pub readiness: Option<ProbeSpec>,
+    /// Startup probe (as --liveness).
+    #[arg(long, value_name = "SPEC", value_parser = ProbeSpec::parse, help_heading = PODS)]
     pub startup: Option<ProbeSpec>,
-    /// Do not turn HEALTHCHECK into probes.
+    /// Do not turn the image's HEALTHCHECK into probes.
+    #[arg(long, help_heading = PODS)]
     pub no_healthcheck_probes: bool,
+    /// Update strategy: RollingUpdate or Recreate.
+    #[arg(long, help_heading = PODS)]
     pub strategy: Option<String>,
+    /// RollingUpdate: pods above the desired count during an update (2, 25%).
+    #[arg(long, help_heading = PODS)]
     pub max_surge: Option<String>,
+    /// RollingUpdate: pods that may be unavailable during an update (0, 25%).
+    #[arg(long, help_heading = PODS)]
     pub max_unavailable: Option<String>,
-    /// `Always`, `IfNotPresent` or `Never`.
+    /// imagePullPolicy: Always, IfNotPresent, or Never (an image loaded
+    /// into the node, as with `minikube image load`: referenced by tag).
+    #[arg(long, value_name = "POLICY", help_heading = PODS)]
     pub pull_policy: Option<String>,
-    /// Existing (or generated) docker-registry Secrets the pods pull with.
+    /// Pull with this existing docker-registry Secret (repeatable).
+    #[arg(long = "image-pull-secret", value_name = "NAME", help_heading = PODS)]
     pub image_pull_secrets: Vec<String>,
+    /// Write a docker-registry Secret NAME holding your credentials for
+    /// the image's registry (as `hoist push` finds them) to FILE (mode
+    /// 0600) or `-` (stdout, with the other objects), and pull with it.
+    #[arg(long = "pull-secret", value_names = ["NAME", "FILE"], num_args = 2, help_heading = PODS)]
+    pub pull_secret: Option<Vec<String>>,
+    /// Mount the root file system read-only.
+    #[arg(long, help_heading = PODS)]
     pub read_only_root_filesystem: bool,
-    /// Leave out the default hardening (no privilege escalation, all
-    /// capabilities dropped, the runtime's default seccomp profile).
+    /// Leave out hoist's hardening (allowPrivilegeEscalation false,
+    /// capabilities dropped, RuntimeDefault seccomp).
+    #[arg(long, help_heading = PODS)]
     pub no_hardening: bool,
-    /// Reference the image as `REPO:TAG@sha256:...` rather than
-    /// `REPO@sha256:...`.
+    /// Reference the image as REPO:TAG@sha256:... (default REPO@sha256:...).
+    #[arg(long, help_heading = PODS)]
     pub keep_tag: bool,
-    pub service: ServiceOptions,
-    pub ingress: Option<IngressOptions>,
-    pub config: DataOptions,
-    pub secret: DataOptions,
-    pub pdb: Option<PdbOptions>,
-    pub hpa: Option<HpaOptions>,
-    pub pull_secret: Option<PullSecret>,
+
+    /// Service port to container port: `80:3000`, `53/udp`, `443:https`
+    /// (repeatable; default: every EXPOSE port to itself).
+    #[arg(long = "service-port", value_name = "PORT[:TARGET]", value_parser = PortMap::parse, help_heading = SERVICE)]
+    pub service_ports: Vec<PortMap>,
+    /// Service type: ClusterIP (default), NodePort, LoadBalancer.
+    #[arg(long, help_heading = SERVICE)]
+    pub service_type: Option<String>,
+    /// Write no Service.
+    #[arg(long, help_heading = SERVICE)]
+    pub no_service: bool,
+    /// Write an Ingress for this host.
+    #[arg(long, help_heading = SERVICE)]
+    pub ingress_host: Option<String>,
+    /// The Ingress path (default `/`; implies an Ingress).
+    #[arg(long, help_heading = SERVICE)]
+    pub ingress_path: Option<String>,
+    /// Prefix (default), Exact or ImplementationSpecific.
+    #[arg(long, help_heading = SERVICE)]
+    pub ingress_path_type: Option<String>,
+    /// ingressClassName (implies an Ingress).
+    #[arg(long, help_heading = SERVICE)]
+    pub ingress_class: Option<String>,
+    /// An Ingress annotation (K=V, repeatable; implies an Ingress).
+    #[arg(long = "ingress-annotation", value_name = "K=V", value_parser = key_value, help_heading = SERVICE)]
+    pub ingress_annotations: Vec<(String, String)>,
+    /// Serve TLS for the host with the certificate in this Secret.
+    #[arg(long, value_name = "SECRET", help_heading = SERVICE)]
+    pub ingress_tls: Option<String>,
+
+    /// A ConfigMap key from a file: `[KEY=]FILE` (key: the file name).
+    #[arg(long = "config-file", value_name = "[KEY=]FILE", value_parser = DataFile::parse, help_heading = DATA)]
+    pub config_files: Vec<DataFile>,
+    /// A ConfigMap key: K=V (repeatable).
+    #[arg(long = "config-literal", value_name = "K=V", value_parser = data_literal, help_heading = DATA)]
+    pub config_literals: Vec<(String, String)>,
+    /// Mount the ConfigMap's keys as files in DIR (else: envFrom).
+    #[arg(long, value_name = "DIR", help_heading = DATA)]
+    pub config_mount: Option<String>,
+    /// Secret keys from an env file, one per variable, as `kubectl create
+    /// secret generic --from-env-file` does.
+    #[arg(long = "secret-env-file", value_name = "FILE", help_heading = DATA)]
+    pub secret_env_files: Vec<PathBuf>,
+    /// A Secret key: K=V (repeatable).
+    // Read when the manifests are made, not by clap, whose errors would
+    // repeat the value: it is a secret.
+    #[arg(long = "secret-literal", value_name = "K=V", help_heading = DATA)]
+    pub secret_literals: Vec<String>,
+    /// Mount the Secret's keys as files in DIR (else: envFrom).
+    #[arg(long, value_name = "DIR", help_heading = DATA)]
+    pub secret_mount: Option<String>,
+
+    /// PodDisruptionBudget: pods that must stay up (2, 50%).
+    #[arg(long, conflicts_with = "pdb_max_unavailable", help_heading = SCALING)]
+    pub pdb_min_available: Option<String>,
+    /// PodDisruptionBudget: pods that may be down (1, 25%).
+    #[arg(long, help_heading = SCALING)]
+    pub pdb_max_unavailable: Option<String>,
+    /// HorizontalPodAutoscaler (autoscaling/v2): most pods; needed for an HPA.
+    #[arg(long, help_heading = SCALING)]
+    pub hpa_max: Option<i32>,
+    /// HorizontalPodAutoscaler: fewest pods.
+    #[arg(long, requires = "hpa_max", help_heading = SCALING)]
+    pub hpa_min: Option<i32>,
+    /// HorizontalPodAutoscaler: target CPU use, percent of the request.
+    #[arg(long, requires = "hpa_max", value_name = "PERCENT", help_heading = SCALING)]
+    pub hpa_cpu: Option<i32>,
+    /// HorizontalPodAutoscaler: target memory use, percent of the request.
+    #[arg(long, requires = "hpa_max", value_name = "PERCENT", help_heading = SCALING)]
+    pub hpa_memory: Option<i32>,
+
+    /// The credentials of `--pull-secret`, found by the caller (the
+    /// library never reads credential stores itself).
+    #[arg(skip)]
+    pub pull_credentials: Option<PullSecret>,
 }
 
-#[derive(Debug, Clone, Default)]
-pub struct ServiceOptions {
-    /// Write no Service.
-    pub disabled: bool,
-    /// `ClusterIP` (default), `NodePort`, `LoadBalancer`.
-    pub kind: Option<String>,
-    /// Service ports; default: one per EXPOSE port, to itself.
-    pub ports: Vec<PortMap>,
+impl Options {
+    /// The Ingress, if any flag asks for one.
+    pub fn ingress(&self) -> Option<IngressOptions> {
+        let wanted = self.ingress_host.is_some()
+            || self.ingress_path.is_some()
+            || self.ingress_class.is_some()
+            || !self.ingress_annotations.is_empty()
+            || self.ingress_tls.is_some();
+        wanted.then(|| IngressOptions {
+            host: self.ingress_host.clone(),
+            path: self.ingress_path.clone(),
+            path_type: self.ingress_path_type.clone(),
+            class: self.ingress_class.clone(),
+            annotations: self.ingress_annotations.iter().cloned().collect(),
+            tls_secret: self.ingress_tls.clone(),
+        })
+    }
+
+    /// The ConfigMap's keys: its files read, then its literals.
+    pub fn config(&self) -> Result<DataOptions, K8sError> {
+        let mut data = DataOptions {
+            entries: Vec::new(),
+            mount: self.config_mount.clone(),
+        };
+        for file in &self.config_files {
+            let bytes = std::fs::read(&file.path).map_err(|source| K8sError::Read {
+                flag: "--config-file",
+                path: file.path.clone(),
+                source,
+            })?;
+            data.entries.push((file.key.clone(), bytes));
+        }
+        for (k, v) in &self.config_literals {
+            data.entries.push((k.clone(), v.clone().into_bytes()));
+        }
+        Ok(data)
+    }
+
+    /// The Secret's keys: its env files read, then its literals.
+    pub fn secret(&self) -> Result<DataOptions, K8sError> {
+        let mut data = DataOptions {
+            entries: Vec::new(),
+            mount: self.secret_mount.clone(),
+        };
+        for path in &self.secret_env_files {
+            let text = std::fs::read_to_string(path).map_err(|source| K8sError::Read {
+                flag: "--secret-env-file",
+                path: path.clone(),
+                source,
+            })?;
+            for (k, v) in parse_env_file(path, &text)? {
+                data.entries.push((k, v.into_bytes()));
+            }
+        }
+        for l in &self.secret_literals {
+            // The value is a secret: the error names the key only.
+            let Some((k, v)) = l.split_once('=') else {
+                return Err(K8sError::option(
+                    "--secret-literal",
+                    "expected KEY=VALUE (the argument is not shown: it may be a secret)",
+                ));
+            };
+            data_key(k).map_err(|reason| K8sError::option("--secret-literal", reason))?;
+            data.entries.push((k.to_owned(), v.as_bytes().to_vec()));
+        }
+        Ok(data)
+    }
+
+    /// The PodDisruptionBudget, if asked for.
+    pub fn pdb(&self) -> Option<PdbOptions> {
+        match (&self.pdb_min_available, &self.pdb_max_unavailable) {
+            (Some(v), _) => Some(PdbOptions::MinAvailable(v.clone())),
+            (None, Some(v)) => Some(PdbOptions::MaxUnavailable(v.clone())),
+            (None, None) => None,
+        }
+    }
+
+    /// The HorizontalPodAutoscaler, if asked for.
+    pub fn hpa(&self) -> Option<HpaOptions> {
+        self.hpa_max.map(|max| HpaOptions {
+            min: self.hpa_min,
+            max,
+            cpu_percent: self.hpa_cpu,
+            memory_percent: self.hpa_memory,
+        })
+    }
+}
+
+/// A ConfigMap key read from a file: `--config-file [KEY=]FILE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataFile {
+    pub key: String,
+    pub path: PathBuf,
+}
+
+impl DataFile {
+    /// `[KEY=]FILE`; the key defaults to the file's name.
+    pub fn parse(text: &str) -> Result<DataFile, String> {
+        let (key, path) = match text.split_once('=') {
+            Some((k, p)) => (k.to_owned(), PathBuf::from(p)),
+            None => {
+                let path = PathBuf::from(text);
+                let key = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                (key, path)
+            }
+        };
+        data_key(&key)?;
+        Ok(DataFile { key, path })
+    }
+}
+
+/// A ConfigMap or Secret key and its value: `KEY=VALUE` with a valid key.
+fn data_literal(text: &str) -> Result<(String, String), String> {
+    let (k, v) = key_value(text)?;
+    data_key(&k)?;
+    Ok((k, v))
+}
+
+/// Checks a ConfigMap or Secret key.
+fn data_key(key: &str) -> Result<(), String> {
+    if is_data_key(key) {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{key}` is not a valid key (letters, digits, `-`, `_`, `.`); name it with KEY=..."
+        ))
+    }
 }
 
 /// `PORT[:TARGET][/PROTOCOL]`: the Service's port and the container port
@@ -80,13 +331,9 @@ pub struct PortMap {
 }
 
 impl PortMap {
-    pub fn parse(text: &str) -> Result<PortMap, K8sError> {
-        let bad = || {
-            K8sError::option(
-                &format!("--service-port {text}"),
-                "expected PORT[:TARGET][/tcp|udp|sctp], e.g. 80:3000",
-            )
-        };
+    /// `PORT[:TARGET][/PROTOCOL]`.
+    pub fn parse(text: &str) -> Result<PortMap, String> {
+        let bad = || "expected PORT[:TARGET][/tcp|udp|sctp], e.g. 80:3000".to_owned();
         let (ports, protocol) = match text.split_once('/') {
             Some((p, proto)) => match proto.to_ascii_lowercase().as_str() {
                 "tcp" => (p, "TCP"),
@@ -209,8 +456,9 @@ pub enum ProbeAction {
 }
 
 impl ProbeSpec {
-    pub fn parse(flag: &str, text: &str) -> Result<ProbeSpec, K8sError> {
-        let bad = |why: &str| K8sError::option(&format!("{flag} {text}"), why);
+    /// A probe flag's value; the error says what is wrong with it.
+    pub fn parse(text: &str) -> Result<ProbeSpec, String> {
+        let bad = |why: &str| why.to_owned();
         let mut parts = text.splitn(2, ',');
         let head = parts.next().unwrap_or_default();
         // `exec=` takes the rest of the text: a command may hold commas.
@@ -234,7 +482,7 @@ impl ProbeSpec {
                     Some(r) => format!("port={port},{r}"),
                     None => format!("port={port}"),
                 };
-                let mut probe = ProbeSpec::parse(flag, &format!("tcp,{spec}"))?;
+                let mut probe = ProbeSpec::parse(&format!("tcp,{spec}"))?;
                 probe.action = ProbeAction::Tcp;
                 return Ok(probe);
             }
@@ -296,22 +544,19 @@ impl ProbeSpec {
     }
 }
 
-/// Splits `KEY=VALUE`; `flag` names the flag in the error.
-pub fn key_value(flag: &str, text: &str) -> Result<(String, String), K8sError> {
+/// Splits `KEY=VALUE`.
+pub fn key_value(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
-        _ => Err(K8sError::option(
-            &format!("{flag} {text}"),
-            "expected KEY=VALUE",
-        )),
+        _ => Err("expected KEY=VALUE".to_owned()),
     }
 }
 
 /// `cpu=0.5,memory=512Mi` as resource quantities.
-pub fn resources(flag: &str, text: &str) -> Result<BTreeMap<String, String>, K8sError> {
+pub fn resources(text: &str) -> Result<BTreeMap<String, String>, String> {
     text.split(',')
         .filter(|s| !s.is_empty())
-        .map(|item| key_value(flag, item))
+        .map(|item| key_value(item).map_err(|e| format!("`{item}`: {e}")))
         .collect()
 }
 
@@ -378,11 +623,7 @@ mod tests {
 
     #[test]
     fn probes_parse_as_documented() {
-        let p = ProbeSpec::parse(
-            "--liveness",
-            "http=/health,port=3000,initial-delay=5,period=10",
-        )
-        .unwrap();
+        let p = ProbeSpec::parse("http=/health,port=3000,initial-delay=5,period=10").unwrap();
         assert_eq!(
             p.action,
             ProbeAction::Http {
@@ -391,12 +632,12 @@ mod tests {
         );
         assert_eq!(p.port.as_deref(), Some("3000"));
         assert_eq!((p.initial_delay, p.period), (Some(5), Some(10)));
-        let t = ProbeSpec::parse("--readiness", "tcp=8080,period=3").unwrap();
+        let t = ProbeSpec::parse("tcp=8080,period=3").unwrap();
         assert_eq!(
             (t.action, t.port.as_deref(), t.period),
             (ProbeAction::Tcp, Some("8080"), Some(3))
         );
-        let e = ProbeSpec::parse("--liveness", "exec=test -f /tmp/ok, || exit 1").unwrap();
+        let e = ProbeSpec::parse("exec=test -f /tmp/ok, || exit 1").unwrap();
         assert_eq!(
             e.action,
             ProbeAction::Exec("test -f /tmp/ok, || exit 1".into())
@@ -408,7 +649,7 @@ mod tests {
             "http=/,bogus=1",
             "exec=",
         ] {
-            assert!(ProbeSpec::parse("--liveness", bad).is_err(), "{bad}");
+            assert!(ProbeSpec::parse(bad).is_err(), "{bad}");
         }
     }
 
@@ -446,5 +687,110 @@ mod tests {
         let err = parse_env_file(Path::new("app.env"), "OK=1\nNOVALUE\n").unwrap_err();
         assert!(err.to_string().starts_with("app.env:2: "), "{err}");
         assert!(parse_env_file(Path::new("e"), "1BAD=x").is_err());
+    }
+
+    /// `hoist k8s`'s flags as clap parses them into [`Options`].
+    fn parsed(args: &[&str]) -> Result<Options, clap::Error> {
+        #[derive(clap::Parser)]
+        struct Command {
+            #[command(flatten)]
+            options: Options,
+        }
+        let argv = std::iter::once("hoist-k8s").chain(args.iter().copied());
+        <Command as clap::Parser>::try_parse_from(argv).map(|c| c.options)
+    }
+
+    #[test]
+    fn flags_parse_into_typed_options() {
+        let o = parsed(&[
+            "--label",
+            "tier=web",
+            "--requests",
+            "cpu=0.2,memory=256Mi",
+            "--env",
+            "A=1=2",
+            "--liveness",
+            "tcp=8080",
+            "--service-port",
+            "80:3000",
+            "--ingress-annotation",
+            "a=b",
+            "--config-literal",
+            "k=v",
+            "--hpa-max",
+            "4",
+            "--hpa-cpu",
+            "70",
+        ])
+        .unwrap();
+        assert_eq!(o.labels, [("tier".to_owned(), "web".to_owned())]);
+        assert_eq!(o.requests.as_ref().unwrap()["memory"], "256Mi");
+        assert_eq!(o.env, [("A".to_owned(), "1=2".to_owned())]);
+        assert_eq!(o.liveness.as_ref().unwrap().action, ProbeAction::Tcp);
+        assert_eq!(o.service_ports[0].port, 80);
+        assert_eq!(o.config_literals, [("k".to_owned(), "v".to_owned())]);
+        assert_eq!(o.hpa().unwrap().cpu_percent, Some(70));
+        assert!(o.ingress().is_some(), "an annotation implies an Ingress");
+        assert!(parsed(&[]).unwrap().ingress().is_none());
+        for bad in [
+            &["--label", "novalue"][..],
+            &["--requests", "cpu"],
+            &["--liveness", "grpc=1"],
+            &["--service-port", "80:Bad_Name"],
+            &["--config-literal", "bad key=1"],
+            &["--config-file", "a/b="],
+            &["--hpa-cpu", "50"],
+            &["--pdb-min-available", "1", "--pdb-max-unavailable", "1"],
+        ] {
+            assert!(parsed(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn data_flags_read_their_files_and_keep_secrets_out_of_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.json");
+        std::fs::write(&file, b"{}").unwrap();
+        let env = dir.path().join("app.env");
+        std::fs::write(&env, "A=1\n").unwrap();
+        let config = format!("{}", file.display());
+        let named = format!("cfg={}", file.display());
+        let o = parsed(&[
+            "--config-file",
+            &config,
+            "--config-file",
+            &named,
+            "--config-literal",
+            "x=y",
+            "--secret-env-file",
+            env.to_str().unwrap(),
+            "--secret-literal",
+            "B=s3cret",
+        ])
+        .unwrap();
+        let keys: Vec<_> = o
+            .config()
+            .unwrap()
+            .entries
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(keys, ["config.json", "cfg", "x"]);
+        assert_eq!(
+            o.secret().unwrap().entries,
+            [
+                ("A".to_owned(), b"1".to_vec()),
+                ("B".to_owned(), b"s3cret".to_vec())
+            ]
+        );
+        let missing = parsed(&["--config-file", "/nonexistent/c.json"]).unwrap();
+        let err = missing.config().unwrap_err().to_string();
+        assert_eq!(err, "--config-file: cannot read /nonexistent/c.json");
+        for bad in ["novalue-s3cret", "bad key=s3cret"] {
+            let o = parsed(&["--secret-literal", bad]).unwrap();
+            let err = o.secret().unwrap_err().to_string();
+            assert!(err.starts_with("--secret-literal: "), "{err}");
+            assert!(!err.contains("s3cret"), "{err}");
+        }
     }
 }

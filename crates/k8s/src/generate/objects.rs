@@ -28,11 +28,11 @@ pub(super) fn service(
     options: &Options,
     warnings: &mut Vec<String>,
 ) -> Option<(Object, i32)> {
-    if options.service.disabled {
+    if options.no_service {
         return None;
     }
     // (port, target, protocol): the flags', or one per EXPOSE port.
-    let ports: Vec<(i32, String, String)> = if options.service.ports.is_empty() {
+    let ports: Vec<(i32, String, String)> = if options.service_ports.is_empty() {
         facts
             .ports
             .iter()
@@ -46,8 +46,7 @@ pub(super) fn service(
             .collect()
     } else {
         options
-            .service
-            .ports
+            .service_ports
             .iter()
             .map(|m| (i32::from(m.port), m.target.clone(), m.protocol.clone()))
             .collect()
@@ -67,8 +66,7 @@ pub(super) fn service(
             selector: Some(names.selector.clone()),
             type_: Some(
                 options
-                    .service
-                    .kind
+                    .service_type
                     .clone()
                     .unwrap_or_else(|| "ClusterIP".to_owned()),
             ),
@@ -230,7 +228,11 @@ pub(super) fn autoscaler(
             }),
             ..Default::default()
         });
-        if !options.requests.contains_key(resource) {
+        if !options
+            .requests
+            .as_ref()
+            .is_some_and(|r| r.contains_key(resource))
+        {
             warnings.push(format!(
                 "{flag} scales on a percentage of the {resource} request, and there is none: \
                  add --requests {resource}=..."

@@ -1,6 +1,6 @@
 use super::*;
 use crate::image::Port;
-use crate::options::{PortMap, PullSecret};
+use crate::options::{PortMap, PullSecret, resources};
 use hoist_registry::Reference;
 use serde_json::json;
 
@@ -168,10 +168,8 @@ fn a_mounted_config_map_replaces_the_volume_at_its_path() {
     let mut f = facts();
     f.volumes = vec!["/app/config".into()];
     let options = Options {
-        config: DataOptions {
-            entries: vec![("config.json".into(), b"{}".to_vec())],
-            mount: Some("/app/config".into()),
-        },
+        config_literals: vec![("config.json".into(), "{}".into())],
+        config_mount: Some("/app/config".into()),
         ..Default::default()
     };
     let g = generate(&f, &options).unwrap();
@@ -190,13 +188,10 @@ fn a_mounted_config_map_replaces_the_volume_at_its_path() {
 #[test]
 fn several_service_ports_are_named_and_targets_become_container_ports() {
     let options = Options {
-        service: crate::options::ServiceOptions {
-            ports: vec![
-                PortMap::parse("80:3000").unwrap(),
-                PortMap::parse("53:5353/udp").unwrap(),
-            ],
-            ..Default::default()
-        },
+        service_ports: vec![
+            PortMap::parse("80:3000").unwrap(),
+            PortMap::parse("53:5353/udp").unwrap(),
+        ],
         ..Default::default()
     };
     let g = generate(&facts(), &options).unwrap();
@@ -222,7 +217,7 @@ fn several_service_ports_are_named_and_targets_become_container_ports() {
 #[test]
 fn pull_secret_is_kept_apart_and_referenced() {
     let options = Options {
-        pull_secret: Some(PullSecret {
+        pull_credentials: Some(PullSecret {
             name: "regcred".into(),
             registry: "https://index.docker.io/v1/".into(),
             username: "user".into(),
@@ -289,10 +284,7 @@ fn bad_options_are_refused_with_the_flag_named() {
         ),
         (
             Options {
-                config: DataOptions {
-                    entries: Vec::new(),
-                    mount: Some("/x".into()),
-                },
+                config_mount: Some("/x".into()),
                 ..Default::default()
             },
             "--config-mount",
@@ -307,7 +299,7 @@ fn bad_options_are_refused_with_the_flag_named() {
 #[test]
 fn output_is_stable_and_sorted() {
     let options = Options {
-        labels: [("tier".to_string(), "web".to_string())].into(),
+        labels: vec![("tier".to_string(), "web".to_string())],
         env: vec![("B".into(), "2".into()), ("A".into(), "1".into())],
         ..Default::default()
     };
@@ -335,49 +327,29 @@ fn configurable_app_yaml_snapshot() {
     f.volumes = vec!["/app/config".into()];
     let options = Options {
         replicas: Some(2),
-        limits: [
-            ("cpu".into(), "0.5".into()),
-            ("memory".into(), "512Mi".into()),
-        ]
-        .into(),
-        requests: [
-            ("cpu".into(), "0.2".into()),
-            ("memory".into(), "256Mi".into()),
-        ]
-        .into(),
+        limits: Some(resources("cpu=0.5,memory=512Mi").unwrap()),
+        requests: Some(resources("cpu=0.2,memory=256Mi").unwrap()),
         env: vec![
             ("APP_ENV".into(), "kubernetes".into()),
             ("CONFIG_PATH".into(), "/app/config/config.json".into()),
         ],
         liveness: Some(
-            ProbeSpec::parse(
-                "--liveness",
-                "http=/health,port=8080,initial-delay=5,period=10",
-            )
-            .unwrap(),
+            ProbeSpec::parse("http=/health,port=8080,initial-delay=5,period=10").unwrap(),
         ),
         configmap_name: Some("app-config".into()),
         config_volume_name: Some("config-volume".into()),
-        config: DataOptions {
-            entries: vec![(
-                "config.json".into(),
-                b"{\n  \"message\": \"Hello from Kubernetes ConfigMap!\"\n}\n".to_vec(),
-            )],
-            mount: Some("/app/config".into()),
-        },
+        config_literals: vec![(
+            "config.json".into(),
+            "{\n  \"message\": \"Hello from Kubernetes ConfigMap!\"\n}\n".into(),
+        )],
+        config_mount: Some("/app/config".into()),
         secret_name: Some("app-secrets".into()),
-        secret: DataOptions {
-            entries: vec![
-                ("APP_VERSION".into(), b"2.0.0".to_vec()),
-                ("SECRET_KEY".into(), b"my-super-secret-key".to_vec()),
-            ],
-            mount: None,
-        },
+        secret_literals: vec![
+            "APP_VERSION=2.0.0".into(),
+            "SECRET_KEY=my-super-secret-key".into(),
+        ],
         service_name: Some("configurable-app-service".into()),
-        service: crate::options::ServiceOptions {
-            ports: vec![PortMap::parse("80:8080").unwrap()],
-            ..Default::default()
-        },
+        service_ports: vec![PortMap::parse("80:8080").unwrap()],
         ..Default::default()
     };
     insta::assert_snapshot!(generate(&f, &options).unwrap().to_yaml().unwrap());
