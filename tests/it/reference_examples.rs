@@ -2,7 +2,7 @@
 //! `frontend/dockerfile/docs/reference.md`), pinning what the conformance
 //! corpus does not cover: heredocs, COPY/ADD/RUN flags and the stage graph.
 
-use hoist_dockerfile::instructions::{Kind, MountType, Sharing, parse_instruction, parse_mount};
+use hoist_dockerfile::instructions::{Kind, MountType, Sharing, parse_instruction};
 use hoist_dockerfile::parse;
 use hoist_dockerfile::plan::{Base, Options, plan};
 
@@ -111,7 +111,7 @@ fn run_mount_cache_apt() {
     );
     let m: Vec<_> = mounts
         .iter()
-        .map(|raw| parse_mount(raw, &mut |v| Ok(v.to_string())).unwrap())
+        .map(|spec| spec.expand(&mut |v| Ok(v.to_string())).unwrap())
         .collect();
     assert_eq!(m.len(), 2);
     assert!(
@@ -129,7 +129,7 @@ fn run_mount_secret() {
     let Kind::Run { mounts, .. } = &instructions(src)[2] else {
         panic!()
     };
-    let m = parse_mount(&mounts[0], &mut |v| Ok(v.to_string())).unwrap();
+    let m = mounts[0].expand(&mut |v| Ok(v.to_string())).unwrap();
     assert_eq!(
         (m.kind, m.id.as_deref(), m.target.as_deref(), m.readonly),
         (
@@ -146,7 +146,7 @@ fn run_mount_secret() {
     else {
         panic!()
     };
-    let m = parse_mount(&mounts[0], &mut |v| Ok(v.to_string())).unwrap();
+    let m = mounts[0].expand(&mut |v| Ok(v.to_string())).unwrap();
     assert_eq!(m.env.as_deref(), Some("API_KEY"));
     assert_eq!(
         command.args,
@@ -165,9 +165,7 @@ fn run_mount_ssh() {
         panic!()
     };
     assert_eq!(
-        parse_mount(&mounts[0], &mut |v| Ok(v.to_string()))
-            .unwrap()
-            .kind,
+        mounts[0].expand(&mut |v| Ok(v.to_string())).unwrap().kind,
         MountType::Ssh
     );
 }

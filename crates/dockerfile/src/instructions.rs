@@ -211,8 +211,9 @@ pub enum Kind {
     },
     Run {
         command: CommandLine,
-        /// Raw `--mount` values; variables in them are expanded at build time.
-        mounts: Vec<String>,
+        /// `--mount` values, split into fields; variables in them are
+        /// expanded at build time ([`MountSpec::expand`]).
+        mounts: Vec<MountSpec>,
         network: Option<Network>,
         security: Option<Security>,
     },
@@ -675,15 +676,19 @@ fn parse_run(req: &Request) -> Result<Kind, InstructionError> {
         ("network", FlagType::String),
         ("security", FlagType::String),
     ])?;
-    let mounts = flags.list("mount");
-    for raw in &mounts {
+    let mut mounts = Vec::new();
+    for raw in flags.list("mount") {
         // Values with variables are checked once expanded, at build time.
-        if !raw.contains('$') {
-            parse_mount(raw, &mut |v| Ok(v.to_string()))
-                .map_err(|e| Request::with_hint(req.error_at(raw, e.message), e.hint))?;
-        } else {
-            parse_mount_unexpanded(raw).map_err(|e| req.error_at(raw, e.message))?;
+        let expanded = !raw.contains('$');
+        let error = |e: MountError| match expanded {
+            true => Request::with_hint(req.error_at(&raw, e.message), e.hint),
+            false => req.error_at(&raw, e.message),
+        };
+        let spec = MountSpec::parse(&raw).map_err(error)?;
+        if expanded {
+            spec.expand(&mut |v| Ok(v.to_string())).map_err(error)?;
         }
+        mounts.push(spec);
     }
     let network = match flags.string("network").as_deref() {
         None => None,
@@ -1117,28 +1122,62 @@ fn csv_fields(value: &str) -> Result<Vec<String>, MountError> {
     Ok(fields)
 }
 
-/// The check BuildKit makes before expansion: `from` may not use variables.
-fn parse_mount_unexpanded(value: &str) -> Result<(), MountError> {
-    for field in csv_fields(value)? {
-        if let Some((key, v)) = field.split_once('=')
-            && key.eq_ignore_ascii_case("from")
-            && let Some(i) = v.find('$')
-            && i != v.len() - 1
-        {
-            return Err(mount_error(
-                "'from' doesn't support variable expansion, define alias stage instead",
-            ));
-        }
-    }
-    Ok(())
+/// A RUN `--mount` as written: its text split into fields once, by
+/// BuildKit's CSV rules, values not yet expanded. Serialised as its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountSpec {
+    text: String,
+    fields: Vec<String>,
 }
 
-/// Reads one `--mount` value, expanding each value with `expand`.
-pub fn parse_mount(
-    value: &str,
+impl Serialize for MountSpec {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.text)
+    }
+}
+
+impl MountSpec {
+    /// Splits `text` into fields, with the check BuildKit makes before
+    /// expansion: `from` may not use variables.
+    pub fn parse(text: &str) -> Result<MountSpec, MountError> {
+        let fields = csv_fields(text)?;
+        for field in &fields {
+            if let Some((key, v)) = field.split_once('=')
+                && key.eq_ignore_ascii_case("from")
+                && let Some(i) = v.find('$')
+                && i != v.len() - 1
+            {
+                return Err(mount_error(
+                    "'from' doesn't support variable expansion, define alias stage instead",
+                ));
+            }
+        }
+        Ok(MountSpec {
+            text: text.to_owned(),
+            fields,
+        })
+    }
+
+    /// The `--mount` value as written.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The mount, each value expanded with `expand`, checked as BuildKit
+    /// checks it.
+    pub fn expand(
+        &self,
+        expand: &mut dyn FnMut(&str) -> Result<String, String>,
+    ) -> Result<Mount, MountError> {
+        mount_of(&self.fields, expand)
+    }
+}
+
+/// A mount from its fields, each value expanded with `expand`.
+fn mount_of(
+    fields: &[String],
     expand: &mut dyn FnMut(&str) -> Result<String, String>,
 ) -> Result<Mount, MountError> {
-    parse_mount_unexpanded(value)?;
     let mut m = Mount {
         kind: MountType::Bind,
         from: None,
@@ -1158,7 +1197,7 @@ pub fn parse_mount(
     let parse_bool = |key: &str, v: &str| -> Result<bool, MountError> {
         go_parse_bool(v).ok_or_else(|| mount_error(format!("invalid value for {key}: {v}")))
     };
-    for field in csv_fields(value)? {
+    for field in fields {
         let (key, raw) = match field.split_once('=') {
             Some((k, v)) => (k.to_ascii_lowercase(), Some(v)),
             None => (field.to_ascii_lowercase(), None),
@@ -1458,19 +1497,21 @@ mod tests {
         assert!(parse_go_duration(".s").is_err());
     }
 
+    /// A `--mount` value read, its values taken as they are.
+    fn mount(text: &str) -> Result<Mount, MountError> {
+        MountSpec::parse(text)?.expand(&mut |v| Ok(v.into()))
+    }
+
     #[test]
     fn mounts_parse_like_buildkit() {
-        let m = parse_mount(
-            "type=cache,target=/root/.cache,id=pip,sharing=locked,mode=0700,uid=10",
-            &mut |v| Ok(v.into()),
-        )
-        .unwrap();
+        let m =
+            mount("type=cache,target=/root/.cache,id=pip,sharing=locked,mode=0700,uid=10").unwrap();
         assert_eq!(m.kind, MountType::Cache);
         assert_eq!(m.mode, Some(0o700));
         assert!(!m.readonly);
-        let m = parse_mount("type=secret,id=tok,required", &mut |v| Ok(v.into())).unwrap();
+        let m = mount("type=secret,id=tok,required").unwrap();
         assert!(m.required && m.readonly);
-        let m = parse_mount("target=/src,\"from=a,b\"", &mut |v| Ok(v.into())).unwrap();
+        let m = mount("target=/src,\"from=a,b\"").unwrap();
         assert_eq!(m.kind, MountType::Bind);
         assert_eq!(m.from.as_deref(), Some("a,b"));
         for bad in [
@@ -1483,7 +1524,7 @@ mod tests {
             "type=bind,required",
             "readonly=maybe",
         ] {
-            assert!(parse_mount(bad, &mut |v| Ok(v.into())).is_err(), "{bad}");
+            assert!(mount(bad).is_err(), "{bad}");
         }
         assert!(one("RUN --mount=type=bnd true\n").is_err());
         assert!(one("RUN --mount=from=$X,target=/a true\n").is_err());

@@ -5,7 +5,7 @@
 
 use crate::engine::{Builder, Inputs, StageState};
 use crate::error::{BuildError, StepError};
-use hoist_dockerfile::instructions::{Instruction, MountType, Sharing, parse_mount};
+use hoist_dockerfile::instructions::{Instruction, MountSpec, MountType, Sharing};
 use hoist_oci::Sha256;
 use hoist_oci::layer::tar::{Content, Entry, EntryKind};
 use hoist_rootfs::view::FsView;
@@ -56,7 +56,7 @@ impl Builder<'_> {
         instr: &Instruction,
         state: &StageState,
         inputs: &Inputs<'_>,
-        mounts: &[String],
+        mounts: &[MountSpec],
     ) -> Result<PreparedMounts, BuildError> {
         let mut prepared = PreparedMounts {
             mounts: Vec::new(),
@@ -66,16 +66,18 @@ impl Builder<'_> {
             agents: Vec::new(),
             locks: Vec::new(),
         };
-        for raw in mounts {
+        for spec in mounts {
+            let raw = spec.text();
             let lexer = &self.lexer;
-            let mut m = parse_mount(raw, &mut |v| {
-                lexer
-                    .process_word(v, &state.scope)
-                    .map_err(|e| e.to_string())
-            })
-            .map_err(|e| {
-                self.invalid(instr, e.message, (!e.hint.is_empty()).then_some(&*e.hint))
-            })?;
+            let mut m = spec
+                .expand(&mut |v| {
+                    lexer
+                        .process_word(v, &state.scope)
+                        .map_err(|e| e.to_string())
+                })
+                .map_err(|e| {
+                    self.invalid(instr, e.message, (!e.hint.is_empty()).then_some(&*e.hint))
+                })?;
             // The mount's key text: ids, targets and options, never a
             // secret's content (BuildKit keys a secret by its id too).
             prepared.texts.push(format!("{m:?}"));

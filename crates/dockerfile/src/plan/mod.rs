@@ -17,9 +17,7 @@ mod expand;
 
 pub use expand::{Scope, expand_instruction};
 
-use crate::instructions::{
-    Instruction, InstructionError, Kind, parse_instruction, parse_mount, suggest,
-};
+use crate::instructions::{Instruction, InstructionError, Kind, parse_instruction, suggest};
 use crate::shell::Lexer;
 use crate::{Ast, Span};
 use hoist_oci::Platform;
@@ -426,8 +424,8 @@ fn link_sources(stages: &mut [Stage]) -> Result<(), PlanError> {
                     }
                 }
                 Kind::Run { mounts, .. } => {
-                    for raw in mounts {
-                        if let Ok(m) = parse_mount(raw, &mut |v| Ok(v.to_string()))
+                    for spec in mounts {
+                        if let Ok(m) = spec.expand(&mut |v| Ok(v.to_string()))
                             && let Some(from) = m.from
                         {
                             links.push((stage.index, from, instr.span));
