@@ -1,4 +1,5 @@
-//! Kubernetes manifests for the images hoist built, pinned by digest.
+//! hoist-k8s: Kubernetes manifests for the images hoist built, pinned by
+//! digest.
 //!
 //! - [`image`]: what an image in the store says about how to run it
 //!   (EXPOSE, HEALTHCHECK, USER resolved through its /etc/passwd, VOLUME,
@@ -13,6 +14,11 @@
 //!
 //! Nothing here talks to a cluster, and no credential reaches an error
 //! message or a log: a pull Secret is written only where the caller says.
+//!
+//! Depends on hoist-rootfs (an image's USER, resolved in its files),
+//! hoist-registry (is the digest pushed?), hoist-store and hoist-oci;
+//! never on the engine. Its [`Options`] are the `hoist k8s` flags, each
+//! defined once (clap derive).
 
 mod error;
 pub mod generate;

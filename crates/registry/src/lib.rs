@@ -1,4 +1,5 @@
-//! Registries: image references, and pulling images into the store.
+//! hoist-registry: image references, and images pulled into the store
+//! and pushed from it.
 //!
 //! - [`reference`](mod@reference): image names parsed and normalised as Docker does.
 //! - [`client`]: a blocking registry API v2 client (plain HTTP for
@@ -21,6 +22,9 @@
 //!
 //! Nothing here holds a layer in memory, and no token or password ever
 //! reaches an error message or a log.
+//!
+//! Depends on hoist-store and hoist-oci only: it moves blobs, never reads
+//! what is inside a layer.
 
 pub mod auth;
 pub mod client;

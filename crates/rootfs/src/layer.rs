@@ -117,7 +117,7 @@ fn load<'a>(
     // never see one half written, and two builds extracting the same layer
     // at once each write their own copy (the first rename wins). The
     // snapshot directory itself may already exist, holding the RUN
-    // sandbox's `rootfs` of the same layer (src/run/snapshot.rs).
+    // sandbox's `rootfs` of the same layer (crates/run/src/snapshot.rs).
     let finished = content.is_dir();
     let index_path = snapshot.index();
     if finished && let Some(entries) = super::index_file::read(&index_path, &content) {

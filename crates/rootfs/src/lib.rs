@@ -1,4 +1,4 @@
-//! An image's file system, as the build and `hoist k8s` read it: which
+//! hoist-rootfs: an image's file system, as the build and `hoist k8s` read it: which
 //! image a stage starts from ([`image`]), each layer read into an index of
 //! its entries with its files extracted once into the store ([`layer`],
 //! [`index_file`]), the merged view of a stage's layers ([`view`]), and
@@ -9,6 +9,10 @@
 //! store's snapshot directories, and reads every owner and mode from the
 //! tar headers, never from extracted files, so reading a layer needs no
 //! privilege.
+//!
+//! Depends on hoist-store and hoist-oci only; RUN's snapshots are made by
+//! hoist-run through the [`layer::Mirror`] a caller passes, so this
+//! crate never runs anything.
 
 pub mod image;
 mod index_file;

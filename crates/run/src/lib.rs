@@ -1,4 +1,4 @@
-//! RUN: a command in a sandbox over the stage's layers, and its changes
+//! hoist-run: a command in a sandbox over the stage's layers, and its changes
 //! as a layer's entries.
 //!
 //! Takes the stage's layers as extracted snapshots ([`snapshot`], one
@@ -14,6 +14,9 @@
 //! root detached. Kernel calls go through [`syscall::Syscall`]. Rootless,
 //! hoist runs as root of a user namespace ([`userns`]); the overlay then
 //! takes `userxattr` and /sys is bound rather than mounted.
+//!
+//! Depends on hoist-store and hoist-oci only: it takes paths and a spec,
+//! never a Dockerfile, and knows nothing of the build that calls it.
 
 mod copy;
 pub mod diff;

@@ -1,4 +1,4 @@
-//! The store: hoist's content-addressed blobs, tags and build cache, kept as
+//! hoist-store: hoist's content-addressed blobs, tags and build cache, kept as
 //! an OCI image layout on disk that other tools (skopeo, umoci) can read.
 //!
 //! [`Store::open`] takes a directory (by default [`Store::default_dir`]) and
@@ -54,6 +54,9 @@
 //! writers of one blob write the same bytes, and the rename that names it
 //! is atomic. Cache records likewise are each one file replaced by rename.
 //! Locks are always taken in the order store lock, then index lock.
+//!
+//! Depends only on hoist-oci: the store knows blobs, documents and the
+//! layout of what others extract, never Dockerfiles, registries or RUN.
 
 mod blob;
 mod blocks;
