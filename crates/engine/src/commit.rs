@@ -4,7 +4,7 @@
 //! there.
 
 use crate::cache_key::LayerFormat;
-use crate::engine::{Builder, StageState};
+use crate::engine::{Builder, StageState, StepResult};
 use crate::error::{BuildError, StepError, StepPlace};
 use crate::writer::{LayerBlob, Stoppable, Written};
 use hoist_dockerfile::instructions::Instruction;
@@ -28,6 +28,27 @@ pub(crate) enum Cached {
 /// The descriptor a cached layer has in a manifest hoist writes.
 pub(crate) fn descriptor(layer: &CachedLayer) -> Descriptor {
     Descriptor::new(media_type::OCI_LAYER_TAR_GZIP, layer.digest, layer.size)
+}
+
+impl StageState {
+    /// A step answered by the cache with `layer`: the layer goes on top of
+    /// the stage (its index read only if a later step looks) and the
+    /// step's `key` becomes the stage's.
+    pub(crate) fn reuse(
+        &mut self,
+        key: Digest,
+        layer: &CachedLayer,
+        history: String,
+    ) -> StepResult {
+        self.layers
+            .push((LayerBlob::ready(descriptor(layer)), layer.diff_id));
+        self.key = key;
+        StepResult {
+            history: Some(history),
+            layer_bytes: Some(layer.tar_size),
+            cached: true,
+        }
+    }
 }
 
 impl Builder<'_> {

@@ -8,7 +8,6 @@ use crate::context::PatternSet;
 use crate::copy::{CopyRequest, copy};
 use crate::engine::{Builder, Inputs, StageState, StepResult};
 use crate::error::BuildError;
-use crate::writer::LayerBlob;
 use hoist_dockerfile::instructions::{CopyArgs, Instruction, Kind};
 use hoist_dockerfile::shell::Lexer;
 use hoist_oci::Digest;
@@ -57,16 +56,7 @@ impl Builder<'_> {
         if let Some(fast) = &fast
             && let Some((cached, key)) = self.fingerprint_hit(fast)?
         {
-            state.layers.push((
-                LayerBlob::ready(crate::commit::descriptor(&cached)),
-                cached.diff_id,
-            ));
-            state.key = key;
-            return Ok(StepResult {
-                history: Some(history),
-                layer_bytes: Some(cached.tar_size),
-                cached: true,
-            });
+            return Ok(state.reuse(key, &cached, history));
         }
         self.read_view(instr, state)?;
         let chown = match &args.chown {

@@ -98,17 +98,7 @@ impl Builder<'_> {
                 });
             }
             Some(crate::commit::Cached::Layer(cached)) => {
-                // Its index is read only if a later step looks.
-                state.layers.push((
-                    LayerBlob::ready(crate::commit::descriptor(&cached)),
-                    cached.diff_id,
-                ));
-                state.key = key;
-                return Ok(StepResult {
-                    history: Some(history),
-                    layer_bytes: Some(cached.tar_size),
-                    cached: true,
-                });
+                return Ok(state.reuse(key, &cached, history));
             }
             None => {}
         }

@@ -300,6 +300,22 @@ mod tests {
         }
     }
 
+    /// The uncompressed layer `tar` stored and loaded with [`mirror`];
+    /// returns its index and diffID.
+    fn load_mirrored(store: &Store, tar: &[u8]) -> (Arc<LayerIndex>, Digest) {
+        let (blob, _) = store.put_blob_bytes(tar, None).unwrap();
+        let diff_id = Digest::of(tar);
+        let mirror = mirror(store, &diff_id);
+        let index = load_layer(
+            store,
+            &blob,
+            media_type::OCI_LAYER_TAR,
+            &diff_id,
+            Some(&mirror),
+        );
+        (index.unwrap(), diff_id)
+    }
+
     #[test]
     fn one_extraction_serves_the_index_and_the_mirror() {
         use std::os::unix::fs::MetadataExt;
@@ -314,17 +330,7 @@ mod tests {
         ];
         let bytes =
             hoist_oci::layer::tar::write_tar(&entries, Default::default(), Vec::new()).unwrap();
-        let (blob, _) = store.put_blob_bytes(&bytes, None).unwrap();
-        let diff_id = Digest::of(&bytes);
-        let mirror = mirror(&store, &diff_id);
-        let index = load_layer(
-            &store,
-            &blob,
-            media_type::OCI_LAYER_TAR,
-            &diff_id,
-            Some(&mirror),
-        )
-        .unwrap();
+        let (index, diff_id) = load_mirrored(&store, &bytes);
         let snapshot = store.snapshot(&diff_id).dir().to_path_buf();
         let rootfs = snapshot.join("mirrored");
         let path = content_path(&index, b"etc/passwd");
@@ -416,17 +422,7 @@ mod tests {
             ("nowhere", ::tar::EntryType::Link, "missing", b""),
             ("big", ::tar::EntryType::Regular, "", &big),
         ]);
-        let (blob, _) = store.put_blob_bytes(&bytes, None).unwrap();
-        let diff_id = Digest::of(&bytes);
-        let mirror = mirror(&store, &diff_id);
-        let index = load_layer(
-            &store,
-            &blob,
-            media_type::OCI_LAYER_TAR,
-            &diff_id,
-            Some(&mirror),
-        )
-        .unwrap();
+        let (index, diff_id) = load_mirrored(&store, &bytes);
         let path = content_path(&index, b"big");
         assert_eq!(std::fs::read(path).unwrap(), big);
         assert!(!store.snapshot(&diff_id).rootfs("mirrored").exists());
