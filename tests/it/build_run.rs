@@ -737,6 +737,53 @@ fn a_base_with_zstd_layers_is_built_on(who: Who) {
     assert_eq!(first.stdout, second.stdout, "the same image either way");
 }
 
+/// A step's view of the kernel: settings read-only, details masked (as
+/// runc does for BuildKit). Each check prints `name:result`.
+fn a_step_cannot_write_kernel_settings_or_read_masked_paths(who: Who) {
+    let store = who.tempdir();
+    let dockerfile = "FROM scratch\nCOPY bin /bin/\n\
+        RUN (echo 1 > /proc/sys/vm/drop_caches) 2>/dev/null && echo write-sys:ok || echo write-sys:refused; \\\n\
+        (echo h > /proc/sysrq-trigger) 2>/dev/null && echo write-sysrq:ok || echo write-sysrq:refused; \\\n\
+        for p in sys sysrq-trigger irq bus; do grep -q \"^[^ ]* /proc/$p [^ ]* ro,\" /proc/mounts && echo $p:ro || echo $p:rw; done; \\\n\
+        for f in kcore keys timer_list sched_debug interrupts; do echo \"$f:$(head -c 1 /proc/$f 2>/dev/null | wc -c)\"; done; \\\n\
+        echo \"firmware:$(ls -A /sys/firmware 2>/dev/null | wc -l)\"; echo \"acpi:$(ls -A /proc/acpi 2>/dev/null | wc -l)\"\n";
+    let built = build(who, store.path(), dockerfile, &[]);
+    assert!(built.ok, "{}", built.stderr);
+    let host_has = |path: &str| std::path::Path::new("/proc").join(path).exists();
+    let mut expected = vec![
+        "write-sys:refused".to_string(),
+        "write-sysrq:refused".into(),
+    ];
+    for path in ["sys", "sysrq-trigger", "irq", "bus"]
+        .into_iter()
+        .filter(|p| host_has(p))
+    {
+        expected.push(format!("{path}:ro"));
+    }
+    // Masked files read as nothing, masked directories list nothing (the
+    // host's hold something).
+    for file in ["kcore", "keys", "timer_list", "sched_debug", "interrupts"] {
+        if host_has(file) {
+            expected.push(format!("{file}:0"));
+        }
+    }
+    expected.extend(["firmware:0".into(), "acpi:0".into()]);
+    let host_firmware = std::fs::read_dir("/sys/firmware")
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert!(
+        host_firmware > 0,
+        "the host's /sys/firmware should list something"
+    );
+    for line in expected {
+        assert!(
+            built.stderr.contains(&format!("| {line}\n")),
+            "{line}: {}",
+            built.stderr
+        );
+    }
+}
+
 as_root_and_rootless!(
     a_failing_run_fails_the_build_with_its_line_exit_code_and_output,
     the_layers_of_the_steps_before_a_failing_one_are_cached,
@@ -753,7 +800,8 @@ as_root_and_rootless!(
     cache_mount_sharing_modes_follow_buildkit,
     prune_keeps_cache_mounts_unless_asked,
     the_copy_fallback_gives_the_same_image_as_overlays,
-    a_base_with_zstd_layers_is_built_on
+    a_base_with_zstd_layers_is_built_on,
+    a_step_cannot_write_kernel_settings_or_read_masked_paths
 );
 #[test]
 fn run_works_with_a_relative_store_path() {
@@ -777,4 +825,48 @@ fn run_works_with_a_relative_store_path() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(dir.path().join("relative/store/oci-layout").is_file());
+}
+
+#[test]
+fn a_root_step_gets_the_default_capabilities_whatever_hoist_inherits() {
+    // hoist started with CAP_SYS_ADMIN inheritable and ambient: dropping it
+    // from the bounding set alone would let a root step keep it (execve
+    // adds the inheritable set to a root program's permitted set).
+    crate::support::require("/usr/bin/setpriv", "util-linux");
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = dir.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    busybox_context(&ctx);
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY bin /bin/\nRUN grep ^Cap /proc/self/status\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new("/usr/bin/setpriv")
+        .args([
+            "--inh-caps",
+            "+sys_admin",
+            "--ambient-caps",
+            "+sys_admin",
+            "--",
+        ])
+        .arg(assert_cmd::cargo::cargo_bin("hoist"))
+        .arg("--store")
+        .arg(dir.path().join("store"))
+        .args(["build", "--progress", "plain"])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // Docker's 14 default capabilities, and nothing to inherit.
+    for line in [
+        "CapInh:\t0000000000000000",
+        "CapPrm:\t00000000a80425fb",
+        "CapEff:\t00000000a80425fb",
+        "CapBnd:\t00000000a80425fb",
+        "CapAmb:\t0000000000000000",
+    ] {
+        assert!(stderr.contains(line), "{line}: {stderr}");
+    }
 }

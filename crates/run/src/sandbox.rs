@@ -29,6 +29,38 @@ const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 /// host's disk.
 const KEPT_CAPS: [u32; 14] = [0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 18, 27, 29, 31];
 
+/// Paths a step may read but never write, as runc makes them for Docker
+/// and BuildKit: the kernel's settings and triggers, which reach the whole
+/// host (`echo 1 > /proc/sys/vm/drop_caches`, `/proc/sysrq-trigger`). Each
+/// is bound onto itself and remounted read-only.
+const READONLY_PATHS: [&str; 5] = [
+    "proc/bus",
+    "proc/fs",
+    "proc/irq",
+    "proc/sys",
+    "proc/sysrq-trigger",
+];
+
+/// Paths a step cannot read at all (runc's masked paths, with Docker's
+/// newest addition, /proc/interrupts): kernel memory, keys, timers and
+/// hardware details of the host. A file is covered by /dev/null, a
+/// directory by an empty read-only tmpfs; a path this kernel lacks is
+/// skipped.
+const MASKED_PATHS: [&str; 12] = [
+    "proc/acpi",
+    "proc/asound",
+    "proc/interrupts",
+    "proc/kcore",
+    "proc/keys",
+    "proc/latency_stats",
+    "proc/sched_debug",
+    "proc/scsi",
+    "proc/timer_list",
+    "proc/timer_stats",
+    "sys/devices/virtual/powercap",
+    "sys/firmware",
+];
+
 /// The host name a step sees: BuildKit's, so that a step that records it
 /// gives the same bytes on every machine.
 const HOSTNAME: &CStr = c"buildkitsandbox";
@@ -52,6 +84,9 @@ pub(super) struct Prepared {
     mount_points: Vec<CString>,
     proc_dir: CString,
     sys_dir: CString,
+    /// [`READONLY_PATHS`] and [`MASKED_PATHS`] in the merged root.
+    readonly_paths: Vec<CString>,
+    masked_paths: Vec<CString>,
     dev_dir: CString,
     devices: Vec<(CString, CString)>,
     shm: CString,
@@ -318,6 +353,14 @@ impl Prepared {
             mount_points: vec![m("proc")?, m("dev")?, m("sys")?],
             proc_dir: m("proc")?,
             sys_dir: m("sys")?,
+            readonly_paths: READONLY_PATHS
+                .iter()
+                .map(|p| m(p))
+                .collect::<Result<_, _>>()?,
+            masked_paths: MASKED_PATHS
+                .iter()
+                .map(|p| m(p))
+                .collect::<Result<_, _>>()?,
             dev_dir: m("dev")?,
             devices: DEVICES
                 .iter()
@@ -455,6 +498,7 @@ pub(super) fn setup(sys: &mut impl Syscall, p: &Prepared) -> Result<(), StepErro
         )
         .map_err(|e| ("mount /sys", e))?;
     }
+    protect_kernel_paths(sys, p)?;
     sys.mount(
         c"tmpfs",
         &p.dev_dir,
@@ -591,12 +635,40 @@ pub(super) fn setup(sys: &mut impl Syscall, p: &Prepared) -> Result<(), StepErro
                 .map_err(|e| ("drop capabilities", e))?;
         }
     }
+    sys.clear_inherited_caps()
+        .map_err(|e| ("clear inheritable capabilities", e))?;
     if p.set_groups {
         sys.set_groups(&p.groups)
             .map_err(|e| ("set supplementary groups", e))?;
     }
     sys.set_gid(p.gid).map_err(|e| ("set the group id", e))?;
     sys.set_uid(p.uid).map_err(|e| ("set the user id", e))?;
+    Ok(())
+}
+
+/// Makes [`READONLY_PATHS`] read-only and covers [`MASKED_PATHS`], in the
+/// /proc and /sys just mounted, as runc does (its `readonlyPath` and
+/// `maskPath`). A path the kernel does not have is skipped.
+fn protect_kernel_paths(sys: &mut impl Syscall, p: &Prepared) -> Result<(), StepError> {
+    let enoent = Errno(libc::ENOENT);
+    for path in &p.readonly_paths {
+        match sys.mount(path, path, c"", libc::MS_BIND | libc::MS_REC, None) {
+            Err(e) if e == enoent => continue,
+            other => other.map_err(|e| ("bind a /proc path for read-only", e))?,
+        }
+        remount_read_only(sys, path, "make a /proc path read-only")?;
+    }
+    for path in &p.masked_paths {
+        match sys.mount(c"/dev/null", path, c"", libc::MS_BIND, None) {
+            Ok(()) => {}
+            Err(e) if e == enoent => {}
+            // A directory: an empty tmpfs instead.
+            Err(e) if e == Errno(libc::ENOTDIR) => sys
+                .mount(c"tmpfs", path, c"tmpfs", libc::MS_RDONLY, None)
+                .map_err(|e| ("mask a /proc or /sys directory", e))?,
+            Err(e) => return Err(("mask a /proc or /sys file", e)),
+        }
+    }
     Ok(())
 }
 
@@ -976,12 +1048,66 @@ mod tests {
         let cache = at("mount /store/mounts/cache/ab /s/merged/root/.cache  0x5000");
         assert!(at("mkdir /s/merged/root 755") < cache && cache < pivot);
         assert!(at("drop cap 21") < at("setuid 1001"), "CAP_SYS_ADMIN goes");
+        assert!(at("clear inheritable and ambient caps") < at("setuid 1001"));
         assert!(
             !calls.contains(&"drop cap 0".to_string()),
             "CAP_CHOWN stays"
         );
         assert_eq!(calls[at("setgroups")], "setgroups [1002, 50]");
         assert!(at("setgid 1002") < at("setuid 1001"));
+    }
+
+    #[test]
+    fn kernel_settings_are_read_only_and_kernel_details_masked_before_the_pivot() {
+        let p = prepared(&spec());
+        // A path this kernel lacks, and two that are directories.
+        let mut sys = Recording {
+            refuse: vec![
+                ("mount /s/merged/proc/fs ".into(), Errno(libc::ENOENT)),
+                (
+                    "mount /dev/null /s/merged/proc/acpi ".into(),
+                    Errno(libc::ENOTDIR),
+                ),
+                (
+                    "mount /dev/null /s/merged/sys/firmware ".into(),
+                    Errno(libc::ENOTDIR),
+                ),
+            ],
+            ..Recording::default()
+        };
+        setup(&mut sys, &p).unwrap();
+        let calls = sys.calls;
+        let at = |call: &str| {
+            calls
+                .iter()
+                .position(|c| c == call)
+                .unwrap_or_else(|| panic!("no `{call}` in {calls:#?}"))
+        };
+        let proc = at("mount proc /s/merged/proc proc 0xe ");
+        let sys_mount = at("mount sysfs /s/merged/sys sysfs 0xf ");
+        let pivot = at("pivot_root . .");
+        for path in ["sys", "sysrq-trigger", "irq", "bus"] {
+            let bind = at(&format!(
+                "mount /s/merged/proc/{path} /s/merged/proc/{path}  0x5000 "
+            ));
+            assert!(proc < bind && sys_mount < bind && bind < pivot, "{path}");
+            assert_eq!(
+                calls[bind + 1],
+                format!("mount  /s/merged/proc/{path}  0x1021 ")
+            );
+        }
+        // Missing: skipped, not remounted.
+        let fs = at("mount /s/merged/proc/fs /s/merged/proc/fs  0x5000 ");
+        assert!(!calls[fs + 1].contains("proc/fs"), "{}", calls[fs + 1]);
+        for file in ["kcore", "keys", "timer_list", "sched_debug"] {
+            let mask = at(&format!("mount /dev/null /s/merged/proc/{file}  0x1000 "));
+            assert!(mask < pivot, "{file}");
+        }
+        for dir in ["proc/acpi", "sys/firmware"] {
+            let tmpfs = at(&format!("mount tmpfs /s/merged/{dir} tmpfs 0x1 "));
+            assert!(at(&format!("mount /dev/null /s/merged/{dir}  0x1000 ")) < tmpfs);
+            assert!(tmpfs < pivot, "{dir}");
+        }
     }
 
     #[test]

@@ -63,6 +63,10 @@ pub trait Syscall {
     /// Removes a capability from the bounding set; `EINVAL` (a number the
     /// kernel does not know) is not an error.
     fn drop_bounding_cap(&mut self, cap: u32) -> SysResult;
+    /// Empties the inheritable and ambient capability sets, which would
+    /// otherwise carry capabilities past the bounding set into the
+    /// command (runc sets both to the kept set; hoist keeps none there).
+    fn clear_inherited_caps(&mut self) -> SysResult;
     fn set_groups(&mut self, groups: &[libc::gid_t]) -> SysResult;
     fn set_gid(&mut self, gid: libc::gid_t) -> SysResult;
     fn set_uid(&mut self, uid: libc::uid_t) -> SysResult;
@@ -217,6 +221,52 @@ impl Syscall for Linux {
         }
     }
 
+    fn clear_inherited_caps(&mut self) -> SysResult {
+        /// `struct __user_cap_header_struct` (capget(2)).
+        #[repr(C)]
+        struct Header {
+            version: u32,
+            pid: libc::c_int,
+        }
+        /// `struct __user_cap_data_struct`: one per 32 capabilities.
+        #[repr(C)]
+        #[derive(Clone, Copy)]
+        struct Data {
+            effective: u32,
+            permitted: u32,
+            inheritable: u32,
+        }
+        const VERSION_3: u32 = 0x2008_0522;
+        // SAFETY: prctl with integer arguments.
+        check(unsafe {
+            libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+                0,
+                0,
+                0,
+            )
+        })?;
+        let mut header = Header {
+            version: VERSION_3,
+            pid: 0,
+        };
+        let mut data = [Data {
+            effective: 0,
+            permitted: 0,
+            inheritable: 0,
+        }; 2];
+        // SAFETY: header and two data structs, as version 3 takes them.
+        let rc = unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) };
+        check(rc as libc::c_int)?;
+        for d in &mut data {
+            d.inheritable = 0;
+        }
+        // SAFETY: as above; the sets only shrink.
+        let rc = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
+        check(rc as libc::c_int)
+    }
+
     fn set_groups(&mut self, groups: &[libc::gid_t]) -> SysResult {
         // SAFETY: the pointer and length describe `groups`.
         check(unsafe { libc::setgroups(groups.len(), groups.as_ptr()) })
@@ -233,10 +283,12 @@ impl Syscall for Linux {
     }
 }
 
-/// Records the calls as text, for tests.
+/// Records the calls as text, for tests; a mount whose recorded line
+/// starts with a text in `refuse` fails with its errno.
 #[derive(Debug, Default)]
 pub struct Recording {
     pub calls: Vec<String>,
+    pub refuse: Vec<(String, Errno)>,
 }
 
 fn s(c: &CStr) -> String {
@@ -256,14 +308,22 @@ impl Syscall for Recording {
         flags: libc::c_ulong,
         data: Option<&CStr>,
     ) -> SysResult {
-        self.calls.push(format!(
+        let call = format!(
             "mount {} {} {} {flags:#x} {}",
             s(source),
             s(target),
             s(fstype),
             data.map(s).unwrap_or_default()
-        ));
-        Ok(())
+        );
+        let refused = self
+            .refuse
+            .iter()
+            .find(|(prefix, _)| call.starts_with(prefix));
+        self.calls.push(call);
+        match refused {
+            Some((_, errno)) => Err(*errno),
+            None => Ok(()),
+        }
     }
     fn umount(&mut self, target: &CStr, flags: libc::c_int) -> SysResult {
         self.calls.push(format!("umount {} {flags:#x}", s(target)));
@@ -319,6 +379,10 @@ impl Syscall for Recording {
     }
     fn drop_bounding_cap(&mut self, cap: u32) -> SysResult {
         self.calls.push(format!("drop cap {cap}"));
+        Ok(())
+    }
+    fn clear_inherited_caps(&mut self) -> SysResult {
+        self.calls.push("clear inheritable and ambient caps".into());
         Ok(())
     }
     fn set_groups(&mut self, groups: &[libc::gid_t]) -> SysResult {
