@@ -275,6 +275,17 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
             built.unused_build_args.join(", ")
         ));
     }
+    for (blob, replaced) in &built.damaged_blobs {
+        display.warning(&if *replaced {
+            format!(
+                "the store's copy of {blob} was damaged: this build compressed its blocks again instead of copying them, and replaced it with an intact copy"
+            )
+        } else {
+            format!(
+                "blob {blob} in the store is damaged (compressed blocks that no longer match their digests): this build compressed them again instead of copying them; run `hoist prune --verify` to see which images use it"
+            )
+        });
+    }
     if hoist_run::fell_back_to_copies() {
         display.warning(&format!(
             "RUN steps ran on copies of their layers, which is slower: overlayfs cannot be mounted over the store here ({}; docs/run.md says when this happens; {}=copy chooses it without trying)",

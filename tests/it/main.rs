@@ -19,6 +19,7 @@ mod push;
 mod real_components;
 mod reference_examples;
 mod registry_tls;
+mod reliability;
 mod run_rootless;
 mod run_secrets;
 mod shell_corpus;

@@ -134,9 +134,10 @@ impl Builder<'_> {
     ) -> Result<CachedLayer, StepError> {
         let never = AtomicBool::new(false);
         let (options, step) = self.layer_inputs(step);
-        let (layer, reused) = write_layer_blob(self.store, &options, &step, key, entries, &never)?;
-        self.blocks_reused += reused;
-        Ok(layer)
+        let blob = write_layer_blob(self.store, &options, &step, key, entries, &never)?;
+        self.blocks_reused += blob.reused;
+        self.damaged.extend(blob.damaged);
+        Ok(blob.layer)
     }
 
     /// [`Builder::store_layer`] on the writer thread, for a layer whose
@@ -156,8 +157,11 @@ impl Builder<'_> {
         self.writer.submit(
             place,
             Box::new(move |stop| {
-                let (layer, reused) =
-                    write_layer_blob(store, &options, &step, &key, &entries, stop)?;
+                let Blob {
+                    layer,
+                    reused,
+                    damaged,
+                } = write_layer_blob(store, &options, &step, &key, &entries, stop)?;
                 if layer.diff_id != diff_id {
                     return Err(StepError::Layer(hoist_oci::layer::LayerError::Read {
                         source: std::io::Error::other(format!(
@@ -169,6 +173,7 @@ impl Builder<'_> {
                 Ok(Written {
                     descriptor: descriptor(&layer),
                     reused,
+                    damaged,
                 })
             }),
         )
@@ -201,8 +206,7 @@ impl Builder<'_> {
     }
 }
 
-/// Writes `entries` as a layer blob and records it under `key`; returns
-/// it with the number of compressed blocks copied. The blocks of the layer
+/// Writes `entries` as a layer blob and records it under `key`. The blocks of the layer
 /// the same step (`step`, see [`Builder::layer_inputs`]) made last time are
 /// copied where their input is unchanged, so that one changed file in a
 /// large COPY costs one block of compression. Stops when `stop` is set.
@@ -213,16 +217,22 @@ fn write_layer_blob(
     key: &Digest,
     entries: &[Entry],
     stop: &AtomicBool,
-) -> Result<(CachedLayer, usize), StepError> {
-    let memo = store
-        .step_layer(step)
-        .and_then(|previous| store.block_memo(&previous));
+) -> Result<Blob, StepError> {
+    let previous = store.step_layer(step);
+    let memo = previous.and_then(|previous| store.block_memo(&previous));
     let out = Stoppable {
         inner: store.blob_writer()?,
         stop,
     };
     let (digests, summary, out) = write_layer_with(entries, options, memo.as_ref(), out)?;
-    let (digest, size) = out.inner.commit(Some(&digests.digest))?;
+    // Blocks of the earlier layer that no longer matched their digests
+    // were compressed again: that blob is damaged, and where this layer is
+    // the same blob, this intact copy replaces it.
+    let damaged = (summary.refused > 0).then_some(previous).flatten();
+    let (digest, size) = match damaged {
+        Some(_) => out.inner.commit_replacing(Some(&digests.digest))?,
+        None => out.inner.commit(Some(&digests.digest))?,
+    };
     // Only a speed-up for the next build: failing to record it is not
     // a reason to fail this one.
     let _ = store.put_block_index(&digest, &summary.blocks);
@@ -234,5 +244,19 @@ fn write_layer_blob(
         tar_size: digests.uncompressed_size,
     };
     store.cache_put(&key.hex(), &CacheRecord::layer(layer))?;
-    Ok((layer, summary.reused))
+    Ok(Blob {
+        layer,
+        reused: summary.reused,
+        damaged: damaged.map(|blob| (blob, blob == digest)),
+    })
+}
+
+/// A layer blob written, with what its writing found.
+pub(crate) struct Blob {
+    pub layer: CachedLayer,
+    /// Compressed blocks copied from the step's earlier layer.
+    pub reused: usize,
+    /// That earlier layer's blob, when some of its blocks were damaged,
+    /// and whether this blob replaced it (the same content).
+    pub damaged: Option<(Digest, bool)>,
 }

@@ -99,6 +99,10 @@ pub struct Built {
     pub blocks_reused: usize,
     /// `--build-arg` names no ARG declares (BuildKit warns about them).
     pub unused_build_args: Vec<String>,
+    /// Blobs of the store found damaged while their blocks were to be
+    /// copied (they were compressed again instead), and whether this
+    /// build replaced each with an intact copy.
+    pub damaged_blobs: Vec<(Digest, bool)>,
 }
 
 /// The state of one stage while it is built.
@@ -273,6 +277,8 @@ pub(crate) struct Builder<'a> {
     pub context_tree: Option<PathBuf>,
     /// Compressed blocks copied from earlier layers instead of deflated.
     pub blocks_reused: usize,
+    /// Damaged blobs found while copying their blocks (see [`Built`]).
+    pub damaged: Vec<(Digest, bool)>,
     /// The layer indexes read in this build, by diff id.
     pub indexes: HashMap<Digest, Arc<LayerIndex>>,
     /// The context's `.dockerignore` rules, once read.
@@ -333,6 +339,7 @@ impl<'a> Builder<'a> {
             pulled: Default::default(),
             context_tree: None,
             blocks_reused: 0,
+            damaged: Vec::new(),
             indexes: HashMap::new(),
             ignore: None,
             context_fingerprint: None,
@@ -545,6 +552,7 @@ impl<'a> Builder<'a> {
         // are part of what the build leaves.
         let totals = self.writer.finish();
         self.blocks_reused += totals.reused;
+        self.damaged.extend(totals.damaged);
         let layers = state
             .layers
             .iter()
@@ -583,6 +591,7 @@ impl<'a> Builder<'a> {
             files_read: self.hasher.files_read,
             blocks_reused: self.blocks_reused,
             unused_build_args: Vec::new(),
+            damaged_blobs: std::mem::take(&mut self.damaged),
         })
     }
 }

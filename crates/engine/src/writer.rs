@@ -80,6 +80,8 @@ pub(super) struct Written {
     pub descriptor: Descriptor,
     /// Compressed blocks copied from an earlier build's layer.
     pub reused: usize,
+    /// A damaged blob found on the way (see [`crate::commit::Blob`]).
+    pub damaged: Option<(hoist_oci::Digest, bool)>,
 }
 
 /// Writes one blob; stops with an error when the flag it is given is set.
@@ -154,6 +156,8 @@ pub(super) struct LayerWriter<'s> {
 #[derive(Debug, Default)]
 pub(super) struct Totals {
     pub reused: usize,
+    /// Damaged blobs the jobs found (see [`crate::commit::Blob`]).
+    pub damaged: Vec<(hoist_oci::Digest, bool)>,
     /// The first failure, as [`LayerBlob::descriptor`] reports it.
     pub failed: Option<BuildError>,
 }
@@ -178,7 +182,10 @@ impl<'s> LayerWriter<'s> {
                 }
                 .map_err(Arc::new);
                 match &result {
-                    Ok(written) => totals.reused += written.reused,
+                    Ok(written) => {
+                        totals.reused += written.reused;
+                        totals.damaged.extend(written.damaged);
+                    }
                     Err(e) if totals.failed.is_none() => {
                         totals.failed = Some(failure(&pending.place, e));
                     }
@@ -272,6 +279,7 @@ mod tests {
         Written {
             descriptor: Descriptor::new(media_type::OCI_LAYER_TAR_GZIP, Digest::of(&[n]), n.into()),
             reused: n.into(),
+            damaged: None,
         }
     }
 

@@ -22,7 +22,7 @@ pub mod image;
 pub mod layer;
 pub mod media_type;
 mod platform;
-#[cfg(feature = "testing")]
+#[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]
 pub mod testing;
 

@@ -65,6 +65,17 @@ impl BlobWriter<'_> {
     /// and names it by its digest. Returns the digest and size. On a
     /// mismatch the temp file is removed and nothing is stored.
     pub fn commit(self, expected: Option<&Digest>) -> Result<(Digest, u64)> {
+        self.commit_with(expected, false)
+    }
+
+    /// [`BlobWriter::commit`], replacing a stored copy of the blob even of
+    /// the right size: for content written because the stored copy was
+    /// found damaged.
+    pub fn commit_replacing(self, expected: Option<&Digest>) -> Result<(Digest, u64)> {
+        self.commit_with(expected, true)
+    }
+
+    fn commit_with(self, expected: Option<&Digest>, replace: bool) -> Result<(Digest, u64)> {
         let BlobWriter { out, temp, store } = self;
         let (digest, size, buffered) = out.finish();
         let file = buffered
@@ -83,7 +94,7 @@ impl BlobWriter<'_> {
         // process, and syncing a second copy would be wasted. A copy of
         // the wrong size is damaged, though, and this verified one
         // replaces it (the rename is atomic for readers).
-        if fs::metadata(&dest).is_ok_and(|meta| meta.is_file() && meta.len() == size) {
+        if !replace && fs::metadata(&dest).is_ok_and(|meta| meta.is_file() && meta.len() == size) {
             return Ok((digest, size));
         }
         file.set_permissions(Permissions::from_mode(0o444))

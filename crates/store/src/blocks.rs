@@ -107,6 +107,7 @@ mod tests {
             key: [7; 32],
             offset: 2,
             len: 5,
+            digest: [9; 32],
         };
         store.put_block_index(&blob, &[block]).unwrap();
         let step = Digest::of(b"step");

@@ -69,7 +69,7 @@ mod json;
 mod lock;
 mod pushed;
 mod snapshot;
-#[cfg(feature = "testing")]
+#[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]
 pub mod testing;
 

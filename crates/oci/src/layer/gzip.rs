@@ -55,6 +55,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read, Write};
 use std::num::NonZeroUsize;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, mpsc};
 use std::thread;
 
@@ -140,6 +141,9 @@ pub struct GzipSummary {
     pub blocks: Vec<BlockRecord>,
     /// How many blocks were copied from a [`Memo`] instead of deflated.
     pub reused: usize,
+    /// How many blocks the memo held but whose stored bytes no longer
+    /// matched their digest: deflated again, the output unchanged.
+    pub refused: usize,
 }
 
 /// One compressed block of an output.
@@ -151,20 +155,29 @@ pub struct BlockRecord {
     /// Where the block's bytes start in the gzip output.
     pub offset: u64,
     pub len: u64,
+    /// SHA-256 of the block's compressed bytes: a memo copies them into a
+    /// new output only if they still hash to it.
+    pub digest: [u8; 32],
 }
 
-/// The first line of an encoded block index.
-const INDEX_MAGIC: &[u8] = b"hoist block index 1\n";
+/// The first line of an encoded block index. Version 1 had no block
+/// digests: such an index is not read, so its blocks are never copied
+/// unchecked.
+const INDEX_MAGIC: &[u8] = b"hoist block index 2\n";
 
-/// Encodes block records for storage: the magic line, then 48 bytes per
-/// block (key, offset and length little-endian).
+/// Bytes per block in an encoded index.
+const RECORD: usize = 32 + 8 + 8 + 32;
+
+/// Encodes block records for storage: the magic line, then 80 bytes per
+/// block (key, offset and length little-endian, digest).
 pub fn encode_index(blocks: &[BlockRecord]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(INDEX_MAGIC.len() + blocks.len() * 48);
+    let mut out = Vec::with_capacity(INDEX_MAGIC.len() + blocks.len() * RECORD);
     out.extend_from_slice(INDEX_MAGIC);
     for b in blocks {
         out.extend_from_slice(&b.key);
         out.extend_from_slice(&b.offset.to_le_bytes());
         out.extend_from_slice(&b.len.to_le_bytes());
+        out.extend_from_slice(&b.digest);
     }
     out
 }
@@ -172,27 +185,32 @@ pub fn encode_index(blocks: &[BlockRecord]) -> Vec<u8> {
 /// Decodes [`encode_index`]'s output; `None` if it is not one.
 pub fn decode_index(bytes: &[u8]) -> Option<Vec<BlockRecord>> {
     let body = bytes.strip_prefix(INDEX_MAGIC)?;
-    if body.len() % 48 != 0 {
+    if body.len() % RECORD != 0 {
         return None;
     }
     let word = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
     Some(
-        body.chunks_exact(48)
+        body.chunks_exact(RECORD)
             .map(|c| BlockRecord {
                 key: c[..32].try_into().expect("32 bytes"),
                 offset: word(&c[32..40]),
                 len: word(&c[40..48]),
+                digest: c[48..80].try_into().expect("32 bytes"),
             })
             .collect(),
     )
 }
 
 /// The blocks of an earlier output (a stored layer blob and its index),
-/// which workers copy instead of deflating the same inputs again.
+/// which workers copy instead of deflating the same inputs again. Every
+/// block is checked against its digest as it is read: a damaged block
+/// (a bit flipped on disk, an index that lies) is deflated again, never
+/// copied, and counted in [`GzipSummary::refused`].
 pub struct Memo {
     file: std::fs::File,
-    /// Only blocks that lie within the file.
-    blocks: HashMap<[u8; 32], (u64, u64)>,
+    /// Only blocks that lie within the file: offset, length, digest.
+    blocks: HashMap<[u8; 32], (u64, u64, [u8; 32])>,
+    refused: AtomicUsize,
 }
 
 impl Memo {
@@ -203,19 +221,39 @@ impl Memo {
         let blocks = blocks
             .iter()
             .filter(|b| b.offset.checked_add(b.len).is_some_and(|end| end <= size))
-            .map(|b| (b.key, (b.offset, b.len)))
+            .map(|b| (b.key, (b.offset, b.len, b.digest)))
             .collect();
-        Ok(Memo { file, blocks })
+        Ok(Memo {
+            file,
+            blocks,
+            refused: AtomicUsize::new(0),
+        })
     }
 
-    /// The stored bytes of the block with this key, if any.
+    /// How many blocks this memo has refused so far.
+    fn refused(&self) -> usize {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// The stored bytes of the block with this key, if any and intact.
     fn get(&self, key: &[u8; 32]) -> Option<Vec<u8>> {
         use std::os::unix::fs::FileExt;
-        let &(offset, len) = self.blocks.get(key)?;
+        let &(offset, len, digest) = self.blocks.get(key)?;
         let mut bytes = vec![0; usize::try_from(len).ok()?];
-        self.file.read_exact_at(&mut bytes, offset).ok()?;
+        let intact =
+            self.file.read_exact_at(&mut bytes, offset).is_ok() && block_digest(&bytes) == digest;
+        if !intact {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
         Some(bytes)
     }
+}
+
+/// The SHA-256 of a block's compressed bytes.
+fn block_digest(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes).into()
 }
 
 impl std::fmt::Debug for Memo {
@@ -260,6 +298,8 @@ struct Done {
     result: Result<Vec<u8>, GzipError>,
     crc: Crc,
     key: [u8; 32],
+    /// SHA-256 of the block's bytes (`result`).
+    digest: [u8; 32],
     reused: bool,
 }
 
@@ -335,6 +375,7 @@ impl<W: Write> GzipSink<'_, W> {
                 key: done.key,
                 offset: self.compressed,
                 len: bytes.len() as u64,
+                digest: done.digest,
             });
             self.reused += usize::from(done.reused);
             self.compressed += bytes.len() as u64;
@@ -366,6 +407,7 @@ impl<W: Write> GzipSink<'_, W> {
             crc: self.crc.sum(),
             blocks: std::mem::take(&mut self.blocks),
             reused: self.reused,
+            refused: 0,
         })
     }
 }
@@ -451,6 +493,7 @@ where
     }
     out.write_all(&HEADER)
         .map_err(|source| GzipError::Write { source })?;
+    let refused_before = memo.map_or(0, Memo::refused);
     let level = options.level;
     let threads = options.threads.get();
 
@@ -489,7 +532,9 @@ where
             return Err(error.into());
         }
         let value = produced?;
-        let summary = sink.finish()?;
+        let mut summary = sink.finish()?;
+        // Every block is back, so every memo read is done.
+        summary.refused = memo.map_or(0, Memo::refused) - refused_before;
         Ok((value, summary))
         // Leaving the scope drops the job sender, so the workers exit and
         // are joined here, on success and on error alike.
@@ -529,6 +574,7 @@ fn worker(
         if let Some(bytes) = memo.and_then(|m| m.get(&key)) {
             let reply = Done {
                 index: job.index,
+                digest: block_digest(&bytes),
                 result: Ok(bytes),
                 crc,
                 key,
@@ -551,6 +597,7 @@ fn worker(
         };
         let reply = Done {
             index: job.index,
+            digest: result.as_ref().map_or([0; 32], |bytes| block_digest(bytes)),
             result,
             crc,
             key,
@@ -735,6 +782,45 @@ mod tests {
         .unwrap();
         assert!(again == first);
         assert_eq!(all.reused, all.blocks.len());
+    }
+
+    #[test]
+    fn a_damaged_block_is_compressed_again_never_copied() {
+        let input = mixed_input(12 * BLOCK_SIZE, 5);
+        let (good, summary) = gzip(&input, 2);
+        // A few bytes flipped inside the sixth block, as on a bad disk.
+        let mut damaged = good.clone();
+        let hit = summary.blocks[5];
+        for i in 0..4 {
+            damaged[(hit.offset + hit.len / 2) as usize + i] ^= 0x5a;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("damaged.gz");
+        std::fs::write(&path, &damaged).unwrap();
+        let memo = Memo::new(std::fs::File::open(&path).unwrap(), &summary.blocks).unwrap();
+        let mut again = Vec::new();
+        let ((), healed) =
+            compress_with(&mut again, &GzipOptions::default(), Some(&memo), |sink| {
+                sink.write_all(&input)
+                    .map_err(|source| GzipError::Read { source })
+            })
+            .unwrap();
+        assert!(again == good, "the damaged block reached the output");
+        assert_eq!(healed.refused, 1);
+        assert_eq!(healed.reused, summary.blocks.len() - 1);
+        // An index whose digests lie is refused as well.
+        let mut lying = summary.blocks.clone();
+        lying[0].digest[0] ^= 1;
+        let memo = Memo::new(std::fs::File::open(&path).unwrap(), &lying).unwrap();
+        let mut third = Vec::new();
+        let ((), checked) =
+            compress_with(&mut third, &GzipOptions::default(), Some(&memo), |sink| {
+                sink.write_all(&input)
+                    .map_err(|source| GzipError::Read { source })
+            })
+            .unwrap();
+        assert!(third == good);
+        assert_eq!(checked.refused, 2);
     }
 
     #[test]

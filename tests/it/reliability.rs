@@ -1,0 +1,121 @@
+//! Reliability: a damaged store never yields a bad image. Bytes reused
+//! from the store are checked before they enter a new blob; damage is
+//! reported, with the images it touches, and mended where it can be.
+
+use assert_cmd::Command as Cmd;
+use flate2::read::MultiGzDecoder;
+use hoist_oci::Digest;
+use hoist_oci::image::{ImageConfig, Index, Manifest};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+fn hoist(store: &Path) -> Cmd {
+    let mut cmd = Cmd::cargo_bin("hoist").unwrap();
+    cmd.arg("--store").arg(store);
+    cmd
+}
+
+/// A context whose first COPY makes a layer of many compressed blocks
+/// (Debian's static busybox, about 2 MB), the second a small one.
+fn context(dir: &Path) {
+    let busybox = crate::support::require("/bin/busybox", "busybox-static");
+    std::fs::copy(busybox, dir.join("big")).unwrap();
+    std::fs::write(dir.join("a.txt"), "hello\n").unwrap();
+    std::fs::write(
+        dir.join("Dockerfile"),
+        "FROM scratch\nCOPY big /bin/busybox\nCOPY a.txt /a.txt\n",
+    )
+    .unwrap();
+}
+
+/// Runs a build that must succeed: its digest and stderr.
+fn build(store: &Path, args: &[&str], ctx: &Path) -> (String, String) {
+    let out = hoist(store)
+        .arg("build")
+        .args(args)
+        .arg(ctx)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    (stdout.lines().last().unwrap_or_default().to_owned(), stderr)
+}
+
+/// The path of the largest blob in the store (the big COPY's layer).
+fn largest_blob(store: &Path) -> PathBuf {
+    std::fs::read_dir(store.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap()
+}
+
+/// Flips a few bytes in the middle of `blob`, as a bad disk would.
+fn damage(blob: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(blob, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut bytes = std::fs::read(blob).unwrap();
+    let middle = bytes.len() / 2;
+    for b in &mut bytes[middle..middle + 4] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(blob, bytes).unwrap();
+}
+
+/// Checks every layer of the single image in the OCI layout `dir`: it
+/// decompresses, as gzip, to its diffID.
+fn layers_are_whole(dir: &Path) {
+    let blob =
+        |digest: &Digest| std::fs::read(dir.join("blobs/sha256").join(digest.hex())).unwrap();
+    let index = Index::from_json(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let manifest = Manifest::from_json(&blob(&index.manifests[0].digest)).unwrap();
+    let config = ImageConfig::from_json(&blob(&manifest.config.digest)).unwrap();
+    for (layer, diff_id) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
+        let mut tar = Vec::new();
+        MultiGzDecoder::new(&blob(&layer.digest)[..])
+            .read_to_end(&mut tar)
+            .unwrap_or_else(|e| panic!("layer {} does not decompress: {e}", layer.digest));
+        assert_eq!(Digest::of(&tar), *diff_id, "layer {}", layer.digest);
+    }
+}
+
+#[test]
+fn a_damaged_blob_is_compressed_again_never_copied_into_a_new_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, ctx) = (dir.path().join("store"), dir.path().join("ctx"));
+    std::fs::create_dir(&ctx).unwrap();
+    context(&ctx);
+    let (first, _) = build(&store, &["-q", "-t", "t:1"], &ctx);
+
+    // The same layer again (no cache): its blocks would be copied from the
+    // damaged blob; they are compressed again, the digest is the first
+    // build's, and the intact copy replaces the damaged one.
+    let layer = largest_blob(&store);
+    damage(&layer);
+    let (again, log) = build(&store, &["--no-cache", "-t", "t:2"], &ctx);
+    assert_eq!(again, first, "{log}");
+    assert!(
+        log.contains("was damaged") && log.contains("replaced it"),
+        "{log}"
+    );
+    let out = hoist(&store).args(["prune", "--verify"]).output().unwrap();
+    let report = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && report.contains("0 damaged blobs"),
+        "{report}"
+    );
+
+    // A changed file: the new layer differs, its blocks from the damaged
+    // blob are compressed again, and every layer written is whole.
+    damage(&layer);
+    let mut big = std::fs::read(ctx.join("big")).unwrap();
+    big.extend_from_slice(b"one more line\n");
+    std::fs::write(ctx.join("big"), big).unwrap();
+    let out_dir = dir.path().join("out");
+    let output = format!("type=oci,dest={}", out_dir.display());
+    let (changed, log) = build(&store, &["-t", "t:3", "--output", &output], &ctx);
+    assert_ne!(changed, first);
+    assert!(log.contains("is damaged"), "{log}");
+    layers_are_whole(&out_dir);
+}
