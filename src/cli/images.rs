@@ -2,11 +2,13 @@
 
 use super::emit;
 use clap::Args;
-use hoist_registry::Reference;
 use hoist_store::Store;
 use std::path::Path;
 
 /// List the images in the store: name, manifest digest, size.
+///
+/// An image that lacks a blob, or needs one a build found damaged, says
+/// so in a fourth column (`hoist prune --verify --repair` mends it).
 ///
 /// Example:
 ///   hoist images
@@ -20,11 +22,11 @@ pub struct ImagesArgs {
 
 pub fn run(args: &ImagesArgs, store_dir: &Path) -> anyhow::Result<i32> {
     let store = Store::open(store_dir)?;
+    let affected = store.affected_images(&store.noted_damaged()?)?;
     let mut out = String::from("REPOSITORY:TAG\tDIGEST\tSIZE\n");
     for (name, descriptor) in store.list()? {
-        let shown = Reference::parse(&name)
-            .map(|r| r.familiar())
-            .unwrap_or(name);
+        let name_of_row = name.clone();
+        let shown = super::prune::familiar(&name);
         let digest = descriptor.digest.to_string();
         let digest = if args.no_trunc {
             digest
@@ -33,9 +35,26 @@ pub fn run(args: &ImagesArgs, store_dir: &Path) -> anyhow::Result<i32> {
         };
         let size = image_size(&store, &descriptor.digest).unwrap_or(descriptor.size);
         out.push_str(&format!(
-            "{shown}\t{digest}\t{}\n",
+            "{shown}\t{digest}\t{}",
             super::build::human_bytes(size)
         ));
+        if let Some(image) = affected.iter().find(|a| a.name == name_of_row) {
+            let mut what = Vec::new();
+            if !image.missing.is_empty() {
+                what.push(format!(
+                    "{} missing",
+                    super::prune::count(image.missing.len())
+                ));
+            }
+            if !image.damaged.is_empty() {
+                what.push(format!(
+                    "{} damaged",
+                    super::prune::count(image.damaged.len())
+                ));
+            }
+            out.push_str(&format!("\tINCOMPLETE: {}", what.join(", ")));
+        }
+        out.push('\n');
     }
     emit(&out)?;
     Ok(0)

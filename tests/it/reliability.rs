@@ -119,3 +119,87 @@ fn a_damaged_blob_is_compressed_again_never_copied_into_a_new_layer() {
     assert!(log.contains("is damaged"), "{log}");
     layers_are_whole(&out_dir);
 }
+
+/// `hoist prune --verify` with `args`: exit code and stderr.
+fn verify(store: &Path, args: &[&str]) -> (i32, String) {
+    let out = hoist(store)
+        .args(["prune", "--verify"])
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code().unwrap_or(-1), stderr)
+}
+
+fn images(store: &Path) -> String {
+    let out = hoist(store).arg("images").output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn damage_is_reported_with_the_images_it_touches_and_repaired_from_the_registry() {
+    let registry = crate::support::Registry::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let (store, ctx) = (dir.path().join("store"), dir.path().join("ctx"));
+    std::fs::create_dir(&ctx).unwrap();
+    context(&ctx);
+    let name = format!("{}/reliability/repair:v1", registry.addr());
+    build(&store, &["-q", "--push", "-t", &name], &ctx);
+    let (code, report) = verify(&store, &[]);
+    assert_eq!(code, 0, "{report}");
+
+    // A damaged layer: a build that would copy its blocks notes it, and
+    // `hoist images` marks the image that needs it.
+    let layer = largest_blob(&store);
+    let layer_digest = format!("sha256:{}", layer.file_name().unwrap().to_string_lossy());
+    damage(&layer);
+    let mut big = std::fs::read(ctx.join("big")).unwrap();
+    big.extend_from_slice(b"changed\n");
+    std::fs::write(ctx.join("big"), big).unwrap();
+    build(&store, &["-q", "-t", "other:v1"], &ctx);
+    let listed = images(&store);
+    let row = listed
+        .lines()
+        .find(|l| l.contains("reliability/repair"))
+        .unwrap();
+    assert!(row.ends_with("INCOMPLETE: 1 blob damaged"), "{listed}");
+
+    // Verify removes it, names the image, fails.
+    let (code, report) = verify(&store, &[]);
+    assert_eq!(code, 1, "{report}");
+    assert!(
+        report.contains(&format!("damaged (removed): {layer_digest}")),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!(
+            "incomplete: {name}: 1 blob missing ({layer_digest})"
+        )),
+        "{report}"
+    );
+    assert!(images(&store).contains("INCOMPLETE: 1 blob missing"));
+
+    // Repair fetches it from the registry the image was pushed to.
+    let (code, report) = verify(&store, &["--repair"]);
+    assert_eq!(code, 0, "{report}");
+    assert!(
+        report.contains(&format!("repaired: {layer_digest}")),
+        "{report}"
+    );
+    assert!(!images(&store).contains("INCOMPLETE"));
+    // Whole again: a push (which reads every blob, checked) goes through.
+    let copy = format!("{}/reliability/repaired:v1", registry.addr());
+    let out = hoist(&store).args(["tag", &name, &copy]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = hoist(&store).args(["push", &copy]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

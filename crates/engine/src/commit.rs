@@ -244,6 +244,13 @@ fn write_layer_blob(
         tar_size: digests.uncompressed_size,
     };
     store.cache_put(&key.hex(), &CacheRecord::layer(layer))?;
+    if let Some(blob) = damaged
+        && blob != digest
+    {
+        // Still damaged: `hoist images` marks what uses it until a verify
+        // removes it. Only a mark: failing to write it fails nothing.
+        let _ = store.note_damaged(&blob);
+    }
     Ok(Blob {
         layer,
         reused: summary.reused,

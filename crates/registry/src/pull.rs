@@ -164,6 +164,43 @@ pub fn pull_with(
     pull_inner(client, store, reference, platform, mirrors, None)
 }
 
+/// Fetches one blob of `reference`'s repository (from its mirrors first)
+/// into the store, verified against `blob` as it streams: how a blob the
+/// store lost, or removed as damaged, is fetched again.
+pub fn fetch_blob_of(
+    store: &Store,
+    reference: &Reference,
+    blob: &Descriptor,
+    options: &PullOptions,
+) -> Result<u64> {
+    let client = Client::new(options.client_options());
+    let endpoints = endpoints(&client, reference, &options.mirrors);
+    let fallback = Fallback {
+        endpoints: &endpoints,
+        domain: &reference.domain,
+        repository: &reference.path,
+    };
+    let (_, size) = fallback.first(0, |endpoint| {
+        fetch_blob(&client, store, endpoint, &reference.path, blob, &mut None)
+    })?;
+    Ok(size)
+}
+
+/// Where `reference` is fetched from: its domain's mirrors in order, then
+/// its registry.
+fn endpoints(
+    client: &Client,
+    reference: &Reference,
+    mirrors: &[(String, String)],
+) -> Vec<Endpoint> {
+    mirrors
+        .iter()
+        .filter(|(domain, _)| *domain == reference.domain)
+        .map(|(_, mirror)| client.endpoint(mirror))
+        .chain([client.endpoint(reference.api_host())])
+        .collect()
+}
+
 fn pull_inner(
     client: &Client,
     store: &Store,
@@ -173,12 +210,7 @@ fn pull_inner(
     taps: Option<&Taps<'_>>,
 ) -> Result<Pulled> {
     let repository = reference.path.as_str();
-    let endpoints: Vec<Endpoint> = mirrors
-        .iter()
-        .filter(|(domain, _)| *domain == reference.domain)
-        .map(|(_, mirror)| client.endpoint(mirror))
-        .chain([client.endpoint(reference.api_host())])
-        .collect();
+    let endpoints = endpoints(client, reference, mirrors);
     let fallback = Fallback {
         endpoints: &endpoints,
         domain: &reference.domain,

@@ -24,10 +24,10 @@ use hoist_oci::Digest;
 
 /// The largest manifest or index prune reads to find what it refers to:
 /// registries (distribution, Docker Hub) refuse manifests over 4 MiB.
-const DOCUMENT_LIMIT: u64 = 4 << 20;
+pub(crate) const DOCUMENT_LIMIT: u64 = 4 << 20;
 
 /// Media types of documents that point at other blobs (and so keep them).
-fn refers_to_blobs(media_type: &str) -> bool {
+pub(crate) fn refers_to_blobs(media_type: &str) -> bool {
     matches!(
         media_type,
         OCI_MANIFEST
@@ -207,6 +207,8 @@ impl Store {
                 report.freed_bytes += self.remove_blob(&digest)?;
                 report.corrupt.push(digest);
             }
+            // Every blob was just checked: what builds noted is settled.
+            self.clear_damage_notes()?;
         }
 
         let mut marker = Marker::new(self);
@@ -440,7 +442,7 @@ impl<'a> Marker<'a> {
 }
 
 /// The descriptors a manifest, index or artifact manifest holds.
-fn children(doc: &Value) -> impl Iterator<Item = &Value> {
+pub(crate) fn children(doc: &Value) -> impl Iterator<Item = &Value> {
     let single = ["config", "subject"]
         .into_iter()
         .filter_map(|key| doc.get(key));
@@ -452,7 +454,7 @@ fn children(doc: &Value) -> impl Iterator<Item = &Value> {
 }
 
 /// A descriptor's digest, media type and size, read generically.
-fn child(descriptor: &Value) -> Option<(Digest, Option<&str>, Option<u64>)> {
+pub(crate) fn child(descriptor: &Value) -> Option<(Digest, Option<&str>, Option<u64>)> {
     let digest = descriptor.get("digest")?.as_str()?.parse().ok()?;
     let media_type = descriptor.get("mediaType").and_then(Value::as_str);
     let size = descriptor.get("size").and_then(Value::as_u64);

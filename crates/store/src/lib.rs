@@ -15,6 +15,7 @@
 //!                     `index` and `rootfs*/` (RUN's overlay lower
 //!                     directories); see [`Snapshot`]
 //! mounts/cache/<hex>  RUN --mount=type=cache directories, by SHA-256 of id
+//! damaged/<hex>      blobs a build found damaged, until the next verify
 //! pushed/<hash>.json  what the last push to each destination left there
 //!                     (digest, media type, blobs, time; see `Store::pushed`)
 //! tmp/                blobs and documents being written
@@ -64,6 +65,7 @@ mod cache;
 mod error;
 mod fsutil;
 mod gc;
+mod health;
 mod index;
 mod json;
 mod lock;
@@ -81,6 +83,7 @@ pub use cache::{CacheRecord, CacheValue, CachedLayer};
 pub use error::{Result, StoreError};
 pub use fsutil::ScratchDir;
 pub use gc::{PruneOptions, PruneReport, RemovedImage, VerifyReport};
+pub use health::Affected;
 pub use json::{
     Descriptor, OCI_INDEX, OCI_MANIFEST, REF_NAME, canonical, descriptor_from_json,
     descriptor_to_json,
@@ -112,6 +115,8 @@ const STORE_ENTRIES: &[&str] = &[
     "tmp",
     "locks",
     "pushed",
+    "blocks",
+    "damaged",
 ];
 
 /// An open store. Operations take `&self`, so one handle can serve many
