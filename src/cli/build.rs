@@ -303,22 +303,33 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
     }];
     for output in &outputs {
         match output {
-            Output::Oci(dir) => write_oci_layout(dir, &export, &store)?,
+            // An existing layout gains the image in place (its blobs are
+            // named once checked, its index.json replaced last); a new one
+            // is written beside and renamed.
+            Output::Oci(dir) if dir.exists() => write_oci_layout(dir, &export, &store)?,
+            Output::Oci(dir) => write_beside(dir, |temp| {
+                write_oci_layout(temp, &export, &store)?;
+                Ok(())
+            })?,
             Output::Docker(dest) | Output::OciArchive(dest) => {
                 let docker = matches!(output, Output::Docker(_));
-                let sink: Box<dyn Write> = match dest {
-                    Some(path) => Box::new(io::BufWriter::new(
-                        std::fs::File::create(path)
-                            .with_context(|| format!("cannot create {}", path.display()))?,
-                    )),
-                    None => Box::new(io::BufWriter::new(io::stdout().lock())),
+                let write = |sink: Box<dyn Write>| -> anyhow::Result<()> {
+                    let mut sink = if docker {
+                        write_docker_archive(sink, &export, &store)?
+                    } else {
+                        write_oci_archive(sink, &export, &store)?
+                    };
+                    Ok(sink.flush()?)
                 };
-                let mut sink = if docker {
-                    write_docker_archive(sink, &export, &store)?
-                } else {
-                    write_oci_archive(sink, &export, &store)?
-                };
-                sink.flush()?;
+                match dest {
+                    Some(path) => write_beside(path, |temp| {
+                        let file = std::fs::File::create(temp)
+                            .with_context(|| format!("cannot create {}", temp.display()))?;
+                        write(Box::new(io::BufWriter::new(file.try_clone()?)))?;
+                        Ok(file.sync_all()?)
+                    })?,
+                    None => write(Box::new(io::BufWriter::new(io::stdout().lock())))?,
+                }
             }
         }
     }
@@ -336,11 +347,12 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
     }
     let digest = built.manifest.digest.to_string();
     if let Some(f) = &args.digest_file {
-        std::fs::write(f, &digest).with_context(|| format!("cannot write {}", f.display()))?;
+        write_beside(f, |temp| Ok(std::fs::write(temp, &digest)?))?;
     }
     if let Some(f) = &args.iidfile {
-        std::fs::write(f, built.config_digest.to_string())
-            .with_context(|| format!("cannot write {}", f.display()))?;
+        write_beside(f, |temp| {
+            Ok(std::fs::write(temp, built.config_digest.to_string())?)
+        })?;
     }
     display.summary(&Summary {
         image: tags
@@ -379,4 +391,33 @@ pub fn human_bytes(n: u64) -> String {
     } else {
         format!("{v:.1} {}", UNITS[unit])
     }
+}
+
+/// Makes `dest` (a file or a directory) by `write` into a new name beside
+/// it, then renames that into place: a failed or interrupted write leaves
+/// nothing under `dest`, and a reader never sees half of it.
+fn write_beside(
+    dest: &Path,
+    write: impl FnOnce(&Path) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let name = dest
+        .file_name()
+        .with_context(|| format!("{} names no file", dest.display()))?;
+    let temp = dest.with_file_name(format!(
+        ".{}.partial-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let remove = |path: &Path| {
+        let _ = std::fs::remove_dir_all(path).or_else(|_| std::fs::remove_file(path));
+    };
+    remove(&temp);
+    let written = write(&temp).and_then(|()| {
+        std::fs::rename(&temp, dest)
+            .with_context(|| format!("cannot move the output into place at {}", dest.display()))
+    });
+    if written.is_err() {
+        remove(&temp);
+    }
+    written.with_context(|| format!("nothing was written to {}", dest.display()))
 }

@@ -203,3 +203,40 @@ fn damage_is_reported_with_the_images_it_touches_and_repaired_from_the_registry(
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_failed_output_leaves_nothing_at_its_destination() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, ctx) = (dir.path().join("store"), dir.path().join("ctx"));
+    std::fs::create_dir(&ctx).unwrap();
+    context(&ctx);
+    build(&store, &["-q", "-t", "t:1"], &ctx);
+    // The cached build names a damaged layer: its export fails midway.
+    damage(&largest_blob(&store));
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    for (kind, name) in [
+        ("docker", "image.tar"),
+        ("oci-archive", "image-oci.tar"),
+        ("oci", "layout"),
+    ] {
+        let dest = out.join(name);
+        let result = hoist(&store)
+            .args(["build", "-q", "--output"])
+            .arg(format!("type={kind},dest={}", dest.display()))
+            .arg(&ctx)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert_eq!(result.status.code(), Some(1), "{kind}: {stderr}");
+        assert!(
+            stderr.contains("nothing was written to"),
+            "{kind}: {stderr}"
+        );
+        let left: Vec<_> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "{kind} left {left:?}");
+    }
+}
