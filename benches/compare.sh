@@ -24,8 +24,12 @@ cleanup() {
   rm -rf "$ROOT" 2>/dev/null || true
 }
 
-cargo build --release --locked -q
-HOIST=$PWD/target/release/hoist
+# HOIST=PATH times another hoist binary (an older build, for before/after
+# figures); by default this tree's, built now.
+if [ -z "${HOIST:-}" ]; then
+  cargo build --release --locked -q
+  HOIST=$PWD/target/release/hoist
+fi
 
 # A registry for the workloads' base images, on loopback.
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
