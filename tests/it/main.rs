@@ -4,6 +4,7 @@ mod build_add;
 mod build_outputs;
 mod build_run;
 mod build_scale;
+mod cache;
 mod cli_front_end;
 mod common;
 mod differential;

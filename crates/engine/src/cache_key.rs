@@ -17,7 +17,7 @@ use hoist_oci::layer::tar::{Content, Entry, EntryKind};
 use hoist_oci::{Digest, Platform, Sha256};
 
 /// Bumped whenever a change makes equal keys mean different results.
-pub(crate) const CACHE_VERSION: &str = "hoist-cache-v2";
+pub(crate) const CACHE_VERSION: &str = "hoist-cache-v3";
 
 /// What shapes a layer's bytes besides its entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,9 +55,25 @@ pub(crate) fn arg(parent: &Digest, name: &str, value: Option<&str>) -> Digest {
     key_of(&[&parent.to_string(), "ARG", name, value.unwrap_or("\u{0}")])
 }
 
-/// A WORKDIR, after its directory's layer (if any) was chained.
-pub(crate) fn workdir(parent: &Digest, path: &str) -> Digest {
-    key_of(&[&parent.to_string(), "WORKDIR", path])
+/// WORKDIR: its directory, made (a layer) when the stage lacks it, owned
+/// by `user`.
+pub(crate) fn workdir(parent: &Digest, path: &str, user: &str, format: LayerFormat) -> Digest {
+    let [gzip, epoch] = format.parts();
+    key_of(&[
+        CACHE_VERSION,
+        &parent.to_string(),
+        "WORKDIR",
+        path,
+        user,
+        &gzip,
+        &epoch,
+    ])
+}
+
+/// What a COPY reads from the stage or image `source` (its key): the
+/// digest [`copy`] takes with [`CopyBasis::Sources`].
+pub(crate) fn from_stage(source: &Digest) -> Digest {
+    key_of(&["from", &source.to_string()])
 }
 
 /// A metadata step (ENV, LABEL, CMD...): its text and what it means.
@@ -65,30 +81,61 @@ pub(crate) fn metadata(parent: &Digest, original: &str, kind: &Kind) -> Digest {
     key_of(&[&parent.to_string(), original, &format!("{kind:?}")])
 }
 
-/// A COPY or ADD from the build context, taken from the context's
-/// fingerprint (its metadata) instead of its contents: the step's real key
-/// is recorded under this one.
-pub(crate) fn context_copy(
+/// What a COPY or ADD key is taken from: the digest it is given covers
+/// either what the step reads or, for the local shortcut, the context's
+/// metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CopyBasis {
+    /// What the step reads: the entries its sources select in the context
+    /// (paths, types, modes, link targets, content digests, mtimes as the
+    /// layer clamps them), or the key of the stage or image it copies
+    /// from. The same on every machine for the same sources; the step's
+    /// key.
+    Sources,
+    /// The context's fingerprint (paths, sizes, mtimes, inodes): a local
+    /// shortcut to the step's key when nothing in the context changed,
+    /// never exported.
+    Fingerprint,
+}
+
+/// A COPY or ADD step as its keys see it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CopyStep<'a> {
+    pub keyword: &'a str,
+    /// The instruction's text, variables expanded.
+    pub original: &'a str,
+    pub args: &'a CopyArgs,
+    /// The working directory, for relative destinations.
+    pub workdir: &'a str,
+}
+
+/// A COPY or ADD, keyed before it runs by what `basis` says. The layer is
+/// a function of what the step reads, the step itself and the stage below
+/// (the parent key), whose files only decide ownership and what the
+/// destination already is.
+pub(crate) fn copy(
     parent: &Digest,
-    keyword: &str,
-    original: &str,
-    args: &CopyArgs,
-    workdir: &str,
+    step: &CopyStep<'_>,
+    basis: CopyBasis,
     format: LayerFormat,
-    fingerprint: &Digest,
+    digest: &Digest,
 ) -> Digest {
     let [gzip, epoch] = format.parts();
+    let basis = match basis {
+        CopyBasis::Sources => "sources",
+        CopyBasis::Fingerprint => "context fingerprint",
+    };
     key_of(&[
         CACHE_VERSION,
-        "context fingerprint",
+        basis,
         &parent.to_string(),
-        keyword,
-        original,
-        &format!("{args:?}"),
-        workdir,
+        step.keyword,
+        step.original,
+        &format!("{:?}", step.args),
+        step.workdir,
         &gzip,
         &epoch,
-        &fingerprint.to_string(),
+        &digest.to_string(),
     ])
 }
 
@@ -265,7 +312,14 @@ mod tests {
             arg(&p, "V", Some("1")),
             arg(&Digest::of(b"other"), "V", Some("1"))
         );
-        assert_ne!(workdir(&p, "/app"), workdir(&p, "/srv"));
+        assert_ne!(
+            workdir(&p, "/app", "", FORMAT),
+            workdir(&p, "/srv", "", FORMAT)
+        );
+        assert_ne!(
+            workdir(&p, "/app", "", FORMAT),
+            workdir(&p, "/app", "app", FORMAT)
+        );
         let env = |value: &str| Kind::Env {
             pairs: vec![KeyValue {
                 key: "A".into(),
@@ -379,15 +433,21 @@ mod tests {
     }
 
     #[test]
-    fn a_context_copy_key_follows_the_fingerprint_and_the_step() {
+    fn a_copy_key_follows_what_it_is_taken_from_and_the_step() {
         let args = CopyArgs::default();
-        let key = |fingerprint: &[u8], workdir: &str, format: LayerFormat| {
-            context_copy(
-                &parent(),
-                "COPY",
-                "COPY . .",
-                &args,
+        fn step<'a>(args: &'a CopyArgs, workdir: &'a str) -> CopyStep<'a> {
+            CopyStep {
+                keyword: "COPY",
+                original: "COPY . .",
+                args,
                 workdir,
+            }
+        }
+        let key = |fingerprint: &[u8], workdir: &str, format: LayerFormat| {
+            copy(
+                &parent(),
+                &step(&args, workdir),
+                CopyBasis::Fingerprint,
                 format,
                 &Digest::of(fingerprint),
             )
@@ -401,5 +461,24 @@ mod tests {
             ..FORMAT
         };
         assert_ne!(base, key(b"ctx", "/app", epoch));
+        let ctx = Digest::of(b"ctx");
+        let sources = copy(
+            &parent(),
+            &step(&args, "/app"),
+            CopyBasis::Sources,
+            FORMAT,
+            &ctx,
+        );
+        assert_ne!(base, sources, "a fingerprint is never taken for sources");
+        let mut chowned = args.clone();
+        chowned.chown = Some("app".into());
+        let chowned = copy(
+            &parent(),
+            &step(&chowned, "/app"),
+            CopyBasis::Sources,
+            FORMAT,
+            &ctx,
+        );
+        assert_ne!(sources, chowned);
     }
 }

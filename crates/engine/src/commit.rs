@@ -62,7 +62,9 @@ impl Builder<'_> {
 
     /// Turns a step's changes into a layer (from the cache when the store
     /// has it), pushes it onto the stage; returns its size and whether it
-    /// was cached.
+    /// was cached. The step's `key` is the one it had before it ran (what
+    /// it reads); without one (ADD of a URL, known only once downloaded)
+    /// the layer's entries are its key.
     pub(crate) fn commit_layer(
         &mut self,
         instr: &Instruction,
@@ -70,22 +72,15 @@ impl Builder<'_> {
         keyword: &str,
         text: &str,
         changes: LayerIndex,
+        key: Option<Digest>,
     ) -> Result<(u64, bool), BuildError> {
         // Sorted (and hardlinks normalised) once: the key and the tar both
         // walk these entries.
         let entries = changes.to_tar_entries();
-        let format = self.layer_format();
-        let hasher = &mut self.hasher;
-        let key = crate::cache_key::layer(&state.key, keyword, text, format, &entries, |content| {
-            hasher.digest(content).map_err(|e| (content.clone(), e))
-        })
-        .map_err(|(content, e)| BuildError::Context {
-            path: match content {
-                hoist_oci::layer::tar::Content::Path(p) => p,
-                _ => std::path::PathBuf::new(),
-            },
-            source: Box::new(e),
-        })?;
+        let key = match key {
+            Some(key) => key,
+            None => self.entries_key(state, keyword, text, &entries)?,
+        };
         let (layer, hit) = match self.cached(&key)? {
             Some(Cached::Layer(cached)) => (cached, true),
             _ => {
@@ -103,6 +98,28 @@ impl Builder<'_> {
         );
         state.key = key;
         Ok((layer.tar_size, hit))
+    }
+
+    /// The key of a step made of `entries`: what its layer holds.
+    fn entries_key(
+        &mut self,
+        state: &StageState,
+        keyword: &str,
+        text: &str,
+        entries: &[Entry],
+    ) -> Result<Digest, BuildError> {
+        let format = self.layer_format();
+        let hasher = &mut self.hasher;
+        crate::cache_key::layer(&state.key, keyword, text, format, entries, |content| {
+            hasher.digest(content).map_err(|e| (content.clone(), e))
+        })
+        .map_err(|(content, e)| BuildError::Context {
+            path: match content {
+                hoist_oci::layer::tar::Content::Path(p) => p,
+                _ => std::path::PathBuf::new(),
+            },
+            source: Box::new(e),
+        })
     }
 
     /// The cache's answer for a layer step, unless the build ignores the

@@ -475,7 +475,7 @@ impl Copier<'_> {
 /// BuildKit's `ResolveWildcards`: everything below the wildcard-free
 /// prefix whose relative path matches the rest, not descending into a
 /// matched directory. Sorted, as Go's `filepath.Walk` visits.
-pub(super) fn resolve_wildcards(source: &FsView, src: &str) -> Result<Vec<Vec<u8>>, CopyError> {
+pub(crate) fn resolve_wildcards(source: &FsView, src: &str) -> Result<Vec<Vec<u8>>, CopyError> {
     let parts: Vec<&str> = src
         .split('/')
         .filter(|p| !p.is_empty() && *p != ".")

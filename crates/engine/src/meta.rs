@@ -8,6 +8,7 @@
 //! expanded. [`Builder::meta_step`] applies one step; the functions below
 //! it are the config changes themselves.
 
+use crate::commit::Cached;
 use crate::engine::{Builder, StageState, StepResult};
 use crate::error::BuildError;
 use hoist_dockerfile::instructions::{
@@ -179,7 +180,8 @@ impl Builder<'_> {
     }
 
     /// WORKDIR sets the directory and creates it (owned by the stage's
-    /// USER) when missing: a layer then, as BuildKit makes one.
+    /// USER) when missing: a layer then, as BuildKit makes one. Keyed by
+    /// the path and the user, so a cached WORKDIR reads no layer.
     fn workdir_step(
         &mut self,
         instr: &Instruction,
@@ -189,38 +191,52 @@ impl Builder<'_> {
         let current = state.run().working_dir.clone();
         let wd = normalize_workdir(&current, path);
         run_config(&mut state.config).working_dir = wd.clone();
+        let user = state.run().user.clone();
+        let history = format!("WORKDIR {wd}");
+        let key = crate::cache_key::workdir(&state.key, &wd, &user, self.layer_format());
+        match self.cached(&key)? {
+            Some(Cached::Layer(layer)) => return Ok(state.reuse(key, &layer, history)),
+            Some(Cached::Empty) => {
+                state.key = key;
+                return Ok(StepResult::metadata(history));
+            }
+            None => {}
+        }
         self.read_view(instr, state)?;
         let path = state
             .view
             .resolve(wd.trim_start_matches('/').as_bytes(), true)
             .map_err(|e| self.step_error(instr, e))?;
-        let mut result = StepResult::metadata(format!("WORKDIR {wd}"));
-        if !path.is_empty() && !state.view.is_dir(&path) {
-            let user = state.run().user.clone();
-            let (uid, gid) = if user.is_empty() {
-                (0, 0)
-            } else {
-                resolve_chown(&user, &state.view).map_err(|e| self.step_error(instr, e))?
-            };
-            let mut changes = LayerIndex::default();
-            let mut current = Vec::new();
-            for part in hoist_rootfs::view::components(&path) {
-                current = hoist_rootfs::view::join(&current, part);
-                match state.view.get(&current) {
-                    None => changes.insert(
-                        Entry::dir(current.clone())
-                            .with_mode(0o755)
-                            .with_owner(uid, gid),
-                    ),
-                    Some(dir) => changes.insert(dir.clone()),
-                }
-            }
-            let (bytes, cached) = self.commit_layer(instr, state, "WORKDIR", &wd, changes)?;
-            result.layer_bytes = Some(bytes);
-            result.cached = cached;
+        if path.is_empty() || state.view.is_dir(&path) {
+            self.record_empty(&key)?;
+            state.key = key;
+            return Ok(StepResult::metadata(history));
         }
-        state.key = crate::cache_key::workdir(&state.key, &wd);
-        Ok(result)
+        let (uid, gid) = if user.is_empty() {
+            (0, 0)
+        } else {
+            resolve_chown(&user, &state.view).map_err(|e| self.step_error(instr, e))?
+        };
+        let mut changes = LayerIndex::default();
+        let mut current = Vec::new();
+        for part in hoist_rootfs::view::components(&path) {
+            current = hoist_rootfs::view::join(&current, part);
+            match state.view.get(&current) {
+                None => changes.insert(
+                    Entry::dir(current.clone())
+                        .with_mode(0o755)
+                        .with_owner(uid, gid),
+                ),
+                Some(dir) => changes.insert(dir.clone()),
+            }
+        }
+        let (bytes, cached) =
+            self.commit_layer(instr, state, "WORKDIR", &wd, changes, Some(key))?;
+        Ok(StepResult {
+            history: Some(history),
+            layer_bytes: Some(bytes),
+            cached,
+        })
     }
 }
 

@@ -4,6 +4,8 @@
 //! without listing or reading it.
 
 use crate::add::{AddOptions, add};
+use crate::cache_key::CopyBasis;
+use crate::commit::Cached;
 use crate::context::PatternSet;
 use crate::copy::{CopyRequest, copy};
 use crate::engine::{Builder, Inputs, StageState, StepResult};
@@ -11,7 +13,9 @@ use crate::error::BuildError;
 use hoist_dockerfile::instructions::{CopyArgs, Instruction, Kind};
 use hoist_dockerfile::shell::Lexer;
 use hoist_oci::Digest;
+use hoist_oci::Sha256;
 use hoist_oci::layer::tar::Entry;
+use hoist_oci::layer::tar::EntryKind;
 use hoist_rootfs::user::resolve_chown;
 use hoist_rootfs::view::{FsView, LayerIndex};
 use hoist_store::{CacheRecord, CacheValue, CachedLayer};
@@ -56,6 +60,14 @@ impl Builder<'_> {
         if let Some(fast) = &fast
             && let Some((cached, key)) = self.fingerprint_hit(fast)?
         {
+            return Ok(state.reuse(key, &cached, history));
+        }
+        // Keyed by what it reads: a hit needs no layer of the stage below.
+        let key = self.sources_key(instr, state, keyword, expanded, args, inputs)?;
+        if let Some(key) = key
+            && let Some(Cached::Layer(cached)) = self.cached(&key)?
+        {
+            self.alias(fast, key, &cached)?;
             return Ok(state.reuse(key, &cached, history));
         }
         self.read_view(instr, state)?;
@@ -147,7 +159,8 @@ impl Builder<'_> {
                 changes.insert(e.clone());
             }
         }
-        let (bytes, hit) = self.commit_layer(instr, state, keyword, &expanded.original, changes)?;
+        let (bytes, hit) =
+            self.commit_layer(instr, state, keyword, &expanded.original, changes, key)?;
         if let Some(fast) = fast {
             // The next build with an unchanged context takes the key from here.
             let layer = match state.layers.last() {
@@ -162,6 +175,133 @@ impl Builder<'_> {
             layer_bytes: Some(bytes),
             cached: hit,
         })
+    }
+
+    /// Records that the fingerprint key `fast` (if any) stands for `key`,
+    /// whose layer is `layer`: the next build of an unchanged context
+    /// finds the step without hashing its sources.
+    fn alias(
+        &self,
+        fast: Option<Digest>,
+        key: Digest,
+        layer: &CachedLayer,
+    ) -> Result<(), BuildError> {
+        if let Some(fast) = fast {
+            self.store
+                .cache_put(&fast.hex(), &CacheRecord::alias(key, Some(layer.digest)))?;
+        }
+        Ok(())
+    }
+
+    /// The key of a COPY or ADD from what it reads (see
+    /// [`CopyBasis::Sources`]): the entries its sources select in the
+    /// context, or the key of the stage or image it copies from. `None`
+    /// for an ADD of a URL (what it reads is known only once downloaded)
+    /// and where the sources cannot be read: the step then fails, or is
+    /// keyed by the layer it makes.
+    fn sources_key(
+        &mut self,
+        instr: &Instruction,
+        state: &StageState,
+        keyword: &str,
+        expanded: &Instruction,
+        args: &CopyArgs,
+        inputs: &Inputs<'_>,
+    ) -> Result<Option<Digest>, BuildError> {
+        if args.sources.iter().any(|s| crate::add::is_url(s)) {
+            return Ok(None);
+        }
+        let digest = match &args.from {
+            None => match self.context_sources(&args.sources)? {
+                Some(digest) => digest,
+                None => return Ok(None),
+            },
+            Some(from) => {
+                let source = match inputs.planned.stage_by_ref(from) {
+                    Some(i) => match inputs.done.get(&i) {
+                        Some(stage) => stage.key,
+                        None => return Ok(None),
+                    },
+                    None => {
+                        let platform = self.request.options.target_platform.clone();
+                        self.image_state(instr, from, &platform)?.key
+                    }
+                };
+                crate::cache_key::from_stage(&source)
+            }
+        };
+        Ok(Some(crate::cache_key::copy(
+            &state.key,
+            &copy_step(keyword, expanded, args, state),
+            CopyBasis::Sources,
+            self.layer_format(),
+            &digest,
+        )))
+    }
+
+    /// What `sources` select in the build context, as one digest: each
+    /// source as written, the paths it matches (wildcards resolved,
+    /// symlinks followed as COPY follows them) and every entry at or below
+    /// each, with its type, mode, link target, content digest and mtime
+    /// as the layer clamps it. Owners are left out: COPY gives context
+    /// files to root or to --chown. `None` where a source cannot be
+    /// resolved (the copy then reports why).
+    fn context_sources(&mut self, sources: &[String]) -> Result<Option<Digest>, BuildError> {
+        let view = self.context_view()?.clone();
+        let epoch = self.request.source_date_epoch;
+        let mut h = Sha256::new();
+        for src in sources {
+            h.update(src.as_bytes());
+            h.update(&[0]);
+            let matched = if crate::copy::contains_wildcards(src) {
+                crate::copy::resolve_wildcards(&view, src)
+            } else {
+                Ok(vec![crate::copy::clean(src)])
+            };
+            let Ok(matched) = matched else {
+                return Ok(None);
+            };
+            for path in matched {
+                let Ok(root) = view.resolve(&path, true) else {
+                    return Ok(None);
+                };
+                h.update(&path);
+                h.update(&[0]);
+                h.update(&root);
+                h.update(&[0]);
+                let prefix = [root.as_slice(), b"/"].concat();
+                let selected = view.layers()[0]
+                    .entries()
+                    .filter(|e| root.is_empty() || e.path == root || e.path.starts_with(&prefix));
+                for entry in selected {
+                    let kind = match &entry.kind {
+                        EntryKind::File { content, size } => {
+                            let digest =
+                                self.hasher
+                                    .digest(content)
+                                    .map_err(|e| BuildError::Context {
+                                        path: self.request.context.clone(),
+                                        source: Box::new(e),
+                                    })?;
+                            format!("f{size}:{digest}")
+                        }
+                        other => format!("{other:?}"),
+                    };
+                    h.update(&entry.path);
+                    h.update(
+                        format!("\0{kind}\0{:o}\0{}\0", entry.mode, entry.mtime.min(epoch))
+                            .as_bytes(),
+                    );
+                    for (k, v) in &entry.xattrs {
+                        h.update(k);
+                        h.update(&[0]);
+                        h.update(v);
+                        h.update(&[0]);
+                    }
+                }
+            }
+        }
+        Ok(Some(h.finish()))
     }
 
     /// The key of a COPY from the build context taken from the context's
@@ -202,12 +342,10 @@ impl Builder<'_> {
                 f
             }
         };
-        Ok(Some(crate::cache_key::context_copy(
+        Ok(Some(crate::cache_key::copy(
             &state.key,
-            keyword,
-            &expanded.original,
-            args,
-            &state.run().working_dir,
+            &copy_step(keyword, expanded, args, state),
+            CopyBasis::Fingerprint,
             self.layer_format(),
             &fingerprint,
         )))
@@ -227,6 +365,21 @@ impl Builder<'_> {
             Some(crate::commit::Cached::Layer(cached)) => Some((cached, key)),
             _ => None,
         })
+    }
+}
+
+/// The step as its keys see it.
+fn copy_step<'a>(
+    keyword: &'a str,
+    expanded: &'a Instruction,
+    args: &'a CopyArgs,
+    state: &'a StageState,
+) -> crate::cache_key::CopyStep<'a> {
+    crate::cache_key::CopyStep {
+        keyword,
+        original: &expanded.original,
+        args,
+        workdir: &state.run().working_dir,
     }
 }
 
