@@ -301,6 +301,11 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
         manifest: built.manifest.clone(),
         names,
     }];
+    if !outputs.is_empty() {
+        // An export writes every byte: layers left in a registry are
+        // fetched first.
+        hoist_registry::fetch_image(&store, &built.manifest.digest, &request.pull)?;
+    }
     for output in &outputs {
         match output {
             // An existing layout gains the image in place (its blobs are

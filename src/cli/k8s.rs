@@ -207,7 +207,9 @@ pub fn manifests(args: &K8sArgs, store: &Store) -> anyhow::Result<Generated> {
         Some(p) => Platform::parse(p).map_err(anyhow::Error::msg)?,
         None => Platform::host(),
     };
-    let facts = inspect(store, &reference, &platform)?;
+    let pull = super::registry::RegistryArgs::insecure_only(&args.insecure_registries)
+        .pull_options(&super::registry::MirrorArgs::default())?;
+    let facts = inspect(store, &reference, &platform, &pull)?;
     let options = options(args, &facts)?;
     if options.pull_policy.as_deref() != Some("Never") {
         check_pushed(

@@ -141,9 +141,11 @@ pub fn run(args: &ResolveArgs, store_dir: &Path) -> anyhow::Result<i32> {
             keep_tag: args.keep_tag,
             ..Default::default()
         };
+        let pull = super::registry::RegistryArgs::insecure_only(&args.insecure_registries)
+            .pull_options(&super::registry::MirrorArgs::default())?;
         for (image, pinned) in images.iter_mut() {
             let reference = Reference::parse(image).with_context(|| format!("image {image}"))?;
-            let facts = inspect(&store, &reference, &Platform::host())?;
+            let facts = inspect(&store, &reference, &Platform::host(), &pull)?;
             check_pushed(
                 &facts,
                 &RegistryCheck {

@@ -19,6 +19,7 @@ mod pull;
 mod push;
 mod real_components;
 mod reference_examples;
+mod registry_cache;
 mod registry_tls;
 mod reliability;
 mod run_rootless;

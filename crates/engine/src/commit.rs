@@ -91,11 +91,15 @@ impl Builder<'_> {
                 (layer, false)
             }
         };
-        state.push_layer(
-            Arc::new(changes),
-            LayerBlob::ready(descriptor(&layer)),
-            layer.diff_id,
-        );
+        let blob = LayerBlob::ready(descriptor(&layer));
+        if state.view.layers().len() == state.layers.len() {
+            state.push_layer(Arc::new(changes), blob, layer.diff_id);
+        } else {
+            // A step that did not read the stage below (COPY --link): its
+            // index waits for the first step that reads the view.
+            self.indexes.insert(layer.diff_id, Arc::new(changes));
+            state.layers.push((blob, layer.diff_id));
+        }
         state.key = key;
         Ok((layer.tar_size, hit))
     }

@@ -273,6 +273,9 @@ pub(crate) struct Builder<'a> {
     pub cached: usize,
     /// Images pulled during this build (`--pull` pulls each once).
     pub pulled: std::collections::HashSet<String>,
+    /// The build's registry client: one per build, so that its tokens
+    /// serve every pull and fetch.
+    pub registry: hoist_registry::Client,
     /// The build context laid out on disk for `RUN --mount=type=bind`.
     pub context_tree: Option<PathBuf>,
     /// Compressed blocks copied from earlier layers instead of deflated.
@@ -337,6 +340,7 @@ impl<'a> Builder<'a> {
             step: 0,
             cached: 0,
             pulled: Default::default(),
+            registry: hoist_registry::Client::new(request.pull.client_options()),
             context_tree: None,
             blocks_reused: 0,
             damaged: Vec::new(),

@@ -118,6 +118,10 @@ pub enum StepError {
         #[source]
         source: Box<hoist_registry::RegistryError>,
     },
+    /// A layer the store knows only as held by a registry could not be
+    /// fetched when the step needed its files.
+    #[error("cannot fetch the layers the step reads")]
+    Fetch(#[source] Box<hoist_registry::RegistryError>),
     #[error(transparent)]
     Store(#[from] hoist_store::StoreError),
     #[error("cannot write a layer")]

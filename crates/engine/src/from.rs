@@ -9,7 +9,7 @@ use crate::writer::LayerBlob;
 use hoist_dockerfile::instructions::Instruction;
 use hoist_oci::image::Descriptor;
 use hoist_oci::{Digest, Platform, media_type};
-use hoist_registry::{LayerTap, Pulled, Reference, RegistryError};
+use hoist_registry::{LayerTap, Reference, RegistryError};
 use hoist_rootfs::{Mirror, load_image, load_layer};
 use hoist_store::Store;
 
@@ -41,30 +41,35 @@ impl Builder<'_> {
         let descriptor = match stored {
             Some(d) if !self.request.always_pull || self.pulled.contains(&name) => d,
             _ => {
-                let pulled = self
-                    .pull_and_read(&normalised, platform)
-                    .map_err(|source| {
-                        // `COPY --from=NAME` and `RUN --mount=from=NAME`
-                        // take a name that is no stage as an image.
-                        let hint = (!from.keyword.eq_ignore_ascii_case("FROM")
-                            && !reference.contains(['/', ':', '@']))
-                        .then(|| {
-                            format!(
-                                "no stage is named `{reference}`, so it was taken as the image \
+                let pulled = hoist_registry::pull_lazy(
+                    &self.registry,
+                    self.store,
+                    &normalised,
+                    platform,
+                    &self.request.pull.mirrors,
+                )
+                .map_err(|source| {
+                    // `COPY --from=NAME` and `RUN --mount=from=NAME`
+                    // take a name that is no stage as an image.
+                    let hint = (!from.keyword.eq_ignore_ascii_case("FROM")
+                        && !reference.contains(['/', ':', '@']))
+                    .then(|| {
+                        format!(
+                            "no stage is named `{reference}`, so it was taken as the image \
                              {}/{}; name a stage with `FROM ... AS {reference}` before this \
                              line, or give a full image reference",
-                                normalised.domain, normalised.path
-                            )
-                        });
-                        self.step_error(
-                            from,
-                            StepError::Pull {
-                                reference: reference.to_string(),
-                                hint,
-                                source: Box::new(source),
-                            },
+                            normalised.domain, normalised.path
                         )
-                    })?;
+                    });
+                    self.step_error(
+                        from,
+                        StepError::Pull {
+                            reference: reference.to_string(),
+                            hint,
+                            source: Box::new(source),
+                        },
+                    )
+                })?;
                 self.pulled.insert(name);
                 pulled.tagged
             }
@@ -72,24 +77,23 @@ impl Builder<'_> {
         self.state_from_manifest(from, &descriptor.digest, platform)
     }
 
-    /// Pulls an image, each layer read as it downloads (extracted, its
-    /// index made) on a thread of its own, so that the first step that
-    /// needs the layers finds them ready.
-    fn pull_and_read(
-        &mut self,
-        reference: &Reference,
-        platform: &Platform,
-    ) -> Result<Pulled, RegistryError> {
+    /// Fetches the layers of `layers` the store holds only as remote
+    /// blobs (a base pulled as manifest and config, a step from a registry
+    /// cache), a few at once, each read as it downloads (extracted, its
+    /// index made) on a thread of its own.
+    fn fetch_and_read(&mut self, layers: &[(Descriptor, Digest)]) -> Result<(), RegistryError> {
         let store = self.store;
         let with_snapshot = self.runs_steps;
-        let (pulled, read) = std::thread::scope(|scope| {
+        let remote: Vec<Descriptor> = layers.iter().map(|(d, _)| d.clone()).collect();
+        let (fetched, read) = std::thread::scope(|scope| {
             let reads = std::sync::Mutex::new(Vec::new());
-            let taps = |layer: &Descriptor, diff_id: &Digest| {
-                if !hoist_rootfs::streams(store, &layer.media_type, diff_id) {
+            let taps = |layer: &Descriptor| {
+                let diff_id = layers.iter().find(|(d, _)| d.digest == layer.digest)?.1;
+                if !hoist_rootfs::streams(store, &layer.media_type, &diff_id) {
                     return None;
                 }
                 let (tap, reader) = hoist_oci::chunks::one_reader();
-                let (blob, media, diff_id) = (layer.digest, layer.media_type.clone(), *diff_id);
+                let (blob, media) = (layer.digest, layer.media_type.clone());
                 let read = scope.spawn(move || {
                     with_run_snapshot(store, &diff_id, with_snapshot, |mirror| {
                         hoist_rootfs::load_layer_streamed(
@@ -100,19 +104,24 @@ impl Builder<'_> {
                 reads.lock().expect("poisoned").push((diff_id, read));
                 Some(Box::new(tap) as Box<dyn LayerTap>)
             };
-            let pulled =
-                hoist_registry::pull_tapped(store, reference, platform, &self.request.pull, &taps);
+            let fetched = hoist_registry::fetch_remote(
+                &self.registry,
+                store,
+                &remote,
+                &taps,
+                &self.request.pull.mirrors,
+            );
             let read: Vec<_> = reads
                 .into_inner()
                 .expect("poisoned")
                 .into_iter()
                 .filter_map(|(diff_id, read)| Some((diff_id, read.join().ok()??)))
                 .collect();
-            (pulled, read)
+            (fetched, read)
         });
         // A layer not read here is read from the store when needed.
         self.indexes.extend(read);
-        pulled
+        fetched.map(|_| ())
     }
 
     /// A stage on the image (manifest or index) `digest` of the store.
@@ -149,6 +158,21 @@ impl Builder<'_> {
         instr: &Instruction,
         state: &mut StageState,
     ) -> Result<(), BuildError> {
+        // Layers still in a registry are fetched first, all at once, each
+        // read as it downloads.
+        let mut remote = Vec::new();
+        for (blob, diff_id) in &state.layers[state.view.layers().len()..] {
+            let descriptor = blob.descriptor()?;
+            if !self.indexes.contains_key(diff_id)
+                && self.store.remote(&descriptor.digest)?.is_some()
+            {
+                remote.push((descriptor, *diff_id));
+            }
+        }
+        if !remote.is_empty() {
+            self.fetch_and_read(&remote)
+                .map_err(|e| self.step_error(instr, StepError::Fetch(Box::new(e))))?;
+        }
         while let Some((blob, diff_id)) = state.layers.get(state.view.layers().len()) {
             let index = match self.indexes.get(diff_id) {
                 Some(index) => index.clone(),

@@ -70,7 +70,17 @@ impl Builder<'_> {
             self.alias(fast, key, &cached)?;
             return Ok(state.reuse(key, &cached, history));
         }
-        self.read_view(instr, state)?;
+        // A linked copy lands on nothing: the stage below is read only to
+        // look up a --chown name (so a base left in its registry stays
+        // there).
+        let links = args.link && args.chmod.is_none();
+        let names_owner = args
+            .chown
+            .as_deref()
+            .is_some_and(|spec| spec.split(':').any(|id| id.parse::<u64>().is_err()));
+        if !links || names_owner {
+            self.read_view(instr, state)?;
+        }
         let chown = match &args.chown {
             Some(spec) => {
                 Some(resolve_chown(spec, &state.view).map_err(|e| self.step_error(instr, e))?)
@@ -111,7 +121,7 @@ impl Builder<'_> {
         };
         // BuildKit links only without --chmod; with it, --link is a plain
         // copy onto the stage.
-        let dest_view = if args.link && args.chmod.is_none() {
+        let dest_view = if links {
             FsView::default()
         } else {
             state.view.clone()

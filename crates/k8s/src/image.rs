@@ -56,11 +56,14 @@ pub struct ImageFacts {
     pub volumes: Vec<String>,
 }
 
-/// Reads the image `reference` from the store.
+/// Reads the image `reference` from the store; a layer it needs (to find
+/// USER's uid in `/etc/passwd`) that the store holds only as a remote blob
+/// is fetched with `pull`.
 pub fn inspect(
     store: &Store,
     reference: &Reference,
     platform: &Platform,
+    pull: &hoist_registry::PullOptions,
 ) -> Result<ImageFacts, K8sError> {
     let name = reference.to_string();
     let store_err = |source: Box<dyn std::error::Error + Send + Sync>| K8sError::Store {
@@ -92,13 +95,25 @@ pub fn inspect(
             Err(_) if user == "root" => None,
             Err(_) => {
                 let mut view = FsView::default();
-                let mut failure = None;
+                // Layers a lazy build left in their registry are fetched.
+                let mut failure = hoist_registry::fetch_remote(
+                    &Client::new(pull.client_options()),
+                    store,
+                    &image.manifest.layers,
+                    &|_| None,
+                    &pull.mirrors,
+                )
+                .err()
+                .map(|e| e.to_string());
                 for (layer, diff_id) in image
                     .manifest
                     .layers
                     .iter()
                     .zip(&image.config.rootfs.diff_ids)
                 {
+                    if failure.is_some() {
+                        break;
+                    }
                     match load_layer(store, &layer.digest, &layer.media_type, diff_id, None) {
                         Ok(index) => view.push(index),
                         Err(e) => {

@@ -42,7 +42,10 @@ pub mod upload;
 pub use client::{Client, ClientOptions, Endpoint};
 pub use credentials::{CredentialStore, Credentials};
 pub use error::{Content, RegistryError, Result};
-pub use pull::{LayerTap, PullOptions, Pulled, Taps, fetch_blob_of, pull, pull_tapped, pull_with};
+pub use pull::{
+    LayerTap, PullOptions, Pulled, Taps, fetch_blob_of, fetch_image, fetch_remote, pull, pull_lazy,
+    pull_tapped, pull_with,
+};
 pub use push::{BlobEvent, Format, PushOptions, Pushed, push, push_with};
 pub use reference::{Reference, ReferenceError};
 pub use settings::{ConfigError, Settings};

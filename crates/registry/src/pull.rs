@@ -121,6 +121,17 @@ pub struct Pulled {
     pub blobs_present: usize,
 }
 
+/// What a pull does with the image's layers.
+enum Layers<'p, 't> {
+    /// Fetches them into the store.
+    Fetch,
+    /// Fetches them, each also into the tap `taps` gives it.
+    Tapped(&'p Taps<'t>),
+    /// Leaves them in the registry, recorded as remote blobs of the store
+    /// (fetched when something needs their bytes).
+    Remote,
+}
+
 /// Pulls `reference` for `platform` into `store` and tags it there.
 pub fn pull(
     store: &Store,
@@ -148,8 +159,119 @@ pub fn pull_tapped(
         reference,
         platform,
         &options.mirrors,
-        Some(taps),
+        Layers::Tapped(taps),
     )
+}
+
+/// [`pull_with`] of the manifest and config only: the layers stay in the
+/// registry, recorded as remote blobs of the store, and are fetched when a
+/// step reads their files or an export needs them ([`fetch_remote`]); a
+/// push to the same registry mounts them without moving them.
+pub fn pull_lazy(
+    client: &Client,
+    store: &Store,
+    reference: &Reference,
+    platform: &Platform,
+    mirrors: &[(String, String)],
+) -> Result<Pulled> {
+    pull_inner(client, store, reference, platform, mirrors, Layers::Remote)
+}
+
+/// Fetches `blobs`, remote blobs of the store (see [`pull_lazy`]), from
+/// the repositories the store records for them (mirrors first), a few at
+/// once, each also into the tap `tap` gives it; returns the bytes
+/// fetched. A blob the store holds, or knows no repository of, is
+/// skipped.
+pub fn fetch_remote<'t>(
+    client: &Client,
+    store: &Store,
+    blobs: &[Descriptor],
+    tap: &(dyn Fn(&Descriptor) -> Option<Box<dyn LayerTap + 't>> + Sync),
+    mirrors: &[(String, String)],
+) -> Result<u64> {
+    let mut by_repository: std::collections::BTreeMap<_, Vec<&Descriptor>> = Default::default();
+    for blob in blobs {
+        let remote = store
+            .remote(&blob.digest)
+            .map_err(|source| RegistryError::Store {
+                registry: String::new(),
+                source,
+            })?;
+        if let Some(remote) = remote {
+            by_repository
+                .entry((remote.repository, remote.mirror))
+                .or_default()
+                .push(blob);
+        }
+    }
+    fetch_grouped(client, store, by_repository, tap, mirrors)
+}
+
+/// Fetches every layer of the image (manifest or index) `top` of the
+/// store that the store holds only as a remote blob: before an export or
+/// anything else that reads every byte. Returns the bytes fetched.
+pub fn fetch_image(store: &Store, top: &Digest, options: &PullOptions) -> Result<u64> {
+    let read = |digest: &Digest| {
+        store
+            .read_blob_bytes(digest, super::client::MAX_MANIFEST)
+            .ok()
+            .and_then(|bytes| ManifestOrIndex::from_json(&bytes).ok())
+    };
+    let manifests = match read(top) {
+        Some(ManifestOrIndex::Manifest(m)) => vec![m],
+        Some(ManifestOrIndex::Index(i)) => i
+            .manifests
+            .iter()
+            .filter_map(|d| match read(&d.digest) {
+                Some(ManifestOrIndex::Manifest(m)) => Some(m),
+                _ => None,
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    let layers: Vec<Descriptor> = manifests.into_iter().flat_map(|m| m.layers).collect();
+    let remote = layers
+        .iter()
+        .any(|l| matches!(store.remote(&l.digest), Ok(Some(_))));
+    if !remote {
+        return Ok(0);
+    }
+    let client = Client::new(options.client_options());
+    fetch_remote(&client, store, &layers, &|_| None, &options.mirrors)
+}
+
+/// Fetches each repository's blobs from it: from the mirror that served
+/// them first, then the repository's mirrors, then its registry.
+fn fetch_grouped<'t>(
+    client: &Client,
+    store: &Store,
+    by_repository: std::collections::BTreeMap<(String, Option<String>), Vec<&Descriptor>>,
+    tap: &(dyn Fn(&Descriptor) -> Option<Box<dyn LayerTap + 't>> + Sync),
+    mirrors: &[(String, String)],
+) -> Result<u64> {
+    let mut total = 0;
+    for ((repository, mirror), blobs) in by_repository {
+        let reference = Reference::parse(&repository).map_err(|e| RegistryError::Store {
+            registry: String::new(),
+            source: hoist_store::StoreError::Corrupt {
+                path: store.root().join("remote"),
+                reason: format!("a record names the repository `{repository}`: {e}"),
+            },
+        })?;
+        let mut endpoints = endpoints(client, &reference, mirrors);
+        if let Some(mirror) = mirror {
+            let mirror = client.endpoint(&mirror);
+            endpoints.retain(|e| e.host != mirror.host);
+            endpoints.insert(0, mirror);
+        }
+        let fallback = Fallback {
+            endpoints: &endpoints,
+            domain: &reference.domain,
+            repository: &reference.path,
+        };
+        total += fetch_blobs(client, store, &fallback, 0, &blobs, tap)?;
+    }
+    Ok(total)
 }
 
 /// [`pull`] with a client the caller keeps (its tokens are reused across
@@ -161,7 +283,7 @@ pub fn pull_with(
     platform: &Platform,
     mirrors: &[(String, String)],
 ) -> Result<Pulled> {
-    pull_inner(client, store, reference, platform, mirrors, None)
+    pull_inner(client, store, reference, platform, mirrors, Layers::Fetch)
 }
 
 /// Fetches one blob of `reference`'s repository (from its mirrors first)
@@ -207,7 +329,7 @@ fn pull_inner(
     reference: &Reference,
     platform: &Platform,
     mirrors: &[(String, String)],
-    taps: Option<&Taps<'_>>,
+    layers: Layers<'_, '_>,
 ) -> Result<Pulled> {
     let repository = reference.path.as_str();
     let endpoints = endpoints(client, reference, mirrors);
@@ -283,9 +405,31 @@ fn pull_inner(
         .collect();
     let (missing, present): (Vec<&Descriptor>, Vec<&Descriptor>) =
         blobs.iter().partition(|d| !store.has_blob(&d.digest));
-    let bytes_fetched = match taps {
-        None => fetch_blobs(client, store, &fallback, served, &missing, &|_| None)?,
-        Some(taps) => {
+    let bytes_fetched = match layers {
+        Layers::Fetch => fetch_blobs(client, store, &fallback, served, &missing, &|_| None)?,
+        Layers::Remote => {
+            let (config, layers): (Vec<&Descriptor>, Vec<&Descriptor>) = missing
+                .iter()
+                .partition(|d| d.digest == manifest.config.digest);
+            let repository = format!("{}/{}", reference.domain, reference.path);
+            let mirror = (served + 1 < endpoints.len()).then(|| endpoint.url(""));
+            for layer in layers {
+                let remote = hoist_store::RemoteBlob {
+                    repository: repository.clone(),
+                    media_type: layer.media_type.clone(),
+                    size: layer.size,
+                    mirror: mirror.clone(),
+                };
+                store
+                    .record_remote(&layer.digest, &remote)
+                    .map_err(|source| RegistryError::Store {
+                        registry: endpoint.host.clone(),
+                        source,
+                    })?;
+            }
+            fetch_blobs(client, store, &fallback, served, &config, &|_| None)?
+        }
+        Layers::Tapped(taps) => {
             // The config first: it names each layer's diffID.
             let (config, layers): (Vec<&Descriptor>, Vec<&Descriptor>) = missing
                 .iter()

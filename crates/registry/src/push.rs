@@ -325,7 +325,9 @@ impl Image {
             }
         };
         for blob in &blobs {
-            if !store.has_blob(&blob.digest) {
+            // A remote blob is fetched, or mounted, when it is pushed.
+            let remote = store.remote(&blob.digest).ok().flatten();
+            if !store.has_blob(&blob.digest) && remote.is_none() {
                 return Err(RegistryError::MissingBlob {
                     reference: source.to_owned(),
                     digest: blob.digest,
@@ -387,6 +389,25 @@ fn mount_sources(
         };
         for blob in record.blobs.iter().filter(|b| wanted.contains(b)) {
             sources.entry(*blob).or_insert_with(|| pushed.path.clone());
+        }
+    }
+    // A blob the store does not hold: where it is recorded to be, in its
+    // repository's registry or the mirror that served it.
+    for blob in &wanted {
+        let Some(remote) = store.remote(blob)? else {
+            continue;
+        };
+        let Ok(held) = Reference::parse(&remote.repository) else {
+            continue;
+        };
+        let mirror_host = remote.mirror.as_deref().map(|m| {
+            let m = m.trim_end_matches('/');
+            m.split_once("://").map_or(m, |(_, host)| host)
+        });
+        let same_registry =
+            held.domain == destination.domain || mirror_host == Some(destination.api_host());
+        if same_registry && held.path != destination.path {
+            sources.insert(*blob, held.path);
         }
     }
     for (name, tagged) in store.list()? {
@@ -525,6 +546,12 @@ fn push_blob(
                 min_chunk,
             } => (location, min_chunk),
         };
+    // A blob the store knows only as held by another registry (a base
+    // pulled lazily, a cached step) is fetched to be uploaded: a mount
+    // works only within one registry.
+    if !store.has_blob(&blob.digest) {
+        super::pull::fetch_remote(client, store, std::slice::from_ref(blob), &|_| None, &[])?;
+    }
     let path = store.blob_path(&blob.digest);
     let file = BlobFile {
         path: &path,

@@ -244,6 +244,13 @@ impl Store {
         report.corrupt.sort_unstable();
         sync_dir(&self.path("blobs/sha256"))?;
         report.removed_snapshots = self.prune_snapshots(&marker.live)?;
+        // Where a blob is: kept only for a blob some image or cache record
+        // still names and the store does not hold.
+        for digest in self.remote_blobs()? {
+            if !marker.live.contains(&digest) || self.has_blob(&digest) {
+                self.remove_remote(&digest)?;
+            }
+        }
         self.prune_block_indexes()?;
         Ok(report)
     }

@@ -1,5 +1,6 @@
 //! Whether the tagged images are whole: every blob an image needs is in
-//! the store and not known to be damaged.
+//! the store (or in a registry the store knows holds it) and not known
+//! to be damaged.
 //!
 //! Damage is known two ways: `prune --verify` hashes every blob, and a
 //! build that finds an earlier layer's compressed blocks no longer
@@ -90,7 +91,11 @@ impl Store {
                     continue;
                 }
                 if !self.has_blob(&digest) {
-                    image.missing.push(digest);
+                    // A blob held by a registry the store knows of is not
+                    // lacking: it is fetched when needed.
+                    if self.remote(&digest)?.is_none() {
+                        image.missing.push(digest);
+                    }
                     continue;
                 }
                 if !media_type.as_deref().is_some_and(refers_to_blobs) {

@@ -16,6 +16,8 @@
 //!                     directories); see [`Snapshot`]
 //! mounts/cache/<hex>  RUN --mount=type=cache directories, by SHA-256 of id
 //! damaged/<hex>      blobs a build found damaged, until the next verify
+//! remote/<hex>.json   blobs the store's images name but it does not hold:
+//!                     the repository they are fetched or mounted from
 //! pushed/<hash>.json  what the last push to each destination left there
 //!                     (digest, media type, blobs, time; see `Store::pushed`)
 //! tmp/                blobs and documents being written
@@ -70,6 +72,7 @@ mod index;
 mod json;
 mod lock;
 mod pushed;
+mod remote;
 mod snapshot;
 #[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]
@@ -89,6 +92,7 @@ pub use json::{
     descriptor_to_json,
 };
 pub use pushed::PushRecord;
+pub use remote::RemoteBlob;
 pub use snapshot::Snapshot;
 
 use error::io_error;
@@ -117,6 +121,7 @@ const STORE_ENTRIES: &[&str] = &[
     "pushed",
     "blocks",
     "damaged",
+    "remote",
 ];
 
 /// An open store. Operations take `&self`, so one handle can serve many

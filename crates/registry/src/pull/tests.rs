@@ -311,7 +311,7 @@ fn try_pull_tapped(server: &Server) -> (Result<Pulled>, Vec<(Digest, Recorded)>)
         &reference,
         &Platform::parse("linux/amd64").unwrap(),
         &[],
-        Some(&tap),
+        Layers::Tapped(&tap),
     );
     (result, taps.into_inner().unwrap())
 }
