@@ -5,6 +5,7 @@ use super::{emit, read_dockerfile};
 use anyhow::{Context, bail};
 use clap::Args;
 use hoist_dockerfile::plan::{Options, resolve_build_arg};
+use hoist_engine::shared_cache::{CacheSpec, Direction};
 use hoist_engine::{BuildError, BuildRequest, build};
 use hoist_oci::Platform;
 use hoist_oci::image::{ExportImage, write_docker_archive, write_oci_archive, write_oci_layout};
@@ -52,6 +53,18 @@ pub struct BuildArgs {
     /// Fetch base images from their registry even when the store has them.
     #[arg(long)]
     pub pull: bool,
+    /// Also look steps up in a shared cache, after the store:
+    /// `type=registry,ref=REPO` or `type=local,src=DIR` (buildx's syntax;
+    /// repeatable; default: $HOIST_CACHE_FROM, then the config file's
+    /// `cache`/`cache-from`; docs/cache.md).
+    #[arg(long = "cache-from", value_name = "SPEC")]
+    pub cache_from: Vec<String>,
+    /// Write the build's steps to a shared cache once it is done:
+    /// `type=registry,ref=REPO[,mode=min|max]` or
+    /// `type=local,dest=DIR[,mode=min|max]` (repeatable; default:
+    /// $HOIST_CACHE_TO, then the config file's `cache`/`cache-to`).
+    #[arg(long = "cache-to", value_name = "SPEC")]
+    pub cache_to: Vec<String>,
     #[command(flatten)]
     pub mirrors: super::registry::MirrorArgs,
     #[command(flatten)]
@@ -215,7 +228,11 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
             .with_context(|| format!("SOURCE_DATE_EPOCH={v} is not a number of seconds"))?,
         None => 0,
     };
-    let pull = args.registry.pull_options(&args.mirrors)?;
+    let settings = args.registry.settings(&args.mirrors)?;
+    let (cache_from, cache_to) = cache_specs(args, &settings)?;
+    let pull = settings
+        .pull_options()
+        .context("cannot use the registry settings")?;
     let store = Store::open(store_dir)
         .with_context(|| format!("cannot open the store at {}", store_dir.display()))?;
     let env = |name: &str| std::env::var(name).ok();
@@ -240,10 +257,12 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
         pull,
         always_pull: args.pull,
         secrets,
+        cache_from,
+        cache_to,
     };
     let started = std::time::Instant::now();
     let mut display = Display::new(args.progress, args.quiet);
-    let built = match build(&store, &request, &mut |event| display.event(event)) {
+    let mut built = match build(&store, &request, &mut |event| display.event(event)) {
         Ok(b) => b,
         Err(e) => {
             let mut chain = super::chain(&e);
@@ -304,7 +323,8 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
     if !outputs.is_empty() {
         // An export writes every byte: layers left in a registry are
         // fetched first.
-        hoist_registry::fetch_image(&store, &built.manifest.digest, &request.pull)?;
+        built.cache.bytes_downloaded +=
+            hoist_registry::fetch_image(&store, &built.manifest.digest, &request.pull)?;
     }
     for output in &outputs {
         match output {
@@ -338,10 +358,12 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
             }
         }
     }
+    let mut bytes_uploaded: u64 = built.cache.exports.iter().map(|e| e.bytes_uploaded).sum();
     if args.push {
         let options = args.registry.push_options(hoist_registry::Format::Oci)?;
         for tag in &tags {
             let pushed = super::push::push_one(&store, tag, tag, &options, args.quiet)?;
+            bytes_uploaded += pushed.bytes_uploaded;
             if !args.quiet {
                 eprintln!("{}", pushed.pinned());
             }
@@ -372,6 +394,8 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
         cached_steps: built.cached_steps,
         files_read: built.files_read,
         blocks_reused: built.blocks_reused,
+        cache: built.cache.clone(),
+        bytes_uploaded,
     });
     // With an archive on stdout, the digest goes to stderr so the pipe
     // carries only the archive.
@@ -381,6 +405,66 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
         emit(&format!("{digest}\n"))?;
     }
     Ok(0)
+}
+
+/// The shared caches of this build: the flags, else `$HOIST_CACHE_FROM`
+/// and `$HOIST_CACHE_TO` (specs separated by spaces), else the config
+/// file's `cache-from`/`cache-to` and `cache` (both ways), each
+/// direction on its own.
+fn cache_specs(
+    args: &BuildArgs,
+    settings: &hoist_registry::Settings,
+) -> anyhow::Result<(Vec<CacheSpec>, Vec<CacheSpec>)> {
+    let env = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .map(|v| v.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+            .filter(|v| !v.is_empty())
+    };
+    let file = settings.file.as_ref().map(|f| f.display().to_string());
+    let pick = |flags: &[String], variable: &str, one_way: &[String], direction| {
+        let (specs, origin): (Vec<String>, String) = if !flags.is_empty() {
+            (flags.to_vec(), String::new())
+        } else if let Some(specs) = env(variable) {
+            (specs, format!(" (from ${variable})"))
+        } else {
+            let specs = one_way.iter().chain(&settings.cache).cloned().collect();
+            let origin = file
+                .as_ref()
+                .map(|f| format!(" (from {f})"))
+                .unwrap_or_default();
+            (specs, origin)
+        };
+        specs
+            .iter()
+            .map(|spec| {
+                // `cache = SPEC` in the file goes both ways: its export
+                // attributes mean nothing to an import.
+                let parsed = CacheSpec::parse(spec, direction).or_else(|e| {
+                    if settings.cache.contains(spec) {
+                        CacheSpec::parse(spec, Direction::To)
+                    } else {
+                        Err(e)
+                    }
+                });
+                parsed.map_err(|e| anyhow::anyhow!("{e}{origin}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()
+    };
+    Ok((
+        pick(
+            &args.cache_from,
+            "HOIST_CACHE_FROM",
+            &settings.cache_from,
+            Direction::From,
+        )?,
+        pick(
+            &args.cache_to,
+            "HOIST_CACHE_TO",
+            &settings.cache_to,
+            Direction::To,
+        )?,
+    ))
 }
 
 pub fn human_bytes(n: u64) -> String {

@@ -2,6 +2,7 @@
 //! with its help text next to it.
 
 pub mod build;
+pub mod cache;
 pub mod check;
 pub mod completions;
 pub mod images;
@@ -46,6 +47,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Build(Box<build::BuildArgs>),
+    Cache(cache::CacheArgs),
     Check(check::CheckArgs),
     Completions(completions::CompletionsArgs),
     Images(images::ImagesArgs),

@@ -11,6 +11,7 @@
 //! `--quiet` silences all of it but errors and warnings.
 
 use hoist_engine::Event;
+use hoist_engine::shared_cache::{CacheHit, CacheReport};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 use std::collections::VecDeque;
@@ -41,6 +42,10 @@ pub struct Summary {
     pub cached_steps: usize,
     pub files_read: u64,
     pub blocks_reused: usize,
+    /// Where cached steps came from, bytes fetched, cache exports.
+    pub cache: CacheReport,
+    /// Bytes the build's pushes and cache exports uploaded.
+    pub bytes_uploaded: u64,
 }
 
 /// The display of one build.
@@ -145,6 +150,19 @@ impl Display {
                 "cached_steps": s.cached_steps,
                 "files_read": s.files_read,
                 "blocks_reused": s.blocks_reused,
+                "cached_from": {
+                    "local": s.cache.local,
+                    "registry": s.cache.registry,
+                    "directory": s.cache.directory,
+                },
+                "bytes_downloaded": s.cache.bytes_downloaded,
+                "bytes_uploaded": s.bytes_uploaded,
+                "cache_exports": s.cache.exports.iter().map(|e| json!({
+                    "cache": e.name,
+                    "written": e.written,
+                    "kept": e.kept,
+                    "bytes_uploaded": e.bytes_uploaded,
+                })).collect::<Vec<_>>(),
             })),
             _ => {
                 self.close_line();
@@ -163,6 +181,9 @@ impl Display {
                     s.steps,
                     s.files_read
                 );
+                if let Some(line) = transfer_line(s) {
+                    eprintln!("{line}");
+                }
             }
         }
     }
@@ -177,6 +198,40 @@ impl Display {
 }
 
 /// `sha256:` and the first 12 hex digits, as Docker shortens image IDs.
+/// Where the cached steps came from and what moved, when a shared cache
+/// or a registry was involved: `cached: 2 local, 5 registry; 1.2 MB
+/// downloaded, 0 B uploaded; registry cache R: 7 entries written, 2 kept`.
+fn transfer_line(s: &Summary) -> Option<String> {
+    let c = &s.cache;
+    if c.registry + c.directory == 0
+        && c.exports.is_empty()
+        && c.bytes_downloaded == 0
+        && s.bytes_uploaded == 0
+    {
+        return None;
+    }
+    let mut origins = vec![format!("{} local", c.local)];
+    if c.registry > 0 {
+        origins.push(format!("{} registry", c.registry));
+    }
+    if c.directory > 0 {
+        origins.push(format!("{} directory", c.directory));
+    }
+    let mut line = format!(
+        "cached: {}; {} downloaded, {} uploaded",
+        origins.join(", "),
+        super::build::human_bytes(c.bytes_downloaded),
+        super::build::human_bytes(s.bytes_uploaded)
+    );
+    for export in &c.exports {
+        line.push_str(&format!(
+            "; {}: {} entries written, {} kept",
+            export.name, export.written, export.kept
+        ));
+    }
+    Some(line)
+}
+
 fn short_digest(digest: &str) -> &str {
     let end = digest.find(':').map_or(0, |i| i + 1) + 12;
     digest.get(..end).unwrap_or(digest)
@@ -190,11 +245,10 @@ fn step_header(number: usize, total: usize, stage: &str, text: &str) -> String {
     }
 }
 
-fn done_text(cached: bool, layer_bytes: Option<u64>, seconds: f64) -> String {
-    let what = if cached {
-        "CACHED".to_string()
-    } else {
-        format!("{seconds:.2}s")
+fn done_text(cached: Option<CacheHit>, layer_bytes: Option<u64>, seconds: f64) -> String {
+    let what = match cached {
+        Some(hit) => format!("CACHED ({})", hit.label()),
+        None => format!("{seconds:.2}s"),
     };
     match layer_bytes {
         Some(b) => format!("{what}, layer {}", super::build::human_bytes(b)),
@@ -229,6 +283,12 @@ fn plain_event(line_open: &mut bool, event: Event) {
                 eprint!("#{number}");
             }
             eprintln!(" ... {}", done_text(cached, layer_bytes, seconds));
+        }
+        Event::Warning(message) => {
+            if std::mem::take(line_open) {
+                eprintln!();
+            }
+            eprintln!("warning: {message}");
         }
     }
 }
@@ -289,6 +349,10 @@ fn tty_event(running: &mut Option<Running>, event: Event) {
                 ));
             }
         }
+        Event::Warning(message) => match running {
+            Some(step) => step.bar.suspend(|| eprintln!("warning: {message}")),
+            None => eprintln!("warning: {message}"),
+        },
     }
 }
 
@@ -345,9 +409,14 @@ fn event_json(event: &Event) -> serde_json::Value {
         } => json!({
             "type": "done",
             "step": number,
-            "cached": cached,
+            "cached": cached.is_some(),
+            "cache": cached.map(CacheHit::label),
             "layer_bytes": layer_bytes,
             "seconds": seconds,
+        }),
+        Event::Warning(message) => json!({
+            "type": "warning",
+            "message": message,
         }),
     }
 }
@@ -382,12 +451,18 @@ mod tests {
     fn json_events_are_one_object_per_line_with_a_type() {
         let v = event_json(&Event::Done {
             number: 3,
-            cached: true,
+            cached: Some(CacheHit::Registry),
             layer_bytes: None,
             seconds: 0.0,
         });
         assert_eq!(v["type"], "done");
         assert_eq!(v["step"], 3);
+        assert_eq!(v["cached"], true);
+        assert_eq!(v["cache"], "registry");
+        assert_eq!(
+            done_text(Some(CacheHit::Local), Some(2048), 0.0),
+            "CACHED (local), layer 2.0 kB"
+        );
         assert!(!v.to_string().contains('\n'));
     }
 }

@@ -129,10 +129,17 @@ impl Builder<'_> {
     /// The cache's answer for a layer step, unless the build ignores the
     /// cache.
     pub(crate) fn cached(&self, key: &Digest) -> Result<Option<Cached>, BuildError> {
+        // Noted even without the cache: `--cache-to` exports what was built.
+        self.shared.looked_up.borrow_mut().push((self.stage, *key));
         if self.request.no_cache {
             return Ok(None);
         }
-        Ok(match self.store.cache_get(&key.hex())? {
+        let record = match self.store.cache_get(&key.hex())? {
+            Some(record) => Some(record),
+            // The store misses: the shared caches, in order.
+            None => self.shared.lookup(self.store, key),
+        };
+        Ok(match record {
             Some(CacheRecord {
                 value: CacheValue::Layer(layer),
                 ..

@@ -15,6 +15,7 @@ use crate::context::{DockerIgnore, walk_context_observed};
 use crate::error::{BuildError, StepError, StepPlace};
 use crate::hasher::ContentHasher;
 use crate::meta;
+use crate::shared_cache::{CacheHit, CacheReport, CacheSpec, SharedCache};
 use crate::writer::{LayerBlob, LayerWriter};
 use hoist_dockerfile::instructions::{Instruction, Kind};
 use hoist_dockerfile::plan::{Base, Options, Plan, Scope, expand_instruction, plan};
@@ -60,6 +61,10 @@ pub struct BuildRequest {
     pub always_pull: bool,
     /// `--secret` and `--ssh`: what `RUN --mount=type=secret|ssh` mounts.
     pub secrets: crate::secrets::Secrets,
+    /// Shared caches asked after the store (`--cache-from`), in order, and
+    /// written when the build is done (`--cache-to`).
+    pub cache_from: Vec<CacheSpec>,
+    pub cache_to: Vec<CacheSpec>,
 }
 
 /// A step's progress, for the display.
@@ -75,10 +80,13 @@ pub enum Event {
     Output { number: usize, line: String },
     Done {
         number: usize,
-        cached: bool,
+        /// Where the step's result came from, when it was not built.
+        cached: Option<CacheHit>,
         layer_bytes: Option<u64>,
         seconds: f64,
     },
+    /// Something the build worked around (an unusable shared cache).
+    Warning(String),
 }
 
 /// The outcome of a build.
@@ -103,6 +111,8 @@ pub struct Built {
     /// copied (they were compressed again instead), and whether this
     /// build replaced each with an intact copy.
     pub damaged_blobs: Vec<(Digest, bool)>,
+    /// Where cached steps came from, bytes fetched, `--cache-to` exports.
+    pub cache: CacheReport,
 }
 
 /// The state of one stage while it is built.
@@ -155,7 +165,9 @@ impl StageState {
     }
 }
 
-/// Builds the request's target into the store; returns the image.
+/// Builds the request's target into the store; returns the image. A
+/// build whose shared cache named a layer that cannot be fetched starts
+/// again without the shared cache (see [`crate::shared_cache`]).
 pub fn build(
     store: &Store,
     request: &BuildRequest,
@@ -170,16 +182,47 @@ pub fn build(
         hint: e.hint,
     })?;
     let planned = plan(&ast, &request.options).map_err(|e| plan_error(&file, e))?;
+    match build_once(store, request, &ast, &planned, events) {
+        Err((error, true)) if crate::shared_cache::is_fetch_failure(&error) => {
+            events(Event::Warning(format!(
+                "a layer a shared cache named cannot be fetched ({}); building again without \
+                 --cache-from",
+                crate::shared_cache::chain(&error)
+            )));
+            let request = BuildRequest {
+                cache_from: Vec::new(),
+                ..request.clone()
+            };
+            build_once(store, &request, &ast, &planned, events).map_err(|(error, _)| error)
+        }
+        result => result.map_err(|(error, _)| error),
+    }
+}
+
+/// [`build`], once; a failure says whether the shared cache answered
+/// steps (whose records it then forgot).
+fn build_once(
+    store: &Store,
+    request: &BuildRequest,
+    ast: &Ast,
+    planned: &Plan,
+    events: &mut dyn FnMut(Event),
+) -> Result<Built, (BuildError, bool)> {
     std::thread::scope(|scope| {
-        let mut builder = Builder::new(store, request, &ast, LayerWriter::start(scope));
-        match build_with(&mut builder, &planned, events) {
+        let mut builder = Builder::new(store, request, ast, LayerWriter::start(scope));
+        let result = build_with(&mut builder, planned, events);
+        let shared = !builder.shared.adopted.borrow().is_empty();
+        match result {
             // An interrupted build stops its layer writer (dropped with
             // the builder); a failed one lets the layers of the steps that
             // worked reach the cache, as they would have without it.
-            Err(e @ BuildError::Interrupted { .. }) => Err(e),
+            Err(e @ BuildError::Interrupted { .. }) => Err((e, false)),
             Err(e) => {
                 builder.writer.finish();
-                Err(e)
+                if shared {
+                    builder.shared.forget_adopted(store);
+                }
+                Err((e, shared))
             }
             Ok(built) => Ok(built),
         }
@@ -217,6 +260,7 @@ fn build_with(
         .expect("the target is built last");
     let mut built = builder.finish(target)?;
     built.unused_build_args = planned.unused_build_args.clone();
+    built.cache = builder.shared_cache_report(planned, events);
     builder
         .hasher
         .save(&store.root().join("cache/stat-cache"))
@@ -291,6 +335,12 @@ pub(crate) struct Builder<'a> {
     pub context_fingerprint: Option<Option<Digest>>,
     /// Whether the build has RUN steps it can run (see [`build_with`]).
     pub runs_steps: bool,
+    /// The `--cache-from` sources and what they answered.
+    pub shared: SharedCache,
+    /// The stage being built (its index in the plan).
+    pub stage: usize,
+    /// Layer bytes fetched from registries (bases, shared cache layers).
+    pub bytes_fetched: u64,
 }
 
 /// What a step may read besides its own stage: the other stages.
@@ -348,6 +398,9 @@ impl<'a> Builder<'a> {
             ignore: None,
             context_fingerprint: None,
             runs_steps: false,
+            shared: SharedCache::new(&request.cache_from, &request.pull.client_options()),
+            stage: 0,
+            bytes_fetched: 0,
         }
     }
 
@@ -437,6 +490,7 @@ impl<'a> Builder<'a> {
         events: &mut dyn FnMut(Event),
     ) -> Result<StageState, BuildError> {
         let stage = &planned.stages[index];
+        self.stage = index;
         let name = stage.display_name();
         let platform = match &stage.platform {
             Some(p) => {
@@ -478,7 +532,7 @@ impl<'a> Builder<'a> {
         }
         events(Event::Done {
             number: self.step,
-            cached: false,
+            cached: None,
             layer_bytes: None,
             seconds: started.elapsed().as_secs_f64(),
         });
@@ -505,6 +559,7 @@ impl<'a> Builder<'a> {
         self.step += 1;
         let number = self.step;
         let started = Instant::now();
+        self.shared.last_hit.set(None);
         let (expanded, _) = expand_instruction(instr, &state.scope, &self.lexer)
             .map_err(|e| self.invalid(instr, e.to_string(), None))?;
         events(Event::Step {
@@ -541,9 +596,14 @@ impl<'a> Builder<'a> {
         if result.cached {
             self.cached += 1;
         }
+        for warning in self.shared.warnings.take() {
+            events(Event::Warning(warning));
+        }
         events(Event::Done {
             number,
-            cached: result.cached,
+            cached: result
+                .cached
+                .then(|| self.shared.last_hit.get().unwrap_or(CacheHit::Local)),
             layer_bytes: result.layer_bytes,
             seconds: started.elapsed().as_secs_f64(),
         });
@@ -596,6 +656,7 @@ impl<'a> Builder<'a> {
             blocks_reused: self.blocks_reused,
             unused_build_args: Vec::new(),
             damaged_blobs: std::mem::take(&mut self.damaged),
+            cache: CacheReport::default(),
         })
     }
 }

@@ -121,7 +121,8 @@ impl Builder<'_> {
         });
         // A layer not read here is read from the store when needed.
         self.indexes.extend(read);
-        fetched.map(|_| ())
+        self.bytes_fetched += fetched?;
+        Ok(())
     }
 
     /// A stage on the image (manifest or index) `digest` of the store.

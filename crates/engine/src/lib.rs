@@ -14,6 +14,8 @@
 //!   the walk, the fingerprint that answers an unchanged context);
 //!   [`hasher`]: content digests with a stat cache; [`secrets`]:
 //!   `--secret` and `--ssh`.
+//! - [`shared_cache`]: `--cache-from` answering what the store misses,
+//!   `--cache-to` exporting the build's steps.
 //! - [`error`]: why a build failed, each failed step's error kept whole.
 //!
 //! The top of the library graph: it drives every other hoist crate but
@@ -32,6 +34,7 @@ pub mod hasher;
 pub mod meta;
 mod mounts;
 pub mod secrets;
+pub mod shared_cache;
 mod step_copy;
 mod step_run;
 mod writer;

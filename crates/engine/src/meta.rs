@@ -198,7 +198,10 @@ impl Builder<'_> {
             Some(Cached::Layer(layer)) => return Ok(state.reuse(key, &layer, history)),
             Some(Cached::Empty) => {
                 state.key = key;
-                return Ok(StepResult::metadata(history));
+                return Ok(StepResult {
+                    cached: true,
+                    ..StepResult::metadata(history)
+                });
             }
             None => {}
         }

@@ -222,6 +222,21 @@ pub enum RegistryError {
         source: Box<RegistryError>,
     },
     #[error(
+        "deleting from {repository} was refused by registry {registry}: log in with `hoist login \
+         {registry}` as a user allowed to delete there"
+    )]
+    DeleteRefused {
+        registry: String,
+        repository: String,
+    },
+    #[error(
+        "registry {registry} does not allow deletes (405); enable them (registry:2: \
+         `storage: {{delete: {{enabled: true}}}}` in its config, or \
+         REGISTRY_STORAGE_DELETE_ENABLED=true), or expire the cache with the registry's own \
+         retention rules"
+    )]
+    DeleteDisabled { registry: String },
+    #[error(
         "the store lacks blob {digest} of {reference}; pull or rebuild the image before pushing it"
     )]
     MissingBlob { reference: String, digest: Digest },
@@ -279,6 +294,7 @@ impl RegistryError {
 pub enum Content {
     Manifest,
     Blob,
+    TagList,
 }
 
 impl std::fmt::Display for Content {
@@ -286,6 +302,7 @@ impl std::fmt::Display for Content {
         f.write_str(match self {
             Content::Manifest => "manifest",
             Content::Blob => "blob",
+            Content::TagList => "tag list",
         })
     }
 }
@@ -377,6 +394,13 @@ mod tests {
             RegistryError::MissingBlob {
                 reference: "registry.example:5000/team/app:v1".into(),
                 digest,
+            },
+            RegistryError::DeleteRefused {
+                registry: "registry.example:5000".into(),
+                repository: "ci/cache".into(),
+            },
+            RegistryError::DeleteDisabled {
+                registry: "registry.example:5000".into(),
             },
             RegistryError::MirrorsFailed {
                 domain: "docker.io".into(),

@@ -17,6 +17,8 @@
 //! - [`push`](mod@push): an image from the store to a registry, blobs
 //!   the repository lacks first (mounted from another repository when a
 //!   push left them there), manifests last; recorded in the store.
+//! - [`cache`]: the shared build cache, in a registry repository or a
+//!   directory: one entry per step key, each its own document.
 //! - [`upload`]: the upload half of the API (HEAD, mount, chunked and
 //!   monolithic uploads, manifests) with its retries.
 //!
@@ -27,11 +29,13 @@
 //! what is inside a layer.
 
 pub mod auth;
+pub mod cache;
 pub mod client;
 pub mod credentials;
 mod error;
 #[cfg(test)]
 mod fake;
+mod manage;
 pub mod pull;
 pub mod push;
 pub mod reference;

@@ -368,7 +368,7 @@ fn read_document(store: &Store, source: &str, digest: &Digest) -> Result<Vec<u8>
 /// left it in, else one the store has an image from (a base image pulled
 /// from that registry). A wrong guess costs nothing: the registry answers
 /// the mount with an ordinary upload session.
-fn mount_sources(
+pub(crate) fn mount_sources(
     store: &Store,
     destination: &Reference,
     blobs: &[Descriptor],
@@ -455,16 +455,16 @@ fn image_blobs(store: &Store, tagged: &Descriptor) -> Vec<Digest> {
 }
 
 #[derive(Debug, Default)]
-struct Counts {
-    present: usize,
-    mounted: usize,
-    uploaded: usize,
-    bytes: u64,
+pub(crate) struct Counts {
+    pub present: usize,
+    pub mounted: usize,
+    pub uploaded: usize,
+    pub bytes: u64,
 }
 
 /// Sends the blobs the repository lacks, [`PARALLEL_BLOBS`] at once. The
 /// first failure stops the others from starting new blobs.
-fn push_blobs(
+pub(crate) fn push_blobs(
     client: &Client,
     store: &Store,
     endpoint: &Endpoint,

@@ -16,7 +16,12 @@
 //!
 //! [registries."registry.lan:5000"]
 //! ca-cert = "lan-ca.pem"   # relative to the file's directory
+//!
+//! # Shared build cache: read and written by every build (or only one way).
+//! cache = "type=registry,ref=registry.lan:5000/ci/cache,mode=max"
 //! ```
+//!
+//! (A TOML file puts top-level keys such as `cache` before any table.)
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -37,6 +42,11 @@ pub struct Settings {
     pub insecure: Vec<String>,
     /// `(registry or None for all, PEM file)`.
     pub ca_certs: Vec<(Option<String>, PathBuf)>,
+    /// Shared build cache specs (`--cache-from`/`--cache-to` syntax):
+    /// `cache` is both, `cache-from` and `cache-to` one way each.
+    pub cache: Vec<String>,
+    pub cache_from: Vec<String>,
+    pub cache_to: Vec<String>,
     /// The file these came from, if any.
     pub file: Option<PathBuf>,
     /// Why the default file was skipped, for the caller to show: it
@@ -78,6 +88,32 @@ struct File {
     mirrors: BTreeMap<String, Mirrors>,
     #[serde(default)]
     registries: BTreeMap<String, Registry>,
+    #[serde(default)]
+    cache: OneOrMany,
+    #[serde(default)]
+    cache_from: OneOrMany,
+    #[serde(default)]
+    cache_to: OneOrMany,
+}
+
+/// A string or an array of strings.
+#[derive(serde::Deserialize, Default)]
+#[serde(untagged)]
+enum OneOrMany {
+    #[default]
+    None,
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::None => Vec::new(),
+            OneOrMany::One(one) => vec![one],
+            OneOrMany::Many(many) => many,
+        }
+    }
 }
 
 /// `"docker.io" = [...]`, or `docker.io = [...]`, which TOML reads as a
@@ -100,7 +136,8 @@ struct Registry {
 }
 
 const HINT: &str = "docs/config.md shows the file's keys: insecure-registries, ca-certs, \
-                    [mirrors] and [registries.\"HOST\"] with insecure, ca-cert and mirrors";
+                    cache, cache-from, cache-to, [mirrors] and [registries.\"HOST\"] with \
+                    insecure, ca-cert and mirrors";
 
 impl Settings {
     /// The config file to read: `$HOIST_CONFIG`, else
@@ -162,8 +199,11 @@ impl Settings {
             let line = before.matches('\n').count() + 1;
             let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
             let message = e.message().trim().to_owned();
-            let message = if message.contains("did not match any variant") {
+            let message = if message.contains("did not match any variant of untagged enum Mirrors") {
                 "a mirror list is an array of hosts: \"docker.io\" = [\"127.0.0.1:5000\"]"
+                    .to_owned()
+            } else if message.contains("did not match any variant") {
+                "a cache setting is a spec or an array of specs: cache = \"type=registry,ref=HOST/REPO\""
                     .to_owned()
             } else {
                 message
@@ -179,6 +219,9 @@ impl Settings {
         let dir = path.parent().unwrap_or(Path::new("."));
         let mut settings = Settings {
             insecure: file.insecure_registries,
+            cache: file.cache.into_vec(),
+            cache_from: file.cache_from.into_vec(),
+            cache_to: file.cache_to.into_vec(),
             file: Some(path.to_owned()),
             ..Settings::default()
         };

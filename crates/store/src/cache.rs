@@ -116,13 +116,13 @@ impl CacheValue {
 
 impl Store {
     /// The record stored under `key`, if any and if all its blobs are
-    /// still in the store.
+    /// still in the store (or known to be in a registry).
     pub fn cache_get(&self, key: &str) -> Result<Option<CacheRecord>> {
         let path = self.cache_path(key)?;
         let Some(record) = read_record(&path, key)? else {
             return Ok(None);
         };
-        if record.blobs.iter().all(|digest| self.has_blob(digest)) {
+        if record.blobs.iter().all(|digest| self.knows_blob(digest)) {
             Ok(Some(record))
         } else {
             Ok(None)
@@ -130,10 +130,11 @@ impl Store {
     }
 
     /// Stores `record` under `key`, replacing any earlier record. Every
-    /// blob it lists must already be in the store.
+    /// blob it lists must already be in the store, or be a remote blob of
+    /// it (a step found in a registry cache).
     pub fn cache_put(&self, key: &str, record: &CacheRecord) -> Result<()> {
         let path = self.cache_path(key)?;
-        if let Some(missing) = record.blobs.iter().find(|d| !self.has_blob(d)) {
+        if let Some(missing) = record.blobs.iter().find(|d| !self.knows_blob(d)) {
             return Err(StoreError::BlobNotFound { digest: *missing });
         }
         let doc = serde_json::json!({
@@ -143,6 +144,15 @@ impl Store {
         });
         ensure_dir(path.parent().expect("a cache path has a shard directory"))?;
         write_atomically(&self.tmp_dir(), &path, &canonical(&doc))
+    }
+
+    /// Removes the record stored under `key`, if any.
+    pub fn cache_forget(&self, key: &str) -> Result<()> {
+        let path = self.cache_path(key)?;
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_error("remove", &path)(e)),
+            _ => Ok(()),
+        }
     }
 
     /// Every file under `cache/`, with its record or why it is not one,

@@ -219,7 +219,7 @@ impl Store {
                     if record
                         .blobs
                         .iter()
-                        .all(|d| self.has_blob(d) && !marker.corrupt.contains(d)) =>
+                        .all(|d| self.knows_blob(d) && !marker.corrupt.contains(d)) =>
                 {
                     marker.live.extend(record.blobs);
                 }

@@ -52,6 +52,11 @@ impl Store {
         super::read_json_as(&self.remote_path(blob), "a remote blob record")
     }
 
+    /// Whether the store holds `blob` or knows a registry that does.
+    pub fn knows_blob(&self, blob: &Digest) -> bool {
+        self.has_blob(blob) || self.remote_path(blob).is_file()
+    }
+
     /// Every recorded remote blob, in no particular order.
     pub(crate) fn remote_blobs(&self) -> Result<Vec<Digest>> {
         let dir = self.path("remote");

@@ -232,14 +232,20 @@ pub struct Registry {
 impl Registry {
     /// Starts a registry owned by the caller, stopped and deleted on drop.
     pub fn start() -> Registry {
-        Registry::start_in(ProcessDir::owned("registry"), "", None)
+        Registry::start_in(ProcessDir::owned("registry"), "", None, true)
+    }
+
+    /// [`Registry::start`] with deletes disabled, as registry:2 ships:
+    /// `DELETE` of a manifest answers 405.
+    pub fn start_without_deletes() -> Registry {
+        Registry::start_in(ProcessDir::owned("registry"), "", None, false)
     }
 
     /// [`Registry::start`] with more top-level configuration (YAML, one key
     /// per line: `auth: {token: {...}}`). The readiness check accepts a 401
     /// from `/v2/`, as a registry with auth answers.
     pub fn start_with(config: &str) -> Registry {
-        Registry::start_in(ProcessDir::owned("registry"), config, None)
+        Registry::start_in(ProcessDir::owned("registry"), config, None, true)
     }
 
     /// One registry for the whole test run, holding the busybox base images
@@ -247,7 +253,7 @@ impl Registry {
     pub fn shared() -> &'static Registry {
         static SHARED: OnceLock<Registry> = OnceLock::new();
         SHARED.get_or_init(|| {
-            let registry = Registry::start_in(ProcessDir::shared("registry"), "", None);
+            let registry = Registry::start_in(ProcessDir::shared("registry"), "", None, true);
             registry.push_base_images();
             registry
         })
@@ -257,10 +263,15 @@ impl Registry {
     /// in `key`). Readiness is checked over plain HTTP, which a TLS server
     /// answers with 400.
     pub fn start_tls(cert: &Path, key: &Path) -> Registry {
-        Registry::start_in(ProcessDir::owned("registry"), "", Some((cert, key)))
+        Registry::start_in(ProcessDir::owned("registry"), "", Some((cert, key)), true)
     }
 
-    fn start_in(dir: ProcessDir, extra_config: &str, tls: Option<(&Path, &Path)>) -> Registry {
+    fn start_in(
+        dir: ProcessDir,
+        extra_config: &str,
+        tls: Option<(&Path, &Path)>,
+        deletes: bool,
+    ) -> Registry {
         let binary = require("docker-registry", "docker-registry");
         let log = dir.path().join("registry.log");
         let (child, addr) = serve_on_free_port(
@@ -272,7 +283,7 @@ impl Registry {
                     &config,
                     format!(
                         "version: 0.1\nlog: {{level: warn, accesslog: {{disabled: true}}}}\n\
-                         storage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\n\
+                         storage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: {deletes}}}}}\n\
                          http: {{addr: {addr}{tls}}}\n{extra_config}\n",
                         dir.path().join("data").display(),
                         tls = tls
@@ -301,6 +312,18 @@ impl Registry {
     /// `127.0.0.1:PORT`.
     pub fn addr(&self) -> &str {
         &self.addr
+    }
+
+    /// The file holding blob `digest` (`sha256:HEX`) in the registry's
+    /// storage, to damage it on purpose.
+    pub fn blob_file(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.dir
+            .path()
+            .join("data/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
     }
 
     /// Builds (or takes from the fixture cache) the tutorial's stand-in base
@@ -687,6 +710,18 @@ impl HttpServer {
     /// `127.0.0.1:PORT`.
     pub fn addr(&self) -> &str {
         &self.addr
+    }
+
+    /// The file holding blob `digest` (`sha256:HEX`) in the registry's
+    /// storage, to damage it on purpose.
+    pub fn blob_file(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.dir
+            .path()
+            .join("data/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
     }
 
     /// `text` with the recorded server address replaced by this server's.

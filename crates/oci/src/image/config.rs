@@ -69,6 +69,53 @@ pub fn rfc3339_utc(seconds: u64) -> String {
     )
 }
 
+/// The seconds since the Unix epoch of an RFC 3339 UTC time as
+/// [`rfc3339_utc`] writes it (`2026-12-07T06:00:00Z`, fractions of a second
+/// allowed and dropped); `None` for any other form.
+pub fn parse_rfc3339_utc(text: &str) -> Option<u64> {
+    let text = text.strip_suffix('Z')?;
+    let (date, time) = text.split_once('T')?;
+    let time = time.split_once('.').map_or(time, |(whole, _)| whole);
+    let number = |part: &str, digits: usize| {
+        (part.len() == digits && part.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| part.parse::<u64>().ok())
+            .flatten()
+    };
+    let date: Vec<&str> = date.split('-').collect();
+    let time: Vec<&str> = time.split(':').collect();
+    let [year, month, day] = date[..] else {
+        return None;
+    };
+    let [hour, minute, second] = time[..] else {
+        return None;
+    };
+    let (year, month, day) = (number(year, 4)?, number(month, 2)?, number(day, 2)?);
+    let (hour, minute, second) = (number(hour, 2)?, number(minute, 2)?, number(second, 2)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || year < 1970 {
+        return None;
+    }
+    if hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    if civil_from_days(days) != (year, month, day) {
+        return None; // 2026-02-30
+    }
+    Some(days * 86_400 + hour * 3600 + minute * 60 + second)
+}
+
+/// The days from 1970-01-01 to the proleptic Gregorian date given, the
+/// inverse of [`civil_from_days`] (same eras, years starting in March).
+fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year / 400;
+    let year_of_era = year % 400;
+    let month_from_march = if month > 2 { month - 3 } else { month + 9 };
+    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
 /// The proleptic Gregorian date `days` after 1970-01-01, counting in
 /// 400-year eras of 146,097 days from 0000-03-01, so the leap day ends a
 /// year and needs no special case.

@@ -25,7 +25,9 @@ pub(crate) mod serde_util;
 pub use archive::{ArchiveError, ExportImage, write_docker_archive, write_oci_archive};
 pub use blobs::{BlobSource, MemoryBlobs};
 pub use canonical::{Encoded, canonical_json, digest_of};
-pub use config::{Healthcheck, History, ImageConfig, RootFs, RunConfig, rfc3339_utc};
+pub use config::{
+    Healthcheck, History, ImageConfig, RootFs, RunConfig, parse_rfc3339_utc, rfc3339_utc,
+};
 pub use convert::{ConvertError, to_docker_manifest, to_docker_manifest_list};
 pub use descriptor::Descriptor;
 pub use layout::write_oci_layout;

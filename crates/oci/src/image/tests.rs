@@ -223,5 +223,21 @@ fn rfc3339_matches_known_instants() {
     ];
     for (seconds, text) in cases {
         assert_eq!(rfc3339_utc(seconds), text, "{seconds}");
+        assert_eq!(parse_rfc3339_utc(text), Some(seconds), "{text}");
+    }
+    assert_eq!(
+        parse_rfc3339_utc("2023-11-14T22:13:20.123456Z"),
+        Some(1_700_000_000)
+    );
+    for bad in [
+        "2023-11-14T22:13:20",
+        "2023-11-14 22:13:20Z",
+        "2023-02-29T00:00:00Z",
+        "2023-13-01T00:00:00Z",
+        "2023-1-01T00:00:00Z",
+        "1969-12-31T23:59:59Z",
+        "",
+    ] {
+        assert_eq!(parse_rfc3339_utc(bad), None, "{bad}");
     }
 }
