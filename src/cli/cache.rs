@@ -5,8 +5,13 @@ use clap::{Args, Subcommand};
 use hoist_registry::Reference;
 use hoist_registry::cache::RegistryCache;
 
-/// Manage the shared build caches `hoist build --cache-to` writes.
+/// Manage the shared build caches `hoist build --cache-to` writes
+/// (docs/cache.md).
+///
+/// Example:
+///   hoist cache prune --ref registry.example/app/cache --keep-for 14d
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub struct CacheArgs {
     #[command(subcommand)]
     pub command: CacheCommand,
@@ -17,11 +22,12 @@ pub enum CacheCommand {
     Prune(CachePruneArgs),
 }
 
-/// Delete a registry cache's entries that no build has written for a
-/// while (every build that uses an entry writes it again at least daily),
-/// through the registry's API: registry:2 needs deletes enabled, and
-/// frees the space of layers no manifest names at its next garbage
-/// collection.
+/// Delete a registry cache's entries no build has written for a while.
+///
+/// Every build that uses an entry writes it again at least daily, so an
+/// old entry is one no build uses. Deletes go through the registry's API:
+/// registry:2 needs deletes enabled, and frees the space of layers no
+/// manifest names at its next garbage collection.
 ///
 /// Example:
 ///   hoist cache prune --ref registry.example/app/cache --keep-for 14d
@@ -75,9 +81,9 @@ pub fn run(args: &CacheArgs) -> anyhow::Result<i32> {
 fn run_prune(args: &CachePruneArgs) -> anyhow::Result<i32> {
     let reference =
         Reference::parse(&args.reference).with_context(|| format!("--ref {}", args.reference))?;
-    if reference.digest.is_some() || reference.tag.is_some() {
+    if reference.digest.is_some() {
         bail!(
-            "--ref {}: a cache is a repository; drop the tag or digest",
+            "--ref {}: a cache is a repository; drop the @digest",
             args.reference
         );
     }

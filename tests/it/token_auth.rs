@@ -535,3 +535,56 @@ fn token_requests_that_fail_transiently_are_retried_and_permanent_failures_stop_
         }
     }
 }
+
+#[test]
+fn a_cache_the_user_may_not_read_or_write_is_a_warning_and_the_build_goes_on() {
+    let (_tokens, registry) = token_registry(300);
+    let addr = registry.addr();
+    let home = Home::new();
+    let secrets = [READER_PASSWORD, "refresh-"];
+    assert_ok_without(&home.login(addr, "reader", READER_PASSWORD), &secrets);
+    let context = tempfile::tempdir().unwrap();
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        format!("FROM {addr}/library/busybox\nCOPY hello /hello\n"),
+    )
+    .unwrap();
+    std::fs::write(context.path().join("hello"), "hi\n").unwrap();
+    let build = |cache: &str| {
+        let spec = format!("type=registry,ref={addr}/{cache}");
+        home.hoist()
+            .args(["build", "--progress", "plain", "-t", "probe"])
+            .args(["--cache-from", &spec, "--cache-to", &spec])
+            .arg(context.path())
+            .output()
+            .unwrap()
+    };
+    // No access at all: the lookup and the export are refused (401/403).
+    let denied = build("team/cache");
+    assert_ok_without(&denied, &secrets);
+    let stderr = String::from_utf8_lossy(&denied.stderr);
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("warning:"))
+        .collect();
+    assert_eq!(warnings.len(), 2, "{stderr}");
+    assert!(warnings[0].contains(&format!("registry cache {addr}/team/cache is not used for the rest of this build: access to team/cache was refused")), "{stderr}");
+    assert!(
+        warnings[1].contains(&format!(
+            "were not written to the registry cache {addr}/team/cache"
+        )),
+        "{stderr}"
+    );
+    assert!(warnings[1].contains("refused"), "{stderr}");
+    // Read access only: lookups miss quietly, the export is refused.
+    let read_only = build("library/cache");
+    assert_ok_without(&read_only, &secrets);
+    let stderr = String::from_utf8_lossy(&read_only.stderr);
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("warning:"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(warnings[0].contains("were not written"), "{stderr}");
+    assert!(stderr.contains("COPY hello /hello ... "), "{stderr}");
+}

@@ -8,11 +8,11 @@
 
 use super::image::BaseError;
 use super::view::LayerIndex;
-use hoist_oci::Digest;
 use hoist_oci::chunks;
 use hoist_oci::compression::{Compression, decompress};
 use hoist_oci::layer::tar::{Content, Entry, EntryKind};
 use hoist_oci::layer::{Contents, Escapes, read_entries};
+use hoist_oci::{Digest, Sha256};
 use hoist_store::Store;
 use std::io::{self, Read};
 use std::path::Path;
@@ -42,9 +42,45 @@ pub fn load_layer(
             digest: *blob,
             source,
         })?;
-        decompressed(file, blob, media)
+        decompressed(file, blob, media, diff_id)
     };
     load(store, blob, diff_id, mirror, &mut open)
+}
+
+/// A layer's tar, hashed as it is read: at its end, an error unless it is
+/// the tar its diffID names (a config or a cache entry that lies about a
+/// layer never gets its contents stored under that diffID).
+struct CheckedTar<R> {
+    inner: R,
+    hasher: Option<Sha256>,
+    blob: Digest,
+    diff_id: Digest,
+}
+
+impl<R: Read> Read for CheckedTar<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        match (n, self.hasher.take()) {
+            (0, Some(hasher)) if !buf.is_empty() => {
+                let found = hasher.finish();
+                if found != self.diff_id {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "layer {} decompresses to {found}, but its diffID is {}",
+                            self.blob, self.diff_id
+                        ),
+                    ));
+                }
+            }
+            (_, Some(mut hasher)) => {
+                hasher.update(&buf[..n]);
+                self.hasher = Some(hasher);
+            }
+            (_, None) => {}
+        }
+        Ok(n)
+    }
 }
 
 /// Whether [`load_layer_streamed`] would read the layer `diff_id`: its
@@ -70,7 +106,7 @@ pub fn load_layer_streamed(
     let mut input = Some(input);
     let mut open = || -> Result<Box<dyn Read + Send + '_>, BaseError> {
         match input.take() {
-            Some(input) => decompressed(input, blob, media),
+            Some(input) => decompressed(input, blob, media, diff_id),
             None => Err(BaseError::Layer {
                 digest: *blob,
                 source: io::Error::other("a download is read once"),
@@ -80,14 +116,22 @@ pub fn load_layer_streamed(
     load(store, blob, diff_id, mirror, &mut open).ok()
 }
 
-/// `input`, a layer blob, decompressed as its media type says.
+/// `input`, a layer blob, decompressed as its media type says, and
+/// checked to be the tar `diff_id` names when it ends (every reader here
+/// reads to the end).
 fn decompressed<'a>(
     input: impl Read + Send + 'a,
     blob: &Digest,
     media: &str,
+    diff_id: &Digest,
 ) -> Result<Box<dyn Read + Send + 'a>, BaseError> {
     match Compression::of_layer(media) {
-        Some(kind) => Ok(Box::new(decompress(kind, input))),
+        Some(kind) => Ok(Box::new(CheckedTar {
+            inner: decompress(kind, input),
+            hasher: Some(Sha256::new()),
+            blob: *blob,
+            diff_id: *diff_id,
+        })),
         None => Err(BaseError::Invalid {
             what: "layer",
             digest: *blob,

@@ -314,13 +314,17 @@ impl Registry {
         &self.addr
     }
 
+    /// The registry's storage directory.
+    pub fn storage(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
     /// The file holding blob `digest` (`sha256:HEX`) in the registry's
     /// storage, to damage it on purpose.
     pub fn blob_file(&self, digest: &str) -> PathBuf {
         let hex = digest.trim_start_matches("sha256:");
-        self.dir
-            .path()
-            .join("data/docker/registry/v2/blobs/sha256")
+        self.storage()
+            .join("docker/registry/v2/blobs/sha256")
             .join(&hex[..2])
             .join(hex)
             .join("data")
@@ -712,13 +716,17 @@ impl HttpServer {
         &self.addr
     }
 
+    /// The registry's storage directory.
+    pub fn storage(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
     /// The file holding blob `digest` (`sha256:HEX`) in the registry's
     /// storage, to damage it on purpose.
     pub fn blob_file(&self, digest: &str) -> PathBuf {
         let hex = digest.trim_start_matches("sha256:");
-        self.dir
-            .path()
-            .join("data/docker/registry/v2/blobs/sha256")
+        self.storage()
+            .join("docker/registry/v2/blobs/sha256")
             .join(&hex[..2])
             .join(hex)
             .join("data")

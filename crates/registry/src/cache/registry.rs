@@ -160,19 +160,62 @@ impl RegistryCache {
         exported.bytes_uploaded = counts.bytes;
         exported.blobs_mounted = counts.mounted;
         exported.blobs_present = counts.present;
-        for written in parallel(&to_write, |entry| {
-            self.client.put_manifest(
+        for written in parallel(&to_write, |entry| self.put_entry(store, entry)) {
+            written?;
+            exported.written += 1;
+        }
+        Ok(exported)
+    }
+
+    /// PUTs `entry`'s manifest. registry:2 can lose track of a blob that
+    /// several clients upload at once (another runner exporting a step
+    /// with the same layer, or the empty config) and then refuse the
+    /// manifest with `MANIFEST_BLOB_UNKNOWN`: the blobs are sent again
+    /// and the manifest retried, a few times.
+    fn put_entry(&self, store: &Store, entry: &Entry) -> Result<Digest> {
+        let path = &self.repository.path;
+        let mut attempt = 0;
+        loop {
+            let put = self.client.put_manifest(
                 &self.endpoint,
                 path,
                 &tag_of(&entry.key),
                 media_type::OCI_MANIFEST,
                 &entry.to_manifest(),
-            )
-        }) {
-            written?;
-            exported.written += 1;
+            );
+            match put {
+                Err(RegistryError::Status {
+                    status: 400,
+                    detail,
+                    ..
+                }) if detail.contains("BLOB_UNKNOWN") && attempt < 3 => {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(100 * attempt));
+                    let config = empty_config();
+                    let blobs: Vec<Descriptor> = match &entry.step {
+                        Step::Layer(layer) => vec![super::layer_descriptor(layer)],
+                        Step::Empty => Vec::new(),
+                    }
+                    .into_iter()
+                    .chain([Descriptor::new(
+                        media_type::OCI_EMPTY,
+                        config.digest,
+                        config.size,
+                    )])
+                    .collect();
+                    push_blobs(
+                        &self.client,
+                        store,
+                        &self.endpoint,
+                        path,
+                        &blobs,
+                        &Default::default(),
+                        &|_, _| {},
+                    )?;
+                }
+                result => return result,
+            }
         }
-        Ok(exported)
     }
 
     /// Deletes the entries written more than `keep_for` seconds before
