@@ -73,13 +73,20 @@ for _ in $(seq 100); do $DOCKER info > /dev/null 2>&1 && break; sleep 0.1; done
 seconds() { local s e; s=$EPOCHREALTIME; "$@" > "$ROOT/last.log" 2>&1 || { cat "$ROOT/last.log" >&2; return 1; }; e=$EPOCHREALTIME; echo "$e - $s" | bc; }
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 log_lines() { wc -l < "$ROOT/registry.log"; }
-# Layer bytes a phase moved: GETs of blobs (bytes sent, from the access
-# log) and blob uploads (each finished by a PUT naming its digest; its
-# size from the registry's storage). Prints "DOWN UP".
+# Layer bytes a phase moved: GETs of layer blobs (bytes sent, from the
+# access log) and layer uploads (each finished by a PUT naming its digest;
+# its size from the registry's storage). Layers are the gzip blobs; image
+# configs and cache metadata are not counted. Prints "DOWN UP".
 moved() { # FIRST_LINE
   tail -n +"$(($1 + 1))" "$ROOT/registry.log" | python3 -c '
 import os, re, sys, urllib.parse
 root = sys.argv[1]
+def blob(digest):
+    hexd = digest.split(":")[1]
+    return f"{root}/docker/registry/v2/blobs/sha256/{hexd[:2]}/{hexd}/data"
+def is_layer(digest):
+    with open(blob(digest), "rb") as f:
+        return f.read(2) == b"\x1f\x8b"
 down = up = 0
 for line in sys.stdin:
     m = re.search(r"\"(GET|PUT) (\S+) HTTP/[0-9.]+\" (\d+) (\d+)", line)
@@ -87,11 +94,12 @@ for line in sys.stdin:
         continue
     method, target, status, sent = m.group(1), m.group(2), int(m.group(3)), int(m.group(4))
     if method == "GET" and "/blobs/sha256:" in target and status < 300:
-        down += sent
+        if is_layer(target.rsplit("/", 1)[1]):
+            down += sent
     elif method == "PUT" and "/blobs/uploads/" in target and status == 201:
         digest = urllib.parse.parse_qs(urllib.parse.urlparse(target).query)["digest"][0]
-        hexd = digest.split(":")[1]
-        up += os.path.getsize(f"{root}/docker/registry/v2/blobs/sha256/{hexd[:2]}/{hexd}/data")
+        if is_layer(digest):
+            up += os.path.getsize(blob(digest))
 print(down, up)
 ' "$ROOT/registry"
 }
