@@ -105,6 +105,12 @@ pub struct BuildArgs {
     /// started for the build (repeatable).
     #[arg(long = "ssh", value_name = "default|ID=SOCKET|ID=KEYFILE")]
     pub ssh: Vec<String>,
+    /// How RUN steps are kept apart from the host: `namespaces`, `chroot`
+    /// (for containers that cannot make namespaces: docs/run.md), or
+    /// `auto` (namespaces where they can be made, else chroot; default:
+    /// $HOIST_ISOLATION, then auto).
+    #[arg(long, value_name = "auto|namespaces|chroot")]
+    pub isolation: Option<hoist_run::IsolationChoice>,
     /// The build context directory.
     pub context: PathBuf,
     /// With --k8s-out: `hoist k8s` flags (`-- --replicas 3 --service-port 80:3000`).
@@ -149,6 +155,11 @@ fn parse_output(spec: &str) -> anyhow::Result<Output> {
 }
 
 pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
+    if let Some(choice) = args.isolation {
+        hoist_run::set_isolation(choice);
+    }
+    // A bad $HOIST_ISOLATION is an error before anything is built.
+    hoist_run::isolation_choice()?;
     let outputs: Vec<Output> = args
         .output
         .iter()

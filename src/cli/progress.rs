@@ -290,6 +290,27 @@ fn plain_event(line_open: &mut bool, event: Event) {
             }
             eprintln!("warning: {message}");
         }
+        Event::Isolation { mode, reason } => {
+            if std::mem::take(line_open) {
+                eprintln!();
+            }
+            eprintln!("{}", isolation_text(mode, reason.as_deref()));
+        }
+    }
+}
+
+/// The line that says how RUN steps are isolated.
+fn isolation_text(mode: &str, reason: Option<&str>) -> String {
+    let mode = if mode == "namespaces" {
+        "namespace"
+    } else {
+        mode
+    };
+    match reason {
+        None => format!("note: RUN steps run with {mode} isolation"),
+        Some(why) => format!(
+            "note: RUN steps run with {mode} isolation, as namespaces cannot be made here ({why}); docs/run.md says what it keeps apart"
+        ),
     }
 }
 
@@ -353,6 +374,13 @@ fn tty_event(running: &mut Option<Running>, event: Event) {
             Some(step) => step.bar.suspend(|| eprintln!("warning: {message}")),
             None => eprintln!("warning: {message}"),
         },
+        Event::Isolation { mode, reason } => {
+            let text = isolation_text(mode, reason.as_deref());
+            match running {
+                Some(step) => step.bar.suspend(|| eprintln!("{text}")),
+                None => eprintln!("{text}"),
+            }
+        }
     }
 }
 
@@ -417,6 +445,11 @@ fn event_json(event: &Event) -> serde_json::Value {
         Event::Warning(message) => json!({
             "type": "warning",
             "message": message,
+        }),
+        Event::Isolation { mode, reason } => json!({
+            "type": "isolation",
+            "mode": mode,
+            "reason": reason,
         }),
     }
 }

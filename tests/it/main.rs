@@ -22,6 +22,7 @@ mod reference_examples;
 mod registry_cache;
 mod registry_tls;
 mod reliability;
+mod run_chroot;
 mod run_rootless;
 mod run_secrets;
 mod shell_corpus;

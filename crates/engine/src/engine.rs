@@ -87,6 +87,13 @@ pub enum Event {
     },
     /// Something the build worked around (an unusable shared cache).
     Warning(String),
+    /// How RUN steps are isolated, once, after the first that ran: the
+    /// mode (`namespaces`, `chroot`) and why `auto` chose it when it was
+    /// not the strongest.
+    Isolation {
+        mode: &'static str,
+        reason: Option<String>,
+    },
 }
 
 /// The outcome of a build.

@@ -227,6 +227,12 @@ impl Builder<'_> {
                 line: line.to_string(),
             });
         });
+        if let Some((mode, reason)) = hoist_run::take_isolation_report() {
+            events(Event::Isolation {
+                mode: mode.name(),
+                reason,
+            });
+        }
         let code = match result {
             Ok(code) => code,
             Err(RunError::Interrupted { signal }) => {

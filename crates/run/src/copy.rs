@@ -17,7 +17,7 @@
 
 use super::RunError;
 use hoist_oci::layer::tar::{Entry, EntryKind, TarOptions, write_tar};
-use hoist_oci::layer::walk::{WalkError, WalkOptions, walk};
+use hoist_oci::layer::walk::{Visit, WalkError, WalkOptions, walk_filtered};
 use hoist_oci::layer::{ExtractOptions, extract};
 use std::collections::BTreeMap;
 use std::os::unix::ffi::OsStrExt;
@@ -27,6 +27,40 @@ use std::path::{Path, PathBuf};
 /// The file a copy-mode run leaves next to its root: the state before the
 /// step, for [`changes`].
 const BEFORE: &str = "copy-before.json";
+
+/// What [`record`] writes: the paths left out of both walks, and the state
+/// of every other path.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Before {
+    excluded: Vec<String>,
+    seen: Vec<(Vec<u8>, Seen)>,
+}
+
+/// What the walk saw, per path.
+type State = BTreeMap<Vec<u8>, Seen>;
+
+/// Walks `root`, leaving out everything below `excluded` (paths relative
+/// to it: what the sandbox provides), and the times, size and identity of
+/// each of them: only its kind, mode, owner and attributes are compared.
+fn walk_except(root: &Path, excluded: &[String]) -> Result<(Vec<Entry>, State), WalkError> {
+    let entries = walk_filtered(root, &options(), |path, _| {
+        let path = path.as_os_str().as_bytes();
+        let below = excluded.iter().any(|e| {
+            path.len() > e.len() && path.starts_with(e.as_bytes()) && path[e.len()] == b'/'
+        });
+        if below { Visit::Prune } else { Visit::Keep }
+    })?;
+    let mut seen = seen_of(root, &entries).map_err(|source| WalkError::Io {
+        path: root.to_path_buf(),
+        source,
+    })?;
+    for path in excluded {
+        if let Some(s) = seen.get_mut(path.as_bytes()) {
+            (s.ino, s.born, s.size, s.mtime, s.ctime) = (0, None, 0, (0, 0), (0, 0));
+        }
+    }
+    Ok((entries, seen))
+}
 
 /// What the walk compares, per path.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -145,20 +179,65 @@ pub fn merge(
     Ok(())
 }
 
-/// Records the state of `root` before the step, in `dir`.
-pub fn record(root: &Path, dir: &Path) -> Result<(), RunError> {
-    let entries = walk(root, &options()).map_err(walk_error(root))?;
-    let seen = seen_of(root, &entries).map_err(|source| RunError::Io {
-        path: root.to_path_buf(),
-        source,
-    })?;
-    let list: Vec<(Vec<u8>, Seen)> = seen.into_iter().collect();
+/// Records the state of `root` before the step, in `dir`; `excluded`
+/// (paths relative to `root`: what the sandbox put there) are left out of
+/// this walk and of the one after the step.
+pub fn record(root: &Path, dir: &Path, excluded: &[String]) -> Result<(), RunError> {
+    let (_, seen) = walk_except(root, excluded).map_err(walk_error(root))?;
+    let before = Before {
+        excluded: excluded.to_vec(),
+        seen: seen.into_iter().collect(),
+    };
     let path = dir.join(BEFORE);
-    let json = serde_json::to_vec(&list).map_err(|e| RunError::Io {
+    let json = serde_json::to_vec(&before).map_err(|e| RunError::Io {
         path: path.clone(),
         source: std::io::Error::other(e),
     })?;
     std::fs::write(&path, json).map_err(|source| RunError::Io { path, source })
+}
+
+/// The paths whose state differs between `before` and `now`, as overlayfs
+/// would copy them up. A link made or removed changes the ctime of every
+/// path of its inode, but overlayfs copies up only a new link's source: a
+/// file whose only change is its ctime is unchanged, and an inode that
+/// gained a path and is otherwise unchanged has its first path copied up.
+fn changed_paths(
+    before: &BTreeMap<Vec<u8>, Seen>,
+    now: &BTreeMap<Vec<u8>, Seen>,
+) -> std::collections::BTreeSet<Vec<u8>> {
+    let ctime_only = |old: &Seen, new: &Seen| {
+        old.kind == "file"
+            && Seen {
+                ctime: old.ctime,
+                ..new.clone()
+            } == *old
+    };
+    let mut changed = std::collections::BTreeSet::new();
+    let mut groups: BTreeMap<u64, Vec<&Vec<u8>>> = BTreeMap::new();
+    for (path, seen) in now {
+        if seen.kind == "file" {
+            groups.entry(seen.ino).or_default().push(path);
+        }
+        match before.get(path) {
+            Some(old) if old == seen || ctime_only(old, seen) => {}
+            _ => {
+                changed.insert(path.clone());
+            }
+        }
+    }
+    for paths in groups.values() {
+        let new_link = paths.iter().any(|p| !before.contains_key(*p));
+        let copied_up = paths
+            .iter()
+            .any(|p| before.contains_key(*p) && changed.contains(*p));
+        if new_link
+            && !copied_up
+            && let Some(source) = paths.iter().find(|p| before.contains_key(**p))
+        {
+            changed.insert((*source).clone());
+        }
+    }
+    changed
 }
 
 /// Whether `dir` holds a copy-mode run.
@@ -175,15 +254,10 @@ pub fn changes(root: &Path, dir: &Path) -> Result<Vec<Entry>, WalkError> {
         source: e,
     };
     let text = std::fs::read(dir.join(BEFORE)).map_err(io)?;
-    let before: BTreeMap<Vec<u8>, Seen> = serde_json::from_slice::<Vec<(Vec<u8>, Seen)>>(&text)
-        .map_err(|e| io(std::io::Error::other(e)))?
-        .into_iter()
-        .collect();
-    let now_entries = walk(root, &options())?;
-    let now = seen_of(root, &now_entries).map_err(|e| WalkError::Io {
-        path: root.to_path_buf(),
-        source: e,
-    })?;
+    let recorded: Before =
+        serde_json::from_slice(&text).map_err(|e| io(std::io::Error::other(e)))?;
+    let before: BTreeMap<Vec<u8>, Seen> = recorded.seen.into_iter().collect();
+    let (now_entries, now) = walk_except(root, &recorded.excluded)?;
     // Directories made anew: everything below them is new, and what was
     // there before is hidden by the opaque marker.
     // (overlayfs marks a directory opaque when it is made where the layer
@@ -210,10 +284,11 @@ pub fn changes(root: &Path, dir: &Path) -> Result<Vec<Entry>, WalkError> {
         dirs.iter()
             .any(|d| path.len() > d.len() && path.starts_with(d) && path[d.len()] == b'/')
     };
+    let changed = changed_paths(&before, &now);
     let mut out = Vec::new();
     let mut unchanged = BTreeMap::new();
     for entry in now_entries {
-        if before.get(&entry.path) != now.get(&entry.path) {
+        if changed.contains(&entry.path) {
             if remade.contains(&entry.path) {
                 out.push(Entry::opaque(&entry.path));
             }

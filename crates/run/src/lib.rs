@@ -18,6 +18,7 @@
 //! Depends on hoist-store and hoist-oci only: it takes paths and a spec,
 //! never a Dockerfile, and knows nothing of the build that calls it.
 
+mod chroot;
 mod copy;
 pub mod diff;
 mod sandbox;
@@ -27,7 +28,8 @@ pub mod syscall;
 pub mod userns;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 /// The PATH a step gets when the image sets none (BuildKit's default).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -68,6 +70,9 @@ pub enum RunError {
     /// [`userns::reexec`].
     #[error("RUN needs root, or hoist running as root of a user namespace")]
     NotRoot,
+    /// `--network=none` where no network namespace can be made.
+    #[error("RUN --network=none needs a network namespace, and chroot isolation has none")]
+    NoNetworkNamespace,
     #[error("RUN needs a user namespace when hoist is not root, and none can be made here")]
     NoUserNamespace {
         #[source]
@@ -100,8 +105,14 @@ impl RunError {
                     "a file of the layer belongs to an id hoist's user namespace does not map: hoist maps 0 to you and 1, 2... to your /etc/subuid and /etc/subgid ranges in turn; add a range to cover the image's ids, as root: `usermod --add-subuids 200000-399999 --add-subgids 200000-399999 USER`".to_string(),
                 )
             }
-            RunError::Sandbox { .. } => Some(
-                "RUN needs mount, pid, uts and ipc namespaces and overlayfs: in a container, run hoist with --privileged".into(),
+            RunError::Sandbox { step, .. } if step.contains("chroot") => Some(
+                "chroot isolation needs root with CAP_SYS_CHROOT and CAP_SETPCAP (Docker's and Kubernetes' defaults keep both)".into(),
+            ),
+            RunError::Sandbox { .. } => Some(format!(
+                "namespace isolation needs mount, pid, uts and ipc namespaces: `--isolation chroot` ({ISOLATION_VARIABLE}=chroot) runs steps without them (docs/run.md says what it isolates), or give the container CAP_SYS_ADMIN"
+            )),
+            RunError::NoNetworkNamespace => Some(
+                "namespaces cannot be made here, so the step would reach the network: drop --network=none, or build where namespaces can be made (docs/run.md)".into(),
             ),
             _ => None,
         }
@@ -209,6 +220,138 @@ pub struct RunSpec {
     pub namespace: userns::Namespace,
 }
 
+/// How a step is kept apart from the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// Mount, pid, uts and ipc namespaces (and network for
+    /// `--network=none`), the root pivoted into ([`sandbox`]).
+    Namespaces,
+    /// A chroot into a copy of the layers, for a root process that cannot
+    /// make namespaces ([`chroot`]).
+    Chroot,
+}
+
+impl Isolation {
+    pub fn name(self) -> &'static str {
+        match self {
+            Isolation::Namespaces => "namespaces",
+            Isolation::Chroot => "chroot",
+        }
+    }
+}
+
+/// What the user asked for: a mode, or `auto` (namespaces, then chroot
+/// where namespaces cannot be made).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IsolationChoice {
+    Auto,
+    Only(Isolation),
+}
+
+impl std::str::FromStr for IsolationChoice {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<IsolationChoice, String> {
+        match text {
+            "" | "auto" => Ok(IsolationChoice::Auto),
+            "namespaces" => Ok(IsolationChoice::Only(Isolation::Namespaces)),
+            "chroot" => Ok(IsolationChoice::Only(Isolation::Chroot)),
+            other => Err(format!(
+                "unknown isolation `{other}`: expected auto, namespaces or chroot"
+            )),
+        }
+    }
+}
+
+/// The variable that chooses the isolation (`auto`, `namespaces`,
+/// `chroot`) when [`set_isolation`] was not called.
+pub const ISOLATION_VARIABLE: &str = "HOIST_ISOLATION";
+
+/// [`set_isolation`]'s choice: 0 unset, 1 auto, 2 namespaces, 3 chroot.
+static CHOICE: AtomicU8 = AtomicU8::new(0);
+/// Set once `auto` found that namespaces cannot be made here.
+static CHROOT_FALLBACK: AtomicBool = AtomicBool::new(false);
+/// The isolation of the first step run, with why, until taken once by
+/// [`take_isolation_report`].
+static REPORT: Mutex<Option<(Isolation, Option<String>)>> = Mutex::new(None);
+/// Whether a step has run (the report is made once).
+static REPORTED: AtomicBool = AtomicBool::new(false);
+
+/// Chooses the isolation for this process (a command-line flag); it wins
+/// over [`ISOLATION_VARIABLE`].
+pub fn set_isolation(choice: IsolationChoice) {
+    let code = match choice {
+        IsolationChoice::Auto => 1,
+        IsolationChoice::Only(Isolation::Namespaces) => 2,
+        IsolationChoice::Only(Isolation::Chroot) => 3,
+    };
+    CHOICE.store(code, Ordering::SeqCst);
+}
+
+/// The isolation asked for: [`set_isolation`]'s, else the variable's.
+pub fn isolation_choice() -> Result<IsolationChoice, RunError> {
+    match CHOICE.load(Ordering::SeqCst) {
+        1 => Ok(IsolationChoice::Auto),
+        2 => Ok(IsolationChoice::Only(Isolation::Namespaces)),
+        3 => Ok(IsolationChoice::Only(Isolation::Chroot)),
+        _ => std::env::var(ISOLATION_VARIABLE)
+            .unwrap_or_default()
+            .parse()
+            .map_err(|reason| RunError::Invalid {
+                reason: format!("{ISOLATION_VARIABLE}: {reason}"),
+            }),
+    }
+}
+
+/// The isolation the next step gets.
+fn isolation() -> Result<Isolation, RunError> {
+    Ok(match isolation_choice()? {
+        IsolationChoice::Only(mode) => mode,
+        IsolationChoice::Auto if CHROOT_FALLBACK.load(Ordering::SeqCst) => Isolation::Chroot,
+        IsolationChoice::Auto => Isolation::Namespaces,
+    })
+}
+
+/// The isolation the first step of this process ran with, and why where
+/// `auto` had to choose chroot: returned once, for the progress output.
+pub fn take_isolation_report() -> Option<(Isolation, Option<String>)> {
+    REPORT.lock().map(|mut r| r.take()).unwrap_or(None)
+}
+
+fn report(mode: Isolation, why: Option<String>) {
+    if !REPORTED.swap(true, Ordering::SeqCst)
+        && let Ok(mut slot) = REPORT.lock()
+    {
+        *slot = Some((mode, why));
+    }
+}
+
+/// Whether a failed namespace-mode setup says namespaces (or the mounts
+/// they exist for) cannot be made by this process, so that chroot
+/// isolation is the strongest left.
+fn namespaces_unusable(error: &RunError) -> bool {
+    let RunError::Sandbox { step, source } = error else {
+        return false;
+    };
+    const STEPS: [&str; 10] = [
+        "create namespaces",
+        "make mounts private",
+        "mount /proc",
+        "mount /sys",
+        "bind /sys",
+        "mount /dev",
+        "bind a device",
+        "mount /dev/shm",
+        "bind the copied root file system",
+        "pivot into the root file system",
+    ];
+    STEPS.contains(&step.as_str())
+        && matches!(
+            source.raw_os_error(),
+            Some(libc::EPERM | libc::EACCES | libc::EINVAL | libc::ENOSYS | libc::ENOSPC)
+        )
+}
+
 /// How a step's root file system is made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rootfs {
@@ -229,6 +372,9 @@ static OVERLAY_FAILED: AtomicBool = AtomicBool::new(false);
 /// Whether steps of this process run on copies: forced, or since an
 /// overlay could not be made.
 pub fn copy_mode() -> bool {
+    if matches!(isolation(), Ok(Isolation::Chroot)) {
+        return true;
+    }
     match forced_rootfs() {
         Ok(Some(mode)) => mode == Rootfs::Copy,
         _ => OVERLAY_FAILED.load(Ordering::SeqCst),
@@ -238,7 +384,9 @@ pub fn copy_mode() -> bool {
 /// Whether this process fell back to running steps on copies because an
 /// overlay could not be made (not because the user asked for copies).
 pub fn fell_back_to_copies() -> bool {
-    OVERLAY_FAILED.load(Ordering::SeqCst) && matches!(forced_rootfs(), Ok(None))
+    !matches!(isolation(), Ok(Isolation::Chroot))
+        && OVERLAY_FAILED.load(Ordering::SeqCst)
+        && matches!(forced_rootfs(), Ok(None))
 }
 
 /// Records that overlays cannot be used here.
@@ -283,18 +431,71 @@ fn overlay_unusable(error: &RunError) -> bool {
 /// and every later one run on a copy).
 pub fn run(spec: &RunSpec, dir: &Path, output: &mut dyn FnMut(&str)) -> Result<i32, RunError> {
     check_privileges()?;
+    let choice = isolation_choice()?;
+    if isolation()? == Isolation::Chroot {
+        report(Isolation::Chroot, None);
+        return run_chroot(spec, dir, output);
+    }
+    match run_in_namespaces(spec, dir, output) {
+        Err(e) if choice == IsolationChoice::Auto && namespaces_unusable(&e) => {
+            CHROOT_FALLBACK.store(true, Ordering::SeqCst);
+            report(Isolation::Chroot, Some(error_chain(&e)));
+            // What the namespace attempt left (an upper directory, a copy)
+            // goes: the chroot starts from its own copy.
+            for part in ["rootfs", "upper", "work", "merged"] {
+                let _ = std::fs::remove_dir_all(dir.join(part));
+            }
+            run_chroot(spec, dir, output)
+        }
+        other => {
+            if other.is_ok() {
+                report(Isolation::Namespaces, None);
+            }
+            other
+        }
+    }
+}
+
+/// `error` and its sources, joined.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(&format!(": {e}"));
+        source = e.source();
+    }
+    text
+}
+
+fn run_chroot(spec: &RunSpec, dir: &Path, output: &mut dyn FnMut(&str)) -> Result<i32, RunError> {
+    if spec.network == Network::None {
+        return Err(RunError::NoNetworkNamespace);
+    }
+    // Steps share this process's pid namespace: none of them may ptrace
+    // hoist or read its memory.
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    run_in(spec, dir, output, Rootfs::Copy, Isolation::Chroot)
+}
+
+/// [`run`] in namespace isolation: on an overlay, or on a copy.
+fn run_in_namespaces(
+    spec: &RunSpec,
+    dir: &Path,
+    output: &mut dyn FnMut(&str),
+) -> Result<i32, RunError> {
     let forced = forced_rootfs()?;
     let overlay = match forced {
         Some(mode) => mode == Rootfs::Overlay,
         None => !OVERLAY_FAILED.load(Ordering::SeqCst),
     };
     if overlay {
-        match run_in(spec, dir, output, Rootfs::Overlay) {
+        match run_in(spec, dir, output, Rootfs::Overlay, Isolation::Namespaces) {
             Err(e) if forced.is_none() && overlay_unusable(&e) => overlay_unusable_here(),
             other => return other,
         }
     }
-    run_in(spec, dir, output, Rootfs::Copy)
+    run_in(spec, dir, output, Rootfs::Copy, Isolation::Namespaces)
 }
 
 /// What the step run in `dir` changed, as sorted layer entries, leaving
@@ -318,6 +519,7 @@ fn run_in(
     dir: &Path,
     output: &mut dyn FnMut(&str),
     rootfs: Rootfs,
+    isolation: Isolation,
 ) -> Result<i32, RunError> {
     let upper = upper_dir(dir);
     let work = dir.join("work");
@@ -362,6 +564,7 @@ fn run_in(
     let userns = spec.namespace.is_user_namespace();
     let chown = spec.namespace != userns::Namespace::Single;
     let mut copied;
+    let mut placed = None;
     let (spec, root) = match rootfs {
         Rootfs::Overlay => (spec, None),
         Rootfs::Copy => {
@@ -384,12 +587,29 @@ fn run_in(
                     };
                 }
             }
-            copy::record(&root, dir)?;
+            match isolation {
+                Isolation::Namespaces => copy::record(&root, dir, &[])?,
+                Isolation::Chroot => {
+                    copy::record(&root, dir, &chroot::excluded(&copied))?;
+                    let scripts = (!copied.scripts.is_empty()).then_some(pipes.as_path());
+                    placed = Some(chroot::place(&copied, dir, &root, scripts)?);
+                }
+            }
             (&copied, Some(root))
         }
     };
-    let prepared = sandbox::Prepared::new(spec, dir, !spec.scripts.is_empty(), root.as_deref())?;
-    let code = sandbox::run(&prepared, output)?;
+    let prepared = sandbox::Prepared::new(
+        spec,
+        dir,
+        !spec.scripts.is_empty(),
+        root.as_deref(),
+        isolation == Isolation::Chroot,
+    )?;
+    let code = sandbox::run(&prepared, output);
+    if let Some(mut placed) = placed {
+        placed.undo()?;
+    }
+    let code = code?;
     // overlayfs leaves its work directory owned by root with mode 0: gone
     // with the scratch directory later, but keep the tree tidy now.
     let _ = std::fs::remove_dir_all(&work);

@@ -27,7 +27,7 @@ const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 /// NET_BIND_SERVICE, NET_RAW, SYS_CHROOT, MKNOD, AUDIT_WRITE, SETFCAP).
 /// CAP_SYS_ADMIN in particular is dropped: with it a step could mount the
 /// host's disk.
-const KEPT_CAPS: [u32; 14] = [0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 18, 27, 29, 31];
+pub(super) const KEPT_CAPS: [u32; 14] = [0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 18, 27, 29, 31];
 
 /// Paths a step may read but never write, as runc makes them for Docker
 /// and BuildKit: the kernel's settings and triggers, which reach the whole
@@ -81,6 +81,9 @@ pub(super) struct Prepared {
     overlay_data: CString,
     /// A copied root to bind instead of the overlay ([`super::copy`]).
     copy_root: Option<CString>,
+    /// Chroot into the copied root instead of making namespaces
+    /// ([`super::chroot`]).
+    chroot: bool,
     mount_points: Vec<CString>,
     proc_dir: CString,
     sys_dir: CString,
@@ -248,6 +251,7 @@ impl Prepared {
         dir: &Path,
         pipes: bool,
         copy_root: Option<&Path>,
+        chroot: bool,
     ) -> Result<Prepared, RunError> {
         let upper = &super::upper_dir(dir);
         let work = &dir.join("work");
@@ -350,6 +354,7 @@ impl Prepared {
             merged: path_c(merged)?,
             overlay_data: cstring(data)?,
             copy_root: copy_root.map(path_c).transpose()?,
+            chroot,
             mount_points: vec![m("proc")?, m("dev")?, m("sys")?],
             proc_dir: m("proc")?,
             sys_dir: m("sys")?,
@@ -785,6 +790,9 @@ fn child(p: &Prepared, err: libc::c_int, out: libc::c_int, null: libc::c_int) ->
         libc::signal(libc::SIGTERM, libc::SIG_DFL);
         libc::signal(libc::SIGINT, libc::SIG_DFL);
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+        if p.chroot {
+            chroot_child(p, err, out, null);
+        }
         if let Err(e) = Linux.unshare(p.flags) {
             report(err, ("create namespaces", e));
             libc::_exit(126);
@@ -820,6 +828,61 @@ fn child(p: &Prepared, err: libc::c_int, out: libc::c_int, null: libc::c_int) ->
             report(err, e);
             libc::_exit(126);
         }
+        exec(p, err)
+    }
+}
+
+/// chroot isolation's side of [`child`]: this process leads a session of
+/// its own (so that hoist's signal handler kills the whole group) and
+/// becomes the subreaper of the step's processes; it forks the command,
+/// waits for it, then kills and reaps whatever the step left running
+/// ([`super::chroot::sweep`]).
+fn chroot_child(p: &Prepared, err: libc::c_int, out: libc::c_int, null: libc::c_int) -> ! {
+    // SAFETY (whole function): as in `child`.
+    unsafe {
+        libc::setsid();
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+        let pid = libc::fork();
+        if pid < 0 {
+            report(
+                err,
+                ("fork the command's process", Errno(Errno::last_raw())),
+            );
+            libc::_exit(126);
+        }
+        if pid > 0 {
+            libc::close(err);
+            libc::close(out);
+            let code = wait_for(pid);
+            super::chroot::sweep();
+            libc::_exit(code);
+        }
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+        if libc::dup2(null, 0) < 0 || libc::dup2(out, 1) < 0 || libc::dup2(out, 2) < 0 {
+            report(err, ("redirect output", Errno(Errno::last_raw())));
+            libc::_exit(126);
+        }
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
+        );
+        let root = p.copy_root.as_deref().unwrap_or(c"/");
+        let ids = (p.uid, p.gid, p.groups.as_slice(), p.set_groups);
+        if let Err(e) = super::chroot::setup(&mut Linux, root, &p.workdir_parts, &p.workdir, ids) {
+            report(err, e);
+            libc::_exit(126);
+        }
+        exec(p, err)
+    }
+}
+
+/// Execs the step's program, trying each candidate path as execvp does;
+/// reports and exits when none runs.
+fn exec(p: &Prepared, err: libc::c_int) -> ! {
+    // SAFETY (whole function): system calls on prepared data.
+    unsafe {
         let mut argv: [*const libc::c_char; 256] = [std::ptr::null(); 256];
         let mut envp: [*const libc::c_char; 1024] = [std::ptr::null(); 1024];
         for (slot, a) in argv.iter_mut().zip(p.argv.iter()) {
@@ -857,8 +920,12 @@ extern "C" fn on_signal(signal: libc::c_int) {
     SIGNAL.store(signal, Ordering::SeqCst);
     let pid = CHILD.load(Ordering::SeqCst);
     if pid > 0 {
-        // SAFETY: kill is async-signal-safe.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
+        // SAFETY: kill is async-signal-safe. In chroot isolation the
+        // child leads a process group holding the step's processes.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+            libc::kill(pid, libc::SIGKILL);
+        }
     }
 }
 
@@ -1013,7 +1080,7 @@ mod tests {
     }
 
     fn prepared(spec: &RunSpec) -> Prepared {
-        Prepared::new(spec, Path::new("/s"), false, None).unwrap()
+        Prepared::new(spec, Path::new("/s"), false, None, false).unwrap()
     }
 
     #[test]

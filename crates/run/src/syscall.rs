@@ -58,6 +58,7 @@ pub trait Syscall {
     fn symlink(&mut self, target: &CStr, path: &CStr) -> SysResult;
     fn chdir(&mut self, path: &CStr) -> SysResult;
     fn pivot_root(&mut self, new_root: &CStr, put_old: &CStr) -> SysResult;
+    fn chroot(&mut self, path: &CStr) -> SysResult;
     fn sethostname(&mut self, name: &CStr) -> SysResult;
     fn umask(&mut self, mask: u32);
     /// Removes a capability from the bounding set; `EINVAL` (a number the
@@ -199,6 +200,11 @@ impl Syscall for Linux {
         let rc =
             unsafe { libc::syscall(libc::SYS_pivot_root, new_root.as_ptr(), put_old.as_ptr()) };
         check(rc as libc::c_int)
+    }
+
+    fn chroot(&mut self, path: &CStr) -> SysResult {
+        // SAFETY: a NUL-terminated path.
+        check(unsafe { libc::chroot(path.as_ptr()) })
     }
 
     fn sethostname(&mut self, name: &CStr) -> SysResult {
@@ -368,6 +374,10 @@ impl Syscall for Recording {
     fn pivot_root(&mut self, new_root: &CStr, put_old: &CStr) -> SysResult {
         self.calls
             .push(format!("pivot_root {} {}", s(new_root), s(put_old)));
+        Ok(())
+    }
+    fn chroot(&mut self, path: &CStr) -> SysResult {
+        self.calls.push(format!("chroot {}", s(path)));
         Ok(())
     }
     fn sethostname(&mut self, name: &CStr) -> SysResult {
