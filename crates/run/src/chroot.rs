@@ -709,13 +709,27 @@ mod tests {
         std::fs::write(&hosts, "host\n").unwrap();
         let cache = dir.path().join("cache");
         std::fs::create_dir(&cache).unwrap();
-        let mounts = vec![RunMount {
-            target: "/var/cache/apt".into(),
-            source: MountSource::Bind {
-                source: cache.clone(),
-                readonly: false,
+        // A new file the sandbox provides too: with the host file, two
+        // paths whose inodes are not compared (an inode shared by a new
+        // and an old path once read as a new hard link).
+        let mounts = vec![
+            RunMount {
+                target: "/var/cache/apt".into(),
+                source: MountSource::Bind {
+                    source: cache.clone(),
+                    readonly: false,
+                },
             },
-        }];
+            RunMount {
+                target: "/etc/tok".into(),
+                source: MountSource::Secret {
+                    data: SecretBytes(b"s".to_vec()),
+                    mode: 0o400,
+                    uid: 0,
+                    gid: 0,
+                },
+            },
+        ];
         let host_files = vec![HostFile {
             source: hosts,
             target: "etc/hosts".into(),
@@ -737,7 +751,14 @@ mod tests {
             .collect();
         // proc and sys are new: the image had none (namespace mode makes
         // them too); dev and var/cache/apt were there.
-        assert_eq!(paths, ["etc", "etc/new", "proc", "sys"]);
+        // etc/tok is the emptied secret's mount point: the engine leaves
+        // such stubs out (diff::leave_out_mount_points).
+        assert_eq!(paths, ["etc", "etc/new", "etc/tok", "proc", "sys"]);
+        let tok = changes.iter().find(|e| e.path == b"etc/tok").unwrap();
+        assert!(matches!(
+            tok.kind,
+            hoist_oci::layer::tar::EntryKind::File { size: 0, .. }
+        ));
         assert_eq!(std::fs::read_to_string(cache.join("pkg")).unwrap(), "deb");
     }
 }

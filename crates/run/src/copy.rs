@@ -215,7 +215,8 @@ fn changed_paths(
     let mut changed = std::collections::BTreeSet::new();
     let mut groups: BTreeMap<u64, Vec<&Vec<u8>>> = BTreeMap::new();
     for (path, seen) in now {
-        if seen.kind == "file" {
+        // Paths the sandbox provides have no inode recorded (0).
+        if seen.kind == "file" && seen.ino != 0 {
             groups.entry(seen.ino).or_default().push(path);
         }
         match before.get(path) {
