@@ -7,6 +7,7 @@ mod build_scale;
 mod cache;
 mod cli_front_end;
 mod common;
+mod container;
 mod differential;
 mod fuzz_replay;
 mod image_tools;

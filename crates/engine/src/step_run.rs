@@ -118,7 +118,12 @@ impl Builder<'_> {
                 ));
             }
         }
-        let lowers = self.lowers(instr, &state.layers)?;
+        // A root carried from the stage's previous chroot step needs no
+        // snapshot of the layers below.
+        let lowers = match hoist_run::carried(&layer_ids(state)) {
+            true => Vec::new(),
+            false => self.lowers(instr, &state.layers)?,
+        };
         let who = self.identity(instr, state)?;
         let namespace = hoist_run::userns::current();
         if namespace == Namespace::Single && (who.uid, who.gid) != (0, 0) {
@@ -200,6 +205,7 @@ impl Builder<'_> {
         let workdir = state.run().working_dir.clone();
         let spec = RunSpec {
             lowers,
+            layer_ids: layer_ids(state),
             argv,
             env,
             workdir: if workdir.is_empty() {
@@ -253,6 +259,8 @@ impl Builder<'_> {
             .collect();
         let changes = self.changes(&dir, &created, namespace, state)?;
         let layer_bytes = self.commit_run_layer(instr, state, key, &history, changes)?;
+        // The layer is written: a chroot step's root can serve the next.
+        hoist_run::carry(&dir, layer_ids(state));
         Ok(StepResult {
             history: Some(history),
             layer_bytes,
@@ -383,6 +391,11 @@ impl Builder<'_> {
         }
         Ok(lowers)
     }
+}
+
+/// The diffIDs of the stage's layers, bottom to top.
+fn layer_ids(state: &StageState) -> Vec<String> {
+    state.layers.iter().map(|(_, id)| id.to_string()).collect()
 }
 
 /// The error of a command that exited with `code`, its last lines of

@@ -54,6 +54,69 @@ pub(super) struct Placed {
     restyled: Vec<(PathBuf, Style)>,
     emptied: Vec<(PathBuf, Option<Style>)>,
     linked: Vec<PathBuf>,
+    /// What puts the root back to its layers once the step's layer is
+    /// written.
+    pub(super) restore: Restore,
+}
+
+/// What [`place`] changed in the root beyond what [`Placed::undo`] takes
+/// back before the walk: paths it created, directories it emptied (their
+/// children set aside), files of the image it wrote through (their
+/// content). [`Restore::apply`] makes the root the merge of its layers
+/// again, so that the next step of the stage starts from it instead of a
+/// new copy ([`super::carry`]).
+#[derive(Debug, Default)]
+pub(super) struct Restore {
+    created: Vec<PathBuf>,
+    hidden: Vec<(PathBuf, PathBuf)>,
+    originals: Vec<(PathBuf, Vec<u8>)>,
+}
+
+impl Restore {
+    /// Keeps the created paths among `in_layer` (paths in the root): they
+    /// are the step's as much as the sandbox's.
+    pub(super) fn keep(&mut self, in_layer: std::collections::HashSet<PathBuf>) {
+        self.created.retain(|p| !in_layer.contains(p));
+    }
+
+    /// Empties each emptied directory of what the step put there and puts
+    /// its own children back, writes the image's files back, and removes
+    /// what was created (a directory only if the step left it empty: what
+    /// it put there is in the layer).
+    pub(super) fn apply(self) -> Result<(), RunError> {
+        for (target, aside) in self.hidden.iter().rev() {
+            for entry in std::fs::read_dir(target).map_err(io(target))? {
+                let path = entry.map_err(io(target))?.path();
+                let removed = match std::fs::symlink_metadata(&path) {
+                    Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(&path),
+                    _ => std::fs::remove_file(&path),
+                };
+                removed.map_err(io(&path))?;
+            }
+            move_children(aside, target)?;
+        }
+        for (path, original) in &self.originals {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(path)
+                .and_then(|mut f| std::io::Write::write_all(&mut f, original))
+                .map_err(io(path))?;
+        }
+        for path in self.created.iter().rev() {
+            let removed = match std::fs::symlink_metadata(path) {
+                Ok(meta) if meta.is_dir() => std::fs::remove_dir(path),
+                Ok(_) => std::fs::remove_file(path),
+                Err(_) => Ok(()),
+            };
+            match removed {
+                Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => {}
+                other => other.map_err(io(path))?,
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Placed {
@@ -150,7 +213,7 @@ fn move_children(from: &Path, to: &Path) -> Result<(), RunError> {
 /// Creates the directories down to `rel` inside `root` (mode 0755, as the
 /// namespace sandbox makes mount points), `rel` itself too when `last`; a
 /// symlink or file on the way is an error, never followed out of the root.
-fn directories(root: &Path, rel: &str, last: bool) -> Result<(), RunError> {
+fn directories(root: &Path, rel: &str, last: bool, restore: &mut Restore) -> Result<(), RunError> {
     let mut current = root.to_path_buf();
     let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
     let n = if last {
@@ -170,10 +233,13 @@ fn directories(root: &Path, rel: &str, last: bool) -> Result<(), RunError> {
                     ),
                 });
             }
-            Err(_) => std::fs::DirBuilder::new()
-                .mode(0o755)
-                .create(&current)
-                .map_err(io(&current))?,
+            Err(_) => {
+                std::fs::DirBuilder::new()
+                    .mode(0o755)
+                    .create(&current)
+                    .map_err(io(&current))?;
+                restore.created.push(current.clone());
+            }
         }
     }
     Ok(())
@@ -181,18 +247,35 @@ fn directories(root: &Path, rel: &str, last: bool) -> Result<(), RunError> {
 
 /// Empties the directory `target` of the image (its children go to
 /// `aside`, as a mount over it hides them), creating it if missing.
-fn empty_directory(root: &Path, rel: &str, aside: &Path) -> Result<PathBuf, RunError> {
-    directories(root, rel, true)?;
+fn empty_directory(
+    root: &Path,
+    rel: &str,
+    aside: &Path,
+    restore: &mut Restore,
+) -> Result<PathBuf, RunError> {
+    directories(root, rel, true, restore)?;
     let target = root.join(rel);
     std::fs::create_dir_all(aside).map_err(io(aside))?;
+    restore.hidden.push((target.clone(), aside.to_path_buf()));
     move_children(&target, aside)?;
     Ok(target)
 }
 
 /// Writes `data` at `target`: through the image's file if it has one (its
-/// parent directory stays as it was), else into a new file.
-fn write_file(target: &Path, data: &mut dyn std::io::Read) -> Result<bool, RunError> {
+/// parent directory stays as it was; its content is kept to be put back),
+/// else into a new file.
+fn write_file(
+    target: &Path,
+    data: &mut dyn std::io::Read,
+    restore: &mut Restore,
+) -> Result<bool, RunError> {
     let existed = std::fs::symlink_metadata(target).is_ok();
+    if existed {
+        let original = std::fs::read(target).map_err(io(target))?;
+        restore.originals.push((target.to_path_buf(), original));
+    } else {
+        restore.created.push(target.to_path_buf());
+    }
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .truncate(true)
@@ -215,9 +298,11 @@ pub(super) fn place(
     pipes: Option<&Path>,
 ) -> Result<Placed, RunError> {
     let mut placed = Placed::default();
+    let mut restore = Restore::default();
+    let restore = &mut restore;
     let hidden = dir.join("hidden");
     for name in ["proc", "sys", "dev"] {
-        empty_directory(root, name, &hidden.join(name))?;
+        empty_directory(root, name, &hidden.join(name), restore)?;
     }
     devices(&root.join("dev"))?;
     if let Some(pipes) = pipes {
@@ -234,10 +319,10 @@ pub(super) fn place(
     }
     for file in &spec.host_files {
         let rel = file.target.trim_start_matches('/');
-        directories(root, rel, false)?;
+        directories(root, rel, false, restore)?;
         let target = root.join(rel);
         let mut source = std::fs::File::open(&file.source).map_err(io(&file.source))?;
-        if !write_file(&target, &mut source)? {
+        if !write_file(&target, &mut source, restore)? {
             placed.emptied.push((target, None));
         }
     }
@@ -254,27 +339,28 @@ pub(super) fn place(
             // A mounted directory's own mode and owner show at its target
             // (a cache mount's uid, gid and mode; a tmpfs's 1777).
             MountSource::Tmpfs { .. } => {
-                empty_directory(root, rel, &aside)?;
+                empty_directory(root, rel, &aside, restore)?;
                 placed.restyled.push((target.clone(), style_of(&target)?));
                 restyle(&target, (0o1777, 0, 0))?;
             }
             MountSource::Bind { source, .. } if source.is_dir() => {
-                empty_directory(root, rel, &aside)?;
+                empty_directory(root, rel, &aside, restore)?;
                 placed.restyled.push((target.clone(), style_of(&target)?));
                 restyle(&target, style_of(source)?)?;
                 placed.moved.push((source.clone(), target.clone()));
                 move_children(source, &target)?;
             }
             MountSource::Bind { source, .. } => {
-                directories(root, rel, false)?;
+                directories(root, rel, false, restore)?;
                 let mut from = std::fs::File::open(source).map_err(io(source))?;
-                if !write_file(&target, &mut from)? {
+                if !write_file(&target, &mut from, restore)? {
                     placed.emptied.push((target, None));
                 }
             }
             MountSource::Socket { source } => {
-                directories(root, rel, false)?;
+                directories(root, rel, false, restore)?;
                 std::fs::hard_link(source, &target).map_err(io(&target))?;
+                restore.created.push(target.clone());
                 placed.linked.push(target);
             }
             MountSource::Secret {
@@ -283,12 +369,12 @@ pub(super) fn place(
                 uid,
                 gid,
             } => {
-                directories(root, rel, false)?;
+                directories(root, rel, false, restore)?;
                 let was = std::fs::symlink_metadata(&target)
                     .ok()
                     .map(|m| (m.mode() & 0o7777, m.uid(), m.gid()));
                 placed.emptied.push((target.clone(), was));
-                write_file(&target, &mut data.0.as_slice())?;
+                write_file(&target, &mut data.0.as_slice(), restore)?;
                 std::os::unix::fs::chown(&target, Some(*uid), Some(*gid)).map_err(io(&target))?;
                 std::fs::set_permissions(&target, std::fs::Permissions::from_mode(*mode))
                     .map_err(io(&target))?;
@@ -300,6 +386,7 @@ pub(super) fn place(
             }
         }
     }
+    placed.restore = std::mem::take(restore);
     Ok(placed)
 }
 
@@ -476,6 +563,7 @@ mod tests {
 
     fn spec(mounts: Vec<RunMount>, host_files: Vec<HostFile>) -> RunSpec {
         RunSpec {
+            layer_ids: Vec::new(),
             lowers: Vec::new(),
             argv: vec!["sh".into()],
             env: Vec::new(),
@@ -736,14 +824,28 @@ mod tests {
             create: false,
         }];
         let spec = spec(mounts, host_files);
-        crate::copy::record(&root, dir.path(), &excluded(&spec)).unwrap();
+        std::fs::write(root.join("etc/.pwd.lock"), "").unwrap();
+        std::fs::write(root.join("etc/untouched"), "").unwrap();
+        let watch = crate::copy::record(&root, dir.path(), &excluded(&spec))
+            .unwrap()
+            .expect("inotify");
         let mut placed = place(&spec, dir.path(), &root, None).unwrap();
-        // What a step does: in the cache, /dev, /etc/hosts, and one file.
+        // What a step does: in the cache, /dev, /etc/hosts, and one file;
+        // and it opens a lock file for writing, writing nothing (overlayfs
+        // copies it up all the same).
         std::fs::write(root.join("var/cache/apt/pkg"), "deb").unwrap();
         std::fs::write(root.join("dev/made"), "x").unwrap();
         std::fs::write(root.join("etc/hosts"), "changed\n").unwrap();
         std::fs::write(root.join("etc/new"), "new\n").unwrap();
+        drop(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(root.join("etc/.pwd.lock"))
+                .unwrap(),
+        );
+        drop(std::fs::File::open(root.join("etc/untouched")).unwrap());
         placed.undo().unwrap();
+        watch.finish(dir.path()).unwrap();
         let changes = crate::copy::changes(&root, dir.path()).unwrap();
         let paths: Vec<String> = changes
             .iter()
@@ -753,7 +855,10 @@ mod tests {
         // them too); dev and var/cache/apt were there.
         // etc/tok is the emptied secret's mount point: the engine leaves
         // such stubs out (diff::leave_out_mount_points).
-        assert_eq!(paths, ["etc", "etc/new", "etc/tok", "proc", "sys"]);
+        assert_eq!(
+            paths,
+            ["etc", "etc/.pwd.lock", "etc/new", "etc/tok", "proc", "sys"]
+        );
         let tok = changes.iter().find(|e| e.path == b"etc/tok").unwrap();
         assert!(matches!(
             tok.kind,

@@ -182,8 +182,17 @@ pub fn merge(
 /// Records the state of `root` before the step, in `dir`; `excluded`
 /// (paths relative to `root`: what the sandbox put there) are left out of
 /// this walk and of the one after the step.
-pub fn record(root: &Path, dir: &Path, excluded: &[String]) -> Result<(), RunError> {
+pub fn record(
+    root: &Path,
+    dir: &Path,
+    excluded: &[String],
+) -> Result<Option<super::opened::Watch>, RunError> {
     let (_, seen) = walk_except(root, excluded).map_err(walk_error(root))?;
+    let dirs = seen
+        .iter()
+        .filter(|(_, s)| s.kind == "Dir")
+        .map(|(path, _)| path.as_slice());
+    let watch = super::opened::Watch::start(root, dirs);
     let before = Before {
         excluded: excluded.to_vec(),
         seen: seen.into_iter().collect(),
@@ -193,7 +202,8 @@ pub fn record(root: &Path, dir: &Path, excluded: &[String]) -> Result<(), RunErr
         path: path.clone(),
         source: std::io::Error::other(e),
     })?;
-    std::fs::write(&path, json).map_err(|source| RunError::Io { path, source })
+    std::fs::write(&path, json).map_err(|source| RunError::Io { path, source })?;
+    Ok(watch)
 }
 
 /// The paths whose state differs between `before` and `now`, as overlayfs
@@ -201,9 +211,11 @@ pub fn record(root: &Path, dir: &Path, excluded: &[String]) -> Result<(), RunErr
 /// path of its inode, but overlayfs copies up only a new link's source: a
 /// file whose only change is its ctime is unchanged, and an inode that
 /// gained a path and is otherwise unchanged has its first path copied up.
+/// A file `opened` for writing is copied up even if unchanged.
 fn changed_paths(
-    before: &BTreeMap<Vec<u8>, Seen>,
-    now: &BTreeMap<Vec<u8>, Seen>,
+    before: &State,
+    now: &State,
+    opened: &[Vec<u8>],
 ) -> std::collections::BTreeSet<Vec<u8>> {
     let ctime_only = |old: &Seen, new: &Seen| {
         old.kind == "file"
@@ -224,6 +236,15 @@ fn changed_paths(
             _ => {
                 changed.insert(path.clone());
             }
+        }
+    }
+    for path in opened {
+        // Paths the sandbox provides have no inode recorded (0).
+        if now
+            .get(path)
+            .is_some_and(|s| s.kind == "file" && s.ino != 0 && before.contains_key(path))
+        {
+            changed.insert(path.clone());
         }
     }
     for paths in groups.values() {
@@ -285,7 +306,7 @@ pub fn changes(root: &Path, dir: &Path) -> Result<Vec<Entry>, WalkError> {
         dirs.iter()
             .any(|d| path.len() > d.len() && path.starts_with(d) && path[d.len()] == b'/')
     };
-    let changed = changed_paths(&before, &now);
+    let changed = changed_paths(&before, &now, &super::opened::read(dir));
     let mut out = Vec::new();
     let mut unchanged = BTreeMap::new();
     for entry in now_entries {

@@ -21,12 +21,14 @@
 mod chroot;
 mod copy;
 pub mod diff;
+mod opened;
 mod sandbox;
 pub mod snapshot;
 pub mod ssh;
 pub mod syscall;
 pub mod userns;
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -200,6 +202,9 @@ pub struct RunMount {
 pub struct RunSpec {
     /// Extracted layers, bottom to top.
     pub lowers: Vec<PathBuf>,
+    /// Their diffIDs, in the same order: what a root carried from the
+    /// stage's previous step is matched by ([`carry`]).
+    pub layer_ids: Vec<String>,
     /// The argv, the shell already prepended for the shell form.
     pub argv: Vec<String>,
     /// `KEY=value` pairs.
@@ -509,6 +514,20 @@ pub fn changes(
         let mut entries = copy::changes(&dir.join("rootfs"), dir)?;
         diff::leave_out_mount_points(&mut entries, mount_points);
         hoist_oci::layer::tar::sort_entries(&mut entries);
+        let mut pending = PENDING.lock().ok();
+        if let Some(Some((pending_dir, restore))) = pending.as_deref_mut()
+            && pending_dir == dir
+        {
+            keep_contents(dir, &mut entries)?;
+            // What the sandbox created and the layer holds stays.
+            let root = dir.join("rootfs");
+            restore.keep(
+                entries
+                    .iter()
+                    .map(|e| root.join(std::ffi::OsStr::from_bytes(&e.path)))
+                    .collect(),
+            );
+        }
         return Ok(entries);
     }
     diff::diff(&upper_dir(dir), mount_points, userxattr)
@@ -565,11 +584,19 @@ fn run_in(
     let chown = spec.namespace != userns::Namespace::Single;
     let mut copied;
     let mut placed = None;
+    let mut watch = None;
     let (spec, root) = match rootfs {
         Rootfs::Overlay => (spec, None),
         Rootfs::Copy => {
             let root = dir.join("rootfs");
-            copy::merge(&spec.lowers, &root, userns, chown)?;
+            if isolation == Isolation::Namespaces || !take_carried(&spec.layer_ids, &root) {
+                if spec.lowers.len() != spec.layer_ids.len() && !spec.layer_ids.is_empty() {
+                    return Err(RunError::Invalid {
+                        reason: "the root carried from the previous step is gone, and the step has no snapshots to copy instead".into(),
+                    });
+                }
+                copy::merge(&spec.lowers, &root, userns, chown)?;
+            }
             // A bind mount's overlay becomes a copy too.
             copied = spec.clone();
             for (i, mount) in copied.mounts.iter_mut().enumerate() {
@@ -588,9 +615,9 @@ fn run_in(
                 }
             }
             match isolation {
-                Isolation::Namespaces => copy::record(&root, dir, &[])?,
+                Isolation::Namespaces => watch = copy::record(&root, dir, &[])?,
                 Isolation::Chroot => {
-                    copy::record(&root, dir, &chroot::excluded(&copied))?;
+                    watch = copy::record(&root, dir, &chroot::excluded(&copied))?;
                     let scripts = (!copied.scripts.is_empty()).then_some(pipes.as_path());
                     placed = Some(chroot::place(&copied, dir, &root, scripts)?);
                 }
@@ -608,12 +635,105 @@ fn run_in(
     let code = sandbox::run(&prepared, output);
     if let Some(mut placed) = placed {
         placed.undo()?;
+        let restore = std::mem::take(&mut placed.restore);
+        if let Ok(mut pending) = PENDING.lock() {
+            *pending = Some((dir.to_path_buf(), restore));
+        }
+    }
+    if let Some(watch) = watch {
+        watch.finish(dir).map_err(|source| RunError::Io {
+            path: dir.join(opened::OPENED),
+            source,
+        })?;
     }
     let code = code?;
     // overlayfs leaves its work directory owned by root with mode 0: gone
     // with the scratch directory later, but keep the tree tidy now.
     let _ = std::fs::remove_dir_all(&work);
     Ok(code)
+}
+
+/// A chroot step's root, restored to the merge of its layers plus the
+/// step's own ([`carry`]), for the stage's next step: its diffIDs and
+/// where it is.
+static CARRIED: Mutex<Option<(Vec<String>, PathBuf)>> = Mutex::new(None);
+/// The last chroot step's run directory and what restores its root.
+static PENDING: Mutex<Option<(PathBuf, chroot::Restore)>> = Mutex::new(None);
+
+/// Hands the root of the chroot step run in `dir` to the stage's next step,
+/// once the step's layer is written: `layer_ids` are the stage's layers
+/// now (its own last, if it made one). The root is put back to what the
+/// layers hold (what the sandbox placed there goes), so the next step
+/// starts from it instead of copying every layer again: a chroot build
+/// copies its base once per stage, not once per step. Does nothing for a
+/// step run otherwise, or whose root cannot be put back (the next step
+/// then copies its layers).
+pub fn carry(dir: &Path, layer_ids: Vec<String>) {
+    let Some((pending_dir, restore)) = PENDING.lock().ok().and_then(|mut p| p.take()) else {
+        return;
+    };
+    let root = dir.join("rootfs");
+    let previous = CARRIED.lock().ok().and_then(|mut c| c.take());
+    if let Some((_, old)) = previous {
+        let _ = std::fs::remove_dir_all(old);
+    }
+    if pending_dir != dir || restore.apply().is_err() {
+        let _ = std::fs::remove_dir_all(&root);
+        return;
+    }
+    if let Ok(mut carried) = CARRIED.lock() {
+        *carried = Some((layer_ids, root));
+    }
+}
+
+/// Copies the files whose bytes `entries` take from the root of the step
+/// run in `dir` into `dir/kept`, and points the entries there: a root
+/// carried to the next step ([`carry`]) changes under its paths, while the
+/// build reads a layer's files (a USER's /etc/passwd, `COPY --from`) until
+/// it ends.
+fn keep_contents(
+    dir: &Path,
+    entries: &mut [hoist_oci::layer::tar::Entry],
+) -> Result<(), hoist_oci::layer::walk::WalkError> {
+    use hoist_oci::layer::tar::{Content, EntryKind};
+    let kept = dir.join("kept");
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| hoist_oci::layer::walk::WalkError::Io { path, source }
+    };
+    std::fs::create_dir_all(&kept).map_err(io(&kept))?;
+    for (n, entry) in entries.iter_mut().enumerate() {
+        if let EntryKind::File {
+            content: Content::Path(path),
+            ..
+        } = &mut entry.kind
+        {
+            let copy = kept.join(n.to_string());
+            std::fs::copy(&*path, &copy).map_err(io(path))?;
+            *path = copy;
+        }
+    }
+    Ok(())
+}
+
+/// Whether a root carried from the previous step holds exactly
+/// `layer_ids` (then [`RunSpec::lowers`] may be left empty).
+pub fn carried(layer_ids: &[String]) -> bool {
+    CARRIED
+        .lock()
+        .is_ok_and(|c| c.as_ref().is_some_and(|(ids, _)| ids == layer_ids))
+}
+
+/// Moves the carried root to `root` if it holds exactly `layer_ids`.
+fn take_carried(layer_ids: &[String], root: &Path) -> bool {
+    let Some((ids, carried)) = CARRIED.lock().ok().and_then(|mut c| c.take()) else {
+        return false;
+    };
+    if ids == layer_ids && std::fs::rename(&carried, root).is_ok() {
+        return true;
+    }
+    let _ = std::fs::remove_dir_all(carried);
+    false
 }
 
 /// Fails unless this process can run steps (it is root, of the host or

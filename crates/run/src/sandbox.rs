@@ -1051,6 +1051,7 @@ mod tests {
 
     fn spec() -> RunSpec {
         RunSpec {
+            layer_ids: Vec::new(),
             lowers: vec![
                 "/store/snapshots/aaa/rootfs".into(),
                 "/store/snapshots/bbb/rootfs".into(),
