@@ -18,9 +18,11 @@
 //! Depends on hoist-store and hoist-oci only: it takes paths and a spec,
 //! never a Dockerfile, and knows nothing of the build that calls it.
 
+mod carry;
 mod chroot;
 mod copy;
 pub mod diff;
+mod isolation;
 mod opened;
 mod sandbox;
 pub mod snapshot;
@@ -28,10 +30,15 @@ pub mod ssh;
 pub mod syscall;
 pub mod userns;
 
-use std::os::unix::ffi::OsStrExt;
+pub use carry::{carried, carry};
+use isolation::{CHROOT_FALLBACK, isolation, namespaces_unusable, report};
+pub use isolation::{
+    ISOLATION_VARIABLE, Isolation, IsolationChoice, isolation_choice, set_isolation,
+    take_isolation_report,
+};
+
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The PATH a step gets when the image sets none (BuildKit's default).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -225,138 +232,6 @@ pub struct RunSpec {
     pub namespace: userns::Namespace,
 }
 
-/// How a step is kept apart from the host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Isolation {
-    /// Mount, pid, uts and ipc namespaces (and network for
-    /// `--network=none`), the root pivoted into ([`sandbox`]).
-    Namespaces,
-    /// A chroot into a copy of the layers, for a root process that cannot
-    /// make namespaces ([`chroot`]).
-    Chroot,
-}
-
-impl Isolation {
-    pub fn name(self) -> &'static str {
-        match self {
-            Isolation::Namespaces => "namespaces",
-            Isolation::Chroot => "chroot",
-        }
-    }
-}
-
-/// What the user asked for: a mode, or `auto` (namespaces, then chroot
-/// where namespaces cannot be made).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IsolationChoice {
-    Auto,
-    Only(Isolation),
-}
-
-impl std::str::FromStr for IsolationChoice {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<IsolationChoice, String> {
-        match text {
-            "" | "auto" => Ok(IsolationChoice::Auto),
-            "namespaces" => Ok(IsolationChoice::Only(Isolation::Namespaces)),
-            "chroot" => Ok(IsolationChoice::Only(Isolation::Chroot)),
-            other => Err(format!(
-                "unknown isolation `{other}`: expected auto, namespaces or chroot"
-            )),
-        }
-    }
-}
-
-/// The variable that chooses the isolation (`auto`, `namespaces`,
-/// `chroot`) when [`set_isolation`] was not called.
-pub const ISOLATION_VARIABLE: &str = "HOIST_ISOLATION";
-
-/// [`set_isolation`]'s choice: 0 unset, 1 auto, 2 namespaces, 3 chroot.
-static CHOICE: AtomicU8 = AtomicU8::new(0);
-/// Set once `auto` found that namespaces cannot be made here.
-static CHROOT_FALLBACK: AtomicBool = AtomicBool::new(false);
-/// The isolation of the first step run, with why, until taken once by
-/// [`take_isolation_report`].
-static REPORT: Mutex<Option<(Isolation, Option<String>)>> = Mutex::new(None);
-/// Whether a step has run (the report is made once).
-static REPORTED: AtomicBool = AtomicBool::new(false);
-
-/// Chooses the isolation for this process (a command-line flag); it wins
-/// over [`ISOLATION_VARIABLE`].
-pub fn set_isolation(choice: IsolationChoice) {
-    let code = match choice {
-        IsolationChoice::Auto => 1,
-        IsolationChoice::Only(Isolation::Namespaces) => 2,
-        IsolationChoice::Only(Isolation::Chroot) => 3,
-    };
-    CHOICE.store(code, Ordering::SeqCst);
-}
-
-/// The isolation asked for: [`set_isolation`]'s, else the variable's.
-pub fn isolation_choice() -> Result<IsolationChoice, RunError> {
-    match CHOICE.load(Ordering::SeqCst) {
-        1 => Ok(IsolationChoice::Auto),
-        2 => Ok(IsolationChoice::Only(Isolation::Namespaces)),
-        3 => Ok(IsolationChoice::Only(Isolation::Chroot)),
-        _ => std::env::var(ISOLATION_VARIABLE)
-            .unwrap_or_default()
-            .parse()
-            .map_err(|reason| RunError::Invalid {
-                reason: format!("{ISOLATION_VARIABLE}: {reason}"),
-            }),
-    }
-}
-
-/// The isolation the next step gets.
-fn isolation() -> Result<Isolation, RunError> {
-    Ok(match isolation_choice()? {
-        IsolationChoice::Only(mode) => mode,
-        IsolationChoice::Auto if CHROOT_FALLBACK.load(Ordering::SeqCst) => Isolation::Chroot,
-        IsolationChoice::Auto => Isolation::Namespaces,
-    })
-}
-
-/// The isolation the first step of this process ran with, and why where
-/// `auto` had to choose chroot: returned once, for the progress output.
-pub fn take_isolation_report() -> Option<(Isolation, Option<String>)> {
-    REPORT.lock().map(|mut r| r.take()).unwrap_or(None)
-}
-
-fn report(mode: Isolation, why: Option<String>) {
-    if !REPORTED.swap(true, Ordering::SeqCst)
-        && let Ok(mut slot) = REPORT.lock()
-    {
-        *slot = Some((mode, why));
-    }
-}
-
-/// Whether a failed namespace-mode setup says namespaces (or the mounts
-/// they exist for) cannot be made by this process, so that chroot
-/// isolation is the strongest left.
-fn namespaces_unusable(error: &RunError) -> bool {
-    let RunError::Sandbox { step, source } = error else {
-        return false;
-    };
-    const STEPS: [&str; 10] = [
-        "create namespaces",
-        "make mounts private",
-        "mount /proc",
-        "mount /sys",
-        "bind /sys",
-        "mount /dev",
-        "bind a device",
-        "mount /dev/shm",
-        "bind the copied root file system",
-        "pivot into the root file system",
-    ];
-    STEPS.contains(&step.as_str())
-        && matches!(
-            source.raw_os_error(),
-            Some(libc::EPERM | libc::EACCES | libc::EINVAL | libc::ENOSYS | libc::ENOSPC)
-        )
-}
-
 /// How a step's root file system is made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rootfs {
@@ -514,20 +389,7 @@ pub fn changes(
         let mut entries = copy::changes(&dir.join("rootfs"), dir)?;
         diff::leave_out_mount_points(&mut entries, mount_points);
         hoist_oci::layer::tar::sort_entries(&mut entries);
-        let mut pending = PENDING.lock().ok();
-        if let Some(Some((pending_dir, restore))) = pending.as_deref_mut()
-            && pending_dir == dir
-        {
-            keep_contents(dir, &mut entries)?;
-            // What the sandbox created and the layer holds stays.
-            let root = dir.join("rootfs");
-            restore.keep(
-                entries
-                    .iter()
-                    .map(|e| root.join(std::ffi::OsStr::from_bytes(&e.path)))
-                    .collect(),
-            );
-        }
+        carry::keep(dir, &mut entries)?;
         return Ok(entries);
     }
     diff::diff(&upper_dir(dir), mount_points, userxattr)
@@ -589,7 +451,7 @@ fn run_in(
         Rootfs::Overlay => (spec, None),
         Rootfs::Copy => {
             let root = dir.join("rootfs");
-            if isolation == Isolation::Namespaces || !take_carried(&spec.layer_ids, &root) {
+            if isolation == Isolation::Namespaces || !carry::take_carried(&spec.layer_ids, &root) {
                 if spec.lowers.len() != spec.layer_ids.len() && !spec.layer_ids.is_empty() {
                     return Err(RunError::Invalid {
                         reason: "the root carried from the previous step is gone, and the step has no snapshots to copy instead".into(),
@@ -636,9 +498,7 @@ fn run_in(
     if let Some(mut placed) = placed {
         placed.undo()?;
         let restore = std::mem::take(&mut placed.restore);
-        if let Ok(mut pending) = PENDING.lock() {
-            *pending = Some((dir.to_path_buf(), restore));
-        }
+        carry::pending(dir, restore);
     }
     if let Some(watch) = watch {
         watch.finish(dir).map_err(|source| RunError::Io {
@@ -651,89 +511,6 @@ fn run_in(
     // with the scratch directory later, but keep the tree tidy now.
     let _ = std::fs::remove_dir_all(&work);
     Ok(code)
-}
-
-/// A chroot step's root, restored to the merge of its layers plus the
-/// step's own ([`carry`]), for the stage's next step: its diffIDs and
-/// where it is.
-static CARRIED: Mutex<Option<(Vec<String>, PathBuf)>> = Mutex::new(None);
-/// The last chroot step's run directory and what restores its root.
-static PENDING: Mutex<Option<(PathBuf, chroot::Restore)>> = Mutex::new(None);
-
-/// Hands the root of the chroot step run in `dir` to the stage's next step,
-/// once the step's layer is written: `layer_ids` are the stage's layers
-/// now (its own last, if it made one). The root is put back to what the
-/// layers hold (what the sandbox placed there goes), so the next step
-/// starts from it instead of copying every layer again: a chroot build
-/// copies its base once per stage, not once per step. Does nothing for a
-/// step run otherwise, or whose root cannot be put back (the next step
-/// then copies its layers).
-pub fn carry(dir: &Path, layer_ids: Vec<String>) {
-    let Some((pending_dir, restore)) = PENDING.lock().ok().and_then(|mut p| p.take()) else {
-        return;
-    };
-    let root = dir.join("rootfs");
-    let previous = CARRIED.lock().ok().and_then(|mut c| c.take());
-    if let Some((_, old)) = previous {
-        let _ = std::fs::remove_dir_all(old);
-    }
-    if pending_dir != dir || restore.apply().is_err() {
-        let _ = std::fs::remove_dir_all(&root);
-        return;
-    }
-    if let Ok(mut carried) = CARRIED.lock() {
-        *carried = Some((layer_ids, root));
-    }
-}
-
-/// Copies the files whose bytes `entries` take from the root of the step
-/// run in `dir` into `dir/kept`, and points the entries there: a root
-/// carried to the next step ([`carry`]) changes under its paths, while the
-/// build reads a layer's files (a USER's /etc/passwd, `COPY --from`) until
-/// it ends.
-fn keep_contents(
-    dir: &Path,
-    entries: &mut [hoist_oci::layer::tar::Entry],
-) -> Result<(), hoist_oci::layer::walk::WalkError> {
-    use hoist_oci::layer::tar::{Content, EntryKind};
-    let kept = dir.join("kept");
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| hoist_oci::layer::walk::WalkError::Io { path, source }
-    };
-    std::fs::create_dir_all(&kept).map_err(io(&kept))?;
-    for (n, entry) in entries.iter_mut().enumerate() {
-        if let EntryKind::File {
-            content: Content::Path(path),
-            ..
-        } = &mut entry.kind
-        {
-            let copy = kept.join(n.to_string());
-            std::fs::copy(&*path, &copy).map_err(io(path))?;
-            *path = copy;
-        }
-    }
-    Ok(())
-}
-
-/// Whether a root carried from the previous step holds exactly
-/// `layer_ids` (then [`RunSpec::lowers`] may be left empty).
-pub fn carried(layer_ids: &[String]) -> bool {
-    CARRIED
-        .lock()
-        .is_ok_and(|c| c.as_ref().is_some_and(|(ids, _)| ids == layer_ids))
-}
-
-/// Moves the carried root to `root` if it holds exactly `layer_ids`.
-fn take_carried(layer_ids: &[String], root: &Path) -> bool {
-    let Some((ids, carried)) = CARRIED.lock().ok().and_then(|mut c| c.take()) else {
-        return false;
-    };
-    if ids == layer_ids && std::fs::rename(&carried, root).is_ok() {
-        return true;
-    }
-    let _ = std::fs::remove_dir_all(carried);
-    false
 }
 
 /// Fails unless this process can run steps (it is root, of the host or

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# RUN in a default container: run-heavy (../shared/bench) cold and warm,
+# built by hoist's image inside `docker run` with Docker's default seccomp
+# profile and capabilities (chroot isolation), by hoist on the host
+# (namespaces), and by `buildah bud --isolation chroot` on the host.
+#
+#   bash benches/chroot.sh REGISTRY [RUNS]
+#
+# REGISTRY holds the Debian stand-in base (fixtures/base-images/
+# make-stand-ins.sh REGISTRY); run-heavy is built FROM python:3.9-slim
+# through it. Needs the release binary (built if missing), docker.io,
+# buildah. Prints each run and the medians.
+set -euo pipefail
+REG=${1:?usage: chroot.sh REGISTRY [RUNS]}
+RUNS=${2:-3}
+repo=$(cd "$(dirname "$0")/.." && pwd)
+hoist=$repo/target/release/hoist
+[ -x "$hoist" ] || (cd "$repo" && cargo build --release --locked)
+work=$(mktemp -d /var/tmp/hoist-chroot-bench.XXXXXX)
+cleanup() {
+    [ -f "$work/docker.pid" ] && kill "$(cat "$work/docker.pid")" 2>/dev/null || true
+    sleep 2
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+mkdir -p "$work/empty"
+PUSH_BASES=0 ROOTFS=$work/empty bash "$repo/../shared/bench/make-workloads.sh" "$work/wl" >/dev/null
+ctx=$work/wl/run-heavy
+sed -i '1s|.*|FROM python:3.9-slim|' "$ctx/Dockerfile"
+
+dockerd --host "unix://$work/docker.sock" --data-root "$work/docker" --exec-root "$work/exec" \
+    --pidfile "$work/docker.pid" --iptables=false --bridge=none >"$work/dockerd.log" 2>&1 &
+docker=(/usr/bin/docker -H "unix://$work/docker.sock")
+for _ in $(seq 60); do "${docker[@]}" info >/dev/null 2>&1 && break; sleep 1; done
+HOIST_BIN=$hoist bash "$repo/scripts/build-image.sh" --store "$work/image-store" -q \
+    -t hoist:bench --output "type=docker,dest=$work/hoist.tar" >/dev/null
+"${docker[@]}" load -q -i "$work/hoist.tar" >/dev/null
+
+seconds() { local start=$(date +%s.%N); "$@" >/dev/null 2>&1; echo "$(date +%s.%N) - $start" | bc; }
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+declare -A times
+for i in $(seq "$RUNS"); do
+    rm -rf "$work/store" "$work/vol" "$work/buildah"; mkdir -p "$work/vol"; sync; sleep 5
+    times[host-cold]+="$(seconds "$hoist" --store "$work/store" build -q --isolation namespaces \
+        --registry-mirror "docker.io=$REG" "$ctx") "
+    times[host-warm]+="$(seconds "$hoist" --store "$work/store" build -q --isolation namespaces \
+        --registry-mirror "docker.io=$REG" "$ctx") "
+    sync; sleep 5
+    run=("${docker[@]}" run --rm --network=host -v "$ctx:/ctx:ro" -v "$work/vol:/var/lib/hoist" hoist:bench
+        build -q --registry-mirror "docker.io=$REG" /ctx)
+    times[container-cold]+="$(seconds "${run[@]}") "
+    times[container-warm]+="$(seconds "${run[@]}") "
+    sync; sleep 5
+    bud=(buildah --root "$work/buildah/root" --runroot "$work/buildah/run"
+        bud --isolation chroot --layers --tls-verify=false -q -f "$ctx/Dockerfile")
+    sed "1s|.*|FROM $REG/library/python:3.9-slim|" "$ctx/Dockerfile" > "$work/Dockerfile.buildah"
+    bud[-1]=$work/Dockerfile.buildah
+    times[buildah-cold]+="$(seconds "${bud[@]}" "$ctx") "
+    times[buildah-warm]+="$(seconds "${bud[@]}" "$ctx") "
+done
+for key in host-cold container-cold buildah-cold host-warm container-warm buildah-warm; do
+    m=$(tr ' ' '\n' <<<"${times[$key]}" | grep . | median)
+    printf '%-15s median %6.2f s   runs: %s\n' "$key" "$m" "${times[$key]}"
+done
