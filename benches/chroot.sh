@@ -19,7 +19,8 @@ hoist=$repo/target/release/hoist
 work=$(mktemp -d /var/tmp/hoist-chroot-bench.XXXXXX)
 cleanup() {
     [ -f "$work/docker.pid" ] && kill "$(cat "$work/docker.pid")" 2>/dev/null || true
-    sleep 2
+    sleep 3
+    umount "$work/exec/netns/default" 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -41,19 +42,24 @@ seconds() { local start=$(date +%s.%N); "$@" >/dev/null 2>&1; echo "$(date +%s.%
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 declare -A times
+# Every run gets fresh directories, and nothing is deleted before the end:
+# on ext4 mounted with `discard`, creating files right after a large
+# deletion is slow for a while, whoever creates them.
+settle() { sync; sleep 20; }
 for i in $(seq "$RUNS"); do
-    rm -rf "$work/store" "$work/vol" "$work/buildah"; mkdir -p "$work/vol"; sync; sleep 5
-    times[host-cold]+="$(seconds "$hoist" --store "$work/store" build -q --isolation namespaces \
+    mkdir -p "$work/vol-$i"
+    settle
+    times[host-cold]+="$(seconds "$hoist" --store "$work/store-$i" build -q --isolation namespaces \
         --registry-mirror "docker.io=$REG" "$ctx") "
-    times[host-warm]+="$(seconds "$hoist" --store "$work/store" build -q --isolation namespaces \
+    times[host-warm]+="$(seconds "$hoist" --store "$work/store-$i" build -q --isolation namespaces \
         --registry-mirror "docker.io=$REG" "$ctx") "
-    sync; sleep 5
-    run=("${docker[@]}" run --rm --network=host -v "$ctx:/ctx:ro" -v "$work/vol:/var/lib/hoist" hoist:bench
+    settle
+    run=("${docker[@]}" run --rm --network=host -v "$ctx:/ctx:ro" -v "$work/vol-$i:/var/lib/hoist" hoist:bench
         build -q --registry-mirror "docker.io=$REG" /ctx)
     times[container-cold]+="$(seconds "${run[@]}") "
     times[container-warm]+="$(seconds "${run[@]}") "
-    sync; sleep 5
-    bud=(buildah --root "$work/buildah/root" --runroot "$work/buildah/run"
+    settle
+    bud=(buildah --root "$work/buildah-$i/root" --runroot "$work/buildah-$i/run"
         bud --isolation chroot --layers --tls-verify=false -q -f "$ctx/Dockerfile")
     sed "1s|.*|FROM $REG/library/python:3.9-slim|" "$ctx/Dockerfile" > "$work/Dockerfile.buildah"
     bud[-1]=$work/Dockerfile.buildah

@@ -111,7 +111,9 @@ pub struct BuildArgs {
     /// $HOIST_ISOLATION, then auto).
     #[arg(long, value_name = "auto|namespaces|chroot")]
     pub isolation: Option<hoist_run::IsolationChoice>,
-    /// The build context directory.
+    /// The build context: a directory; `-` (a tar on standard input, or a
+    /// Dockerfile and no context); or a git repository, `URL#REF:SUBDIR`
+    /// (`git://`, `git@`, `ssh://`, or `https://...git`).
     pub context: PathBuf,
     /// With --k8s-out: `hoist k8s` flags (`-- --replicas 3 --service-port 80:3000`).
     #[arg(last = true, value_name = "K8S FLAGS")]
@@ -196,18 +198,35 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
         }
         None => None,
     };
-    if !args.context.is_dir() {
-        bail!(
-            "build context {} is not a directory",
-            args.context.display()
-        );
+    let stdin_context = args.context.as_os_str() == "-";
+    if stdin_context && args.file.as_ref().is_some_and(|f| f.as_os_str() == "-") {
+        bail!("-f - and the context - both read standard input: give one of them a path");
     }
+    let context = super::context_source::resolve(&args.context)?;
+    // -f names a file of the context when the context came from a tar or a
+    // repository (as docker build reads it), a path otherwise.
+    let unpacked = context.dir != args.context;
     let dockerfile_path = match &args.file {
         Some(p) if p.as_os_str() == "-" => None,
+        Some(p) if unpacked => Some(context.dir.join(p)),
         Some(p) => Some(p.clone()),
-        None => Some(args.context.join("Dockerfile")),
+        None => Some(context.dir.join("Dockerfile")),
     };
-    let (name, text) = read_dockerfile(dockerfile_path.as_deref().unwrap_or(Path::new("-")))?;
+    let (name, text) = match &context.dockerfile {
+        Some(_) if args.file.is_some() => {
+            bail!("standard input held a Dockerfile, not a context tar: -f cannot name another")
+        }
+        Some(bytes) => (
+            "<stdin>".to_string(),
+            String::from_utf8_lossy(bytes).into_owned(),
+        ),
+        None => read_dockerfile(dockerfile_path.as_deref().unwrap_or(Path::new("-")))?,
+    };
+    let dockerfile_path = if context.dockerfile.is_some() {
+        None
+    } else {
+        dockerfile_path
+    };
     let mut options = Options::default();
     for spec in &args.build_args {
         if let Some((k, v)) = resolve_build_arg(spec, |k| std::env::var(k).ok()) {
@@ -255,7 +274,7 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
         secrets.add_ssh(spec, &env)?;
     }
     let request = BuildRequest {
-        context: args.context.clone(),
+        context: context.dir.clone(),
         dockerfile: text,
         dockerfile_name: name,
         dockerfile_path,

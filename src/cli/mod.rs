@@ -5,6 +5,7 @@ pub mod build;
 pub mod cache;
 pub mod check;
 pub mod completions;
+pub mod context_source;
 pub mod images;
 pub mod k8s;
 pub mod login;

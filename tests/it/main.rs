@@ -8,6 +8,7 @@ mod cache;
 mod cli_front_end;
 mod common;
 mod container;
+mod context_sources;
 mod differential;
 mod fuzz_replay;
 mod image_tools;

@@ -251,6 +251,8 @@ fn without_user_namespaces_run_fails_at_once_naming_the_setting_and_copy_works()
     for expected in [
         "Dockerfile:3: RUN echo never-ran: RUN needs a user namespace when hoist is not root, and none can be made here",
         "hint: user namespaces are limited to 0 here (user.max_user_namespaces): `sysctl -w user.max_user_namespaces=15000`",
+        // What a pod needs, named.
+        "`runAsUser: 0`, and RUN steps then use chroot isolation; a pod with `hostUsers: false` gets a user namespace of its own",
     ] {
         assert!(stderr.contains(expected), "{stderr}");
     }

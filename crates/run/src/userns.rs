@@ -151,7 +151,7 @@ pub fn unavailable() -> Option<std::io::Error> {
 
 /// The remedy for a user namespace that cannot be made, by errno.
 pub fn remedy(errno: Option<i32>) -> String {
-    let common = "or run hoist as root";
+    let common = "or run hoist as root (in a container or a Kubernetes pod, root of the container is enough: `runAsUser: 0`, and RUN steps then use chroot isolation; a pod with `hostUsers: false` gets a user namespace of its own)";
     match errno {
         Some(libc::ENOSPC) => format!(
             "user namespaces are limited to 0 here (user.max_user_namespaces): `sysctl -w user.max_user_namespaces=15000` as root; in a container, set it on the host; {common}"
