@@ -791,9 +791,11 @@ fn child(p: &Prepared, err: libc::c_int, out: libc::c_int, null: libc::c_int) ->
         libc::signal(libc::SIGINT, libc::SIG_DFL);
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
         if p.chroot {
-            chroot_child(p, err, out, null);
-        }
-        if let Err(e) = Linux.unshare(p.flags) {
+            // The process group hoist's signal handler kills, and the
+            // parent of every orphan the step leaves.
+            libc::setsid();
+            libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+        } else if let Err(e) = Linux.unshare(p.flags) {
             report(err, ("create namespaces", e));
             libc::_exit(126);
         }
@@ -808,9 +810,15 @@ fn child(p: &Prepared, err: libc::c_int, out: libc::c_int, null: libc::c_int) ->
         if pid > 0 {
             libc::close(err);
             libc::close(out);
-            libc::_exit(wait_for(pid));
+            let code = wait_for(pid);
+            if p.chroot {
+                // What the step left running goes with it.
+                super::chroot::sweep();
+            }
+            libc::_exit(code);
         }
-        // pid 1 of the new pid namespace.
+        // The command's process: pid 1 of the new pid namespace, or in
+        // chroot isolation a child of the subreaper.
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
         if libc::dup2(null, 0) < 0 || libc::dup2(out, 1) < 0 || libc::dup2(out, 2) < 0 {
             report(err, ("redirect output", Errno(Errno::last_raw())));
@@ -824,53 +832,18 @@ fn child(p: &Prepared, err: libc::c_int, out: libc::c_int, null: libc::c_int) ->
             u32::MAX,
             libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
         );
-        if let Err(e) = setup(&mut Linux, p) {
-            report(err, e);
-            libc::_exit(126);
-        }
-        exec(p, err)
-    }
-}
-
-/// chroot isolation's side of [`child`]: this process leads a session of
-/// its own (so that hoist's signal handler kills the whole group) and
-/// becomes the subreaper of the step's processes; it forks the command,
-/// waits for it, then kills and reaps whatever the step left running
-/// ([`super::chroot::sweep`]).
-fn chroot_child(p: &Prepared, err: libc::c_int, out: libc::c_int, null: libc::c_int) -> ! {
-    // SAFETY (whole function): as in `child`.
-    unsafe {
-        libc::setsid();
-        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-        let pid = libc::fork();
-        if pid < 0 {
-            report(
-                err,
-                ("fork the command's process", Errno(Errno::last_raw())),
-            );
-            libc::_exit(126);
-        }
-        if pid > 0 {
-            libc::close(err);
-            libc::close(out);
-            let code = wait_for(pid);
-            super::chroot::sweep();
-            libc::_exit(code);
-        }
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-        if libc::dup2(null, 0) < 0 || libc::dup2(out, 1) < 0 || libc::dup2(out, 2) < 0 {
-            report(err, ("redirect output", Errno(Errno::last_raw())));
-            libc::_exit(126);
-        }
-        libc::syscall(
-            libc::SYS_close_range,
-            3u32,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
-        );
-        let root = p.copy_root.as_deref().unwrap_or(c"/");
-        let ids = (p.uid, p.gid, p.groups.as_slice(), p.set_groups);
-        if let Err(e) = super::chroot::setup(&mut Linux, root, &p.workdir_parts, &p.workdir, ids) {
+        let ready = match (&p.copy_root, p.chroot) {
+            (Some(root), true) => super::chroot::setup(
+                &mut Linux,
+                root,
+                &p.workdir_parts,
+                &p.workdir,
+                (p.uid, p.gid, p.groups.as_slice(), p.set_groups),
+            ),
+            (None, true) => Err(("find the root to chroot into", Errno(libc::EINVAL))),
+            (_, false) => setup(&mut Linux, p),
+        };
+        if let Err(e) = ready {
             report(err, e);
             libc::_exit(126);
         }
