@@ -8,16 +8,19 @@
 
 use crate::support::process::ProcessDir;
 use crate::support::tree::tree_of_image;
-use crate::support::{Dockerd, repo_root, run_ok, skopeo, tutorial_bases, unpack_oci_image};
+use crate::support::{
+    Dockerd, podman, podman_load, repo_root, run_ok, skopeo, tutorial_bases, unpack_oci_image,
+};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-/// hoist's image, built once per run and loaded into the shared dockerd.
-fn hoist_image() -> &'static str {
-    static IMAGE: OnceLock<String> = OnceLock::new();
-    IMAGE.get_or_init(|| {
+/// hoist's image as a docker archive, built once per run.
+/// Its name, the archive, and the directory holding it.
+fn hoist_image_archive() -> &'static (String, PathBuf, ProcessDir) {
+    static ARCHIVE: OnceLock<(String, PathBuf, ProcessDir)> = OnceLock::new();
+    ARCHIVE.get_or_init(|| {
         let dir = ProcessDir::shared("hoist-image");
         let tar = dir.path().join("hoist.tar");
         let name = format!("hoist-it/hoist:{}", std::process::id());
@@ -32,8 +35,17 @@ fn hoist_image() -> &'static str {
                 .args(["-q", "-t", &name, "--output"])
                 .arg(format!("type=docker,dest={}", tar.display())),
         );
-        run_ok(Dockerd::shared().docker().arg("load").arg("-i").arg(&tar));
-        name
+        (name, tar, dir)
+    })
+}
+
+/// hoist's image, loaded into the shared dockerd.
+fn hoist_image() -> &'static str {
+    static IMAGE: OnceLock<String> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let (name, tar, _) = hoist_image_archive();
+        run_ok(Dockerd::shared().docker().arg("load").arg("-i").arg(tar));
+        name.clone()
     })
 }
 
@@ -229,4 +241,49 @@ fn tree_differences(
         out.push(format!("  container only: {c}"));
     }
     out.join("\n")
+}
+
+/// The capabilities docs/ci.md's Job and Tekton step keep: Pod Security
+/// "baseline"'s list, less what hoist does not use.
+const JOB_CAPABILITIES: &str =
+    "CHOWN,DAC_OVERRIDE,FOWNER,FSETID,SETUID,SETGID,SETPCAP,SYS_CHROOT,MKNOD,KILL";
+
+/// hoist's image under podman with every capability dropped but the
+/// Job's, and no-new-privileges: the tutorial's web app (npm install,
+/// adduser) pushed with the digest of the host's build.
+#[test]
+fn hoist_under_podman_with_only_the_jobs_capabilities_builds_the_host_image() {
+    let registry = tutorial_bases().addr().to_string();
+    let (_, tar, _) = hoist_image_archive();
+    let image = podman_load(tar);
+    let ctx = repo_root().join("fixtures/tutorial/web-app");
+    let store = ProcessDir::owned("podman-host-store");
+    let (host, _) = build_and_push(
+        &ctx,
+        &format!("{registry}/pod/web-app:host"),
+        Some(store.path()),
+    );
+    let out = podman()
+        .args(["run", "--rm", "--network=host", "--cap-drop=ALL"])
+        .arg(format!("--cap-add={JOB_CAPABILITIES}"))
+        .args(["--security-opt", "no-new-privileges", "-v"])
+        .arg(format!("{}:/ctx:ro", ctx.display()))
+        .args([image.as_str(), "build", "--progress", "plain"])
+        .arg("--registry-mirror")
+        .arg(format!("docker.io={registry}"))
+        .arg("-t")
+        .arg(format!("{registry}/pod/web-app:podman"))
+        .args(["--push", "/ctx"])
+        .output()
+        .unwrap();
+    let _ = podman().args(["rmi", "-f", &image]).output();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let digest = stdout.lines().last().unwrap_or_default().trim();
+    assert_eq!(digest, host, "{stderr}");
+    assert!(
+        stderr.contains("note: RUN steps run with chroot isolation"),
+        "{stderr}"
+    );
 }
