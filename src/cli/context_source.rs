@@ -57,14 +57,15 @@ fn scratch() -> anyhow::Result<tempfile::TempDir> {
 /// A tar (perhaps compressed) unpacked, or a Dockerfile with an empty
 /// context.
 pub fn from_stdin(input: impl Read) -> anyhow::Result<Context> {
-    use std::io::BufRead;
-    let (_, stream) = hoist_oci::compression::decompress_detected(input)
-        .context("cannot read the build context from standard input")?;
-    let mut stream = std::io::BufReader::with_capacity(64 * 1024, stream);
-    let head = stream
-        .fill_buf()
-        .context("cannot read the build context from standard input")?;
+    let reading = "cannot read the build context from standard input";
+    // A pipe hands its bytes over as they come: the magic numbers are
+    // looked for in whole heads, not in whatever the first read returned.
+    let (head, input) = head_of(input, 512).context(reading)?;
+    let kind = hoist_oci::compression::Compression::detect(&head);
+    let stream = hoist_oci::compression::decompress(kind, std::io::Cursor::new(head).chain(input));
+    let (head, mut stream) = head_of(stream, 512).context(reading)?;
     let is_tar = head.len() >= 262 && &head[257..262] == b"ustar";
+    let mut stream = std::io::Cursor::new(head).chain(&mut stream);
     let scratch = scratch()?;
     let dir = scratch.path().join("context");
     std::fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -92,6 +93,13 @@ pub fn from_stdin(input: impl Read) -> anyhow::Result<Context> {
         dockerfile: None,
         _scratch: Some(scratch),
     })
+}
+
+/// The first `n` bytes of `input` (fewer only at its end), and the rest.
+fn head_of<R: Read>(mut input: R, n: u64) -> std::io::Result<(Vec<u8>, R)> {
+    let mut head = Vec::new();
+    (&mut input).take(n).read_to_end(&mut head)?;
+    Ok((head, input))
 }
 
 /// The repository fetched at the fragment's ref, its subdirectory the
@@ -226,8 +234,20 @@ mod tests {
         let bytes = tar.into_inner().unwrap();
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         std::io::Write::write_all(&mut gz, &bytes).unwrap();
+        /// A pipe that hands over one byte per read.
+        struct Trickle<'a>(&'a [u8]);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let Some((first, rest)) = self.0.split_first() else {
+                    return Ok(0);
+                };
+                buf[0] = *first;
+                self.0 = rest;
+                Ok(1)
+            }
+        }
         for input in [bytes.clone(), gz.finish().unwrap()] {
-            let context = from_stdin(&input[..]).unwrap();
+            let context = from_stdin(Trickle(&input)).unwrap();
             assert!(context.dockerfile.is_none());
             assert_eq!(
                 std::fs::read(context.dir.join("app/a.txt")).unwrap(),
