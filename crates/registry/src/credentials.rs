@@ -3,7 +3,8 @@
 //!
 //! Sources, first match wins (docs/auth.md says the same to users):
 //!
-//! 1. Docker's client config, `$DOCKER_CONFIG/config.json` or
+//! 1. Docker's client config, `$DOCKER_CONFIG/config.json` (or a mounted
+//!    Secret's `.dockerconfigjson` there) or
 //!    `~/.docker/config.json`, resolved as `docker` resolves it: a
 //!    `credHelpers` entry for the registry, else `credsStore`, runs the
 //!    helper `docker-credential-NAME`; otherwise the `auths` entry (base64
@@ -223,11 +224,24 @@ impl CredentialStore {
 /// `~/.docker/config.json`.
 pub fn docker_config_path() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
-        return Some(PathBuf::from(dir).join("config.json"));
+        return Some(config_in(Path::new(&dir)));
     }
     std::env::var_os("HOME")
         .filter(|h| !h.is_empty())
         .map(|home| PathBuf::from(home).join(".docker/config.json"))
+}
+
+/// The client config in the directory `dir`: its `config.json`, or where
+/// there is none, the `.dockerconfigjson` that a Kubernetes
+/// `kubernetes.io/dockerconfigjson` Secret mounted there holds (the same
+/// document).
+fn config_in(dir: &Path) -> PathBuf {
+    let config = dir.join("config.json");
+    let secret = dir.join(".dockerconfigjson");
+    if !config.exists() && secret.is_file() {
+        return secret;
+    }
+    config
 }
 
 /// podman's auth file: `$REGISTRY_AUTH_FILE`, else

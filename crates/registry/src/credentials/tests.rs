@@ -324,3 +324,23 @@ fn a_missing_or_failing_helper_is_a_clear_error_without_secrets() {
     // A failed store leaves the file as it was.
     assert_eq!(std::fs::read(&path).unwrap(), before);
 }
+
+#[test]
+fn a_mounted_dockerconfigjson_secret_serves_as_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(config_in(dir.path()), dir.path().join("config.json"));
+    std::fs::write(
+        dir.path().join(".dockerconfigjson"),
+        r#"{"auths":{"registry.example:5000":{"username":"ci","password":"p"}}}"#,
+    )
+    .unwrap();
+    let path = config_in(dir.path());
+    assert_eq!(path, dir.path().join(".dockerconfigjson"));
+    let found = Credentials::lookup(&path, "registry.example:5000")
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.username, "ci");
+    // A config.json beside it wins: Docker reads only that.
+    std::fs::write(dir.path().join("config.json"), "{}").unwrap();
+    assert_eq!(config_in(dir.path()), dir.path().join("config.json"));
+}
