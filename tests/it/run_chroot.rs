@@ -251,3 +251,67 @@ fn without_cap_sys_admin_auto_isolation_falls_back_to_chroot() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A package installed with apt-get from a local .deb (its maintainer
+/// script run, dpkg's and apt's lock files taken) and a user added with
+/// useradd, on the Debian stand-in: the same image in both modes. apt's
+/// logs and binary caches record the time and the files' mtimes, so the
+/// step removes them, as image builds usually do.
+#[test]
+fn apt_get_install_and_useradd_give_the_same_image_chrooted() {
+    let registry = crate::support::tutorial_bases();
+    let dir = tempfile::tempdir().unwrap();
+    let pkg = dir.path().join("pkg");
+    std::fs::create_dir_all(pkg.join("DEBIAN")).unwrap();
+    std::fs::create_dir_all(pkg.join("usr/share/hoist-hello")).unwrap();
+    std::fs::write(
+        pkg.join("DEBIAN/control"),
+        "Package: hoist-hello\nVersion: 1.0\nArchitecture: all\nMaintainer: hoist <hoist@example.invalid>\nDescription: a test package\n",
+    )
+    .unwrap();
+    let postinst = pkg.join("DEBIAN/postinst");
+    std::fs::write(
+        &postinst,
+        "#!/bin/sh\nset -e\nmkdir -p /var/lib/hoist-hello\necho installed > /var/lib/hoist-hello/state\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&postinst, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(pkg.join("usr/share/hoist-hello/readme"), "hello\n").unwrap();
+    let ctx = dir.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    crate::support::run_ok(
+        Command::new(crate::support::require("dpkg-deb", "dpkg"))
+            .env("SOURCE_DATE_EPOCH", "0")
+            .args(["--root-owner-group", "--build"])
+            .arg(&pkg)
+            .arg(ctx.join("hello.deb")),
+    );
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM python:3.9-slim\nCOPY hello.deb /tmp/\n\
+         RUN apt-get install -y -q /tmp/hello.deb && rm -rf /tmp/hello.deb /var/log/apt /var/log/dpkg.log /var/cache/apt/*.bin\n\
+         RUN useradd -m builder && test \"$(cat /var/lib/hoist-hello/state)\" = installed\n",
+    )
+    .unwrap();
+    let mut digests = Vec::new();
+    for mode in ["namespaces", "chroot"] {
+        let store = tempfile::tempdir().unwrap();
+        let out = Command::new(assert_cmd::cargo::cargo_bin("hoist"))
+            .env("HOIST_ISOLATION", mode)
+            .arg("--store")
+            .arg(store.path())
+            .args(["build", "-q", "--registry-mirror"])
+            .arg(format!("docker.io={}", registry.addr()))
+            .arg(&ctx)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{mode}: {stderr}");
+        digests.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    }
+    assert_eq!(
+        digests[0], digests[1],
+        "apt-get and useradd differ between the modes"
+    );
+}

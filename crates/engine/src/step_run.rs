@@ -308,6 +308,16 @@ impl Builder<'_> {
                     source: Box::new(e),
                 }
             })?;
+        // An opaque marker hides what the layers below hold in its
+        // directory; where they hold no such directory (overlayfs marks a
+        // directory made where the step had removed one of its own), it
+        // hides nothing and is left out, as the copy-based modes and
+        // BuildKit leave it out.
+        let marker = format!("/{}", hoist_oci::layer::tar::OPAQUE_MARKER);
+        entries.retain(|e| match e.path.strip_suffix(marker.as_bytes()) {
+            Some(dir) => state.view.get(dir).is_some(),
+            None => true,
+        });
         if namespace == Namespace::Single {
             // Snapshots hold every file as 0 here, and a copied-up file
             // keeps that: its owner is the one of the layer below.
