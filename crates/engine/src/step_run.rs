@@ -311,8 +311,8 @@ impl Builder<'_> {
         // An opaque marker hides what the layers below hold in its
         // directory; where they hold no such directory (overlayfs marks a
         // directory made where the step had removed one of its own), it
-        // hides nothing and is left out, as the copy-based modes and
-        // BuildKit leave it out.
+        // hides nothing and is left out, as the copy-based modes never
+        // make it.
         let marker = format!("/{}", hoist_oci::layer::tar::OPAQUE_MARKER);
         entries.retain(|e| match e.path.strip_suffix(marker.as_bytes()) {
             Some(dir) => state.view.get(dir).is_some(),
