@@ -107,14 +107,20 @@ fn the_layers_of_the_steps_before_a_failing_one_are_cached(who: Who) {
     assert!(!built.stderr.contains("| made-now"), "{}", built.stderr);
 }
 
-fn a_run_step_sees_the_image_and_not_the_host(who: Who) {
-    let store = who.tempdir();
+/// A HOME for hoist holding registry credentials, as `docker login` leaves
+/// them: the directory and the credentials file.
+pub(crate) fn home_with_credentials(who: Who) -> (tempfile::TempDir, std::path::PathBuf) {
     let host = who.tempdir();
-    // hoist's HOME holds registry credentials, as `docker login` leaves them.
     let secret = host.path().join(".docker/config.json");
     std::fs::create_dir_all(secret.parent().unwrap()).unwrap();
     std::fs::write(&secret, r#"{"auths":{"x":{"auth":"c2VjcmV0"}}}"#).unwrap();
     who.own(host.path());
+    (host, secret)
+}
+
+fn a_run_step_sees_the_image_and_not_the_host(who: Who) {
+    let store = who.tempdir();
+    let (host, secret) = home_with_credentials(who);
     let ctx = who.tempdir();
     // The step gets the paths as build args (so as environment variables)
     // and fails the build if it can reach either, or any file under the

@@ -39,6 +39,22 @@ fn build(store: &Path, args: &[&str], input: Option<&[u8]>) -> Result<String, St
     }
 }
 
+/// `dir` as GNU tar writes it.
+fn tar_of(dir: &Path) -> Vec<u8> {
+    let out = Command::new("tar")
+        .arg("-C")
+        .arg(dir)
+        .args(["-cf", "-", "."])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// A context directory: busybox, app/msg, the Dockerfile.
 fn context(dir: &Path) {
     busybox_context(dir);
@@ -54,15 +70,7 @@ fn a_tar_or_a_dockerfile_on_standard_input_builds_as_docker_build_dash() {
     context(&ctx);
     let store = tempfile::tempdir().unwrap();
     let from_dir = build(store.path(), &[ctx.to_str().unwrap()], None).unwrap();
-    run_ok(
-        Command::new("tar")
-            .arg("-C")
-            .arg(&ctx)
-            .args(["-cf"])
-            .arg(dir.path().join("ctx.tar"))
-            .arg("."),
-    );
-    let bytes = std::fs::read(dir.path().join("ctx.tar")).unwrap();
+    let bytes = tar_of(&ctx);
     let fresh = tempfile::tempdir().unwrap();
     assert_eq!(build(fresh.path(), &["-"], Some(&bytes)).unwrap(), from_dir);
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -74,15 +82,7 @@ fn a_tar_or_a_dockerfile_on_standard_input_builds_as_docker_build_dash() {
     );
     // -f names a file of the tar.
     std::fs::rename(ctx.join("Dockerfile"), ctx.join("Other.Dockerfile")).unwrap();
-    run_ok(
-        Command::new("tar")
-            .arg("-C")
-            .arg(&ctx)
-            .args(["-cf"])
-            .arg(dir.path().join("other.tar"))
-            .arg("."),
-    );
-    let other = std::fs::read(dir.path().join("other.tar")).unwrap();
+    let other = tar_of(&ctx);
     assert_eq!(
         build(store.path(), &["-f", "Other.Dockerfile", "-"], Some(&other)).unwrap(),
         from_dir

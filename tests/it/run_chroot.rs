@@ -103,11 +103,7 @@ fn chroot_isolation_gives_the_same_image_as_namespaces(who: Who) {
 /// host's disk, not /proc.
 fn a_chroot_step_reaches_nothing_of_the_host(who: Who) {
     let store = who.tempdir();
-    let host = who.tempdir();
-    let secret = host.path().join(".docker/config.json");
-    std::fs::create_dir_all(secret.parent().unwrap()).unwrap();
-    std::fs::write(&secret, r#"{"auths":{"x":{"auth":"c2VjcmV0"}}}"#).unwrap();
-    who.own(host.path());
+    let (host, secret) = crate::build_run::home_with_credentials(who);
     let ctx = who.tempdir();
     let dockerfile = r#"FROM scratch
 COPY bin /bin/
