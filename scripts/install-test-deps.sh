@@ -23,6 +23,8 @@ DEBIAN_PACKAGES=(
   curl              # the recorder waits for its servers with it
   time              # /usr/bin/time measures peak memory in the scale tests
   bc                # benches/compare.sh computes ratios
+  git               # git build contexts, served by git-daemon on loopback
+  util-linux dpkg   # setpriv (hoist without CAP_SYS_ADMIN), dpkg-deb (a local package for apt-get)
 )
 
 # PyPI tools the tests need. Add new ones here, one per line, pinned when it matters.
