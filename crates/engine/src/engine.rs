@@ -194,7 +194,7 @@ pub fn build(
             events(Event::Warning(format!(
                 "a layer a shared cache named cannot be fetched ({}); building again without \
                  --cache-from",
-                crate::shared_cache::chain(&error)
+                hoist_oci::error_line(&error)
             )));
             let request = BuildRequest {
                 cache_from: Vec::new(),

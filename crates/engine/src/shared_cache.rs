@@ -249,8 +249,10 @@ impl SharedCache {
                 continue;
             }
             let found = match source {
-                Source::Registry(cache) => cache.lookup(key).map_err(|e| chain(&e)),
-                Source::Directory(cache) => cache.lookup(key).map_err(|e| chain(&e)),
+                Source::Registry(cache) => cache.lookup(key).map_err(|e| hoist_oci::error_line(&e)),
+                Source::Directory(cache) => {
+                    cache.lookup(key).map_err(|e| hoist_oci::error_line(&e))
+                }
             };
             let entry = match found {
                 Ok(None) => continue,
@@ -303,12 +305,14 @@ impl SharedCache {
                         };
                         store
                             .record_remote(&layer.digest, &remote)
-                            .map_err(|e| chain(&e))?;
+                            .map_err(|e| hoist_oci::error_line(&e))?;
                     }
                     Source::Registry(_) => {}
                     Source::Directory(cache) => {
                         if !store.has_blob(&layer.digest) {
-                            cache.import(store, &layer.digest).map_err(|e| chain(&e))?;
+                            cache
+                                .import(store, &layer.digest)
+                                .map_err(|e| hoist_oci::error_line(&e))?;
                             self.bytes_imported
                                 .set(self.bytes_imported.get() + layer.size);
                         }
@@ -319,7 +323,7 @@ impl SharedCache {
         };
         store
             .cache_put(&entry.key.hex(), &record)
-            .map_err(|e| chain(&e))?;
+            .map_err(|e| hoist_oci::error_line(&e))?;
         let layer = match &entry.step {
             Step::Layer(layer) => Some(layer.digest),
             Step::Empty => None,
@@ -443,7 +447,7 @@ impl Builder<'_> {
                 let cache = RegistryCache::new(reference, self.request.pull.client_options());
                 let done = cache
                     .export(self.store, &entries, now)
-                    .map_err(|e| chain(&e))?;
+                    .map_err(|e| hoist_oci::error_line(&e))?;
                 Ok(CacheExport {
                     name,
                     written: done.written,
@@ -468,10 +472,10 @@ impl Builder<'_> {
                     &|_| None,
                     &self.request.pull.mirrors,
                 )
-                .map_err(|e| chain(&e))?;
+                .map_err(|e| hoist_oci::error_line(&e))?;
                 let done = DirectoryCache::new(dir)
                     .export(self.store, &entries, now)
-                    .map_err(|e| chain(&e))?;
+                    .map_err(|e| hoist_oci::error_line(&e))?;
                 Ok(CacheExport {
                     name,
                     written: done.written,
@@ -500,14 +504,6 @@ pub struct CacheExport {
     pub written: usize,
     pub kept: usize,
     pub bytes_uploaded: u64,
-}
-
-/// An error and its causes, on one line.
-pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    std::iter::successors(Some(e), |e| e.source())
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(": ")
 }
 
 #[cfg(test)]

@@ -10,6 +10,8 @@
 //! - [`layer`]: deterministic tar streams, parallel block gzip, and safe
 //!   extraction that never writes outside its destination.
 //! - [`chunks`]: a byte stream handed between threads in shared chunks.
+//! - [`error_line`]: an error and its causes on one line, for warnings and
+//!   reports that carry an error as text.
 //!
 //! Depends on no other hoist crate, and on nothing that talks to a
 //! network, a store or a daemon: everything here is a pure format or a
@@ -28,3 +30,11 @@ pub mod testing;
 
 pub use digest::{Digest, DigestError, DigestWriter, Sha256};
 pub use platform::Platform;
+
+/// An error and its causes, outermost first, on one line joined by `: `.
+pub fn error_line(error: &(dyn std::error::Error + 'static)) -> String {
+    std::iter::successors(Some(error), |e| e.source())
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
+}

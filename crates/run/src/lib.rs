@@ -319,7 +319,7 @@ pub fn run(spec: &RunSpec, dir: &Path, output: &mut dyn FnMut(&str)) -> Result<i
     match run_in_namespaces(spec, dir, output) {
         Err(e) if choice == IsolationChoice::Auto && namespaces_unusable(&e) => {
             CHROOT_FALLBACK.store(true, Ordering::SeqCst);
-            report(Isolation::Chroot, Some(error_chain(&e)));
+            report(Isolation::Chroot, Some(hoist_oci::error_line(&e)));
             // What the namespace attempt left (an upper directory, a copy)
             // goes: the chroot starts from its own copy.
             for part in ["rootfs", "upper", "work", "merged"] {
@@ -334,17 +334,6 @@ pub fn run(spec: &RunSpec, dir: &Path, output: &mut dyn FnMut(&str)) -> Result<i
             other
         }
     }
-}
-
-/// `error` and its sources, joined.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(&format!(": {e}"));
-        source = e.source();
-    }
-    text
 }
 
 fn run_chroot(spec: &RunSpec, dir: &Path, output: &mut dyn FnMut(&str)) -> Result<i32, RunError> {
