@@ -111,9 +111,41 @@ pub struct BuildArgs {
     /// $HOIST_ISOLATION, then auto).
     #[arg(long, value_name = "auto|namespaces|chroot")]
     pub isolation: Option<hoist_run::IsolationChoice>,
+    /// Do not build here: upload the context (after .dockerignore) to a
+    /// registry, content-addressed, and write a Kubernetes Job that makes
+    /// this build in a cluster and pushes the image: to stdout, or
+    /// `--job=FILE` (docs/ci.md).
+    #[arg(
+        long,
+        value_name = "FILE",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "-"
+    )]
+    pub job: Option<PathBuf>,
+    /// With --job: hoist's image, which the Job runs (default:
+    /// $HOIST_JOB_IMAGE).
+    #[arg(long, value_name = "IMAGE", requires = "job")]
+    pub job_image: Option<String>,
+    /// With --job: a `kubernetes.io/dockerconfigjson` Secret with the
+    /// registry credentials, for the build's pulls and pushes and for
+    /// pulling hoist's image.
+    #[arg(long, value_name = "SECRET", requires = "job")]
+    pub job_secret: Option<String>,
+    /// With --job: the repository the context goes to (default: the first
+    /// -t name's).
+    #[arg(long, value_name = "REPO", requires = "job")]
+    pub job_context: Option<String>,
+    /// With --job: the CPUs the build requests, also its limit.
+    #[arg(long, value_name = "CPU", default_value = "2", requires = "job")]
+    pub job_cpu: String,
+    /// With --job: the memory the build requests, also its limit.
+    #[arg(long, value_name = "SIZE", default_value = "4Gi", requires = "job")]
+    pub job_memory: String,
     /// The build context: a directory; `-` (a tar on standard input, or a
-    /// Dockerfile and no context); or a git repository, `URL#REF:SUBDIR`
-    /// (`git://`, `git@`, `ssh://`, or `https://...git`).
+    /// Dockerfile and no context); a git repository, `URL#REF:SUBDIR`
+    /// (`git://`, `git@`, `ssh://`, or `https://...git`); or
+    /// `oci-artifact://REGISTRY/REPO@DIGEST`, a context `--job` uploaded.
     pub context: PathBuf,
     /// With --k8s-out: `hoist k8s` flags (`-- --replicas 3 --service-port 80:3000`).
     #[arg(last = true, value_name = "K8S FLAGS")]
@@ -179,6 +211,9 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
         .iter()
         .map(|t| Reference::parse(t).with_context(|| format!("-t {t}")))
         .collect::<anyhow::Result<_>>()?;
+    if args.job.is_some() {
+        return super::build_job::run(args, &tags);
+    }
     if args.push && tags.is_empty() {
         bail!("--push needs at least one -t NAME to push the image as");
     }
@@ -202,7 +237,15 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
     if stdin_context && args.file.as_ref().is_some_and(|f| f.as_os_str() == "-") {
         bail!("-f - and the context - both read standard input: give one of them a path");
     }
-    let context = super::context_source::resolve(&args.context)?;
+    let context = match super::build_job::artifact_reference(&args.context) {
+        Some(reference) => {
+            let store = Store::open(store_dir)
+                .with_context(|| format!("cannot open the store at {}", store_dir.display()))?;
+            let options = args.registry.client_options()?;
+            super::context_artifact::download(reference, &options, &store)?
+        }
+        None => super::context_source::resolve(&args.context)?,
+    };
     // -f names a file of the context when the context came from a tar or a
     // repository (as docker build reads it), a path otherwise.
     let unpacked = context.dir != args.context;
@@ -210,7 +253,12 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
         Some(p) if p.as_os_str() == "-" => None,
         Some(p) if unpacked => Some(context.dir.join(p)),
         Some(p) => Some(p.clone()),
-        None => Some(context.dir.join("Dockerfile")),
+        None => Some(
+            context
+                .dockerfile_path
+                .clone()
+                .unwrap_or_else(|| context.dir.join("Dockerfile")),
+        ),
     };
     let (name, text) = match &context.dockerfile {
         Some(_) if args.file.is_some() => {
@@ -515,10 +563,13 @@ pub fn human_bytes(n: u64) -> String {
 /// Makes `dest` (a file or a directory) by `write` into a new name beside
 /// it, then renames that into place: a failed or interrupted write leaves
 /// nothing under `dest`, and a reader never sees half of it.
-fn write_beside(
+pub fn write_beside(
     dest: &Path,
     write: impl FnOnce(&Path) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
+    if is_mounted_or_special(dest) {
+        return write(dest).with_context(|| format!("cannot write {}", dest.display()));
+    }
     let name = dest
         .file_name()
         .with_context(|| format!("{} names no file", dest.display()))?;
@@ -539,4 +590,19 @@ fn write_beside(
         remove(&temp);
     }
     written.with_context(|| format!("nothing was written to {}", dest.display()))
+}
+
+/// Whether `dest` is something a rename cannot replace, written in place
+/// instead: a device (`/dev/stdout`), or a file mounted over its
+/// directory's file system (Kubernetes' `/dev/termination-log`).
+fn is_mounted_or_special(dest: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(dest) else {
+        return false;
+    };
+    let parent = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    !meta.is_file() || std::fs::metadata(parent).is_ok_and(|dir| dir.dev() != meta.dev())
 }

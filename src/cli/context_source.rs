@@ -15,6 +15,9 @@ use std::process::Command;
 pub struct Context {
     pub dir: PathBuf,
     pub dockerfile: Option<Vec<u8>>,
+    /// The Dockerfile that came with the context (a context artifact's),
+    /// used unless -f names another.
+    pub dockerfile_path: Option<PathBuf>,
     /// Where a tar or a repository was unpacked, removed when dropped.
     _scratch: Option<tempfile::TempDir>,
 }
@@ -43,8 +46,22 @@ pub fn resolve(arg: &Path) -> anyhow::Result<Context> {
     Ok(Context {
         dir: arg.to_path_buf(),
         dockerfile: None,
+        dockerfile_path: None,
         _scratch: None,
     })
+}
+
+impl Context {
+    /// A context unpacked into `scratch` (removed when dropped), with the
+    /// Dockerfile that came with it.
+    pub fn unpacked(scratch: tempfile::TempDir, dir: PathBuf, dockerfile: PathBuf) -> Context {
+        Context {
+            dir,
+            dockerfile: None,
+            dockerfile_path: Some(dockerfile),
+            _scratch: Some(scratch),
+        }
+    }
 }
 
 fn scratch() -> anyhow::Result<tempfile::TempDir> {
@@ -77,6 +94,7 @@ pub fn from_stdin(input: impl Read) -> anyhow::Result<Context> {
         return Ok(Context {
             dir,
             dockerfile: Some(dockerfile),
+            dockerfile_path: None,
             _scratch: Some(scratch),
         });
     }
@@ -91,6 +109,7 @@ pub fn from_stdin(input: impl Read) -> anyhow::Result<Context> {
     Ok(Context {
         dir,
         dockerfile: None,
+        dockerfile_path: None,
         _scratch: Some(scratch),
     })
 }
@@ -183,6 +202,7 @@ fn from_git(text: &str) -> anyhow::Result<Context> {
     Ok(Context {
         dir: real,
         dockerfile: None,
+        dockerfile_path: None,
         _scratch: Some(scratch),
     })
 }

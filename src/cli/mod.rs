@@ -2,9 +2,11 @@
 //! with its help text next to it.
 
 pub mod build;
+pub mod build_job;
 pub mod cache;
 pub mod check;
 pub mod completions;
+pub mod context_artifact;
 pub mod context_source;
 pub mod images;
 pub mod k8s;

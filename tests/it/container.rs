@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 
 /// hoist's image as a docker archive, built once per run.
 /// Its name, the archive, and the directory holding it.
-fn hoist_image_archive() -> &'static (String, PathBuf, ProcessDir) {
+pub(crate) fn hoist_image_archive() -> &'static (String, PathBuf, ProcessDir) {
     static ARCHIVE: OnceLock<(String, PathBuf, ProcessDir)> = OnceLock::new();
     ARCHIVE.get_or_init(|| {
         let dir = ProcessDir::shared("hoist-image");

@@ -88,7 +88,7 @@ fn fixture(name: &str) -> PathBuf {
     repo_root().join("fixtures/k8s").join(name)
 }
 
-fn documents(text: &str) -> Vec<Value> {
+pub(crate) fn documents(text: &str) -> Vec<Value> {
     serde_saphyr::from_multiple::<Value>(text)
         .unwrap_or_else(|e| panic!("not YAML: {e}\n{text}"))
         .into_iter()
@@ -110,7 +110,7 @@ fn by_kind_and_name(docs: Vec<Value>) -> BTreeMap<(String, String), Value> {
 
 /// Runs `kubernetes-validate --strict` (the Kubernetes version k8s-openapi
 /// is built for) over `files`, which must all pass.
-fn validate(files: &[PathBuf]) {
+pub(crate) fn validate(files: &[PathBuf]) {
     assert!(!files.is_empty());
     let tool = require(
         "kubernetes-validate",

@@ -1,6 +1,7 @@
 //! hoist's integration tests: one test binary, one module per area.
 
 mod build_add;
+mod build_job;
 mod build_outputs;
 mod build_run;
 mod build_scale;

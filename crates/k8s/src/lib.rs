@@ -7,6 +7,8 @@
 //! - [`generate`]: typed objects (k8s-openapi) from those facts and the
 //!   user's [`Options`]: Deployment, Service, Ingress, ConfigMap, Secret,
 //!   PodDisruptionBudget, HorizontalPodAutoscaler, pull Secret.
+//! - [`job`]: the Job `hoist build --job` writes, which builds in a
+//!   cluster inside Pod Security "baseline".
 //! - [`yaml`]: the objects as YAML documents with sorted keys, so output
 //!   diffs cleanly and the same inputs give the same bytes.
 //! - [`resolve`](mod@resolve): rewrites image references in the user's own
@@ -23,6 +25,7 @@
 mod error;
 pub mod generate;
 pub mod image;
+pub mod job;
 pub mod options;
 pub mod resolve;
 pub mod yaml;

@@ -303,6 +303,20 @@ fn canonical(key: &str) -> String {
     }
 }
 
+/// The document a `.dockerconfigjson` holds. podman 4.3's `kube play`
+/// writes a Secret's data into its volume still base64-encoded, as the
+/// Secret carries it: such a file is decoded. Any other text is as read.
+fn secret_text(path: &Path, text: String) -> String {
+    let is_secret = path.file_name().is_some_and(|n| n == ".dockerconfigjson");
+    if !is_secret || text.trim_start().starts_with('{') {
+        return text;
+    }
+    match base64::engine::general_purpose::STANDARD.decode(text.trim()) {
+        Ok(bytes) if bytes.first() == Some(&b'{') => String::from_utf8(bytes).unwrap_or(text),
+        _ => text,
+    }
+}
+
 /// One `config.json` or `auth.json`, kept as parsed JSON so a rewrite
 /// keeps every key hoist does not know.
 struct ConfigFile {
@@ -317,6 +331,7 @@ impl ConfigFile {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(e) => return Err(file_error(path, e.to_string())),
         };
+        let text = secret_text(path, text);
         let root = if text.trim().is_empty() {
             Map::new()
         } else {

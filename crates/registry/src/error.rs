@@ -88,6 +88,13 @@ pub enum RegistryError {
         repository: String,
         reference: String,
     },
+    #[error("{reference} is {actual}, not an artifact of type `{expected}`")]
+    ArtifactType {
+        /// `REGISTRY/REPO:TAG` or `REGISTRY/REPO@DIGEST`.
+        reference: String,
+        expected: String,
+        actual: String,
+    },
     #[error(
         "registry {registry} sent `{media_type}` for {repository}:{reference}, which is not an \
          image manifest or index"

@@ -28,6 +28,7 @@
 //! Depends on hoist-store and hoist-oci only: it moves blobs, never reads
 //! what is inside a layer.
 
+pub mod artifact;
 pub mod auth;
 pub mod cache;
 pub mod client;

@@ -143,7 +143,7 @@ pub fn push_with(
         })?;
     let counts = push_blobs(
         client,
-        store,
+        Source::Store(store),
         &endpoint,
         repository,
         &image.blobs,
@@ -454,8 +454,18 @@ fn image_blobs(store: &Store, tagged: &Descriptor) -> Vec<Digest> {
         .collect()
 }
 
+/// Where the bytes of the blobs a push sends are read from.
+#[derive(Clone, Copy)]
+pub(crate) enum Source<'a> {
+    /// The store's blob files; a blob the store knows only as held by
+    /// another registry is fetched first.
+    Store(&'a Store),
+    /// Files anywhere, by digest (an artifact's plain files).
+    Files(&'a BTreeMap<Digest, std::path::PathBuf>),
+}
+
 #[derive(Debug, Default)]
-pub(crate) struct Counts {
+pub struct Counts {
     pub present: usize,
     pub mounted: usize,
     pub uploaded: usize,
@@ -466,7 +476,7 @@ pub(crate) struct Counts {
 /// first failure stops the others from starting new blobs.
 pub(crate) fn push_blobs(
     client: &Client,
-    store: &Store,
+    source: Source<'_>,
     endpoint: &Endpoint,
     repository: &str,
     blobs: &[Descriptor],
@@ -493,7 +503,7 @@ pub(crate) fn push_blobs(
                         return;
                     };
                     let from = mounts.get(&blob.digest).map(String::as_str);
-                    match push_blob(client, store, endpoint, repository, blob, from) {
+                    match push_blob(client, source, endpoint, repository, blob, from) {
                         Ok(event) => {
                             match &event {
                                 BlobEvent::Present => present.fetch_add(1, Ordering::Relaxed),
@@ -529,7 +539,7 @@ pub(crate) fn push_blobs(
 /// One blob: skipped when there, mounted when it can be, else uploaded.
 fn push_blob(
     client: &Client,
-    store: &Store,
+    source: Source<'_>,
     endpoint: &Endpoint,
     repository: &str,
     blob: &Descriptor,
@@ -546,13 +556,34 @@ fn push_blob(
                 min_chunk,
             } => (location, min_chunk),
         };
-    // A blob the store knows only as held by another registry (a base
-    // pulled lazily, a cached step) is fetched to be uploaded: a mount
-    // works only within one registry.
-    if !store.has_blob(&blob.digest) {
-        super::pull::fetch_remote(client, store, std::slice::from_ref(blob), &|_| None, &[])?;
-    }
-    let path = store.blob_path(&blob.digest);
+    let path = match source {
+        // A blob the store knows only as held by another registry (a base
+        // pulled lazily, a cached step) is fetched to be uploaded: a mount
+        // works only within one registry.
+        Source::Store(store) => {
+            if !store.has_blob(&blob.digest) {
+                super::pull::fetch_remote(
+                    client,
+                    store,
+                    std::slice::from_ref(blob),
+                    &|_| None,
+                    &[],
+                )?;
+            }
+            store.blob_path(&blob.digest)
+        }
+        Source::Files(files) => {
+            files
+                .get(&blob.digest)
+                .cloned()
+                .ok_or_else(|| RegistryError::Upload {
+                    registry: endpoint.host.clone(),
+                    repository: repository.to_owned(),
+                    digest: blob.digest,
+                    reason: "no file holds this blob".to_owned(),
+                })?
+        }
+    };
     let file = BlobFile {
         path: &path,
         digest: &blob.digest,

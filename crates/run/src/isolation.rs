@@ -49,6 +49,17 @@ impl std::str::FromStr for IsolationChoice {
     }
 }
 
+impl std::fmt::Display for IsolationChoice {
+    /// The name [`from_str`](std::str::FromStr::from_str) reads back.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            IsolationChoice::Auto => "auto",
+            IsolationChoice::Only(Isolation::Namespaces) => "namespaces",
+            IsolationChoice::Only(Isolation::Chroot) => "chroot",
+        })
+    }
+}
+
 /// The variable that chooses the isolation (`auto`, `namespaces`,
 /// `chroot`) when [`set_isolation`] was not called.
 pub const ISOLATION_VARIABLE: &str = "HOIST_ISOLATION";

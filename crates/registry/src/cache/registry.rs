@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use super::{Entry, REFRESH_AFTER, Step, TAG_PREFIX, Unusable, empty_config, parallel, tag_of};
 use crate::client::{Client, ClientOptions, Endpoint};
 use crate::error::{RegistryError, Result};
-use crate::push::{mount_sources, push_blobs};
+use crate::push::{Source, mount_sources, push_blobs};
 use crate::reference::Reference;
 use hoist_oci::image::Descriptor;
 use hoist_oci::{Digest, media_type};
@@ -149,7 +149,7 @@ impl RegistryCache {
         let path = &self.repository.path;
         let counts = push_blobs(
             &self.client,
-            store,
+            Source::Store(store),
             &self.endpoint,
             path,
             &blobs,
@@ -205,7 +205,7 @@ impl RegistryCache {
                     .collect();
                     push_blobs(
                         &self.client,
-                        store,
+                        Source::Store(store),
                         &self.endpoint,
                         path,
                         &blobs,

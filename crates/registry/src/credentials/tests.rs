@@ -344,3 +344,20 @@ fn a_mounted_dockerconfigjson_secret_serves_as_the_config() {
     std::fs::write(dir.path().join("config.json"), "{}").unwrap();
     assert_eq!(config_in(dir.path()), dir.path().join("config.json"));
 }
+
+#[test]
+fn a_dockerconfigjson_left_base64_encoded_is_decoded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(".dockerconfigjson");
+    let document = r#"{"auths":{"registry.example:5000":{"username":"ci","password":"p"}}}"#;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(document);
+    std::fs::write(&path, &encoded).unwrap();
+    let found = Credentials::lookup(&path, "registry.example:5000")
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.password.expose(), "p");
+    // Only that file name: a config.json holding base64 is an error.
+    let config = dir.path().join("config.json");
+    std::fs::write(&config, &encoded).unwrap();
+    assert!(Credentials::lookup(&config, "registry.example:5000").is_err());
+}
