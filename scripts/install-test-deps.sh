@@ -14,7 +14,7 @@ DEBIAN_PACKAGES=(
   skopeo umoci oci-image-tool   # inspect, convert and unpack images
   busybox-static debootstrap    # base image material, built offline
   docker.io         # dockerd on a private socket, BuildKit oracle, docker load/run
-  uidmap            # rootless RUN
+  uidmap libcap2-bin   # rootless RUN; setcap for hoist's image (scripts/build-image.sh)
   openssh-client    # RUN --mount=type=ssh: ssh-agent, ssh-add, ssh-keygen
   apache2-utils openssl golang-docker-credential-helpers pass   # registry auth
   pigz hyperfine    # compression reference, benchmarks

@@ -6,12 +6,11 @@
 //! password, builds the context and pushes the digest a local build of
 //! the same context has.
 
-use crate::container::hoist_image_archive;
+use crate::container::podman_hoist_image;
 use crate::k8s::{documents, validate};
 use crate::support::process::ProcessDir;
 use crate::support::{
-    Registry, busybox_context, podman, podman_load, repo_root, require, run_ok, skopeo,
-    tutorial_bases,
+    Registry, busybox_context, podman, repo_root, require, run_ok, skopeo, tutorial_bases,
 };
 use serde_json::{Value, json};
 use std::path::Path;
@@ -388,8 +387,7 @@ fn the_jobs_pod_builds_under_podman_kube_play_and_pushes_the_local_digest() {
             .args(["build", "-q", "--isolation", "namespaces", &mirror])
             .arg(&ctx),
     );
-    let (_, tar, _) = hoist_image_archive();
-    let image = podman_load(tar);
+    let image = podman_hoist_image();
     let pid = std::process::id();
     let secret = format!("regcred-{pid}");
     let tag = format!("{}/job/web-app:{pid}", private.addr());
@@ -397,7 +395,7 @@ fn the_jobs_pod_builds_under_podman_kube_play_and_pushes_the_local_digest() {
     run_ok(
         hoist(&dir.path().join("client-store"))
             .env("DOCKER_CONFIG", &docker_config)
-            .args(["build", "-t", &tag, "--job-image", &image])
+            .args(["build", "-t", &tag, "--job-image", image])
             .args(["--job-secret", &secret, &mirror])
             .arg(format!("--job={}", job.display()))
             .arg(&ctx),
@@ -435,7 +433,6 @@ fn the_jobs_pod_builds_under_podman_kube_play_and_pushes_the_local_digest() {
     let logs = podman().args(["logs", &container]).output().unwrap();
     let _ = podman().args(["pod", "rm", "-f", &name]).output();
     let _ = podman().args(["secret", "rm", &secret]).output();
-    let _ = podman().args(["rmi", "-f", &image]).output();
     assert!(played.status.success(), "{}", text(&played));
     let log = text(&logs);
     assert_eq!(

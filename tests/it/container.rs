@@ -39,6 +39,25 @@ pub(crate) fn hoist_image_archive() -> &'static (String, PathBuf, ProcessDir) {
     })
 }
 
+/// hoist's image, loaded into podman once per run; the images earlier
+/// runs left there (other process ids' tags) are removed first. Tests
+/// share it and never remove it, as one may still run from it.
+pub(crate) fn podman_hoist_image() -> &'static str {
+    static IMAGE: OnceLock<String> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let (name, tar, _) = hoist_image_archive();
+        let repository = name.rsplit_once(':').unwrap().0;
+        let listed = run_ok(podman().args(["images", "--format", "{{.Repository}}:{{.Tag}}"]));
+        for stale in listed
+            .lines()
+            .filter(|l| l.ends_with(repository) || l.contains(&format!("{repository}:")))
+        {
+            let _ = podman().args(["rmi", "-f", stale]).output();
+        }
+        podman_load(tar)
+    })
+}
+
 /// hoist's image, loaded into the shared dockerd.
 fn hoist_image() -> &'static str {
     static IMAGE: OnceLock<String> = OnceLock::new();
@@ -254,8 +273,7 @@ const JOB_CAPABILITIES: &str =
 #[test]
 fn hoist_under_podman_with_only_the_jobs_capabilities_builds_the_host_image() {
     let registry = tutorial_bases().addr().to_string();
-    let (_, tar, _) = hoist_image_archive();
-    let image = podman_load(tar);
+    let image = podman_hoist_image();
     let ctx = repo_root().join("fixtures/tutorial/web-app");
     let store = ProcessDir::owned("podman-host-store");
     let (host, _) = build_and_push(
@@ -268,7 +286,7 @@ fn hoist_under_podman_with_only_the_jobs_capabilities_builds_the_host_image() {
         .arg(format!("--cap-add={JOB_CAPABILITIES}"))
         .args(["--security-opt", "no-new-privileges", "-v"])
         .arg(format!("{}:/ctx:ro", ctx.display()))
-        .args([image.as_str(), "build", "--progress", "plain"])
+        .args([image, "build", "--progress", "plain"])
         .arg("--registry-mirror")
         .arg(format!("docker.io={registry}"))
         .arg("-t")
@@ -276,7 +294,6 @@ fn hoist_under_podman_with_only_the_jobs_capabilities_builds_the_host_image() {
         .args(["--push", "/ctx"])
         .output()
         .unwrap();
-    let _ = podman().args(["rmi", "-f", &image]).output();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -286,4 +303,44 @@ fn hoist_under_podman_with_only_the_jobs_capabilities_builds_the_host_image() {
         stderr.contains("note: RUN steps run with chroot isolation"),
         "{stderr}"
     );
+}
+
+/// hoist's image as uid 1000 in a user namespace podman makes for the
+/// container (`--userns=auto`), as a pod with `hostUsers: false` runs:
+/// hoist maps its subordinate ids with the image's newuidmap (file
+/// capabilities) and builds the tutorial's web app with the digest of the
+/// host's build. The container's /proc has masked paths, so a fresh /proc
+/// cannot be mounted and RUN steps run chrooted inside hoist's namespace.
+/// `-v /sys:/sys:ro` only because the host network (for the loopback
+/// registry) cannot have a sysfs mounted from another user namespace.
+#[test]
+fn hoist_as_uid_1000_under_podman_userns_auto_builds_the_host_image() {
+    crate::support::rootless::ensure_podman_auto_ranges();
+    let registry = tutorial_bases().addr().to_string();
+    let image = podman_hoist_image();
+    let ctx = repo_root().join("fixtures/tutorial/web-app");
+    let store = ProcessDir::owned("userns-host-store");
+    let (host, _) = build_and_push(
+        &ctx,
+        &format!("{registry}/userns/web-app:host"),
+        Some(store.path()),
+    );
+    let out = podman()
+        .args(["run", "--rm", "--network=host", "--user", "1000"])
+        .args(["--userns=auto:size=65536", "-v", "/sys:/sys:ro", "-v"])
+        .arg(format!("{}:/ctx:ro", ctx.display()))
+        .args([image, "build", "--progress", "plain"])
+        .arg("--registry-mirror")
+        .arg(format!("docker.io={registry}"))
+        .arg("-t")
+        .arg(format!("{registry}/userns/web-app:podman"))
+        .args(["--push", "/ctx"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let digest = stdout.lines().last().unwrap_or_default().trim();
+    assert_eq!(digest, host, "{stderr}");
+    assert!(stderr.contains("RUN steps run with"), "{stderr}");
 }

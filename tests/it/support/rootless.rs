@@ -40,6 +40,28 @@ fn has_range(file: &str, name: &str) -> bool {
         .any(|l| l.starts_with(&format!("{name}:")))
 }
 
+/// The subordinate ids `podman run --userns=auto` takes its ranges from
+/// (the `containers` entries of /etc/subuid and /etc/subgid), added
+/// unless there: a million ids from 1000000, clear of the test users'.
+pub fn ensure_podman_auto_ranges() {
+    let lock = std::fs::File::create("/tmp/hoist-test-users.lock").unwrap();
+    // SAFETY: a valid descriptor; released when the file closes.
+    assert_eq!(
+        unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) },
+        0
+    );
+    for file in ["/etc/subuid", "/etc/subgid"] {
+        if !has_range(file, "containers") {
+            let mut text = std::fs::read_to_string(file).unwrap_or_default();
+            if !text.is_empty() && !text.ends_with('\n') {
+                text.push('\n');
+            }
+            text.push_str("containers:1000000:1000000\n");
+            std::fs::write(file, text).unwrap_or_else(|e| panic!("cannot write {file}: {e}"));
+        }
+    }
+}
+
 /// Creates `name` unless it exists; returns its ids. Holds a lock file
 /// so that concurrent test processes do not race in useradd.
 fn ensure_user(name: &'static str, system: bool) -> TestUser {
