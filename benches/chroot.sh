@@ -2,7 +2,11 @@
 # RUN in a default container: run-heavy (../shared/bench) cold and warm,
 # built by hoist's image inside `docker run` with Docker's default seccomp
 # profile and capabilities (chroot isolation), by hoist on the host
-# (namespaces), and by `buildah bud --isolation chroot` on the host.
+# (namespaces), and by `buildah bud --isolation chroot` on the host and in
+# `docker run` (an image of Debian's buildah, vfs storage; it needs
+# `--security-opt seccomp=unconfined`, as it makes a user namespace even
+# with chroot isolation: "Error during unshare(CLONE_NEWUSER): Operation
+# not permitted" under the default profile).
 #
 #   bash benches/chroot.sh REGISTRY [RUNS]
 #
@@ -38,6 +42,25 @@ HOIST_BIN=$hoist bash "$repo/scripts/build-image.sh" --store "$work/image-store"
     -t hoist:bench --output "type=docker,dest=$work/hoist.tar" >/dev/null
 "${docker[@]}" load -q -i "$work/hoist.tar" >/dev/null
 
+# buildah's image: Debian's binary, the libraries it links, a policy that
+# accepts any image, vfs storage (overlay cannot be mounted there).
+b=$work/buildah-image/rootfs
+install -D -m 0755 "$(command -v buildah)" "$b/usr/bin/buildah"
+for lib in $(ldd "$(command -v buildah)" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// && $1 !~ /:$/ { print $1 }' | sort -u); do
+    install -D -m 0755 "$(readlink -f "$lib")" "$b$lib"
+done
+install -d -m 0755 "$b/etc/containers" "$b/root" "$b/var/lib/containers"
+install -d -m 1777 "$b/tmp" "$b/var/tmp"
+echo '{"default":[{"type":"insecureAcceptAnything"}]}' > "$b/etc/containers/policy.json"
+printf '[storage]\ndriver = "vfs"\nrunroot = "/run/containers/storage"\ngraphroot = "/var/lib/containers/storage"\n' \
+    > "$b/etc/containers/storage.conf"
+printf 'root:x:0:0:root:/root:/bin/sh\n' > "$b/etc/passwd"
+printf 'root:x:0:\n' > "$b/etc/group"
+printf 'FROM scratch\nCOPY rootfs/ /\nENTRYPOINT ["/usr/bin/buildah"]\n' > "$work/buildah-image/Dockerfile"
+"$hoist" --store "$work/image-store" build -q -t buildah:bench \
+    --output "type=docker,dest=$work/buildah.tar" "$work/buildah-image" >/dev/null
+"${docker[@]}" load -q -i "$work/buildah.tar" >/dev/null
+
 seconds() { local start=$(date +%s.%N); "$@" >/dev/null 2>&1; echo "$(date +%s.%N) - $start" | bc; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
@@ -65,8 +88,17 @@ for i in $(seq "$RUNS"); do
     bud[-1]=$work/Dockerfile.buildah
     times[buildah-cold]+="$(seconds "${bud[@]}" "$ctx") "
     times[buildah-warm]+="$(seconds "${bud[@]}" "$ctx") "
+    settle
+    mkdir -p "$work/buildah-vol-$i"
+    bud_in=("${docker[@]}" run --rm --network=host --security-opt seccomp=unconfined
+        -v "$ctx:/ctx:ro" -v "$work/Dockerfile.buildah:/Dockerfile:ro"
+        -v "$work/buildah-vol-$i:/var/lib/containers" buildah:bench
+        bud --isolation chroot --layers --tls-verify=false -q -f /Dockerfile /ctx)
+    times[buildah-container-cold]+="$(seconds "${bud_in[@]}") "
+    times[buildah-container-warm]+="$(seconds "${bud_in[@]}") "
 done
-for key in host-cold container-cold buildah-cold host-warm container-warm buildah-warm; do
+for key in host-cold container-cold buildah-cold buildah-container-cold \
+    host-warm container-warm buildah-warm buildah-container-warm; do
     m=$(tr ' ' '\n' <<<"${times[$key]}" | grep . | median)
-    printf '%-15s median %6.2f s   runs: %s\n' "$key" "$m" "${times[$key]}"
+    printf '%-24s median %6.2f s   runs: %s\n' "$key" "$m" "${times[$key]}"
 done
