@@ -25,6 +25,7 @@ DEBIAN_PACKAGES=(
   bc                # benches/compare.sh computes ratios
   git               # git build contexts, served by git-daemon on loopback
   util-linux dpkg   # setpriv (hoist without CAP_SYS_ADMIN), dpkg-deb (a local package for apt-get)
+  qemu-user-static  # RUN steps of other architectures (tests/it/platforms.rs)
 )
 
 # PyPI tools the tests need. Add new ones here, one per line, pinned when it matters.
@@ -40,9 +41,25 @@ fi
 # Always `apt-get update` and the whole list: a package installed but
 # outdated, or half-configured by an interrupted run, gets fixed the same way
 # on every machine. Installing what is already installed changes nothing.
+# arm64 is added as a foreign architecture for one download below.
+dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64
 echo "install-test-deps: apt-get update and install (${#DEBIAN_PACKAGES[@]} packages)"
 apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${DEBIAN_PACKAGES[@]}" >/dev/null
+
+# Debian's static busybox for arm64, unpacked (not installed): the arm64
+# material of the multi-platform tests, built into images offline.
+ARM64_BUSYBOX=/var/cache/hoist-fixtures/busybox-static-arm64
+if [ ! -x "$ARM64_BUSYBOX/bin/busybox" ]; then
+  echo "install-test-deps: downloading busybox-static:arm64"
+  download=$(mktemp -d)
+  chmod 0755 "$download"   # apt's _apt user writes the download there
+  (cd "$download" && apt-get download -qq busybox-static:arm64)
+  rm -rf "$ARM64_BUSYBOX.partial"
+  dpkg-deb -x "$download"/busybox-static_*_arm64.deb "$ARM64_BUSYBOX.partial"
+  rm -rf "$ARM64_BUSYBOX" && mv "$ARM64_BUSYBOX.partial" "$ARM64_BUSYBOX"
+  rm -rf "$download"
+fi
 
 # podman on these machines: the default ulimits exceed the container's hard limits,
 # there is no systemd to manage cgroups, and crun is not installed.

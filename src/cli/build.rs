@@ -41,7 +41,9 @@ pub struct BuildArgs {
     /// Build this stage instead of the last one.
     #[arg(long)]
     pub target: Option<String>,
-    /// The platform to build for (`linux/amd64`, `linux/arm64`...).
+    /// The platform to build for (`linux/amd64`, `linux/arm64`...), or
+    /// several, comma-separated, for an OCI index of their images
+    /// (docs/platforms.md).
     #[arg(long)]
     pub platform: Option<String>,
     /// Add a label to the image (`K=V`, repeatable).
@@ -281,8 +283,21 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
             options.build_args.insert(k, v);
         }
     }
-    if let Some(p) = &args.platform {
-        options.target_platform = Platform::parse(p).map_err(anyhow::Error::msg)?;
+    // One platform, or several: each is built in turn (steps that do not
+    // depend on the platform come from the cache after the first) and an
+    // index lists their images.
+    let platforms = match &args.platform {
+        Some(p) => Platform::parse_list(p).map_err(|e| anyhow::anyhow!("--platform: {e}"))?,
+        None => Vec::new(),
+    };
+    if platforms.len() > 1 && outputs.iter().any(|o| matches!(o, Output::Docker(_))) {
+        bail!(
+            "--output type=docker holds one image, and --platform names {}: use type=oci or type=oci-archive, which hold an index",
+            platforms.len()
+        );
+    }
+    if let Some(first) = platforms.first() {
+        options.target_platform = first.clone();
     }
     options.target = args.target.clone();
     let mut labels = BTreeMap::new();
@@ -321,7 +336,7 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
     for spec in &args.ssh {
         secrets.add_ssh(spec, &env)?;
     }
-    let request = BuildRequest {
+    let mut request = BuildRequest {
         context: context.dir.clone(),
         dockerfile: text,
         dockerfile_name: name,
@@ -340,32 +355,40 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
     };
     let started = std::time::Instant::now();
     let mut display = Display::new(args.progress, args.quiet);
-    let mut built = match build(&store, &request, &mut |event| display.event(event)) {
-        Ok(b) => b,
-        Err(e) => {
-            let mut chain = super::chain(&e);
-            // A step's error is one line: where, then what failed and why.
-            if matches!(e, BuildError::Step { .. }) {
-                chain = vec![chain.join(": ")];
-            }
-            let lines: Vec<&str> = request.dockerfile.lines().collect();
-            let excerpt = match &e {
-                BuildError::Dockerfile { line, column, .. } => {
-                    hoist_dockerfile::check::excerpt(&lines, *line, Some(*column))
+    let mut builds: Vec<hoist_engine::Built> = Vec::new();
+    for (i, platform) in platforms.iter().map(Some).chain([None]).enumerate() {
+        match platform {
+            Some(platform) => {
+                request.options.target_platform = platform.clone();
+                if platforms.len() > 1 {
+                    display.platform(&platform.to_string(), i + 1, platforms.len());
                 }
-                BuildError::Step { place, .. } => {
-                    hoist_dockerfile::check::excerpt(&lines, place.line, None)
-                }
-                _ => String::new(),
-            };
-            display.error(&chain[0], &excerpt, &chain[1..], e.hint().as_deref());
-            // 130 for SIGINT, 143 for SIGTERM, as a shell reports them.
-            if let BuildError::Interrupted { signal } = e {
-                return Ok(128 + signal);
             }
-            return Ok(1);
+            None if !builds.is_empty() => break,
+            None => {}
         }
+        match build(&store, &request, &mut |event| display.event(event)) {
+            Ok(b) => builds.push(b),
+            Err(e) => return Ok(report_failure(&mut display, &request, &e)),
+        }
+    }
+    let top = match builds.as_slice() {
+        [one] => one.manifest.clone(),
+        many => write_index(&store, many, &platforms)?,
     };
+    let mut built = builds.pop().expect("at least one platform was built");
+    for other in &builds {
+        built.layers += other.layers;
+        built.size += other.size;
+        built.steps += other.steps;
+        built.cached_steps += other.cached_steps;
+        built.files_read += other.files_read;
+        built.blocks_reused += other.blocks_reused;
+        built
+            .damaged_blobs
+            .extend(other.damaged_blobs.iter().cloned());
+    }
+    built.manifest = top;
     if !built.unused_build_args.is_empty() {
         display.warning(&format!(
             "--build-arg {} not consumed: no ARG declares it (check the name, or declare ARG in the stage that uses it)",
@@ -455,9 +478,12 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
         write_beside(f, |temp| Ok(std::fs::write(temp, &digest)?))?;
     }
     if let Some(f) = &args.iidfile {
-        write_beside(f, |temp| {
-            Ok(std::fs::write(temp, built.config_digest.to_string())?)
-        })?;
+        // Several platforms have no one config: the index names them.
+        let id = match platforms.len() {
+            0 | 1 => built.config_digest.to_string(),
+            _ => digest.clone(),
+        };
+        write_beside(f, |temp| Ok(std::fs::write(temp, &id)?))?;
     }
     display.summary(&Summary {
         image: tags
@@ -483,6 +509,55 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
         emit(&format!("{digest}\n"))?;
     }
     Ok(0)
+}
+
+/// Shows why the build failed; the exit status.
+fn report_failure(display: &mut Display, request: &BuildRequest, e: &BuildError) -> i32 {
+    let mut chain = super::chain(e);
+    // A step's error is one line: where, then what failed and why.
+    if matches!(e, BuildError::Step { .. }) {
+        chain = vec![chain.join(": ")];
+    }
+    let lines: Vec<&str> = request.dockerfile.lines().collect();
+    let excerpt = match e {
+        BuildError::Dockerfile { line, column, .. } => {
+            hoist_dockerfile::check::excerpt(&lines, *line, Some(*column))
+        }
+        BuildError::Step { place, .. } => {
+            hoist_dockerfile::check::excerpt(&lines, place.line, None)
+        }
+        _ => String::new(),
+    };
+    display.error(&chain[0], &excerpt, &chain[1..], e.hint().as_deref());
+    // 130 for SIGINT, 143 for SIGTERM, as a shell reports them.
+    match e {
+        BuildError::Interrupted { signal } => 128 + signal,
+        _ => 1,
+    }
+}
+
+/// The OCI index of the images built for `platforms`, stored; its
+/// descriptor.
+fn write_index(
+    store: &Store,
+    builds: &[hoist_engine::Built],
+    platforms: &[Platform],
+) -> anyhow::Result<hoist_oci::image::Descriptor> {
+    use hoist_oci::image::{Descriptor, Document, Index};
+    let manifests = builds
+        .iter()
+        .zip(platforms)
+        .map(|(built, platform)| built.manifest.clone().with_platform(platform.clone()))
+        .collect();
+    let encoded = Index::new(manifests).encode();
+    store
+        .put_blob_bytes(&encoded.bytes, Some(&encoded.digest))
+        .context("cannot store the image index")?;
+    Ok(Descriptor::new(
+        hoist_oci::media_type::OCI_INDEX,
+        encoded.digest,
+        encoded.size,
+    ))
 }
 
 /// The shared caches of this build: the flags, else `$HOIST_CACHE_FROM`

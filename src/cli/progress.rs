@@ -95,6 +95,19 @@ impl Display {
         }
     }
 
+    /// Says which platform the steps that follow build, when a build
+    /// makes several.
+    pub fn platform(&mut self, platform: &str, number: usize, total: usize) {
+        self.close_line();
+        match self.style {
+            Style::Quiet => {}
+            Style::Json => json_line(
+                &json!({"type": "platform", "platform": platform, "number": number, "total": total}),
+            ),
+            _ => eprintln!("platform {platform} ({number}/{total})"),
+        }
+    }
+
     /// Shows a warning (even when quiet).
     pub fn warning(&mut self, text: &str) {
         self.close_line();
@@ -296,7 +309,20 @@ fn plain_event(line_open: &mut bool, event: Event) {
             }
             eprintln!("{}", isolation_text(mode, reason.as_deref()));
         }
+        Event::Emulated { platform, handler } => {
+            if std::mem::take(line_open) {
+                eprintln!();
+            }
+            eprintln!("{}", emulation_text(&platform, &handler));
+        }
     }
+}
+
+/// The line that says RUN steps of a platform run emulated.
+fn emulation_text(platform: &str, handler: &str) -> String {
+    format!(
+        "note: RUN steps for {platform} run emulated through QEMU ({handler}), several times slower than native ones; cross-compiling from a `FROM --platform=$BUILDPLATFORM` stage avoids it (docs/platforms.md)"
+    )
 }
 
 /// The line that says how RUN steps are isolated.
@@ -381,6 +407,13 @@ fn tty_event(running: &mut Option<Running>, event: Event) {
                 None => eprintln!("{text}"),
             }
         }
+        Event::Emulated { platform, handler } => {
+            let text = emulation_text(&platform, &handler);
+            match running {
+                Some(step) => step.bar.suspend(|| eprintln!("{text}")),
+                None => eprintln!("{text}"),
+            }
+        }
     }
 }
 
@@ -450,6 +483,11 @@ fn event_json(event: &Event) -> serde_json::Value {
             "type": "isolation",
             "mode": mode,
             "reason": reason,
+        }),
+        Event::Emulated { platform, handler } => json!({
+            "type": "emulated",
+            "platform": platform,
+            "handler": handler,
         }),
     }
 }

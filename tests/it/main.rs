@@ -18,6 +18,7 @@ mod login;
 mod oci_schema;
 mod oracle_fixtures;
 mod parser_corpus;
+mod platforms;
 mod pull;
 mod push;
 mod real_components;

@@ -94,6 +94,9 @@ pub enum Event {
         mode: &'static str,
         reason: Option<String>,
     },
+    /// RUN steps of `platform` run emulated through the binfmt_misc
+    /// handler `handler` (QEMU user mode), said once per handler.
+    Emulated { platform: String, handler: String },
 }
 
 /// The outcome of a build.
@@ -335,6 +338,9 @@ pub(crate) struct Builder<'a> {
     pub damaged: Vec<(Digest, bool)>,
     /// The layer indexes read in this build, by diff id.
     pub indexes: HashMap<Digest, Arc<LayerIndex>>,
+    /// The QEMU handlers RUN steps of this build went through, each
+    /// reported once.
+    pub emulators: std::collections::BTreeSet<String>,
     /// The context's `.dockerignore` rules, once read.
     pub ignore: Option<Arc<Option<DockerIgnore>>>,
     /// The build context's fingerprint, once a COPY needed it (`None`
@@ -400,6 +406,7 @@ impl<'a> Builder<'a> {
             registry: hoist_registry::Client::new(request.pull.client_options()),
             context_tree: None,
             blocks_reused: 0,
+            emulators: Default::default(),
             damaged: Vec::new(),
             indexes: HashMap::new(),
             ignore: None,

@@ -104,6 +104,32 @@ impl Builder<'_> {
         }
 
         hoist_run::check_privileges().map_err(|e| self.step_error(instr, e))?;
+        // A foreign platform's commands run through QEMU's binfmt_misc
+        // handler, which must be there; an image that names no platform
+        // is taken as the machine's.
+        let config = &state.config;
+        if !config.architecture.is_empty() {
+            let os = if config.os.is_empty() {
+                "linux"
+            } else {
+                &config.os
+            };
+            match hoist_run::emulation::for_platform(os, &config.architecture) {
+                Ok(hoist_run::emulation::Emulation::Native) => {}
+                Ok(hoist_run::emulation::Emulation::Qemu(handler)) => {
+                    if self.emulators.insert(handler.clone()) {
+                        let mut platform = format!("{os}/{}", config.architecture);
+                        if let Some(variant) = config.variant.as_deref().filter(|v| !v.is_empty()) {
+                            platform = format!("{platform}/{variant}");
+                        }
+                        events(Event::Emulated { platform, handler });
+                    }
+                }
+                Err(unsupported) => {
+                    return Err(self.invalid(instr, unsupported.message, Some(&unsupported.hint)));
+                }
+            }
+        }
         self.read_view(instr, state)?;
         for dir in ["proc", "dev", "sys"] {
             if let Some(e) = state.view.get(dir.as_bytes())

@@ -57,12 +57,18 @@ impl Platform {
     }
 
     /// Parses `os/arch[/variant]` (or `arch` alone, meaning linux/arch),
-    /// normalised (see [`Platform::normalized`]).
+    /// normalised (see [`Platform::normalized`]). The OS and architecture
+    /// must be ones Go (and so the OCI image spec) knows.
     pub fn parse(s: &str) -> Result<Platform, String> {
+        if s.contains(',') {
+            return Err(format!(
+                "\"{s}\" names several platforms where one is expected: give one OS/ARCH[/VARIANT]"
+            ));
+        }
         let parts: Vec<&str> = s.split('/').collect();
         let bad =
             || format!("invalid platform \"{s}\": expected OS/ARCH[/VARIANT], e.g. linux/amd64");
-        if parts.iter().any(|p| p.is_empty()) {
+        if parts.iter().any(|p| p.trim().is_empty()) {
             return Err(bad());
         }
         let (os, architecture, variant) = match parts.as_slice() {
@@ -71,9 +77,41 @@ impl Platform {
             [os, arch, variant] => (*os, *arch, Some(*variant)),
             _ => return Err(bad()),
         };
-        let mut platform = Platform::new(os, architecture);
-        platform.variant = variant.map(str::to_owned);
-        Ok(platform.normalized())
+        let mut platform = Platform::new(os.trim(), architecture.trim());
+        platform.variant = variant.map(|v| v.trim().to_owned());
+        let platform = platform.normalized();
+        if !KNOWN_OS.contains(&platform.os.as_str()) {
+            return Err(format!(
+                "unknown operating system \"{}\" in platform \"{s}\": known ones are {}",
+                platform.os,
+                KNOWN_OS.join(", ")
+            ));
+        }
+        if !KNOWN_ARCHITECTURES.contains(&platform.architecture.as_str()) {
+            return Err(format!(
+                "unknown architecture \"{}\" in platform \"{s}\": known ones are {}",
+                platform.architecture,
+                KNOWN_ARCHITECTURES.join(", ")
+            ));
+        }
+        Ok(platform)
+    }
+
+    /// Parses a comma-separated list of platforms (`--platform
+    /// linux/amd64,linux/arm64`), each as [`Platform::parse`] does, in its
+    /// order. A platform named twice (once normalised) is an error.
+    pub fn parse_list(s: &str) -> Result<Vec<Platform>, String> {
+        let mut out: Vec<Platform> = Vec::new();
+        for part in s.split(',') {
+            let platform = Platform::parse(part.trim())?;
+            if out.contains(&platform) {
+                return Err(format!(
+                    "platform {platform} is named twice in \"{s}\": name each platform once"
+                ));
+            }
+            out.push(platform);
+        }
+        Ok(out)
     }
 
     /// containerd's `platforms.Normalize`: lower-case names, canonical
@@ -138,6 +176,32 @@ impl Platform {
         a.os == b.os && a.architecture == b.architecture && a.variant == b.variant
     }
 }
+
+/// The operating systems Go knows (`go tool dist list`), which image
+/// configs name.
+pub const KNOWN_OS: [&str; 15] = [
+    "aix",
+    "android",
+    "darwin",
+    "dragonfly",
+    "freebsd",
+    "illumos",
+    "ios",
+    "js",
+    "linux",
+    "netbsd",
+    "openbsd",
+    "plan9",
+    "solaris",
+    "wasip1",
+    "windows",
+];
+
+/// The architectures Go knows, normalised as containerd writes them.
+pub const KNOWN_ARCHITECTURES: [&str; 14] = [
+    "386", "amd64", "arm", "arm64", "loong64", "mips", "mips64", "mips64le", "mipsle", "ppc64",
+    "ppc64le", "riscv64", "s390x", "wasm",
+];
 
 /// `os/arch[/variant]`, as `--platform` takes it.
 impl std::fmt::Display for Platform {
@@ -205,9 +269,34 @@ mod tests {
         assert_eq!(parsed("linux/amd64/v3"), "linux/amd64/v3");
         assert_eq!(parsed("linux/i386"), "linux/386");
         assert_eq!(parsed("s390x"), "linux/s390x");
-        for bad in ["", "linux/", "/amd64", "linux/arm/v7/x", "linux//v7"] {
+        for bad in [
+            "",
+            "linux/",
+            "/amd64",
+            "linux/arm/v7/x",
+            "linux//v7",
+            "linux/bogus",
+            "bogus/amd64",
+            "linux/amd64,linux/arm64",
+        ] {
             assert!(Platform::parse(bad).is_err(), "{bad:?}");
         }
+        let err = Platform::parse("linux/bogus").unwrap_err();
+        assert!(
+            err.contains("unknown architecture") && err.contains("arm64"),
+            "{err}"
+        );
+        assert_eq!(parsed("windows/amd64"), "windows/amd64");
+    }
+
+    #[test]
+    fn lists_are_parsed_in_order_without_duplicates() {
+        let list = Platform::parse_list("linux/amd64, linux/arm64/v8").unwrap();
+        let names: Vec<String> = list.iter().map(Platform::to_string).collect();
+        assert_eq!(names, ["linux/amd64", "linux/arm64"]);
+        let err = Platform::parse_list("linux/arm64,linux/aarch64").unwrap_err();
+        assert!(err.contains("named twice"), "{err}");
+        assert!(Platform::parse_list("linux/amd64,").is_err());
     }
 
     #[test]

@@ -22,6 +22,7 @@ mod carry;
 mod chroot;
 mod copy;
 pub mod diff;
+pub mod emulation;
 mod isolation;
 mod opened;
 mod sandbox;

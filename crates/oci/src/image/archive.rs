@@ -112,8 +112,14 @@ pub enum ArchiveError {
     },
     #[error("cannot read manifest {digest}")]
     Manifest { digest: Digest, source: ImageError },
-    #[error("{digest} is a `{media_type}`, not an image manifest; export one platform's manifest")]
+    #[error("{digest} is a `{media_type}`, not an image manifest or index; export an image")]
     NotAManifest { digest: Digest, media_type: String },
+    #[error(
+        "{digest} is an index of {platforms} platforms, and a docker archive holds one image per \
+         name (docker load reads no index): export type=oci or type=oci-archive, or build one \
+         platform"
+    )]
+    IndexForDocker { digest: Digest, platforms: usize },
     #[error(
         "manifest {digest} has config media type `{media_type}`, so it is not a container image; docker load reads only images, export an OCI archive instead"
     )]
@@ -167,7 +173,7 @@ pub fn write_docker_archive<W: Write>(
     for image in &plan.images {
         let layers = docker_layer_paths(image, source, &mut decompressed)?;
         docker_manifest.push(DockerManifestEntry {
-            config: blob_path(&image.manifest.config.digest),
+            config: blob_path(&image.single()?.config.digest),
             repo_tags: image.names.iter().map(|n| n.full.clone()).collect(),
             layers,
         });
@@ -177,11 +183,12 @@ pub fn write_docker_archive<W: Write>(
     // config digest's hex as `docker images` shows it.
     let mut repositories: BTreeMap<&str, BTreeMap<&str, String>> = BTreeMap::new();
     for image in &plan.images {
+        let config = image.single()?.config.digest.hex();
         for name in &image.names {
             repositories
                 .entry(&name.repository)
                 .or_default()
-                .insert(&name.tag, image.manifest.config.digest.hex());
+                .insert(&name.tag, config.clone());
         }
     }
     files.insert("repositories", to_json(&repositories));
@@ -199,14 +206,15 @@ fn docker_layer_paths(
     source: &dyn BlobSource,
     decompressed: &mut BTreeMap<Digest, Descriptor>,
 ) -> Result<Vec<String>, ArchiveError> {
-    let config_descriptor = &image.manifest.config;
+    let manifest = image.single()?;
+    let config_descriptor = &manifest.config;
     if !media_type::is_config(&config_descriptor.media_type) {
         return Err(ArchiveError::NotAnImage {
             digest: image.descriptor.digest,
             media_type: config_descriptor.media_type.clone(),
         });
     }
-    let layers = &image.manifest.layers;
+    let layers = &manifest.layers;
     let compressions: Vec<Option<Compression>> = layers
         .iter()
         .map(|layer| Compression::of_layer(&layer.media_type))
@@ -241,17 +249,18 @@ fn read_diff_ids(
     image: &PlannedImage,
     source: &dyn BlobSource,
 ) -> Result<Vec<Digest>, ArchiveError> {
-    let descriptor = &image.manifest.config;
+    let manifest = image.single()?;
+    let descriptor = &manifest.config;
     let bytes = read_small_blob(descriptor, source, MAX_CONFIG_SIZE)?;
     let config = ImageConfig::from_json(&bytes).map_err(|source| ArchiveError::Config {
         digest: descriptor.digest,
         source,
     })?;
     let diff_ids = config.rootfs.diff_ids;
-    if diff_ids.len() != image.manifest.layers.len() {
+    if diff_ids.len() != manifest.layers.len() {
         return Err(ArchiveError::LayerCount {
             digest: image.descriptor.digest,
-            layers: image.manifest.layers.len(),
+            layers: manifest.layers.len(),
             diff_ids: diff_ids.len(),
         });
     }
@@ -278,8 +287,23 @@ pub(super) struct Plan {
 
 pub(super) struct PlannedImage {
     descriptor: Descriptor,
-    manifest: Manifest,
+    /// The image's manifest; an index's manifests, in its order.
+    manifests: Vec<Manifest>,
     names: Vec<ImageName>,
+}
+
+impl PlannedImage {
+    /// The manifest of an image that is one manifest (what `docker load`
+    /// reads); an index is an error.
+    fn single(&self) -> Result<&Manifest, ArchiveError> {
+        match self.manifests.as_slice() {
+            [manifest] if media_type::is_manifest(&self.descriptor.media_type) => Ok(manifest),
+            _ => Err(ArchiveError::IndexForDocker {
+                digest: self.descriptor.digest,
+                platforms: self.manifests.len(),
+            }),
+        }
+    }
 }
 
 /// A name split as `docker load` and the OCI index want it.
@@ -301,37 +325,31 @@ impl Plan {
         };
         for image in images {
             let descriptor = &image.manifest;
-            if !media_type::is_manifest(&descriptor.media_type) {
-                return Err(ArchiveError::NotAManifest {
-                    digest: descriptor.digest,
-                    media_type: descriptor.media_type.clone(),
-                });
-            }
-            let manifest = read_manifest(descriptor, source)?;
-            // Every blob must be there, with its size, before the first
-            // byte is written: a missing layer should not cost a half
-            // written archive.
-            for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
-                let found = source
-                    .size(&blob.digest)
-                    .map_err(|source| ArchiveError::Open {
-                        digest: blob.digest,
+            // An index's manifests, each checked as an image is.
+            let children: Vec<Descriptor> = if media_type::is_index(&descriptor.media_type) {
+                let bytes = read_small_blob(descriptor, source, MAX_MANIFEST_SIZE)?;
+                Index::from_json(&bytes)
+                    .map_err(|source| ArchiveError::Manifest {
+                        digest: descriptor.digest,
                         source,
-                    })?;
-                if found != blob.size {
-                    return Err(ArchiveError::Size {
-                        digest: blob.digest,
-                        expected: blob.size,
-                        found,
+                    })?
+                    .manifests
+            } else {
+                vec![descriptor.clone()]
+            };
+            let mut manifests = Vec::with_capacity(children.len());
+            for child in &children {
+                if !media_type::is_manifest(&child.media_type) {
+                    return Err(ArchiveError::NotAManifest {
+                        digest: child.digest,
+                        media_type: child.media_type.clone(),
                     });
                 }
+                let manifest = read_manifest(child, source)?;
+                plan.add_blobs(child, &manifest, source)?;
+                manifests.push(manifest);
             }
             plan.blobs.insert(descriptor.digest, descriptor.size);
-            plan.blobs
-                .insert(manifest.config.digest, manifest.config.size);
-            for layer in &manifest.layers {
-                plan.blobs.insert(layer.digest, layer.size);
-            }
             let names = image
                 .names
                 .iter()
@@ -339,11 +357,40 @@ impl Plan {
                 .collect::<Result<_, _>>()?;
             plan.images.push(PlannedImage {
                 descriptor: descriptor.clone(),
-                manifest,
+                manifests,
                 names,
             });
         }
         Ok(plan)
+    }
+
+    /// Records `manifest` (of `descriptor`) and the blobs it names, every
+    /// one checked to be there with its size before the first byte is
+    /// written: a missing layer should not cost a half written archive.
+    fn add_blobs(
+        &mut self,
+        descriptor: &Descriptor,
+        manifest: &Manifest,
+        source: &dyn BlobSource,
+    ) -> Result<(), ArchiveError> {
+        for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
+            let found = source
+                .size(&blob.digest)
+                .map_err(|source| ArchiveError::Open {
+                    digest: blob.digest,
+                    source,
+                })?;
+            if found != blob.size {
+                return Err(ArchiveError::Size {
+                    digest: blob.digest,
+                    expected: blob.size,
+                    found,
+                });
+            }
+            self.blobs.insert(blob.digest, blob.size);
+        }
+        self.blobs.insert(descriptor.digest, descriptor.size);
+        Ok(())
     }
 
     /// The layout's `index.json`: one entry per image and name (one without

@@ -250,12 +250,35 @@ fn corrupt_or_missing_blobs_fail_the_export() {
 }
 
 #[test]
-fn indexes_and_digest_names_are_refused() {
-    let (manifest, blobs) = scratch_image("x");
-    let mut index = manifest.clone();
-    index.media_type = media_type::OCI_INDEX.into();
-    let err = write_oci_archive(Vec::new(), &export(&index, &[]), &blobs).unwrap_err();
+fn an_index_goes_into_oci_archives_not_docker_ones() {
+    let (manifest, mut blobs) = scratch_image("x");
+    let entry = manifest
+        .clone()
+        .with_platform(crate::Platform::new("linux", "arm64"));
+    let encoded = crate::image::Index::new(vec![entry]).encode();
+    assert_eq!(blobs.insert(encoded.bytes.clone()), encoded.digest);
+    let index = Descriptor::new(media_type::OCI_INDEX, encoded.digest, encoded.size);
+    let archive = write_oci_archive(Vec::new(), &export(&index, &["app:1"]), &blobs).unwrap();
+    let listed: Vec<String> = read_tar(&archive).into_iter().map(|e| e.0).collect();
+    for digest in [index.digest, manifest.digest] {
+        let path = format!("blobs/sha256/{}", digest.hex());
+        assert!(listed.contains(&path), "{path} missing: {listed:?}");
+    }
+    let err = write_docker_archive(Vec::new(), &export(&index, &["app:1"]), &blobs).unwrap_err();
+    assert!(
+        matches!(err, ArchiveError::IndexForDocker { platforms: 1, .. }),
+        "{err:?}"
+    );
+    // Something that is neither is refused by name.
+    let mut config = manifest.clone();
+    config.media_type = media_type::OCI_CONFIG.into();
+    let err = write_oci_archive(Vec::new(), &export(&config, &[]), &blobs).unwrap_err();
     assert!(matches!(err, ArchiveError::NotAManifest { .. }), "{err:?}");
+}
+
+#[test]
+fn digest_names_are_refused() {
+    let (manifest, blobs) = scratch_image("x");
 
     let name = format!("app@{}", manifest.digest);
     let err = write_docker_archive(Vec::new(), &export(&manifest, &[&name]), &blobs).unwrap_err();
