@@ -30,6 +30,7 @@ fn main() {
         Command::Parse(args) => cli::parse::run(args),
         Command::Check(args) => cli::check::run(args),
         Command::Cache(args) => cli::cache::run(args),
+        Command::Manifest(args) => cli::manifest::run(args),
         Command::Completions(args) => cli::completions::run(args),
         Command::Build(args) => store().and_then(|s| cli::build::run(args, &s)),
         Command::Login(args) => cli::login::login(args),

@@ -78,6 +78,11 @@ pub struct BuildArgs {
     /// Push every `-t` name to its registry once the build is done.
     #[arg(long)]
     pub push: bool,
+    /// Push to each `-t` name's repository under the digest only, moving
+    /// no tag, as per-platform builds do before `hoist manifest create`
+    /// lists them (implies --push).
+    #[arg(long)]
+    pub push_by_digest: bool,
     /// Write the manifest digest to this file.
     #[arg(long)]
     pub digest_file: Option<PathBuf>,
@@ -216,7 +221,8 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
     if args.job.is_some() {
         return super::build_job::run(args, &tags);
     }
-    if args.push && tags.is_empty() {
+    let push = args.push || args.push_by_digest;
+    if push && tags.is_empty() {
         bail!("--push needs at least one -t NAME to push the image as");
     }
     let k8s = match &args.k8s_out {
@@ -460,8 +466,9 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
         }
     }
     let mut bytes_uploaded: u64 = built.cache.exports.iter().map(|e| e.bytes_uploaded).sum();
-    if args.push {
-        let options = args.registry.push_options(hoist_registry::Format::Oci)?;
+    if push {
+        let mut options = args.registry.push_options(hoist_registry::Format::Oci)?;
+        options.by_digest = args.push_by_digest;
         for tag in &tags {
             let pushed = super::push::push_one(&store, tag, tag, &options, args.quiet)?;
             bytes_uploaded += pushed.bytes_uploaded;

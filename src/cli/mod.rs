@@ -11,6 +11,7 @@ pub mod context_source;
 pub mod images;
 pub mod k8s;
 pub mod login;
+pub mod manifest;
 pub mod parse;
 pub mod progress;
 pub mod prune;
@@ -57,6 +58,7 @@ pub enum Command {
     Login(login::LoginArgs),
     Logout(login::LogoutArgs),
     K8s(Box<k8s::K8sArgs>),
+    Manifest(manifest::ManifestArgs),
     Parse(parse::ParseArgs),
     Prune(prune::PruneArgs),
     Pull(pull::PullArgs),

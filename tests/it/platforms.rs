@@ -302,3 +302,84 @@ fn bad_platforms_are_refused_with_what_to_give() {
         "{err}"
     );
 }
+
+/// One build per platform pushed by digest (as one machine or one Job per
+/// platform does), then `hoist manifest create`: the index is the one a
+/// build of both platforms at once makes. Two sources for one platform,
+/// a missing image and another registry are refused by name.
+#[test]
+fn manifest_create_from_per_platform_pushes_gives_the_one_build_index() {
+    qemu_aarch64();
+    let dir = ProcessDir::owned("platforms-assemble");
+    let ctx = context(dir.path(), EMULATED);
+    let registry = Registry::shared().addr();
+    let parts = format!("{registry}/platforms/parts");
+    let by_digest = |platform: &str| {
+        let digest = run_ok(
+            hoist(
+                &dir.path()
+                    .join(format!("store-{}", platform.replace('/', "-"))),
+            )
+            .args(["build", "-q", "--platform", platform, "--push-by-digest"])
+            .args(["-t", &parts])
+            .arg(&ctx),
+        );
+        format!("{parts}@{}", digest.trim())
+    };
+    let amd64 = by_digest("linux/amd64");
+    let arm64 = by_digest("linux/arm64");
+    // Nothing was tagged: registry:2 lists no tags (404 for a repository
+    // that has none).
+    let listed = skopeo()
+        .args(["list-tags", "--tls-verify=false"])
+        .arg(format!("docker://{parts}"))
+        .output()
+        .unwrap();
+    if listed.status.success() {
+        let tags: Value = serde_json::from_slice(&listed.stdout).unwrap();
+        assert_eq!(tags["Tags"], serde_json::json!([]), "{tags}");
+    } else {
+        assert!(text(&listed).contains("404"), "{}", text(&listed));
+    }
+
+    let together = run_ok(
+        hoist(&dir.path().join("store-both"))
+            .args(["build", "-q", "--platform", "linux/amd64,linux/arm64"])
+            .arg(&ctx),
+    );
+    let target = format!("{registry}/platforms/assembled:1");
+    let manifest = |args: &[&str]| {
+        hoist(&dir.path().join("store-both"))
+            .arg("manifest")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let created = manifest(&["create", "-t", &target, &amd64, &arm64]);
+    assert!(created.status.success(), "{}", text(&created));
+    let digest = String::from_utf8_lossy(&created.stdout).trim().to_owned();
+    assert_eq!(digest, together.trim());
+    let inspected = manifest(&["inspect", "--raw", &target]);
+    assert_eq!(hoist_oci::Digest::of(&inspected.stdout).to_string(), digest);
+    assert_eq!(podman_run("linux/arm64", &target, &[]).trim(), "aarch64");
+
+    let refused = |args: &[&str]| {
+        let out = manifest(args);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = refused(&["create", "-t", &target, &amd64, &amd64]);
+    assert!(err.contains("one image per platform"), "{err}");
+    let missing = format!("{parts}:no-such-tag");
+    let err = refused(&["create", "-t", &target, &amd64, &missing]);
+    assert!(
+        err.contains("no-such-tag") && err.contains("not found"),
+        "{err}"
+    );
+    let elsewhere = format!(
+        "127.0.0.1:1/platforms/parts@{}",
+        amd64.rsplit_once('@').unwrap().1
+    );
+    let err = refused(&["create", "-t", &target, &elsewhere]);
+    assert!(err.contains("copy it there first"), "{err}");
+}

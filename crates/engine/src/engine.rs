@@ -537,7 +537,22 @@ impl<'a> Builder<'a> {
                 s.cmd_set = false;
                 s
             }
-            Base::Image(reference) => self.image_state(&stage.from, reference, &platform)?,
+            Base::Image(reference) => {
+                let state = self.image_state(&stage.from, reference, &platform)?;
+                // A base that is one manifest is used whatever its
+                // platform, as BuildKit uses it, with BuildKit's warning.
+                let config = &state.config;
+                let mut actual = Platform::new(&config.os, &config.architecture);
+                actual.variant = config.variant.clone();
+                if !config.architecture.is_empty() && !actual.matches(&platform) {
+                    events(Event::Warning(format!(
+                        "InvalidBaseImagePlatform: base image {reference} is {}, not {platform}, the platform being built (line {}); its RUN steps run as {0}",
+                        actual.normalized(),
+                        stage.from.span.start_line
+                    )));
+                }
+                state
+            }
         };
         for entry in &state.run().env.clone() {
             if let Some((k, v)) = entry.split_once('=') {

@@ -88,6 +88,11 @@ pub enum RegistryError {
         repository: String,
         reference: String,
     },
+    #[error("cannot list {source_image} in the index: {reason}")]
+    IndexSource {
+        source_image: String,
+        reason: String,
+    },
     #[error("{reference} is {actual}, not an artifact of type `{expected}`")]
     ArtifactType {
         /// `REGISTRY/REPO:TAG` or `REGISTRY/REPO@DIGEST`.

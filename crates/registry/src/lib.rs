@@ -29,6 +29,7 @@
 //! what is inside a layer.
 
 pub mod artifact;
+pub mod assemble;
 pub mod auth;
 pub mod cache;
 pub mod client;

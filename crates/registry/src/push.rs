@@ -52,6 +52,9 @@ pub struct PushOptions {
     pub docker_config: Option<std::path::PathBuf>,
     /// CA certificates to trust, for some registries or all.
     pub ca_bundles: Vec<super::tls::CaBundle>,
+    /// Put the image under its digest only, moving no tag (a later
+    /// index names it, as `buildx`'s `push-by-digest`).
+    pub by_digest: bool,
 }
 
 impl PushOptions {
@@ -114,7 +117,7 @@ pub fn push(
         store,
         source,
         destination,
-        options.format,
+        (options.format, options.by_digest),
         progress,
     )
 }
@@ -125,7 +128,7 @@ pub fn push_with(
     store: &Store,
     source: &str,
     destination: &Reference,
-    format: Format,
+    (format, by_digest): (Format, bool),
     progress: &(dyn Fn(&Digest, &BlobEvent) + Sync),
 ) -> Result<Pushed> {
     let endpoint = client.endpoint(destination.api_host());
@@ -162,16 +165,27 @@ pub fn push_with(
             )
             .map_err(wrap)?;
     }
-    let tag = destination.tag.as_deref().unwrap_or("latest");
     let top = &image.top;
-    let digest = client
-        .put_manifest(&endpoint, repository, tag, &top.media_type, &top.bytes)
-        .map_err(wrap)?;
-    let reference = Reference {
-        digest: None,
-        tag: Some(tag.to_owned()),
-        ..destination.clone()
+    let (put_as, reference) = if by_digest {
+        let digest = Digest::of(&top.bytes);
+        let reference = Reference {
+            digest: Some(digest),
+            tag: None,
+            ..destination.clone()
+        };
+        (digest.to_string(), reference)
+    } else {
+        let tag = destination.tag.as_deref().unwrap_or("latest");
+        let reference = Reference {
+            digest: None,
+            tag: Some(tag.to_owned()),
+            ..destination.clone()
+        };
+        (tag.to_owned(), reference)
     };
+    let digest = client
+        .put_manifest(&endpoint, repository, &put_as, &top.media_type, &top.bytes)
+        .map_err(wrap)?;
     let record = PushRecord {
         reference: reference.to_string(),
         digest,

@@ -321,6 +321,7 @@ impl Settings {
             insecure: client.insecure,
             ca_bundles: client.ca_bundles,
             docker_config: None,
+            by_digest: false,
         })
     }
 }
