@@ -383,3 +383,100 @@ fn manifest_create_from_per_platform_pushes_gives_the_one_build_index() {
     let err = refused(&["create", "-t", &target, &elsewhere]);
     assert!(err.contains("copy it there first"), "{err}");
 }
+
+/// The image of `ctx` for `platform` as BuildKit (the suite's dockerd,
+/// `docker build --platform`) builds it: its tree and config.
+fn buildkit_image(ctx: &Path, platform: &str, work: &Path) -> (Vec<Value>, Value) {
+    let dockerd = crate::support::Dockerd::shared();
+    let name = format!(
+        "hoist-it/platforms:{}-{}",
+        std::process::id(),
+        platform.replace('/', "-")
+    );
+    run_ok(
+        dockerd
+            .buildkit_build()
+            .args(["--platform", platform, "-t", &name])
+            .arg(ctx),
+    );
+    let archive = work.join(format!("{}.tar", platform.replace('/', "-")));
+    run_ok(
+        dockerd
+            .docker()
+            .args(["save", "-o"])
+            .arg(&archive)
+            .arg(&name),
+    );
+    let _ = dockerd.docker().args(["rmi", "-f", &name]).output();
+    let layout = work.join(format!("buildkit-{}", platform.replace('/', "-")));
+    run_ok(
+        skopeo()
+            .arg("copy")
+            .arg(format!("docker-archive:{}", archive.display()))
+            .arg(format!("oci:{}:image", layout.display())),
+    );
+    image_of_layout(
+        &layout,
+        work,
+        &format!("buildkit-{}", platform.replace('/', "-")),
+    )
+}
+
+/// The tree and config of the image tagged `image` in an OCI layout.
+fn image_of_layout(layout: &Path, work: &Path, name: &str) -> (Vec<Value>, Value) {
+    let rootfs = work.join(format!("{name}-rootfs"));
+    crate::support::unpack_oci_image(layout, "image", &rootfs);
+    let tree = crate::support::tree_of_image(&rootfs).unwrap();
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let blob = |d: &str| {
+        layout
+            .join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(blob(index["manifests"][0]["digest"].as_str().unwrap())).unwrap(),
+    )
+    .unwrap();
+    let config: Value = serde_json::from_slice(
+        &std::fs::read(blob(manifest["config"]["digest"].as_str().unwrap())).unwrap(),
+    )
+    .unwrap();
+    let mut fields = serde_json::Map::new();
+    for key in ["architecture", "os", "variant"] {
+        fields.insert(key.into(), config[key].clone());
+    }
+    for field in crate::oracle_fixtures::CONFIG_FIELDS {
+        let v = config["config"].get(field).cloned().unwrap_or(Value::Null);
+        let empty = matches!(&v, Value::String(s) if s.is_empty())
+            || matches!(&v, Value::Array(a) if a.is_empty())
+            || matches!(&v, Value::Object(o) if o.is_empty());
+        fields.insert(field.to_string(), if empty { Value::Null } else { v });
+    }
+    (tree, Value::Object(fields))
+}
+
+/// BuildKit builds the same Dockerfile for each platform (Docker 20.10 has
+/// no buildx: one `docker build --platform` each, its arm64 RUN step under
+/// the same QEMU handler): the same file trees and config fields.
+#[test]
+fn buildkit_builds_the_same_trees_and_configs_per_platform() {
+    qemu_aarch64();
+    let dir = ProcessDir::owned("platforms-buildkit");
+    let ctx = context(dir.path(), EMULATED);
+    for platform in ["linux/amd64", "linux/arm64"] {
+        let name = format!("hoist-{}", platform.replace('/', "-"));
+        let layout = dir.path().join(&name);
+        run_ok(
+            hoist(&dir.path().join("store"))
+                .args(["build", "-q", "-t", "image:image", "--platform", platform])
+                .arg("--output")
+                .arg(format!("type=oci,dest={}", layout.display()))
+                .arg(&ctx),
+        );
+        let (tree, config) = image_of_layout(&layout, dir.path(), &name);
+        let (want_tree, want_config) = buildkit_image(&ctx, platform, dir.path());
+        assert_eq!(config, want_config, "{platform}");
+        assert_eq!(tree, want_tree, "{platform}");
+    }
+}
