@@ -31,6 +31,8 @@ fn main() {
         Command::Check(args) => cli::check::run(args),
         Command::Cache(args) => cli::cache::run(args),
         Command::Manifest(args) => cli::manifest::run(args),
+        Command::Version(args) => cli::version::run(args),
+        Command::Run(args) => cli::not_here::run(args),
         Command::Completions(args) => cli::completions::run(args),
         Command::Build(args) => store().and_then(|s| cli::build::run(args, &s)),
         Command::Login(args) => cli::login::login(args),

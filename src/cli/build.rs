@@ -13,7 +13,7 @@ use hoist_oci::layer::GzipOptions;
 use hoist_registry::Reference;
 use hoist_store::Store;
 use std::collections::BTreeMap;
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 /// Build an image from a Dockerfile, with no daemon.
@@ -73,7 +73,7 @@ pub struct BuildArgs {
     pub registry: super::registry::RegistryArgs,
     /// Export the image: `type=oci,dest=DIR`, `type=docker,dest=FILE|-`,
     /// `type=oci-archive,dest=FILE|-`.
-    #[arg(long)]
+    #[arg(short = 'o', long)]
     pub output: Vec<String>,
     /// Push every `-t` name to its registry once the build is done.
     #[arg(long)]
@@ -213,6 +213,19 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
     if to_stdout > 1 {
         bail!("only one --output can write to stdout");
     }
+    if to_stdout > 0 && std::io::stdout().is_terminal() {
+        bail!(
+            "--output with dest=- writes an archive to standard output, which is a terminal: pipe it (| docker load) or give dest=FILE"
+        );
+    }
+    for spec in &args.build_args {
+        let name = spec.split_once('=').map_or(spec.as_str(), |(k, _)| k);
+        if name.trim().is_empty() {
+            bail!(
+                "--build-arg {spec:?} names no argument: give NAME=VALUE, or NAME to take its value from the environment"
+            );
+        }
+    }
     let tags: Vec<Reference> = args
         .tags
         .iter()
@@ -261,12 +274,11 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
         Some(p) if p.as_os_str() == "-" => None,
         Some(p) if unpacked => Some(context.dir.join(p)),
         Some(p) => Some(p.clone()),
-        None => Some(
-            context
-                .dockerfile_path
-                .clone()
-                .unwrap_or_else(|| context.dir.join("Dockerfile")),
-        ),
+        None if context.dockerfile.is_some() => None,
+        None => Some(match &context.dockerfile_path {
+            Some(path) => path.clone(),
+            None => default_dockerfile(&context.dir)?,
+        }),
     };
     let (name, text) = match &context.dockerfile {
         Some(_) if args.file.is_some() => {
@@ -516,6 +528,23 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
         emit(&format!("{digest}\n"))?;
     }
     Ok(0)
+}
+
+/// The Dockerfile of a context when -f names none: `Dockerfile`, else
+/// `Containerfile` (as podman and buildah look for it).
+pub fn default_dockerfile(dir: &Path) -> anyhow::Result<PathBuf> {
+    let dockerfile = dir.join("Dockerfile");
+    if dockerfile.exists() {
+        return Ok(dockerfile);
+    }
+    let containerfile = dir.join("Containerfile");
+    if containerfile.exists() {
+        return Ok(containerfile);
+    }
+    bail!(
+        "no Dockerfile (or Containerfile) in the build context {}: add one, or name another with -f",
+        dir.display()
+    )
 }
 
 /// Shows why the build failed; the exit status.

@@ -41,7 +41,7 @@ pub fn run(args: &BuildArgs, tags: &[Reference]) -> anyhow::Result<i32> {
         Some(p) if unpacked => Some(context.dir.join(p)),
         Some(p) => Some(p.clone()),
         None if context.dockerfile.is_some() => None,
-        None => Some(context.dir.join("Dockerfile")),
+        None => Some(super::build::default_dockerfile(&context.dir)?),
     };
     let bytes = match (&context.dockerfile, &dockerfile_path) {
         (Some(bytes), _) => bytes.clone(),

@@ -12,6 +12,7 @@ pub mod images;
 pub mod k8s;
 pub mod login;
 pub mod manifest;
+pub mod not_here;
 pub mod parse;
 pub mod progress;
 pub mod prune;
@@ -21,6 +22,7 @@ pub mod registry;
 pub mod resolve;
 pub mod rmi;
 pub mod tag;
+pub mod version;
 
 use clap::{Parser, Subcommand};
 
@@ -28,7 +30,7 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(
     name = "hoist",
-    version,
+    version = version::VERSION_LINE,
     long_about = None,
     after_help = "Examples:
   hoist check Dockerfile
@@ -66,6 +68,10 @@ pub enum Command {
     Resolve(resolve::ResolveArgs),
     Rmi(rmi::RmiArgs),
     Tag(tag::TagArgs),
+    Version(version::VersionArgs),
+    /// hoist does not run containers (podman or docker do).
+    #[command(hide = true)]
+    Run(not_here::RunArgs),
 }
 
 /// Reads a Dockerfile from a path, or from stdin for `-`; returns the name to

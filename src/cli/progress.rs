@@ -79,7 +79,11 @@ impl Display {
             (false, Mode::Json) => Style::Json,
             (false, Mode::Tty) => Style::Tty { running: None },
             (false, Mode::Plain) => Style::Plain { line_open: false },
-            (false, Mode::Auto) if std::io::stderr().is_terminal() => Style::Tty { running: None },
+            // A dumb terminal (or none named) cannot redraw lines: plain
+            // lines, as BuildKit falls back to.
+            (false, Mode::Auto) if std::io::stderr().is_terminal() && !dumb_terminal() => {
+                Style::Tty { running: None }
+            }
             (false, Mode::Auto) => Style::Plain { line_open: false },
         };
         Display { style }
@@ -316,6 +320,11 @@ fn plain_event(line_open: &mut bool, event: Event) {
             eprintln!("{}", emulation_text(&platform, &handler));
         }
     }
+}
+
+/// Whether `$TERM` says the terminal cannot move the cursor.
+fn dumb_terminal() -> bool {
+    std::env::var("TERM").map_or(true, |t| t.is_empty() || t == "dumb")
 }
 
 /// The line that says RUN steps of a platform run emulated.

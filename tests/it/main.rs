@@ -11,6 +11,7 @@ mod common;
 mod container;
 mod context_sources;
 mod differential;
+mod docker_ux;
 mod fuzz_replay;
 mod image_tools;
 mod k8s;

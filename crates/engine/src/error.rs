@@ -64,12 +64,24 @@ pub struct StepPlace {
     pub instruction: String,
 }
 
+/// `text` on one line, cut to `max` characters with `…` when longer: a
+/// cut instruction must not read as a complete (and broken) one.
+fn shortened(text: &str, max: usize) -> String {
+    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() <= max {
+        return one_line;
+    }
+    let mut cut: String = one_line.chars().take(max - 1).collect();
+    cut.push('…');
+    cut
+}
+
 impl StepPlace {
     pub(crate) fn of(file: &str, instr: &Instruction) -> StepPlace {
         StepPlace {
             file: file.to_string(),
             line: instr.span.start_line,
-            instruction: instr.original.trim().chars().take(60).collect(),
+            instruction: shortened(instr.original.trim(), 60),
         }
     }
 
@@ -162,5 +174,20 @@ impl StepError {
             StepError::Written { source } => source.hint(),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shortened;
+
+    #[test]
+    fn long_instructions_are_cut_with_an_ellipsis() {
+        assert_eq!(shortened("RUN echo hi", 60), "RUN echo hi");
+        let long = format!("RUN [\"sh\", \"-c\", \"{}\"]", "x".repeat(80));
+        let cut = shortened(&long, 60);
+        assert_eq!(cut.chars().count(), 60);
+        assert!(cut.ends_with('…'), "{cut}");
+        assert_eq!(shortened("RUN a \\\n    && b", 60), "RUN a \\ && b");
     }
 }

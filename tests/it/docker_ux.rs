@@ -1,0 +1,194 @@
+//! What a Docker user types: `hoist version` and `--version`, `-o`, a
+//! Containerfile, `hoist run`, build args without a name, long
+//! instructions in errors, and a dumb terminal or a terminal on stdout.
+
+use crate::support::process::ProcessDir;
+use crate::support::{busybox_context, repo_root, require, run_ok};
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn hoist(store: &Path) -> Command {
+    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("hoist"));
+    cmd.env_remove("SOURCE_DATE_EPOCH")
+        .arg("--store")
+        .arg(store);
+    cmd
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A context of one file and `dockerfile` under `name`.
+fn context(dir: &Path, name: &str, dockerfile: &str) -> std::path::PathBuf {
+    let ctx = dir.join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("hello.txt"), "hello\n").unwrap();
+    std::fs::write(ctx.join(name), dockerfile).unwrap();
+    ctx
+}
+
+/// `command` under a pseudo-terminal (util-linux `script`), with `env`;
+/// what the terminal showed.
+fn on_a_terminal(command: &str, env: &[(&str, &str)]) -> (bool, String) {
+    let script = require("script", "bsdutils");
+    let mut cmd = Command::new(script);
+    cmd.args(["-q", "-e", "-c", command, "/dev/null"]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (out.status.success(), text(&out))
+}
+
+#[test]
+fn version_names_the_commit_it_was_built_from() {
+    let dir = ProcessDir::owned("ux-version");
+    let out = run_ok(hoist(dir.path()).args(["version", "--format", "json"]));
+    let value: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(value["version"], env!("CARGO_PKG_VERSION"));
+    let head = run_ok(Command::new("git").arg("-C").arg(repo_root()).args([
+        "rev-parse",
+        "--short=12",
+        "HEAD",
+    ]));
+    assert_eq!(value["commit"], head.trim(), "{value}");
+    assert!(
+        value["rustc"].as_str().unwrap().starts_with("rustc "),
+        "{value}"
+    );
+    assert!(value["features"].is_array(), "{value}");
+    let text = run_ok(hoist(dir.path()).arg("version"));
+    assert!(
+        text.contains(&format!("commit:      {}", head.trim())),
+        "{text}"
+    );
+    let short = run_ok(hoist(dir.path()).arg("--version"));
+    assert!(short.contains(head.trim()), "{short}");
+}
+
+#[test]
+fn hoist_run_says_what_runs_containers() {
+    let dir = ProcessDir::owned("ux-run");
+    let out = hoist(dir.path())
+        .args(["run", "--rm", "-it", "app:1", "sh"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("does not run containers")
+            && err.contains("podman run")
+            && err.contains("docker run"),
+        "{err}"
+    );
+    assert!(!err.contains("prune"), "{err}");
+}
+
+#[test]
+fn a_containerfile_is_found_and_no_file_is_named() {
+    let dir = ProcessDir::owned("ux-containerfile");
+    let ctx = context(
+        dir.path(),
+        "Containerfile",
+        "FROM scratch\nCOPY hello.txt /\n",
+    );
+    let store = dir.path().join("store");
+    let layout = dir.path().join("out");
+    // `-o` is --output, as in docker build.
+    let out = hoist(&store)
+        .args(["build", "-q", "-o"])
+        .arg(format!("type=oci,dest={}", layout.display()))
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(layout.join("index.json").is_file());
+    std::fs::remove_file(ctx.join("Containerfile")).unwrap();
+    let out = hoist(&store)
+        .args(["build", "-q"])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("no Dockerfile (or Containerfile) in the build context"),
+        "{err}"
+    );
+}
+
+#[test]
+fn build_args_without_a_name_are_refused() {
+    let dir = ProcessDir::owned("ux-build-args");
+    let ctx = context(dir.path(), "Dockerfile", "FROM scratch\nCOPY hello.txt /\n");
+    for bad in ["=x", "", " =y"] {
+        let out = hoist(&dir.path().join("store"))
+            .args(["build", "-q", "--build-arg", bad])
+            .arg(&ctx)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.code() == Some(1) && err.contains("names no argument"),
+            "{bad:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_long_instruction_is_cut_with_an_ellipsis_in_errors() {
+    let dir = ProcessDir::owned("ux-ellipsis");
+    let ctx = dir.path().join("ctx");
+    busybox_context(&ctx);
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY bin /bin/\nRUN [\"/bin/busybox\",\"sh\",\"-c\",\"echo about to fail && exit 3\"]\n",
+    )
+    .unwrap();
+    let out = hoist(&dir.path().join("store"))
+        .args(["build", "--progress", "plain"])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("…: ") && line.contains("exit code 3"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_dumb_terminal_gets_plain_progress_and_no_archive_goes_to_a_terminal() {
+    let dir = ProcessDir::owned("ux-terminal");
+    let ctx = context(dir.path(), "Dockerfile", "FROM scratch\nCOPY hello.txt /\n");
+    let hoist = assert_cmd::cargo::cargo_bin("hoist");
+    let store = dir.path().join("store");
+    let build = format!(
+        "{} --store {} build {}",
+        hoist.display(),
+        store.display(),
+        ctx.display()
+    );
+    let (ok, screen) = on_a_terminal(&build, &[("TERM", "dumb")]);
+    assert!(ok, "{screen}");
+    assert!(screen.contains("#2/2 COPY hello.txt / ..."), "{screen}");
+    assert!(!screen.contains("\u{1b}["), "{screen:?}");
+    let (ok, screen) = on_a_terminal(
+        &format!("{build} --output type=docker,dest=-").replace(" build ", " build -q "),
+        &[("TERM", "xterm")],
+    );
+    assert!(
+        !ok && screen.contains("standard output, which is a terminal"),
+        "{screen}"
+    );
+}
