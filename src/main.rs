@@ -38,6 +38,8 @@ fn main() {
         Command::Login(args) => cli::login::login(args),
         Command::Logout(args) => cli::login::logout(args),
         Command::Images(args) => store().and_then(|s| cli::images::run(args, &s)),
+        Command::Inspect(args) => store().and_then(|s| cli::inspect::inspect(args, &s)),
+        Command::History(args) => store().and_then(|s| cli::inspect::history(args, &s)),
         Command::K8s(args) => store().and_then(|s| cli::k8s::run(args, &s)),
         Command::Resolve(args) => store().and_then(|s| cli::resolve::run(args, &s)),
         Command::Rmi(args) => store().and_then(|s| cli::rmi::run(args, &s)),

@@ -66,3 +66,64 @@ fn image_size(store: &Store, manifest: &hoist_oci::Digest) -> Option<u64> {
     let m = hoist_oci::image::Manifest::from_json(&bytes).ok()?;
     Some(bytes.len() as u64 + m.config.size + m.layers.iter().map(|l| l.size).sum::<u64>())
 }
+
+/// The image `text` names in the store, and every name it has there: a
+/// name (`app:1`), `NAME@sha256:...`, or, as docker takes them, an image
+/// ID (the config's digest) or manifest digest, whole or a unique prefix
+/// of at least four hex digits, with or without `sha256:`.
+pub fn find_image(
+    store: &Store,
+    text: &str,
+) -> anyhow::Result<(Vec<String>, hoist_store::Descriptor)> {
+    let listed = store.list()?;
+    let names_of = |digest: &hoist_oci::Digest| -> Vec<String> {
+        listed
+            .iter()
+            .filter(|(_, d)| d.digest == *digest)
+            .map(|(n, _)| n.clone())
+            .collect()
+    };
+    if let Ok(reference) = hoist_registry::Reference::parse(text) {
+        let found = match &reference.digest {
+            Some(digest) => listed
+                .iter()
+                .map(|(_, d)| d)
+                .find(|d| d.digest == *digest)
+                .cloned(),
+            None => store.resolve(&reference.to_string())?,
+        };
+        if let Some(descriptor) = found {
+            return Ok((names_of(&descriptor.digest), descriptor));
+        }
+    }
+    let hex = text.strip_prefix("sha256:").unwrap_or(text);
+    if hex.len() >= 4 && hex.len() <= 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let hex = hex.to_ascii_lowercase();
+        let mut matches: Vec<&hoist_store::Descriptor> = Vec::new();
+        for (_, descriptor) in &listed {
+            let config = config_digest(store, &descriptor.digest);
+            let hit = descriptor.digest.hex().starts_with(&hex)
+                || config.is_some_and(|c| c.hex().starts_with(&hex));
+            if hit && !matches.iter().any(|m| m.digest == descriptor.digest) {
+                matches.push(descriptor);
+            }
+        }
+        match matches.as_slice() {
+            [one] => return Ok((names_of(&one.digest), (*one).clone())),
+            [] => {}
+            _ => anyhow::bail!(
+                "{text} is the start of {} images' IDs or digests: give more of it",
+                matches.len()
+            ),
+        }
+    }
+    anyhow::bail!("no image {text} in the store: `hoist images` lists the names it has")
+}
+
+/// The config digest (Docker's image ID) of the manifest `digest`, when it
+/// is a manifest in the store.
+fn config_digest(store: &Store, digest: &hoist_oci::Digest) -> Option<hoist_oci::Digest> {
+    let bytes = store.read_blob_bytes(digest, 8 << 20).ok()?;
+    let manifest = hoist_oci::image::Manifest::from_json(&bytes).ok()?;
+    Some(manifest.config.digest)
+}

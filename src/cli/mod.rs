@@ -9,6 +9,7 @@ pub mod completions;
 pub mod context_artifact;
 pub mod context_source;
 pub mod images;
+pub mod inspect;
 pub mod k8s;
 pub mod login;
 pub mod manifest;
@@ -22,6 +23,7 @@ pub mod registry;
 pub mod resolve;
 pub mod rmi;
 pub mod tag;
+pub mod template;
 pub mod version;
 
 use clap::{Parser, Subcommand};
@@ -57,6 +59,8 @@ pub enum Command {
     Check(check::CheckArgs),
     Completions(completions::CompletionsArgs),
     Images(images::ImagesArgs),
+    Inspect(inspect::InspectArgs),
+    History(inspect::HistoryArgs),
     Login(login::LoginArgs),
     Logout(login::LogoutArgs),
     K8s(Box<k8s::K8sArgs>),

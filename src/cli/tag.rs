@@ -21,8 +21,6 @@ pub struct TagArgs {
 }
 
 pub fn run(args: &TagArgs, store_dir: &Path) -> anyhow::Result<i32> {
-    let source =
-        Reference::parse(&args.source).with_context(|| format!("image {}", args.source))?;
     let target =
         Reference::parse(&args.target).with_context(|| format!("new name {}", args.target))?;
     if target.digest.is_some() {
@@ -33,22 +31,9 @@ pub fn run(args: &TagArgs, store_dir: &Path) -> anyhow::Result<i32> {
     }
     let store = Store::open(store_dir)
         .with_context(|| format!("cannot open the store at {}", store_dir.display()))?;
-    let descriptor = match &source.digest {
-        // `app@sha256:...`: the manifest with that digest, when the store
-        // has it under some tag.
-        Some(digest) => store
-            .list()?
-            .into_iter()
-            .map(|(_, d)| d)
-            .find(|d| d.digest == *digest),
-        None => store.resolve(&source.to_string())?,
-    };
-    let Some(descriptor) = descriptor else {
-        anyhow::bail!(
-            "no image {} in the store: `hoist images` lists the names it has",
-            args.source
-        );
-    };
+    // A name, NAME@DIGEST, or an image ID or digest (a prefix will do),
+    // as `docker tag` takes its source.
+    let (_, descriptor) = super::images::find_image(&store, &args.source)?;
     store.tag(&target.to_string(), &descriptor)?;
     Ok(0)
 }

@@ -192,3 +192,87 @@ fn a_dumb_terminal_gets_plain_progress_and_no_archive_goes_to_a_terminal() {
         "{screen}"
     );
 }
+
+/// `hoist inspect` and `hoist history` against docker's on the same image
+/// (built by hoist, loaded into the suite's dockerd), field by field; an
+/// image ID serves `hoist tag` as it serves `docker tag`.
+#[test]
+fn inspect_and_history_match_docker_field_by_field() {
+    let dir = ProcessDir::owned("ux-inspect");
+    let ctx = dir.path().join("ctx");
+    busybox_context(&ctx);
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY bin /bin/\nENV A=1 B=\"two words\"\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo hi > /hi\"]\n\
+         WORKDIR /srv\nUSER 1000:1000\nEXPOSE 8080/tcp\nLABEL org.example=yes\nCMD [\"/bin/sh\", \"-c\", \"cat /hi\"]\n",
+    )
+    .unwrap();
+    let store = dir.path().join("store");
+    let name = format!("hoist-it/inspect:{}", std::process::id());
+    let archive = dir.path().join("image.tar");
+    run_ok(
+        hoist(&store)
+            .args(["build", "-q", "-t", &name, "-o"])
+            .arg(format!("type=docker,dest={}", archive.display()))
+            .arg(&ctx),
+    );
+    let dockerd = crate::support::Dockerd::shared();
+    run_ok(dockerd.docker().args(["load", "-i"]).arg(&archive));
+    let fields = [
+        "{{.Id}}",
+        "{{.Architecture}}",
+        "{{.Os}}",
+        "{{.Created}}",
+        "{{json .Config.Env}}",
+        "{{json .Config.Cmd}}",
+        "{{json .Config.Entrypoint}}",
+        "{{.Config.User}}",
+        "{{.Config.WorkingDir}}",
+        "{{json .Config.Labels}}",
+        "{{json .Config.ExposedPorts}}",
+        "{{json .RootFS.Layers}}",
+        "{{index .RepoTags 0}}",
+    ];
+    let template = fields.join("\n");
+    let docker = run_ok(
+        dockerd
+            .docker()
+            .args(["image", "inspect", "--format", &template, &name]),
+    );
+    let ours = run_ok(hoist(&store).args(["inspect", "--format", &template, &name]));
+    for ((field, d), h) in fields.iter().zip(docker.lines()).zip(ours.lines()) {
+        assert_eq!(h, d, "{field}");
+    }
+    assert_eq!(ours.lines().count(), fields.len(), "{ours}");
+
+    let history = "{{.ID}}|{{.CreatedBy}}|{{.Size}}|{{.Comment}}";
+    let docker =
+        run_ok(
+            dockerd
+                .docker()
+                .args(["history", "--no-trunc", "--format", history, &name]),
+        );
+    let ours = run_ok(hoist(&store).args(["history", "--no-trunc", "--format", history, &name]));
+    assert_eq!(ours, docker);
+    let docker = run_ok(dockerd.docker().args(["history", "-q", &name]));
+    let ours = run_ok(hoist(&store).args(["history", "-q", &name]));
+    assert_eq!(ours, docker);
+    let _ = dockerd.docker().args(["rmi", "-f", &name]).output();
+
+    // The ID's first twelve digits name the image for `hoist tag`.
+    let id = run_ok(hoist(&store).args(["inspect", "--format", "{{.Id}}", &name]));
+    let short = &id.trim()["sha256:".len()..][..12];
+    run_ok(hoist(&store).args(["tag", short, "again:1"]));
+    let again = run_ok(hoist(&store).args(["inspect", "--format", "{{.Id}}", "again:1"]));
+    assert_eq!(again, id);
+    let out = hoist(&store)
+        .args(["inspect", "no-such-image:1"])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains("no image no-such-image:1"),
+        "{}",
+        text(&out)
+    );
+}

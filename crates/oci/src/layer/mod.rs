@@ -23,7 +23,7 @@ use std::io::{self, Read, Write};
 use crate::{Digest, DigestWriter};
 pub use extract::{ExtractError, ExtractOptions, ExtractSummary, Links, extract, extract_with};
 pub use gzip::{BlockRecord, GzipError, GzipOptions, Memo};
-pub use read::{Contents, Escapes, read_entries};
+pub use read::{Contents, Escapes, content_size, read_entries};
 pub use tar::{
     Content, Entry, EntryKind, TarError, TarOptions, TarWriter, sort_entries, write_tar,
 };

@@ -31,6 +31,24 @@ pub enum Escapes {
     Fail,
 }
 
+/// What the files of a tar stream hold, as Docker sizes a layer (`docker
+/// history`): regular files' bytes and symlinks' targets; directories,
+/// hard links (their file counted once) and devices count nothing.
+pub fn content_size(reader: impl Read) -> io::Result<u64> {
+    let mut archive = tar::Archive::new(reader);
+    let mut total = 0u64;
+    for entry in archive.entries()? {
+        let entry = entry?;
+        let header = entry.header();
+        total += match header.entry_type() {
+            tar::EntryType::Regular | tar::EntryType::Continuous => header.size()?,
+            tar::EntryType::Symlink => entry.link_name_bytes().map_or(0, |t| t.len() as u64),
+            _ => 0,
+        };
+    }
+    Ok(total)
+}
+
 /// Reads a tar stream: entries from the headers, in the tar's order (a
 /// path listed twice appears twice), paths sanitised; file contents
 /// streamed to disk as `contents` says, never held in memory. The stream
