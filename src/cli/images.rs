@@ -5,40 +5,146 @@ use clap::Args;
 use hoist_store::Store;
 use std::path::Path;
 
-/// List the images in the store: name, manifest digest, size.
+/// List the images in the store, as `docker images` does: repository,
+/// tag, image ID, creation time and size, aligned.
 ///
 /// An image that lacks a blob, or needs one a build found damaged, says
-/// so in a fourth column (`hoist prune --verify --repair` mends it).
+/// so in a STATUS column (`hoist prune --verify --repair` mends it). SIZE
+/// is what the image's blobs take (compressed), not docker's unpacked size.
 ///
-/// Example:
+/// Examples:
 ///   hoist images
+///   hoist images --filter reference='team/*' --format '{{.Repository}}:{{.Tag}} {{.ID}}'
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct ImagesArgs {
-    /// Print the full digests.
+    /// Print whole image IDs and digests.
     #[arg(long)]
     pub no_trunc: bool,
+    /// Print only the image IDs.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Also show each image's manifest (or index) digest.
+    #[arg(long)]
+    pub digests: bool,
+    /// Only images whose name matches: `reference=PATTERN` (a glob on
+    /// `REPOSITORY` or `REPOSITORY:TAG`, as docker's).
+    #[arg(short, long, value_name = "reference=PATTERN")]
+    pub filter: Vec<String>,
+    /// A Go template per image over `.Repository`, `.Tag`, `.Digest`,
+    /// `.ID`, `.CreatedSince`, `.CreatedAt`, `.Size` (docs/cli.md).
+    #[arg(long)]
+    pub format: Option<String>,
 }
 
 pub fn run(args: &ImagesArgs, store_dir: &Path) -> anyhow::Result<i32> {
+    let mut patterns = Vec::new();
+    for filter in &args.filter {
+        match filter.split_once('=') {
+            Some(("reference", pattern)) => patterns.push(pattern.to_owned()),
+            _ => anyhow::bail!(
+                "--filter {filter}: hoist filters by reference only (reference=PATTERN)"
+            ),
+        }
+    }
+    let template = args
+        .format
+        .as_deref()
+        .map(super::template::Template::parse)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--format: {e}"))?;
     let store = Store::open(store_dir)?;
     let affected = store.affected_images(&store.noted_damaged()?)?;
-    let mut out = String::from("REPOSITORY:TAG\tDIGEST\tSIZE\n");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut header = vec!["REPOSITORY", "TAG"];
+    if args.digests {
+        header.push("DIGEST");
+    }
+    header.extend(["IMAGE ID", "CREATED", "SIZE"]);
+    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
+    let mut out = String::new();
+    let mut incomplete = false;
     for (name, descriptor) in store.list()? {
-        let name_of_row = name.clone();
-        let shown = super::prune::familiar(&name);
-        let digest = descriptor.digest.to_string();
-        let digest = if args.no_trunc {
-            digest
+        let familiar = super::prune::familiar(&name);
+        let (repository, tag) = match hoist_registry::Reference::parse(&name) {
+            Ok(r) => {
+                let tag = r.tag.clone().unwrap_or_else(|| "<none>".to_owned());
+                let bare = hoist_registry::Reference {
+                    tag: None,
+                    digest: None,
+                    ..r
+                };
+                (bare.familiar(), tag)
+            }
+            Err(_) => (familiar.clone(), "<none>".to_owned()),
+        };
+        if !patterns.is_empty()
+            && !patterns.iter().any(|p| {
+                let matches =
+                    |text: &str| hoist_engine::context::filepath_match(p, text).unwrap_or(false);
+                matches(&repository) || matches(&format!("{repository}:{tag}"))
+            })
+        {
+            continue;
+        }
+        let image =
+            hoist_rootfs::load_image(&store, &descriptor.digest, &hoist_oci::Platform::host()).ok();
+        let id_digest = match (
+            &image,
+            hoist_oci::media_type::is_index(&descriptor.media_type),
+        ) {
+            (Some(image), false) => image.manifest.config.digest,
+            _ => descriptor.digest,
+        };
+        let id = if args.no_trunc {
+            id_digest.to_string()
         } else {
-            digest[..19].to_string()
+            id_digest.hex()[..12].to_owned()
+        };
+        let created_at = image
+            .as_ref()
+            .and_then(|i| i.config.created.clone())
+            .unwrap_or_default();
+        let created = match hoist_oci::image::parse_rfc3339_utc(&created_at) {
+            Some(t) => format!(
+                "{} ago",
+                super::inspect::human_duration(now.saturating_sub(t))
+            ),
+            None => "N/A".to_owned(),
         };
         let size = image_size(&store, &descriptor.digest).unwrap_or(descriptor.size);
-        out.push_str(&format!(
-            "{shown}\t{digest}\t{}",
-            super::build::human_bytes(size)
-        ));
-        if let Some(image) = affected.iter().find(|a| a.name == name_of_row) {
+        let size = super::inspect::docker_size(size);
+        let digest = descriptor.digest.to_string();
+        if args.quiet {
+            out.push_str(&format!("{id}\n"));
+            continue;
+        }
+        if let Some(template) = &template {
+            let fields = serde_json::json!({
+                "Repository": repository,
+                "Tag": tag,
+                "Digest": digest,
+                "ID": id,
+                "CreatedSince": created,
+                "CreatedAt": created_at,
+                "Size": size,
+            });
+            out.push_str(
+                &template
+                    .render(&fields)
+                    .map_err(|e| anyhow::anyhow!("--format: {e}"))?,
+            );
+            out.push('\n');
+            continue;
+        }
+        let mut row = vec![repository, tag];
+        if args.digests {
+            row.push(digest);
+        }
+        row.extend([id, created, size]);
+        if let Some(image) = affected.iter().find(|a| a.name == name) {
             let mut what = Vec::new();
             if !image.missing.is_empty() {
                 what.push(format!(
@@ -52,19 +158,39 @@ pub fn run(args: &ImagesArgs, store_dir: &Path) -> anyhow::Result<i32> {
                     super::prune::count(image.damaged.len())
                 ));
             }
-            out.push_str(&format!("\tINCOMPLETE: {}", what.join(", ")));
+            row.push(format!("INCOMPLETE: {}", what.join(", ")));
+            incomplete = true;
         }
-        out.push('\n');
+        rows.push(row);
+    }
+    if !args.quiet && template.is_none() {
+        if incomplete {
+            rows[0].push("STATUS".to_owned());
+        }
+        out = super::inspect::table(&rows);
     }
     emit(&out)?;
     Ok(0)
 }
 
-/// Compressed size of an image: its manifest, config and layers.
-fn image_size(store: &Store, manifest: &hoist_oci::Digest) -> Option<u64> {
-    let bytes = store.read_blob_bytes(manifest, 8 << 20).ok()?;
-    let m = hoist_oci::image::Manifest::from_json(&bytes).ok()?;
-    Some(bytes.len() as u64 + m.config.size + m.layers.iter().map(|l| l.size).sum::<u64>())
+/// Compressed size of an image: its manifest, config and layers; of an
+/// index, itself and its images (a blob two share counted twice).
+fn image_size(store: &Store, top: &hoist_oci::Digest) -> Option<u64> {
+    use hoist_oci::image::ManifestOrIndex;
+    let bytes = store.read_blob_bytes(top, 8 << 20).ok()?;
+    let own = bytes.len() as u64;
+    match ManifestOrIndex::from_json(&bytes).ok()? {
+        ManifestOrIndex::Manifest(m) => {
+            Some(own + m.config.size + m.layers.iter().map(|l| l.size).sum::<u64>())
+        }
+        ManifestOrIndex::Index(index) => Some(
+            own + index
+                .manifests
+                .iter()
+                .filter_map(|d| image_size(store, &d.digest))
+                .sum::<u64>(),
+        ),
+    }
 }
 
 /// The image `text` names in the store, and every name it has there: a

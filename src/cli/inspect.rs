@@ -156,7 +156,7 @@ pub fn history(args: &HistoryArgs, store_dir: &Path) -> anyhow::Result<i32> {
         .map(Template::parse)
         .transpose()
         .map_err(|e| anyhow::anyhow!("--format: {e}"))?;
-    let mut table = vec![[
+    let mut lines = vec![vec![
         "IMAGE".to_owned(),
         "CREATED".to_owned(),
         "CREATED BY".to_owned(),
@@ -181,7 +181,7 @@ pub fn history(args: &HistoryArgs, store_dir: &Path) -> anyhow::Result<i32> {
             Some(n) => n.to_string(),
             None => "-".to_owned(),
         };
-        let row = [
+        let row = vec![
             if i == 0 {
                 id.clone()
             } else {
@@ -208,10 +208,10 @@ pub fn history(args: &HistoryArgs, store_dir: &Path) -> anyhow::Result<i32> {
             );
             out.push('\n');
         }
-        table.push(row);
+        lines.push(row);
     }
     if template.is_none() {
-        out.push_str(&columns(&table));
+        out.push_str(&table(&lines));
     }
     super::emit(&out)?;
     Ok(0)
@@ -364,21 +364,26 @@ fn ellipsis(text: &str, max: usize) -> String {
     cut
 }
 
-/// Rows as columns three spaces apart, as docker's tables are.
-pub fn columns<const N: usize>(rows: &[[String; N]]) -> String {
-    let mut widths = [0usize; N];
+/// Rows as columns three spaces apart, as docker's tables are; a row may
+/// have fewer cells than the widest.
+pub fn table(rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = Vec::new();
     for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
+        for (i, cell) in row.iter().enumerate() {
+            let width = cell.chars().count();
+            match widths.get_mut(i) {
+                Some(w) => *w = (*w).max(width),
+                None => widths.push(width),
+            }
         }
     }
     let mut out = String::new();
     for row in rows {
         let mut line = String::new();
-        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+        for (i, cell) in row.iter().enumerate() {
             line.push_str(cell);
-            if i + 1 < N {
-                line.push_str(&" ".repeat(w - cell.chars().count() + 3));
+            if i + 1 < row.len() {
+                line.push_str(&" ".repeat(widths[i] - cell.chars().count() + 3));
             }
         }
         out.push_str(line.trim_end());
@@ -453,9 +458,9 @@ mod tests {
     #[test]
     fn columns_line_up_three_spaces_apart() {
         let rows = [
-            ["A".to_owned(), "BB".to_owned()],
-            ["CCC".to_owned(), "D".to_owned()],
+            vec!["A".to_owned(), "BB".to_owned()],
+            vec!["CCC".to_owned(), "D".to_owned(), "E".to_owned()],
         ];
-        assert_eq!(columns(&rows), "A     BB\nCCC   D\n");
+        assert_eq!(table(&rows), "A     BB\nCCC   D    E\n");
     }
 }

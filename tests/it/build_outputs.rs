@@ -322,8 +322,15 @@ fn images_rmi_and_prune() {
         .success();
     let listed = hoist(store.path()).arg("images").output().unwrap();
     let text = String::from_utf8_lossy(&listed.stdout);
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0][..2], ["REPOSITORY", "TAG"], "{text}");
+    assert!(rows.iter().any(|r| r[..2] == ["first", "v1"]), "{text}");
     assert!(
-        text.contains("first:v1") && text.contains("localhost:5000/team/second:latest"),
+        rows.iter()
+            .any(|r| r[..2] == ["localhost:5000/team/second", "latest"]),
         "{text}"
     );
     hoist(store.path())
@@ -337,7 +344,7 @@ fn images_rmi_and_prune() {
     let text = String::from_utf8_lossy(&hoist(store.path()).arg("images").output().unwrap().stdout)
         .into_owned();
     assert!(
-        !text.contains("first:v1") && text.contains("second"),
+        !text.lines().any(|l| l.starts_with("first ")) && text.contains("second"),
         "{text}"
     );
     hoist(store.path())

@@ -257,6 +257,15 @@ fn inspect_and_history_match_docker_field_by_field() {
     let docker = run_ok(dockerd.docker().args(["history", "-q", &name]));
     let ours = run_ok(hoist(&store).args(["history", "-q", &name]));
     assert_eq!(ours, docker);
+    // `images` rows, as docker lists the same image.
+    let row = "{{.Repository}}|{{.Tag}}|{{.ID}}|{{.CreatedSince}}";
+    let docker = run_ok(dockerd.docker().args(["images", "--format", row, &name]));
+    let ours = run_ok(
+        hoist(&store)
+            .args(["images", "--format", row, "--filter"])
+            .arg(format!("reference={}", name.split(':').next().unwrap())),
+    );
+    assert_eq!(ours, docker);
     let _ = dockerd.docker().args(["rmi", "-f", &name]).output();
 
     // The ID's first twelve digits name the image for `hoist tag`.
