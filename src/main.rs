@@ -43,6 +43,8 @@ fn main() {
         Command::K8s(args) => store().and_then(|s| cli::k8s::run(args, &s)),
         Command::Resolve(args) => store().and_then(|s| cli::resolve::run(args, &s)),
         Command::Rmi(args) => store().and_then(|s| cli::rmi::run(args, &s)),
+        Command::Save(args) => store().and_then(|s| cli::save_load::save(args, &s)),
+        Command::Load(args) => store().and_then(|s| cli::save_load::load(args, &s)),
         Command::Prune(args) => store().and_then(|s| cli::prune::run(args, &s)),
         Command::Pull(args) => store().and_then(|s| cli::pull::run(args, &s)),
         Command::Push(args) => store().and_then(|s| cli::push::run(args, &s)),

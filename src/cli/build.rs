@@ -75,6 +75,10 @@ pub struct BuildArgs {
     /// `type=oci-archive,dest=FILE|-`.
     #[arg(short = 'o', long)]
     pub output: Vec<String>,
+    /// Hand the image to the local Docker (`docker load`), or to podman
+    /// where there is no Docker daemon (`podman load`), once built.
+    #[arg(long)]
+    pub load: bool,
     /// Push every `-t` name to its registry once the build is done.
     #[arg(long)]
     pub push: bool,
@@ -314,6 +318,12 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
             platforms.len()
         );
     }
+    if platforms.len() > 1 && args.load {
+        bail!(
+            "--load hands one image to docker or podman, and --platform names {}: load one platform, or push the index",
+            platforms.len()
+        );
+    }
     if let Some(first) = platforms.first() {
         options.target_platform = first.clone();
     }
@@ -439,7 +449,7 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
         manifest: built.manifest.clone(),
         names,
     }];
-    if !outputs.is_empty() {
+    if !outputs.is_empty() || args.load {
         // An export writes every byte: layers left in a registry are
         // fetched first.
         built.cache.bytes_downloaded +=
@@ -475,6 +485,12 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
                     None => write(Box::new(io::BufWriter::new(io::stdout().lock())))?,
                 }
             }
+        }
+    }
+    if args.load {
+        let tool = load_into_engine(&export, &store)?;
+        if !args.quiet {
+            eprintln!("loaded into {tool} ({tool} load)");
         }
     }
     let mut bytes_uploaded: u64 = built.cache.exports.iter().map(|e| e.bytes_uploaded).sum();
@@ -528,6 +544,47 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
         emit(&format!("{digest}\n"))?;
     }
     Ok(0)
+}
+
+/// Streams `export` as a docker archive into `docker load` (when a Docker
+/// daemon is there: `$DOCKER_HOST`, or /var/run/docker.sock) or else
+/// `podman load`; returns the tool's name.
+fn load_into_engine(export: &[ExportImage], store: &Store) -> anyhow::Result<&'static str> {
+    let on_path = |tool: &str| {
+        std::env::var_os("PATH")
+            .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
+    };
+    let docker_daemon = std::env::var_os("DOCKER_HOST").is_some_and(|h| !h.is_empty())
+        || Path::new("/var/run/docker.sock").exists();
+    let tool = if on_path("docker") && docker_daemon {
+        "docker"
+    } else if on_path("podman") {
+        "podman"
+    } else {
+        bail!(
+            "--load needs docker (with a daemon) or podman, and neither is here: write an archive with -o type=docker,dest=FILE instead"
+        )
+    };
+    let mut child = std::process::Command::new(tool)
+        .arg("load")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {tool} load"))?;
+    let stdin = child.stdin.take().expect("stdin was piped");
+    let written = write_docker_archive(io::BufWriter::new(stdin), export, store)
+        .map_err(anyhow::Error::from)
+        .and_then(|mut sink| Ok(sink.flush()?));
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "{tool} load failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    written.with_context(|| format!("cannot hand the image to {tool} load"))?;
+    Ok(tool)
 }
 
 /// The Dockerfile of a context when -f names none: `Dockerfile`, else

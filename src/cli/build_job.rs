@@ -123,6 +123,7 @@ pub fn run(args: &BuildArgs, tags: &[Reference]) -> anyhow::Result<i32> {
 fn refuse_local_flags(args: &BuildArgs) -> anyhow::Result<()> {
     let local = [
         ("--output", !args.output.is_empty()),
+        ("--load", args.load),
         ("--k8s-out", args.k8s_out.is_some()),
         ("--digest-file", args.digest_file.is_some()),
         ("--iidfile", args.iidfile.is_some()),

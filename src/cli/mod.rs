@@ -22,6 +22,7 @@ pub mod push;
 pub mod registry;
 pub mod resolve;
 pub mod rmi;
+pub mod save_load;
 pub mod tag;
 pub mod template;
 pub mod version;
@@ -71,6 +72,8 @@ pub enum Command {
     Push(push::PushArgs),
     Resolve(resolve::ResolveArgs),
     Rmi(rmi::RmiArgs),
+    Save(save_load::SaveArgs),
+    Load(save_load::LoadArgs),
     Tag(tag::TagArgs),
     Version(version::VersionArgs),
     /// hoist does not run containers (podman or docker do).

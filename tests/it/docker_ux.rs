@@ -285,3 +285,104 @@ fn inspect_and_history_match_docker_field_by_field() {
         text(&out)
     );
 }
+
+/// `--load` hands the image to docker (or, with no Docker daemon, to
+/// podman); `hoist save` writes what `docker load` reads, and `hoist load`
+/// reads what `docker save` writes, the image ID unchanged each way.
+#[test]
+fn load_save_and_load_move_images_to_and_from_docker_and_podman() {
+    let dir = ProcessDir::owned("ux-save-load");
+    let ctx = dir.path().join("ctx");
+    busybox_context(&ctx);
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY bin /bin/\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo saved > /msg\"]\nCMD [\"/bin/cat\", \"/msg\"]\n",
+    )
+    .unwrap();
+    let store = dir.path().join("store");
+    let dockerd = crate::support::Dockerd::shared();
+    let name = format!("hoist-it/save-load:{}", std::process::id());
+    // Debian's docker client first on PATH, talking to the suite's dockerd.
+    let path = format!("/usr/bin:{}", std::env::var("PATH").unwrap_or_default());
+    let out = hoist(&store)
+        .env("PATH", &path)
+        .env("DOCKER_HOST", dockerd.host())
+        .args(["build", "--load", "-t", &name])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("loaded into docker (docker load)"),
+        "{}",
+        text(&out)
+    );
+    let id = run_ok(hoist(&store).args(["inspect", "--format", "{{.Id}}", &name]));
+    let docker_id = run_ok(
+        dockerd
+            .docker()
+            .args(["image", "inspect", "--format", "{{.Id}}", &name]),
+    );
+    assert_eq!(docker_id, id);
+    run_ok(dockerd.docker().args(["rmi", "-f", &name]));
+
+    // hoist save | docker load.
+    let saved = dir.path().join("saved.tar");
+    run_ok(hoist(&store).args(["save", "-o"]).arg(&saved).arg(&name));
+    run_ok(dockerd.docker().args(["load", "-i"]).arg(&saved));
+    let docker_id = run_ok(
+        dockerd
+            .docker()
+            .args(["image", "inspect", "--format", "{{.Id}}", &name]),
+    );
+    assert_eq!(docker_id, id);
+
+    // docker save | hoist load, into a store that never saw the image.
+    let exported = dir.path().join("docker.tar");
+    run_ok(
+        dockerd
+            .docker()
+            .args(["save", "-o"])
+            .arg(&exported)
+            .arg(&name),
+    );
+    let _ = dockerd.docker().args(["rmi", "-f", &name]).output();
+    let fresh = dir.path().join("fresh-store");
+    let loaded = run_ok(hoist(&fresh).args(["load", "-i"]).arg(&exported));
+    assert!(
+        loaded.contains(&format!("Loaded image: {name}")),
+        "{loaded}"
+    );
+    let reloaded = run_ok(hoist(&fresh).args(["inspect", "--format", "{{.Id}}", &name]));
+    assert_eq!(reloaded, id);
+    // The loaded image builds on: a FROM of it in another build.
+    std::fs::write(
+        dir.path().join("Dockerfile.on"),
+        format!("FROM {name}\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"cat /msg > /again\"]\n"),
+    )
+    .unwrap();
+    run_ok(
+        hoist(&fresh)
+            .args(["build", "-q", "-f"])
+            .arg(dir.path().join("Dockerfile.on"))
+            .arg(&ctx),
+    );
+
+    // With no Docker daemon, --load goes to podman.
+    let out = hoist(&store)
+        .env_remove("DOCKER_HOST")
+        .args(["build", "--load", "-t", &name])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("loaded into podman (podman load)"),
+        "{}",
+        text(&out)
+    );
+    let podman_id =
+        run_ok(crate::support::podman().args(["image", "inspect", "--format", "{{.Id}}", &name]));
+    let _ = crate::support::podman().args(["rmi", "-f", &name]).output();
+    assert_eq!(format!("sha256:{}", podman_id.trim()), id.trim());
+}

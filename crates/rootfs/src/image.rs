@@ -4,7 +4,7 @@
 
 use hoist_oci::Digest;
 use hoist_oci::Platform;
-use hoist_oci::image::{ImageConfig, Manifest, ManifestOrIndex};
+use hoist_oci::image::{Descriptor, ImageConfig, Manifest, ManifestOrIndex};
 use hoist_oci::media_type;
 use hoist_store::Store;
 use std::io;
@@ -152,6 +152,21 @@ pub fn import_oci_layout(store: &Store, spec: &str) -> Result<Digest, BaseError>
                 "it holds several images: name one with oci-layout://PATH:TAG".into(),
             ));
         }
+    };
+    import_from_layout(store, dir, &descriptor)
+}
+
+/// Copies the image `descriptor` names (a manifest or an index, with
+/// every blob below it) from the OCI layout `dir` into the store, digests
+/// verified.
+pub fn import_from_layout(
+    store: &Store,
+    dir: &Path,
+    descriptor: &Descriptor,
+) -> Result<Digest, BaseError> {
+    let bad = |reason: String| BaseError::Layout {
+        path: dir.to_path_buf(),
+        reason,
     };
     let mut pending = vec![(descriptor.digest, descriptor.media_type.clone())];
     while let Some((digest, media)) = pending.pop() {

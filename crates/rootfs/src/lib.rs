@@ -20,6 +20,6 @@ pub mod layer;
 pub mod user;
 pub mod view;
 
-pub use image::{BaseError, StoredImage, import_oci_layout, load_image};
+pub use image::{BaseError, StoredImage, import_from_layout, import_oci_layout, load_image};
 pub use layer::{Mirror, load_layer, load_layer_streamed, streams};
 pub use view::{FsView, LayerIndex};
