@@ -235,8 +235,8 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
         .iter()
         .map(|t| Reference::parse(t).with_context(|| format!("-t {t}")))
         .collect::<anyhow::Result<_>>()?;
-    if args.job.is_some() {
-        return super::build_job::run(args, &tags);
+    if let Some(job) = &args.job {
+        return super::build_job::run(args, &tags, job);
     }
     let push = args.push || args.push_by_digest;
     if push && tags.is_empty() {
@@ -383,17 +383,18 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
     };
     let started = std::time::Instant::now();
     let mut display = Display::new(args.progress, args.quiet);
+    // Each platform named, or the one the options already say.
+    let targets: Vec<Option<&Platform>> = match platforms.as_slice() {
+        [] => vec![None],
+        some => some.iter().map(Some).collect(),
+    };
     let mut builds: Vec<hoist_engine::Built> = Vec::new();
-    for (i, platform) in platforms.iter().map(Some).chain([None]).enumerate() {
-        match platform {
-            Some(platform) => {
-                request.options.target_platform = platform.clone();
-                if platforms.len() > 1 {
-                    display.platform(&platform.to_string(), i + 1, platforms.len());
-                }
+    for (i, platform) in targets.into_iter().enumerate() {
+        if let Some(platform) = platform {
+            request.options.target_platform = platform.clone();
+            if platforms.len() > 1 {
+                display.platform(&platform.to_string(), i + 1, platforms.len());
             }
-            None if !builds.is_empty() => break,
-            None => {}
         }
         match build(&store, &request, &mut |event| display.event(event)) {
             Ok(b) => builds.push(b),

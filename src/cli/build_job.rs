@@ -16,7 +16,8 @@ pub const IMAGE_VARIABLE: &str = "HOIST_JOB_IMAGE";
 
 /// Uploads the context and writes the Job for `args`, whose `-t` names are
 /// `tags`.
-pub fn run(args: &BuildArgs, tags: &[Reference]) -> anyhow::Result<i32> {
+/// `out` is where the Job goes: a file, or `-` for stdout.
+pub fn run(args: &BuildArgs, tags: &[Reference], out: &Path) -> anyhow::Result<i32> {
     refuse_local_flags(args)?;
     let first = tags
         .first()
@@ -103,17 +104,15 @@ pub fn run(args: &BuildArgs, tags: &[Reference]) -> anyhow::Result<i32> {
         memory: args.job_memory.clone(),
     };
     let yaml = build_job(&job)?;
-    match args.job.as_deref() {
-        None => unreachable!("run only with --job"),
-        Some(path) if path.as_os_str() == "-" => super::emit(&yaml)?,
-        Some(path) => {
-            write_beside(path, |temp| Ok(std::fs::write(temp, &yaml)?))?;
-            if !args.quiet {
-                eprintln!(
-                    "wrote Job {name} to {}: kubectl apply -f {0}; kubectl logs -f job/{name} shows the build, and the pod's termination message is the image digest",
-                    path.display()
-                );
-            }
+    if out.as_os_str() == "-" {
+        super::emit(&yaml)?;
+    } else {
+        write_beside(out, |temp| Ok(std::fs::write(temp, &yaml)?))?;
+        if !args.quiet {
+            eprintln!(
+                "wrote Job {name} to {}: kubectl apply -f {0}; kubectl logs -f job/{name} shows the build, and the pod's termination message is the image digest",
+                out.display()
+            );
         }
     }
     Ok(0)

@@ -12,26 +12,9 @@ use crate::support::process::ProcessDir;
 use crate::support::{
     Registry, busybox_context, podman, repo_root, require, run_ok, skopeo, tutorial_bases,
 };
+use crate::support::{hoist_with_store as hoist, output_text as text};
 use serde_json::{Value, json};
-use std::path::Path;
 use std::process::{Command, Output};
-
-fn hoist(store: &Path) -> Command {
-    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("hoist"));
-    cmd.env_remove("SOURCE_DATE_EPOCH")
-        .env_remove("HOIST_JOB_IMAGE")
-        .arg("--store")
-        .arg(store);
-    cmd
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 /// The `context: ...` line's counts: blobs sent, blobs already there.
 fn sent_and_present(out: &Output) -> (usize, usize) {

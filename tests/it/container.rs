@@ -273,7 +273,6 @@ const JOB_CAPABILITIES: &str =
 #[test]
 fn hoist_under_podman_with_only_the_jobs_capabilities_builds_the_host_image() {
     let registry = tutorial_bases().addr().to_string();
-    let image = podman_hoist_image();
     let ctx = repo_root().join("fixtures/tutorial/web-app");
     let store = ProcessDir::owned("podman-host-store");
     let (host, _) = build_and_push(
@@ -281,28 +280,44 @@ fn hoist_under_podman_with_only_the_jobs_capabilities_builds_the_host_image() {
         &format!("{registry}/pod/web-app:host"),
         Some(store.path()),
     );
-    let out = podman()
-        .args(["run", "--rm", "--network=host", "--cap-drop=ALL"])
-        .arg(format!("--cap-add={JOB_CAPABILITIES}"))
-        .args(["--security-opt", "no-new-privileges", "-v"])
-        .arg(format!("{}:/ctx:ro", ctx.display()))
-        .args([image, "build", "--progress", "plain"])
-        .arg("--registry-mirror")
-        .arg(format!("docker.io={registry}"))
-        .arg("-t")
-        .arg(format!("{registry}/pod/web-app:podman"))
-        .args(["--push", "/ctx"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let digest = stdout.lines().last().unwrap_or_default().trim();
-    assert_eq!(digest, host, "{stderr}");
+    let stderr = podman_builds_the_host_digest(
+        &[
+            "--cap-drop=ALL",
+            &format!("--cap-add={JOB_CAPABILITIES}"),
+            "--security-opt",
+            "no-new-privileges",
+        ],
+        &ctx,
+        &format!("{registry}/pod/web-app:podman"),
+        &host,
+    );
     assert!(
         stderr.contains("note: RUN steps run with chroot isolation"),
         "{stderr}"
     );
+}
+
+/// hoist's image under `podman run --network=host` with `options`, building
+/// `ctx` and pushing it as `tag`: the digest must be `host`'s. Its stderr.
+fn podman_builds_the_host_digest(options: &[&str], ctx: &Path, tag: &str, host: &str) -> String {
+    let registry = tutorial_bases().addr().to_string();
+    let out = podman()
+        .args(["run", "--rm", "--network=host"])
+        .args(options)
+        .arg("-v")
+        .arg(format!("{}:/ctx:ro", ctx.display()))
+        .args([podman_hoist_image(), "build", "--progress", "plain"])
+        .arg("--registry-mirror")
+        .arg(format!("docker.io={registry}"))
+        .args(["-t", tag, "--push", "/ctx"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let digest = stdout.lines().last().unwrap_or_default().trim();
+    assert_eq!(digest, host, "{stderr}");
+    stderr
 }
 
 /// hoist's image as uid 1000 in a user namespace podman makes for the
@@ -317,7 +332,6 @@ fn hoist_under_podman_with_only_the_jobs_capabilities_builds_the_host_image() {
 fn hoist_as_uid_1000_under_podman_userns_auto_builds_the_host_image() {
     crate::support::rootless::ensure_podman_auto_ranges();
     let registry = tutorial_bases().addr().to_string();
-    let image = podman_hoist_image();
     let ctx = repo_root().join("fixtures/tutorial/web-app");
     let store = ProcessDir::owned("userns-host-store");
     let (host, _) = build_and_push(
@@ -325,22 +339,17 @@ fn hoist_as_uid_1000_under_podman_userns_auto_builds_the_host_image() {
         &format!("{registry}/userns/web-app:host"),
         Some(store.path()),
     );
-    let out = podman()
-        .args(["run", "--rm", "--network=host", "--user", "1000"])
-        .args(["--userns=auto:size=65536", "-v", "/sys:/sys:ro", "-v"])
-        .arg(format!("{}:/ctx:ro", ctx.display()))
-        .args([image, "build", "--progress", "plain"])
-        .arg("--registry-mirror")
-        .arg(format!("docker.io={registry}"))
-        .arg("-t")
-        .arg(format!("{registry}/userns/web-app:podman"))
-        .args(["--push", "/ctx"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let digest = stdout.lines().last().unwrap_or_default().trim();
-    assert_eq!(digest, host, "{stderr}");
+    let stderr = podman_builds_the_host_digest(
+        &[
+            "--user",
+            "1000",
+            "--userns=auto:size=65536",
+            "-v",
+            "/sys:/sys:ro",
+        ],
+        &ctx,
+        &format!("{registry}/userns/web-app:podman"),
+        &host,
+    );
     assert!(stderr.contains("RUN steps run with"), "{stderr}");
 }

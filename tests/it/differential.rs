@@ -26,31 +26,8 @@ const CHROOT_DIFFERS: &[(&str, &str)] = &[(
 
 /// The 12 recorded config fields of the image in an OCI layout.
 fn config_of(layout: &Path) -> Value {
-    let index: Value =
-        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
-    let blob = |d: &str| {
-        layout
-            .join("blobs/sha256")
-            .join(d.trim_start_matches("sha256:"))
-    };
-    let manifest: Value = serde_json::from_slice(
-        &std::fs::read(blob(index["manifests"][0]["digest"].as_str().unwrap())).unwrap(),
-    )
-    .unwrap();
-    let config: Value = serde_json::from_slice(
-        &std::fs::read(blob(manifest["config"]["digest"].as_str().unwrap())).unwrap(),
-    )
-    .unwrap();
-    let run = &config["config"];
-    let mut out = serde_json::Map::new();
-    for field in CONFIG_FIELDS {
-        let v = run.get(field).cloned().unwrap_or(Value::Null);
-        let empty = matches!(&v, Value::String(s) if s.is_empty())
-            || matches!(&v, Value::Array(a) if a.is_empty())
-            || matches!(&v, Value::Object(o) if o.is_empty());
-        out.insert(field.to_string(), if empty { Value::Null } else { v });
-    }
-    Value::Object(out)
+    let config = crate::support::config_in_layout(layout);
+    Value::Object(crate::oracle_fixtures::recorded_fields(&config["config"]))
 }
 
 /// Builds one case with hoist; returns the differences from BuildKit.

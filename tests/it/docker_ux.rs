@@ -4,25 +4,10 @@
 
 use crate::support::process::ProcessDir;
 use crate::support::{busybox_context, repo_root, require, run_ok};
+use crate::support::{hoist_with_store as hoist, output_text as text};
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn hoist(store: &Path) -> Command {
-    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("hoist"));
-    cmd.env_remove("SOURCE_DATE_EPOCH")
-        .arg("--store")
-        .arg(store);
-    cmd
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use std::process::Command;
 
 /// A context of one file and `dockerfile` under `name`.
 fn context(dir: &Path, name: &str, dockerfile: &str) -> std::path::PathBuf {

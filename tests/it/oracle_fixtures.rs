@@ -28,6 +28,21 @@ pub const CONFIG_FIELDS: [&str; 12] = [
     "WorkingDir",
 ];
 
+/// The recorded fields of an image config's `config` object, an empty
+/// string, list or map counting as unset (null), as the recordings have
+/// them.
+pub fn recorded_fields(run: &Value) -> serde_json::Map<String, Value> {
+    let mut out = serde_json::Map::new();
+    for field in CONFIG_FIELDS {
+        let v = run.get(field).cloned().unwrap_or(Value::Null);
+        let empty = matches!(&v, Value::String(s) if s.is_empty())
+            || matches!(&v, Value::Array(a) if a.is_empty())
+            || matches!(&v, Value::Object(o) if o.is_empty());
+        out.insert(field.to_string(), if empty { Value::Null } else { v });
+    }
+    out
+}
+
 fn read_json(path: &Path) -> Result<Value, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))

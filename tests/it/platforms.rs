@@ -8,9 +8,10 @@
 
 use crate::support::process::ProcessDir;
 use crate::support::{Registry, podman, require, run_ok, skopeo};
+use crate::support::{hoist_with_store as hoist, output_text as text};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::OnceLock;
 
 /// Where scripts/install-test-deps.sh leaves Debian's arm64 static busybox.
@@ -58,22 +59,6 @@ fn qemu_aarch64() {
             "{text}"
         );
     });
-}
-
-fn hoist(store: &Path) -> Command {
-    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("hoist"));
-    cmd.env_remove("SOURCE_DATE_EPOCH")
-        .arg("--store")
-        .arg(store);
-    cmd
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// A context holding both architectures' static busybox, as
@@ -427,31 +412,10 @@ fn image_of_layout(layout: &Path, work: &Path, name: &str) -> (Vec<Value>, Value
     let rootfs = work.join(format!("{name}-rootfs"));
     crate::support::unpack_oci_image(layout, "image", &rootfs);
     let tree = crate::support::tree_of_image(&rootfs).unwrap();
-    let index: Value =
-        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
-    let blob = |d: &str| {
-        layout
-            .join("blobs/sha256")
-            .join(d.trim_start_matches("sha256:"))
-    };
-    let manifest: Value = serde_json::from_slice(
-        &std::fs::read(blob(index["manifests"][0]["digest"].as_str().unwrap())).unwrap(),
-    )
-    .unwrap();
-    let config: Value = serde_json::from_slice(
-        &std::fs::read(blob(manifest["config"]["digest"].as_str().unwrap())).unwrap(),
-    )
-    .unwrap();
-    let mut fields = serde_json::Map::new();
+    let config = crate::support::config_in_layout(layout);
+    let mut fields = crate::oracle_fixtures::recorded_fields(&config["config"]);
     for key in ["architecture", "os", "variant"] {
         fields.insert(key.into(), config[key].clone());
-    }
-    for field in crate::oracle_fixtures::CONFIG_FIELDS {
-        let v = config["config"].get(field).cloned().unwrap_or(Value::Null);
-        let empty = matches!(&v, Value::String(s) if s.is_empty())
-            || matches!(&v, Value::Array(a) if a.is_empty())
-            || matches!(&v, Value::Object(o) if o.is_empty());
-        fields.insert(field.to_string(), if empty { Value::Null } else { v });
     }
     (tree, Value::Object(fields))
 }

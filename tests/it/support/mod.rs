@@ -613,6 +613,44 @@ pub fn unpack_oci_image(layout: &Path, tag: &str, rootfs: &Path) {
     );
 }
 
+// ------------------------------------------------------------------ hoist
+
+/// `hoist --store STORE`, without the caller's SOURCE_DATE_EPOCH or
+/// HOIST_JOB_IMAGE.
+pub fn hoist_with_store(store: &Path) -> Command {
+    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("hoist"));
+    cmd.env_remove("SOURCE_DATE_EPOCH")
+        .env_remove("HOIST_JOB_IMAGE")
+        .arg("--store")
+        .arg(store);
+    cmd
+}
+
+/// A command's standard output then its standard error, for messages.
+pub fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The image config of the first image an OCI layout's index lists.
+pub fn config_in_layout(layout: &Path) -> serde_json::Value {
+    let read = |path: PathBuf| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(&path).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    };
+    let blob = |d: &serde_json::Value| {
+        layout
+            .join("blobs/sha256")
+            .join(d.as_str().unwrap().trim_start_matches("sha256:"))
+    };
+    let index = read(layout.join("index.json"));
+    let manifest = read(blob(&index["manifests"][0]["digest"]));
+    read(blob(&manifest["config"]["digest"]))
+}
+
 // ------------------------------------------------------------------ contexts
 
 /// Writes into `dir` what a `FROM scratch` image needs to run commands: Debian's
