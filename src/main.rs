@@ -7,7 +7,7 @@ use clap::Parser;
 use cli::{Cli, Command};
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|err| cli::not_here::usage_error(err));
     // Not root: build and prune run as root of a user namespace (RUN's
     // sandbox, and snapshots owned by subordinate ids). Before any thread.
     if matches!(cli.command, Command::Build(_) | Command::Prune(_)) {

@@ -75,6 +75,14 @@ pub struct BuildArgs {
     /// `type=oci-archive,dest=FILE|-`.
     #[arg(short = 'o', long)]
     pub output: Vec<String>,
+    /// Check the Dockerfile as `hoist check` does and stop, building
+    /// nothing (exit status 1 when it has an error).
+    #[arg(long)]
+    pub check: bool,
+    /// Write the build's result as JSON to FILE, as buildx's
+    /// `--metadata-file` does (`containerimage.digest`, `image.name`...).
+    #[arg(long, value_name = "FILE")]
+    pub metadata_file: Option<PathBuf>,
     /// Hand the image to the local Docker (`docker load`), or to podman
     /// where there is no Docker daemon (`podman load`), once built.
     #[arg(long)]
@@ -299,6 +307,10 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
     } else {
         dockerfile_path
     };
+    if args.check {
+        let errors = super::check::check_text(&name, &text)?;
+        return Ok(if errors > 0 { 1 } else { 0 });
+    }
     let mut options = Options::default();
     for spec in &args.build_args {
         if let Some((k, v)) = resolve_build_arg(spec, |k| std::env::var(k).ok()) {
@@ -513,6 +525,10 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
     if let Some(f) = &args.digest_file {
         write_beside(f, |temp| Ok(std::fs::write(temp, &digest)?))?;
     }
+    if let Some(f) = &args.metadata_file {
+        let metadata = build_metadata(&tags, &built, &digest, platforms.len() > 1)?;
+        write_beside(f, |temp| Ok(std::fs::write(temp, &metadata)?))?;
+    }
     if let Some(f) = &args.iidfile {
         // Several platforms have no one config: the index names them.
         let id = match platforms.len() {
@@ -603,6 +619,37 @@ pub fn default_dockerfile(dir: &Path) -> anyhow::Result<PathBuf> {
         "no Dockerfile (or Containerfile) in the build context {}: add one, or name another with -f",
         dir.display()
     )
+}
+
+/// The JSON `--metadata-file` gets, with buildx's keys: the digest of
+/// what the names point at, its descriptor, the config digest (one
+/// platform only) and the names.
+fn build_metadata(
+    tags: &[Reference],
+    built: &hoist_engine::Built,
+    digest: &str,
+    several_platforms: bool,
+) -> anyhow::Result<String> {
+    let mut value = serde_json::json!({
+        "containerimage.digest": digest,
+        "containerimage.descriptor": {
+            "mediaType": built.manifest.media_type,
+            "digest": digest,
+            "size": built.manifest.size,
+        },
+    });
+    if !several_platforms {
+        value["containerimage.config.digest"] = built.config_digest.to_string().into();
+    }
+    if !tags.is_empty() {
+        value["image.name"] = tags
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+            .into();
+    }
+    Ok(serde_json::to_string_pretty(&value)? + "\n")
 }
 
 /// Shows why the build failed; the exit status.

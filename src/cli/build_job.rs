@@ -123,6 +123,8 @@ fn refuse_local_flags(args: &BuildArgs) -> anyhow::Result<()> {
     let local = [
         ("--output", !args.output.is_empty()),
         ("--load", args.load),
+        ("--check", args.check),
+        ("--metadata-file", args.metadata_file.is_some()),
         ("--k8s-out", args.k8s_out.is_some()),
         ("--digest-file", args.digest_file.is_some()),
         ("--iidfile", args.iidfile.is_some()),

@@ -40,18 +40,11 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
     let mut reports = Vec::new();
     for file in &args.files {
         let (name, source) = read_dockerfile(file)?;
-        let report = check(&source);
-        errors += report.errors();
         match args.format {
-            Format::Text => {
-                emit(&render(&report, &name, &source))?;
-                eprintln!(
-                    "{name}: {} error(s), {} warning(s)",
-                    report.errors(),
-                    report.warnings()
-                );
-            }
+            Format::Text => errors += check_text(&name, &source)?,
             Format::Json => {
+                let report = check(&source);
+                errors += report.errors();
                 reports.push(serde_json::json!({ "file": name, "findings": report.findings }))
             }
         }
@@ -60,4 +53,17 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<i32> {
         emit(&(serde_json::to_string_pretty(&reports)? + "\n"))?;
     }
     Ok(if errors > 0 { 1 } else { 0 })
+}
+
+/// Checks one Dockerfile and prints its findings as text (the summary on
+/// stderr); the number of errors. `hoist build --check` does this too.
+pub fn check_text(name: &str, source: &str) -> anyhow::Result<usize> {
+    let report = check(source);
+    emit(&render(&report, name, source))?;
+    eprintln!(
+        "{name}: {} error(s), {} warning(s)",
+        report.errors(),
+        report.warnings()
+    );
+    Ok(report.errors())
 }

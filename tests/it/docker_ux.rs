@@ -376,3 +376,87 @@ fn load_save_and_load_move_images_to_and_from_docker_and_podman() {
     let _ = crate::support::podman().args(["rmi", "-f", &name]).output();
     assert_eq!(format!("sha256:{}", podman_id.trim()), id.trim());
 }
+
+/// Docker's build flags hoist lacks say so, with what to do instead, and
+/// an unknown flag gets no tip about `--`; `--check` checks and stops;
+/// `--metadata-file` writes buildx's keys.
+#[test]
+fn build_flags_docker_users_type() {
+    let dir = ProcessDir::owned("ux-flags");
+    let ctx = context(dir.path(), "Dockerfile", "FROM scratch\nCOPY hello.txt /\n");
+    let store = dir.path().join("store");
+    let refused = |args: &[&str]| {
+        let out = hoist(&store)
+            .arg("build")
+            .args(args)
+            .arg(&ctx)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = refused(&["--add-host", "db:127.0.0.1"]);
+    assert!(
+        err.contains("`docker build --add-host` is not supported") && err.contains("RUN step"),
+        "{err}"
+    );
+    let err = refused(&["--memory=1g"]);
+    assert!(err.contains("--memory") && err.contains("limits"), "{err}");
+    let err = refused(&["--no-such-flag"]);
+    assert!(
+        err.contains("no flag `--no-such-flag`") && !err.contains("tip:"),
+        "{err}"
+    );
+
+    // --check: warnings pass, an error fails, nothing is built.
+    let out = hoist(&store)
+        .args(["build", "--check"])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("0 error(s)"), "{}", text(&out));
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY hello.txt /\nFROBNICATE x\n",
+    )
+    .unwrap();
+    let out = hoist(&store)
+        .args(["build", "--check"])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let images = run_ok(hoist(&store).args(["images", "-q"]));
+    assert!(
+        images.trim().is_empty(),
+        "--check built something: {images}"
+    );
+    std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY hello.txt /\n").unwrap();
+
+    // --metadata-file.
+    let meta = dir.path().join("meta.json");
+    let digest = run_ok(
+        hoist(&store)
+            .args([
+                "build",
+                "-q",
+                "-t",
+                "meta:1",
+                "-t",
+                "meta:2",
+                "--metadata-file",
+            ])
+            .arg(&meta)
+            .arg(&ctx),
+    );
+    let value: Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+    assert_eq!(value["containerimage.digest"], digest.trim());
+    assert_eq!(value["containerimage.descriptor"]["digest"], digest.trim());
+    assert_eq!(
+        value["image.name"],
+        "docker.io/library/meta:1,docker.io/library/meta:2"
+    );
+    let id = run_ok(hoist(&store).args(["inspect", "--format", "{{.Id}}", "meta:1"]));
+    assert_eq!(value["containerimage.config.digest"], id.trim());
+}
