@@ -72,7 +72,8 @@ pub struct BuildArgs {
     #[command(flatten)]
     pub registry: super::registry::RegistryArgs,
     /// Export the image: `type=oci,dest=DIR`, `type=docker,dest=FILE|-`,
-    /// `type=oci-archive,dest=FILE|-`.
+    /// `type=oci-archive,dest=FILE|-`; or its file system,
+    /// `type=local,dest=DIR` or `type=tar,dest=FILE|-`.
     #[arg(short = 'o', long)]
     pub output: Vec<String>,
     /// Check the Dockerfile as `hoist check` does and stop, building
@@ -176,6 +177,10 @@ enum Output {
     Oci(PathBuf),
     Docker(Option<PathBuf>),
     OciArchive(Option<PathBuf>),
+    /// The image's final file system, in a directory.
+    Local(PathBuf),
+    /// The same, as a tar.
+    Tar(Option<PathBuf>),
 }
 
 fn parse_output(spec: &str) -> anyhow::Result<Output> {
@@ -186,7 +191,7 @@ fn parse_output(spec: &str) -> anyhow::Result<Output> {
             Some(("type", v)) => kind = Some(v.to_string()),
             Some(("dest", v)) => dest = Some(v.to_string()),
             _ => bail!(
-                "--output {spec}: expected type=TYPE,dest=PATH (types: oci, docker, oci-archive)"
+                "--output {spec}: expected type=TYPE,dest=PATH (types: oci, docker, oci-archive, local, tar)"
             ),
         }
     }
@@ -200,10 +205,16 @@ fn parse_output(spec: &str) -> anyhow::Result<Output> {
         ))),
         Some("docker") => Ok(Output::Docker(stdout_or(dest))),
         Some("oci-archive") => Ok(Output::OciArchive(stdout_or(dest))),
+        Some("local") => Ok(Output::Local(PathBuf::from(
+            dest.context("--output type=local needs dest=DIR")?,
+        ))),
+        Some("tar") => Ok(Output::Tar(stdout_or(dest))),
         Some(other) => {
-            bail!("--output type={other} is not supported; use oci, docker or oci-archive")
+            bail!(
+                "--output type={other} is not supported; use oci, docker, oci-archive, local or tar"
+            )
         }
-        None => bail!("--output {spec}: missing type= (oci, docker or oci-archive)"),
+        None => bail!("--output {spec}: missing type= (oci, docker, oci-archive, local or tar)"),
     }
 }
 
@@ -220,7 +231,12 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
         .collect::<anyhow::Result<_>>()?;
     let to_stdout = outputs
         .iter()
-        .filter(|o| matches!(o, Output::Docker(None) | Output::OciArchive(None)))
+        .filter(|o| {
+            matches!(
+                o,
+                Output::Docker(None) | Output::OciArchive(None) | Output::Tar(None)
+            )
+        })
         .count();
     if to_stdout > 1 {
         bail!("only one --output can write to stdout");
@@ -478,6 +494,37 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
                 write_oci_layout(temp, &export, &store)?;
                 Ok(())
             })?,
+            Output::Local(dir) if dir.exists() => write_filesystem(&store, &built.manifest, dir)?,
+            Output::Local(dir) => {
+                write_beside(dir, |temp| write_filesystem(&store, &built.manifest, temp))?
+            }
+            Output::Tar(dest) => {
+                let scratch = tempfile::Builder::new()
+                    .prefix("hoist-output-tar-")
+                    .tempdir_in(store.root())
+                    .context("cannot create a scratch directory in the store")?;
+                let root = scratch.path().join("rootfs");
+                write_filesystem(&store, &built.manifest, &root)?;
+                let entries = hoist_oci::layer::walk::walk(&root, &Default::default())
+                    .context("cannot read the file system back")?;
+                // Modification times as the layers have them.
+                let options = hoist_oci::layer::TarOptions {
+                    source_date_epoch: u64::MAX,
+                };
+                let write = |sink: Box<dyn Write>| -> anyhow::Result<()> {
+                    let mut sink = hoist_oci::layer::tar::write_tar(&entries, options, sink)?;
+                    Ok(sink.flush()?)
+                };
+                match dest {
+                    Some(path) => write_beside(path, |temp| {
+                        let file = std::fs::File::create(temp)
+                            .with_context(|| format!("cannot create {}", temp.display()))?;
+                        write(Box::new(io::BufWriter::new(file.try_clone()?)))?;
+                        Ok(file.sync_all()?)
+                    })?,
+                    None => write(Box::new(io::BufWriter::new(io::stdout().lock())))?,
+                }
+            }
             Output::Docker(dest) | Output::OciArchive(dest) => {
                 let docker = matches!(output, Output::Docker(_));
                 let write = |sink: Box<dyn Write>| -> anyhow::Result<()> {
@@ -561,6 +608,43 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
         emit(&format!("{digest}\n"))?;
     }
     Ok(0)
+}
+
+/// The file system of the image `top` into the directory `dest` (made
+/// if missing): its layers extracted in order, whiteouts applied, owners
+/// kept when root. An index gives one subdirectory per platform
+/// (`linux_amd64`, `linux_arm_v7`), as buildx writes them.
+fn write_filesystem(
+    store: &Store,
+    top: &hoist_oci::image::Descriptor,
+    dest: &Path,
+) -> anyhow::Result<()> {
+    use hoist_oci::image::ManifestOrIndex;
+    std::fs::create_dir_all(dest).with_context(|| format!("cannot create {}", dest.display()))?;
+    let bytes = store.read_blob_bytes(&top.digest, 8 << 20)?;
+    match ManifestOrIndex::from_json(&bytes)? {
+        ManifestOrIndex::Index(index) => {
+            for entry in &index.manifests {
+                let Some(platform) = &entry.platform else {
+                    continue;
+                };
+                let name = platform.to_string().replace('/', "_");
+                write_filesystem(store, entry, &dest.join(name))?;
+            }
+        }
+        ManifestOrIndex::Manifest(manifest) => {
+            for layer in &manifest.layers {
+                let blob = store.open_blob(&layer.digest)?;
+                hoist_oci::layer::extract(
+                    io::BufReader::new(blob),
+                    dest,
+                    &hoist_oci::layer::ExtractOptions::default(),
+                )
+                .with_context(|| format!("cannot extract layer {}", layer.digest))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Streams `export` as a docker archive into `docker load` (when a Docker

@@ -460,3 +460,50 @@ fn build_flags_docker_users_type() {
     let id = run_ok(hoist(&store).args(["inspect", "--format", "{{.Id}}", "meta:1"]));
     assert_eq!(value["containerimage.config.digest"], id.trim());
 }
+
+/// `-o type=local` and `type=tar` hold the image's file system: the same
+/// tree umoci unpacks from the image's OCI layout.
+#[test]
+fn local_and_tar_outputs_hold_the_images_file_system() {
+    let dir = ProcessDir::owned("ux-local-tar");
+    let ctx = dir.path().join("ctx");
+    busybox_context(&ctx);
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY bin /bin/\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"mkdir -p /srv && echo x > /srv/x && ln -s x /srv/y\"]\n\
+         RUN [\"/bin/busybox\", \"rm\", \"/bin/vi\"]\n",
+    )
+    .unwrap();
+    let store = dir.path().join("store");
+    let (layout, local, tar) = (
+        dir.path().join("layout"),
+        dir.path().join("local"),
+        dir.path().join("fs.tar"),
+    );
+    run_ok(
+        hoist(&store)
+            .args(["build", "-q", "-t", "fs:image"])
+            .arg("-o")
+            .arg(format!("type=oci,dest={}", layout.display()))
+            .arg("-o")
+            .arg(format!("type=local,dest={}", local.display()))
+            .arg("-o")
+            .arg(format!("type=tar,dest={}", tar.display()))
+            .arg(&ctx),
+    );
+    let unpacked = dir.path().join("unpacked");
+    crate::support::unpack_oci_image(&layout, "image", &unpacked);
+    let want = crate::support::tree_of_image(&unpacked).unwrap();
+    assert_eq!(crate::support::tree_of_image(&local).unwrap(), want);
+    assert!(!local.join("bin/vi").exists() && local.join("bin/sh").exists());
+    let untarred = dir.path().join("untarred");
+    std::fs::create_dir(&untarred).unwrap();
+    run_ok(
+        Command::new("tar")
+            .arg("-xpf")
+            .arg(&tar)
+            .arg("-C")
+            .arg(&untarred),
+    );
+    assert_eq!(crate::support::tree_of_image(&untarred).unwrap(), want);
+}
