@@ -42,7 +42,8 @@ use clap::{Parser, Subcommand};
   hoist images
 
 Exit status: 0 success, 1 failure, 2 usage error, 130/143 interrupted.
-Docs: docs/cli.md"
+Each command's --help has its flags and examples; docs/cli.md in hoist's
+sources has them all."
 )]
 pub struct Cli {
     /// The store holding images, layers and the build cache

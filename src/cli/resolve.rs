@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 ///
 /// Examples:
 ///   hoist resolve -f k8s/ > resolved.yaml
-///   hoist resolve -f web-app-deployment.yaml --image votre-username/my-k8s-app:v1
+///   hoist resolve -f web-app-deployment.yaml --image registry.example.com/team/my-k8s-app:v1
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct ResolveArgs {

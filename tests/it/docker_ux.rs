@@ -507,3 +507,39 @@ fn local_and_tar_outputs_hold_the_images_file_system() {
     );
     assert_eq!(crate::support::tree_of_image(&untarred).unwrap(), want);
 }
+
+/// A COPY source above the context is looked for at the context's root,
+/// as BuildKit does; when it is not there, the error says why.
+#[test]
+fn a_copy_source_above_the_context_says_sources_stay_inside() {
+    let dir = ProcessDir::owned("ux-copy-up");
+    std::fs::write(dir.path().join("outside.txt"), "outside\n").unwrap();
+    let ctx = context(
+        dir.path(),
+        "Dockerfile",
+        "FROM scratch\nCOPY ../outside.txt /\n",
+    );
+    let out = hoist(&dir.path().join("store"))
+        .args(["build", "-q"])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("sources cannot leave the build context"),
+        "{err}"
+    );
+    // Inside the context, `../outside.txt` is `outside.txt` at its root.
+    std::fs::write(ctx.join("outside.txt"), "inside\n").unwrap();
+    let local = dir.path().join("local");
+    run_ok(
+        hoist(&dir.path().join("store"))
+            .args(["build", "-q", "-o"])
+            .arg(format!("type=local,dest={}", local.display()))
+            .arg(&ctx),
+    );
+    assert_eq!(
+        std::fs::read_to_string(local.join("outside.txt")).unwrap(),
+        "inside\n"
+    );
+}

@@ -57,6 +57,12 @@ impl CopyError {
     /// What to do about it, where hoist knows.
     pub fn hint(&self) -> Option<String> {
         match self {
+            CopyError::NotFound { path } if path.split('/').any(|part| part == "..") => Some(
+                "sources cannot leave the build context: `..` stops at its root (as in BuildKit), \
+                 so this looked inside the context; move the file into the context, or build from \
+                 a directory that holds both (with -f naming the Dockerfile)"
+                    .into(),
+            ),
             CopyError::NotFound { .. } => Some(
                 "check the path is relative to the build context and not excluded by .dockerignore"
                     .into(),

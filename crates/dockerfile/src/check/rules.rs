@@ -77,7 +77,11 @@ pub fn warnings(ast: &Ast, plan: &Plan) -> Vec<Finding> {
                 "MAINTAINER is deprecated".into(),
                 "use LABEL org.opencontainers.image.authors=\"name <email>\" instead",
             )),
-            Kind::Cmd { command } | Kind::Entrypoint { command } if command.prepend_shell && !command.args.is_empty() => {
+            Kind::Cmd { command } | Kind::Entrypoint { command }
+                if command.prepend_shell
+                    && !command.args.is_empty()
+                    && !shell_set_before(plan, instr) =>
+            {
                 out.push(warning(
                     "JSONArgsRecommended",
                     instr.span,
@@ -216,11 +220,66 @@ fn unpinned(image: &str) -> Option<String> {
     }
 }
 
-/// The final stage's user, following internal base stages.
+/// Whether a SHELL instruction comes before `instr` in its stage or the
+/// stages it is built on: BuildKit's JSONArgsRecommended then stays quiet,
+/// as the shell form is what the author chose.
+fn shell_set_before(plan: &Plan, instr: &crate::instructions::Instruction) -> bool {
+    let Some(mut stage) = plan
+        .stages
+        .iter()
+        .find(|s| s.instructions.iter().any(|i| std::ptr::eq(i, instr)))
+    else {
+        return false;
+    };
+    let mut before = stage
+        .instructions
+        .iter()
+        .take_while(|i| !std::ptr::eq(*i, instr))
+        .collect::<Vec<_>>();
+    loop {
+        if before.iter().any(|i| matches!(i.kind, Kind::Shell { .. })) {
+            return true;
+        }
+        match stage.base {
+            Base::Stage(i) => {
+                stage = &plan.stages[i];
+                before = stage.instructions.iter().collect();
+            }
+            _ => return false,
+        }
+    }
+}
+
+/// Whether an image name is a Windows base (servercore, nanoserver...),
+/// where a Unix user rule means nothing.
+fn windows_image(image: &str) -> bool {
+    let lower = image.to_ascii_lowercase();
+    ["windows", "nanoserver", "servercore"]
+        .iter()
+        .any(|w| lower.contains(w))
+}
+
+/// The final stage's user, following internal base stages. Quiet for a
+/// `FROM scratch` image in which nothing runs (no RUN, CMD or ENTRYPOINT:
+/// an image of files), and for Windows images.
 fn final_stage_root(plan: &Plan) -> Option<Finding> {
     let target = &plan.stages[plan.target];
+    if target
+        .platform
+        .as_deref()
+        .is_some_and(|p| p.starts_with("windows"))
+    {
+        return None;
+    }
     let mut stage = target;
+    let mut runs = false;
     loop {
+        runs |= stage.instructions.iter().any(|i| {
+            matches!(
+                i.kind,
+                Kind::Run { .. } | Kind::Cmd { .. } | Kind::Entrypoint { .. }
+            )
+        });
         let user = stage.instructions.iter().rev().find_map(|i| match &i.kind {
             Kind::User { user } => Some((user.clone(), i.span)),
             _ => None,
@@ -243,16 +302,24 @@ fn final_stage_root(plan: &Plan) -> Option<Finding> {
             Base::Image(_) => break,
         }
     }
-    let base = match &stage.base {
-        Base::Image(image) => format!(" unless the base image {image} sets one"),
-        _ => String::new(),
-    };
-    Some(warning(
-        "FinalStageRunsAsRoot",
-        target.from.span,
-        format!("the final stage sets no USER, so it runs as root{base}"),
-        "create an unprivileged user and switch to it, e.g. RUN adduser -D -u 1001 app, then USER 1001",
-    ))
+    match &stage.base {
+        Base::Image(image) if windows_image(image) => None,
+        Base::Image(image) => Some(warning(
+            "FinalStageRunsAsRoot",
+            target.from.span,
+            format!(
+                "the final stage sets no USER, so it runs as root unless the base image {image} sets one"
+            ),
+            "create an unprivileged user and switch to it, e.g. RUN adduser -D -u 1001 app, then USER 1001",
+        )),
+        _ if !runs => None,
+        _ => Some(warning(
+            "FinalStageRunsAsRoot",
+            target.from.span,
+            "the final stage sets no USER, so it runs as root".into(),
+            "add USER 65532 (a numeric user needs no /etc/passwd entry, which a scratch image lacks)",
+        )),
+    }
 }
 
 /// Variables the builder expands (COPY, ENV, WORKDIR...) that nothing in

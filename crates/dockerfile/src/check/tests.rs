@@ -145,3 +145,45 @@ fn render_shows_source_caret_and_hint() {
         "Dockerfile:2:6: error: unknown flag: --form [syntax]\n 2 | COPY --form=x a b\n   |      ^\n  hint: did you mean --from?\n"
     );
 }
+
+#[test]
+fn shell_form_after_shell_is_what_the_author_chose() {
+    // BuildKit's JSONArgsRecommended stays quiet once SHELL is set, in the
+    // stage or a stage it is built on.
+    let src = "FROM a:1 AS base\nSHELL [\"powershell\", \"-Command\"]\nFROM base\nUSER 1\nCMD Write-Host hi\n";
+    assert_eq!(rules(src), []);
+    let src = "FROM a:1\nUSER 1\nCMD run it\nSHELL [\"/bin/bash\", \"-c\"]\nENTRYPOINT run it\n";
+    assert_eq!(rules(src), [("JSONArgsRecommended", Severity::Warning, 3)]);
+}
+
+#[test]
+fn final_stage_root_fires_only_where_something_runs_as_root() {
+    let found = |src: &str| {
+        check(src)
+            .findings
+            .into_iter()
+            .filter(|f| f.rule == "FinalStageRunsAsRoot")
+            .collect::<Vec<_>>()
+    };
+    // An image of files: nothing runs.
+    assert!(
+        found(
+            "FROM golang:1.22 AS build\nRUN go build\nFROM scratch\nCOPY --from=build /app /app\n"
+        )
+        .is_empty()
+    );
+    // A Windows base.
+    assert!(
+        found("FROM mcr.microsoft.com/windows/servercore:ltsc2022\nCMD [\"cmd\"]\n").is_empty()
+    );
+    // A scratch image that runs something: a numeric USER is the hint.
+    let f = found("FROM scratch\nCOPY app /app\nENTRYPOINT [\"/app\"]\n");
+    assert_eq!(f.len(), 1);
+    assert!(
+        f[0].hint.as_deref().unwrap().contains("USER 65532"),
+        "{f:?}"
+    );
+    // An image base keeps the adduser hint.
+    let f = found("FROM debian:12\nCMD [\"bash\"]\n");
+    assert!(f[0].hint.as_deref().unwrap().contains("adduser"), "{f:?}");
+}
