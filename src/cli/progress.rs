@@ -254,11 +254,12 @@ fn short_digest(digest: &str) -> &str {
     digest.get(..end).unwrap_or(digest)
 }
 
-fn step_header(number: usize, total: usize, stage: &str, text: &str) -> String {
-    if stage.is_empty() {
-        format!("#{number}/{total} {text}")
-    } else {
-        format!("#{number}/{total} [{stage}] {text}")
+/// `#N/TOTAL [stage] FROM ...` for a stage's first step, `#N/TOTAL TEXT`
+/// after it.
+fn step_header(number: usize, total: usize, stage: Option<&str>, text: &str) -> String {
+    match stage {
+        Some(stage) => format!("#{number}/{total} [{stage}] {text}"),
+        None => format!("#{number}/{total} {text}"),
     }
 }
 
@@ -279,9 +280,11 @@ fn plain_event(line_open: &mut bool, event: Event) {
             number,
             total,
             stage,
+            opens_stage,
             text,
         } => {
-            eprint!("{}", step_header(number, total, &stage, &text));
+            let stage = opens_stage.then_some(stage.as_str());
+            eprint!("{}", step_header(number, total, stage, &text));
             *line_open = true;
         }
         Event::Output { line, .. } => {
@@ -355,12 +358,14 @@ fn tty_event(running: &mut Option<Running>, event: Event) {
             number,
             total,
             stage,
+            opens_stage,
             text,
         } => {
             if let Some(previous) = running.take() {
                 previous.bar.finish_and_clear();
             }
-            let header = fit(&step_header(number, total, &stage, &text));
+            let stage = opens_stage.then_some(stage.as_str());
+            let header = fit(&step_header(number, total, stage, &text));
             let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
             bar.set_style(
                 ProgressStyle::with_template("{spinner:.cyan} {msg} {elapsed:.dim}")
@@ -459,6 +464,7 @@ fn event_json(event: &Event) -> serde_json::Value {
             total,
             stage,
             text,
+            ..
         } => json!({
             "type": "step",
             "step": number,
@@ -501,7 +507,14 @@ fn event_json(event: &Event) -> serde_json::Value {
     }
 }
 
+/// The version of the JSON events' schema (docs/cli.md), in every line.
+const JSON_SCHEMA: u32 = 1;
+
 fn json_line(value: &serde_json::Value) {
+    let mut value = value.clone();
+    if let Some(object) = value.as_object_mut() {
+        object.insert("version".to_owned(), JSON_SCHEMA.into());
+    }
     eprintln!("{value}");
 }
 
@@ -519,12 +532,12 @@ mod tests {
     }
 
     #[test]
-    fn step_headers_name_the_stage_when_it_has_one() {
+    fn step_headers_name_the_stage_on_its_first_step() {
         assert_eq!(
-            step_header(2, 9, "build", "RUN make"),
-            "#2/9 [build] RUN make"
+            step_header(2, 9, Some("build"), "FROM a AS build"),
+            "#2/9 [build] FROM a AS build"
         );
-        assert_eq!(step_header(1, 1, "", "FROM scratch"), "#1/1 FROM scratch");
+        assert_eq!(step_header(3, 9, None, "RUN make"), "#3/9 RUN make");
     }
 
     #[test]

@@ -543,3 +543,58 @@ fn a_copy_source_above_the_context_says_sources_stay_inside() {
         "inside\n"
     );
 }
+
+/// `--progress json`: every line has the schema's version, and every step
+/// names its stage (not only each stage's FROM); plain progress names the
+/// stage on FROM lines only.
+#[test]
+fn json_progress_names_every_steps_stage() {
+    let dir = ProcessDir::owned("ux-json");
+    let ctx = context(
+        dir.path(),
+        "Dockerfile",
+        "FROM scratch AS files\nCOPY hello.txt /a\nCOPY hello.txt /b\nFROM scratch\nCOPY --from=files /a /a\n",
+    );
+    let out = hoist(&dir.path().join("store"))
+        .args(["build", "--progress", "json"])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let events: Vec<Value> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    assert!(events.iter().all(|e| e["version"] == 1), "{events:?}");
+    let stages: Vec<(&str, &str)> = events
+        .iter()
+        .filter(|e| e["type"] == "step")
+        .map(|e| {
+            (
+                e["stage"].as_str().unwrap(),
+                e["instruction"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        stages,
+        [
+            ("files", "FROM scratch AS files"),
+            ("files", "COPY hello.txt /a"),
+            ("files", "COPY hello.txt /b"),
+            ("stage-1", "FROM scratch"),
+            ("stage-1", "COPY --from=files /a /a"),
+        ]
+    );
+    let plain = hoist(&dir.path().join("store"))
+        .args(["build", "--progress", "plain"])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    let plain = String::from_utf8_lossy(&plain.stderr);
+    assert!(
+        plain.contains("#1/5 [files] FROM scratch AS files"),
+        "{plain}"
+    );
+    assert!(plain.contains("#2/5 COPY hello.txt /a"), "{plain}");
+}

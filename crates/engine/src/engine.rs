@@ -73,7 +73,10 @@ pub enum Event {
     Step {
         number: usize,
         total: usize,
+        /// The stage the step belongs to (its AS name, or `stage-N`).
         stage: String,
+        /// Whether the step is the stage's FROM.
+        opens_stage: bool,
         text: String,
     },
     /// A line a RUN step printed.
@@ -518,6 +521,7 @@ impl<'a> Builder<'a> {
             number: self.step,
             total,
             stage: name.clone(),
+            opens_stage: true,
             text: stage.from.original.trim().to_string(),
         });
         let mut state = match &stage.base {
@@ -594,7 +598,8 @@ impl<'a> Builder<'a> {
         events(Event::Step {
             number,
             total,
-            stage: String::new(),
+            stage: planned.stages[self.stage].display_name(),
+            opens_stage: false,
             text: instr.original.trim().to_string(),
         });
         let inputs = Inputs { planned, done };
