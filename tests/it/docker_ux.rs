@@ -598,3 +598,56 @@ fn json_progress_names_every_steps_stage() {
     );
     assert!(plain.contains("#2/5 COPY hello.txt /a"), "{plain}");
 }
+
+/// A store hoist may only read serves the commands that read (images,
+/// inspect); a file where the store should be is called a file.
+#[test]
+fn a_read_only_store_serves_reading_commands() {
+    let dir = ProcessDir::owned("ux-read-only");
+    let ctx = context(dir.path(), "Dockerfile", "FROM scratch\nCOPY hello.txt /\n");
+    let store = dir.path().join("store");
+    run_ok(hoist(&store).args(["build", "-q", "-t", "ro:1"]).arg(&ctx));
+    // Everyone may read it; nobody but root may write (and the reader is
+    // not root).
+    run_ok(Command::new("chmod").args(["-R", "a+rX,a-w"]).arg(&store));
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let setpriv = require("setpriv", "util-linux");
+    let as_nobody = |args: &[&str]| {
+        Command::new(&setpriv)
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(assert_cmd::cargo::cargo_bin("hoist"))
+            .arg("--store")
+            .arg(&store)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let listed = as_nobody(&["images"]);
+    assert!(listed.status.success(), "{}", text(&listed));
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains("ro "),
+        "{}",
+        text(&listed)
+    );
+    let inspected = as_nobody(&["inspect", "--format", "{{.Os}}", "ro:1"]);
+    assert_eq!(
+        String::from_utf8_lossy(&inspected.stdout).trim(),
+        "linux",
+        "{}",
+        text(&inspected)
+    );
+    run_ok(Command::new("chmod").args(["-R", "u+w"]).arg(&store));
+
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let out = hoist(&file).arg("images").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("is a file, not a directory"),
+        "{err}"
+    );
+}

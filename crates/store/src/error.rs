@@ -32,6 +32,11 @@ pub enum StoreError {
     )]
     NotAStore { path: PathBuf },
     #[error(
+        "`{path}` is a file, not a directory: --store (or HOIST_STORE) names the directory \
+         hoist keeps its store in"
+    )]
+    NotADirectory { path: PathBuf },
+    #[error(
         "the store at `{path}` has format version {found}, but this hoist knows only versions up \
          to {supported}; upgrade hoist or pass another directory with --store"
     )]

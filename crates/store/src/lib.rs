@@ -247,7 +247,7 @@ fn check_claimable(root: &Path) -> Result<()> {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
-            return Err(StoreError::NotAStore {
+            return Err(StoreError::NotADirectory {
                 path: root.to_path_buf(),
             });
         }

@@ -18,14 +18,28 @@ pub(crate) const STORE_LOCK: &str = "locks/store.lock";
 /// Held (exclusive) around every read-modify-write of `index.json`.
 pub(crate) const INDEX_LOCK: &str = "locks/index.lock";
 
+/// The lock file `path`, made if missing. A store this process may only
+/// read (a read-only mount, another user's cache) has its lock files
+/// opened for reading: `flock` needs no write access, so reading commands
+/// still lock as they should.
 fn open_lock_file(path: &Path) -> Result<File> {
-    OpenOptions::new()
+    let opened = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
-        .open(path)
-        .map_err(io_error("open lock file", path))
+        .open(path);
+    match opened {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
+            ) && path.exists() =>
+        {
+            File::open(path).map_err(io_error("open lock file", path))
+        }
+        other => other.map_err(io_error("open lock file", path)),
+    }
 }
 
 /// Runs a blocking `flock`, again if a signal handler interrupted it
