@@ -83,7 +83,7 @@ fn open_refuses_a_directory_with_other_files() {
     let file = dir.path().join("notes.txt");
     assert!(matches!(
         Store::open(&file).unwrap_err(),
-        StoreError::NotAStore { .. }
+        StoreError::NotADirectory { .. }
     ));
 }
 
