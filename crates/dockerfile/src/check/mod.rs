@@ -11,6 +11,7 @@
 //! what only the base image could tell (its USER, its ENV) is worded as such.
 
 mod rules;
+mod style;
 
 use crate::instructions::{InstructionError, parse_instruction};
 use crate::plan::{Options, PlanError, plan};
@@ -155,6 +156,7 @@ pub fn check(source: &str) -> Report {
             });
         }
         findings.extend(rules::warnings(&ast, &p));
+        findings.extend(style::warnings(&ast, &p));
         findings.retain(|f| !config.skips(f.rule));
         if config.error {
             for f in &mut findings {

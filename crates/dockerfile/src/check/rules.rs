@@ -6,7 +6,7 @@ use crate::plan::{Base, Options, PROXY_ARGS, Plan, Scope, expand_instruction, pl
 use crate::shell::Lexer;
 use crate::{Ast, Span};
 
-fn warning(rule: &'static str, span: Span, message: String, hint: &str) -> Finding {
+pub(super) fn warning(rule: &'static str, span: Span, message: String, hint: &str) -> Finding {
     Finding {
         severity: Severity::Warning,
         rule,

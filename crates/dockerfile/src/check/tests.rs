@@ -187,3 +187,61 @@ fn final_stage_root_fires_only_where_something_runs_as_root() {
     let f = found("FROM debian:12\nCMD [\"bash\"]\n");
     assert!(f[0].hint.as_deref().unwrap().contains("adduser"), "{f:?}");
 }
+
+#[test]
+fn buildkit_style_rules_fire_under_buildkits_names() {
+    let names = |src: &str| -> Vec<(&'static str, usize)> {
+        check(src)
+            .findings
+            .into_iter()
+            .filter(|f| f.rule != "FinalStageRunsAsRoot" && f.rule != "BaseImageUnpinned")
+            .map(|f| (f.rule, f.line))
+            .collect()
+    };
+    assert_eq!(
+        names("FROM a:1 as Build\nUSER 1\nrun true\nCMD [\"a\"]\n"),
+        [
+            ("FromAsCasing", 1),
+            ("StageNameCasing", 1),
+            ("ConsistentInstructionCasing", 3)
+        ]
+    );
+    // Lower case throughout is consistent too.
+    assert_eq!(names("from a:1 as build\nuser 1\ncmd [\"a\"]\n"), []);
+    assert_eq!(
+        names("FROM a:1 AS scratch\nUSER 1\n"),
+        [("ReservedStageName", 1)]
+    );
+    assert_eq!(
+        names("FROM a:1\nUSER 1\nENV A 1\nLABEL b 2\nENV C=3\n"),
+        [("LegacyKeyValueFormat", 3), ("LegacyKeyValueFormat", 4)]
+    );
+    assert_eq!(
+        names("FROM a:1\nUSER 1\nCMD [\"a\"]\nCMD [\"b\"]\nENTRYPOINT [\"c\"]\n"),
+        [("MultipleInstructionsDisallowed", 3)]
+    );
+    assert_eq!(
+        names("FROM --platform=$TARGETPLATFORM a:1\nUSER 1\n"),
+        [("RedundantTargetPlatform", 1)]
+    );
+    assert_eq!(
+        names("FROM --platform=linux/amd64 a:1\nUSER 1\n"),
+        [("FromPlatformFlagConstDisallowed", 1)]
+    );
+    // A stage named for its platform means it; $BUILDPLATFORM is the pattern.
+    assert_eq!(
+        names(
+            "FROM --platform=linux/arm64 a:1 AS build-arm64\nFROM --platform=$BUILDPLATFORM a:1\nUSER 1\n"
+        ),
+        []
+    );
+    assert_eq!(
+        names("FROM a:1\nUSER 1\nEXPOSE 80/TCP 127.0.0.1:8080:80 443/udp\n"),
+        [("ExposeInvalidFormat", 3), ("ExposeProtoCasing", 3)]
+    );
+    // And `# check=skip=` silences them by the same names.
+    assert_eq!(
+        names("# check=skip=StageNameCasing,FromAsCasing\nFROM a:1 as Build\nUSER 1\n"),
+        []
+    );
+}
