@@ -155,7 +155,7 @@ pub fn check(source: &str) -> Report {
                 ),
             });
         }
-        findings.extend(rules::warnings(&ast, &p));
+        findings.extend(rules::warnings(&ast, &p, source));
         findings.extend(style::warnings(&ast, &p));
         findings.retain(|f| !config.skips(f.rule));
         if config.error {

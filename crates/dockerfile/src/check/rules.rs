@@ -63,7 +63,7 @@ pub fn errors(plan: &Plan) -> Vec<Finding> {
 }
 
 /// The best-practice warnings.
-pub fn warnings(ast: &Ast, plan: &Plan) -> Vec<Finding> {
+pub fn warnings(ast: &Ast, plan: &Plan, source: &str) -> Vec<Finding> {
     let mut out = Vec::new();
     let all = plan
         .stages
@@ -126,15 +126,25 @@ pub fn warnings(ast: &Ast, plan: &Plan) -> Vec<Finding> {
                 "pin the base image with a version tag (node:14-alpine) or a digest (@sha256:...) so that builds are repeatable",
             ));
         }
+        let windows = stage
+            .platform
+            .as_deref()
+            .is_some_and(|p| p.starts_with("windows"))
+            || matches!(&stage.base, Base::Image(image) if windows_image(image));
         let mut has_workdir = false;
         for instr in &stage.instructions {
             if let Kind::Workdir { path } = &instr.kind {
-                if !has_workdir && !path.starts_with('/') && !path.starts_with('$') {
+                let path = path.trim_matches(|c| c == '"' || c == '\'');
+                if !has_workdir && !absolute_path(path, windows) && !path.starts_with('$') {
                     out.push(warning(
                         "WorkdirRelativePath",
                         instr.span,
-                        format!("relative workdir \"{path}\" can have unexpected results if the base image changes"),
-                        "use an absolute path, e.g. WORKDIR /app",
+                        format!("relative workdir {path} can have unexpected results if the base image changes"),
+                        if windows {
+                            "use an absolute path, e.g. WORKDIR C:\\app"
+                        } else {
+                            "use an absolute path, e.g. WORKDIR /app"
+                        },
                     ));
                 }
                 has_workdir = true;
@@ -144,7 +154,7 @@ pub fn warnings(ast: &Ast, plan: &Plan) -> Vec<Finding> {
     if let Some(f) = final_stage_root(plan) {
         out.push(f);
     }
-    out.extend(undefined_vars(ast, plan));
+    out.extend(undefined_vars(ast, plan, source));
     out
 }
 
@@ -250,6 +260,21 @@ fn shell_set_before(plan: &Plan, instr: &crate::instructions::Instruction) -> bo
     }
 }
 
+/// Whether `path` is absolute: from `/`, or on Windows also from a drive
+/// (`C:/app`, `F:\\app`) or a backslash.
+fn absolute_path(path: &str, windows: bool) -> bool {
+    if path.starts_with('/') {
+        return true;
+    }
+    let bytes = path.as_bytes();
+    windows
+        && (path.starts_with('\\')
+            || (bytes.len() >= 3
+                && bytes[0].is_ascii_alphabetic()
+                && bytes[1] == b':'
+                && matches!(bytes[2], b'/' | b'\\')))
+}
+
 /// Whether an image name is a Windows base (servercore, nanoserver...),
 /// where a Unix user rule means nothing.
 fn windows_image(image: &str) -> bool {
@@ -324,7 +349,33 @@ fn final_stage_root(plan: &Plan) -> Option<Finding> {
 
 /// Variables the builder expands (COPY, ENV, WORKDIR...) that nothing in
 /// scope defines. RUN is left alone: its variables are the shell's.
-fn undefined_vars(ast: &Ast, plan: &Plan) -> Vec<Finding> {
+/// Where `$name` or `${name...}` is first used within the physical lines
+/// of `span`: its line and 1-based column, at the `$`.
+fn find_use(lines: &[&str], span: Span, name: &str) -> Option<(usize, usize)> {
+    let word = |c: char| c.is_alphanumeric() || c == '_';
+    for number in span.start_line..=span.end_line {
+        let line = lines.get(number.checked_sub(1)?)?;
+        let mut from = 0;
+        while let Some(at) = line[from..].find('$').map(|i| i + from) {
+            let rest = &line[at + 1..];
+            let braced = rest
+                .strip_prefix('{')
+                .and_then(|r| r.strip_prefix(name))
+                .is_some_and(|after| after.starts_with(['}', ':', '-', '+', '?', '#', '%', '/']));
+            let bare = rest
+                .strip_prefix(name)
+                .is_some_and(|after| !after.starts_with(word));
+            if braced || bare {
+                return Some((number, line[..at].chars().count() + 1));
+            }
+            from = at + 1;
+        }
+    }
+    None
+}
+
+fn undefined_vars(ast: &Ast, plan: &Plan, source: &str) -> Vec<Finding> {
+    let lines: Vec<&str> = source.lines().collect();
     // Always set in a container, whatever the base image.
     const STANDARD: &[&str] = &["PATH", "HOME", "HOSTNAME", "TERM"];
     let lexer = Lexer::new(ast.escape);
@@ -373,8 +424,9 @@ fn undefined_vars(ast: &Ast, plan: &Plan) -> Vec<Finding> {
                     format!("usage of undefined variable ${name}{origin}"),
                     &hint,
                 );
-                if let Some(off) = instr.original.find(&name) {
-                    f.column += instr.original[..off].chars().count().saturating_sub(1);
+                if let Some((line, column)) = find_use(&lines, instr.span, &name) {
+                    f.line = line;
+                    f.column = column;
                 }
                 out.push(f);
             }

@@ -245,3 +245,48 @@ fn buildkit_style_rules_fire_under_buildkits_names() {
         []
     );
 }
+
+#[test]
+fn undefined_var_carets_point_at_the_use() {
+    let at = |src: &str| -> Vec<(usize, usize)> {
+        check(src)
+            .findings
+            .into_iter()
+            .filter(|f| f.rule == "UndefinedVar")
+            .map(|f| (f.line, f.column))
+            .collect()
+    };
+    // Under `${BRAND}`, not under the key of the same name.
+    assert_eq!(at("FROM a:1\nUSER 1\nENV BRAND=${BRAND}\n"), [(3, 11)]);
+    // On the physical line of a continued instruction.
+    assert_eq!(at("FROM a:1\nUSER 1\nCOPY a \\\n    $NOPE /x\n"), [(4, 5)]);
+    // `$NOPEX` is another name than `$NOPE`.
+    assert_eq!(
+        at("FROM a:1\nUSER 1\nWORKDIR /$NOPEX/$NOPE\n"),
+        [(3, 10), (3, 17)]
+    );
+}
+
+#[test]
+fn windows_workdirs_from_a_drive_are_absolute() {
+    let rules_of = |src: &str| -> Vec<String> {
+        check(src)
+            .findings
+            .into_iter()
+            .filter(|f| f.rule == "WorkdirRelativePath")
+            .map(|f| f.message)
+            .collect()
+    };
+    let base = "FROM mcr.microsoft.com/windows/servercore:ltsc2022\n";
+    assert!(rules_of(&format!("{base}WORKDIR C:/app\n")).is_empty());
+    assert!(rules_of(&format!("{base}WORKDIR F:\\\\app\n")).is_empty());
+    assert!(!rules_of(&format!("{base}WORKDIR app\n")).is_empty());
+    // Not on Linux, and the message shows the path without its quotes.
+    let messages = rules_of("FROM a:1\nUSER 1\nWORKDIR \"app\"\n");
+    assert_eq!(messages.len(), 1);
+    assert!(
+        messages[0].contains("workdir app ") && !messages[0].contains('"'),
+        "{messages:?}"
+    );
+    assert_eq!(rules_of("FROM a:1\nUSER 1\nWORKDIR C:/app\n").len(), 1);
+}
