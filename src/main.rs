@@ -31,6 +31,7 @@ fn main() {
         Command::Check(args) => cli::check::run(args),
         Command::Cache(args) => cli::cache::run(args),
         Command::Manifest(args) => cli::manifest::run(args),
+        Command::Man(args) => cli::man::run(args),
         Command::Version(args) => cli::version::run(args),
         Command::Run(args) => cli::not_here::run(args),
         Command::Completions(args) => cli::completions::run(args),

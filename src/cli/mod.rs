@@ -12,6 +12,7 @@ pub mod images;
 pub mod inspect;
 pub mod k8s;
 pub mod login;
+pub mod man;
 pub mod manifest;
 pub mod not_here;
 pub mod parse;
@@ -67,6 +68,7 @@ pub enum Command {
     Logout(login::LogoutArgs),
     K8s(Box<k8s::K8sArgs>),
     Manifest(manifest::ManifestArgs),
+    Man(man::ManArgs),
     Parse(parse::ParseArgs),
     Prune(prune::PruneArgs),
     Pull(pull::PullArgs),

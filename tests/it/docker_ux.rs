@@ -651,3 +651,34 @@ fn a_read_only_store_serves_reading_commands() {
         "{err}"
     );
 }
+
+/// `hoist man DIR` writes hoist(1) and a page per command, from the same
+/// definitions as --help.
+#[test]
+fn manual_pages_cover_every_command() {
+    let dir = ProcessDir::owned("ux-man");
+    let pages = dir.path().join("man1");
+    run_ok(hoist(&dir.path().join("store")).arg("man").arg(&pages));
+    for name in [
+        "hoist",
+        "hoist-build",
+        "hoist-push",
+        "hoist-inspect",
+        "hoist-manifest",
+        "hoist-k8s",
+    ] {
+        let page = std::fs::read_to_string(pages.join(format!("{name}.1")))
+            .unwrap_or_else(|e| panic!("{name}.1: {e}"));
+        assert!(
+            page.starts_with(".ie") || page.contains(".TH "),
+            "{name}.1 is not a man page"
+        );
+    }
+    let build = std::fs::read_to_string(pages.join("hoist-build.1")).unwrap();
+    assert!(
+        build.contains("platform") && build.contains("hoist build"),
+        "{build}"
+    );
+    // The hidden `run` answer has no page.
+    assert!(!pages.join("hoist-run.1").exists());
+}
