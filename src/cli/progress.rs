@@ -70,6 +70,23 @@ struct Running {
     bar: ProgressBar,
     header: String,
     lines: VecDeque<String>,
+    started: std::time::Instant,
+}
+
+impl Running {
+    /// Ends the step's live lines with one final line of ours, written
+    /// with a newline (indicatif's last frame would stay padded to its
+    /// idea of the terminal's width, with a spinner column).
+    fn finish(self, mark: &str, tail: &str) {
+        self.bar.finish_and_clear();
+        eprintln!("{mark} {} {}", self.header, dim(tail));
+    }
+}
+
+/// Whether colours and dimming are wanted: not with `NO_COLOR` set
+/// (no-color.org).
+fn colors() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 impl Display {
@@ -128,7 +145,8 @@ impl Display {
         if let Style::Tty { running } = &mut self.style
             && let Some(step) = running.take()
         {
-            step.bar.abandon_with_message(format!("✘ {}", step.header));
+            let seconds = step.started.elapsed().as_secs_f64();
+            step.finish("✘", &format!("{seconds:.2}s"));
         }
         self.close_line();
         match self.style {
@@ -367,17 +385,25 @@ fn tty_event(running: &mut Option<Running>, event: Event) {
             let stage = opens_stage.then_some(stage.as_str());
             let header = fit(&step_header(number, total, stage, &text));
             let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            // The elapsed time stays on the step's line; the output window
+            // (the message) comes below it.
+            let template = if colors() {
+                "{spinner:.cyan} {prefix} {elapsed:.dim}{msg}"
+            } else {
+                "{spinner} {prefix} {elapsed}{msg}"
+            };
             bar.set_style(
-                ProgressStyle::with_template("{spinner:.cyan} {msg} {elapsed:.dim}")
+                ProgressStyle::with_template(template)
                     .expect("a valid template")
                     .tick_chars("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏ "),
             );
-            bar.set_message(header.clone());
+            bar.set_prefix(header.clone());
             bar.enable_steady_tick(Duration::from_millis(100));
             *running = Some(Running {
                 bar,
                 header,
                 lines: VecDeque::new(),
+                started: std::time::Instant::now(),
             });
         }
         Event::Output { line, .. } => {
@@ -386,7 +412,7 @@ fn tty_event(running: &mut Option<Running>, event: Event) {
                     step.lines.pop_front();
                 }
                 step.lines.push_back(fit(&format!("  │ {line}")));
-                let mut message = step.header.clone();
+                let mut message = String::new();
                 for line in &step.lines {
                     message.push('\n');
                     message.push_str(line);
@@ -401,13 +427,7 @@ fn tty_event(running: &mut Option<Running>, event: Event) {
             ..
         } => {
             if let Some(step) = running.take() {
-                step.bar
-                    .set_style(ProgressStyle::with_template("{msg}").expect("a valid template"));
-                step.bar.finish_with_message(format!(
-                    "✔ {} {}",
-                    step.header,
-                    console_dim(&done_text(cached, layer_bytes, seconds))
-                ));
+                step.finish("✔", &done_text(cached, layer_bytes, seconds));
             }
         }
         Event::Warning(message) => match running {
@@ -431,8 +451,13 @@ fn tty_event(running: &mut Option<Running>, event: Event) {
     }
 }
 
-fn console_dim(text: &str) -> String {
-    format!("\x1b[2m{text}\x1b[0m")
+/// `text` dimmed, unless colours are off.
+fn dim(text: &str) -> String {
+    if colors() {
+        format!("\x1b[2m{text}\x1b[0m")
+    } else {
+        text.to_owned()
+    }
 }
 
 /// Cuts a line to the terminal's width so that a redraw never wraps.

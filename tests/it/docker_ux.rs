@@ -682,3 +682,85 @@ fn manual_pages_cover_every_command() {
     // The hidden `run` answer has no page.
     assert!(!pages.join("hoist-run.1").exists());
 }
+
+/// The live (tty) progress under a real pseudo-terminal at 40 and 120
+/// columns: each finished step ends with a newline, not padding; a failed
+/// step is `✘` with its time, no spinner column; the elapsed time stays on
+/// the step's line, not after its output; NO_COLOR turns off colours.
+#[test]
+fn tty_progress_draws_clean_lines_at_any_width() {
+    let dir = ProcessDir::owned("ux-tty");
+    let ctx = dir.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::copy(
+        require("/bin/busybox", "busybox-static"),
+        ctx.join("busybox"),
+    )
+    .unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY busybox /bin/busybox\n\
+         RUN [\"/bin/busybox\",\"sh\",\"-c\",\"for i in 1 2 3; do echo line $i; /bin/busybox sleep 0.2; done\"]\n\
+         RUN [\"/bin/busybox\",\"sh\",\"-c\",\"echo about to fail && exit 3\"]\n",
+    )
+    .unwrap();
+    let hoist = assert_cmd::cargo::cargo_bin("hoist");
+    for (columns, no_color) in [(40, false), (120, false), (120, true)] {
+        let store = dir.path().join(format!("store-{columns}-{no_color}"));
+        let command = format!(
+            "stty cols {columns}; {} --store {} build --progress tty {}",
+            hoist.display(),
+            store.display(),
+            ctx.display()
+        );
+        let env: &[(&str, &str)] = if no_color {
+            &[("TERM", "xterm"), ("NO_COLOR", "1")]
+        } else {
+            &[("TERM", "xterm")]
+        };
+        let (ok, screen) = on_a_terminal(&command, env);
+        assert!(!ok, "the last step fails: {screen:?}");
+        // Each finished line: from its mark to the end of its line.
+        let finished: Vec<&str> = screen
+            .match_indices(['✔', '✘'])
+            .map(|(at, _)| {
+                let rest = &screen[at..];
+                &rest[..rest.find(['\r', '\n']).unwrap_or(rest.len())]
+            })
+            .collect();
+        assert_eq!(finished.len(), 4, "{columns} columns: {screen:?}");
+        for line in &finished {
+            assert!(!line.ends_with(' '), "padded: {line:?}");
+        }
+        // Each finished line is followed by a newline.
+        for mark in ["✔ #3/4", "✘ #4/4"] {
+            let at = screen.find(mark).unwrap();
+            let rest = &screen[at..];
+            let end = rest.find(['\r', '\n']).unwrap();
+            assert!(!rest[..end].contains("\u{1b}[1A"), "{mark}: {rest:?}");
+        }
+        let failed = finished.last().unwrap();
+        let time = failed
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .trim_end_matches("\u{1b}[0m");
+        let time = time.trim_start_matches("\u{1b}[2m");
+        assert!(
+            time.ends_with('s') && time.contains('.') && time != "0s",
+            "{failed:?}"
+        );
+        // No output line carries the step's elapsed time.
+        assert!(
+            !screen.split(['\r', '\n']).any(|l| l.contains("│ line")
+                && l.trim_end().ends_with('s')
+                && l.contains("\u{1b}[2m")),
+            "{screen:?}"
+        );
+        let coloured = screen.contains("\u{1b}[2m") || screen.contains("\u{1b}[36m");
+        assert_eq!(
+            coloured, !no_color,
+            "{columns} columns, NO_COLOR={no_color}: {screen:?}"
+        );
+    }
+}
