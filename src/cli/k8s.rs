@@ -37,9 +37,10 @@ pub struct K8sArgs {
     /// digest (a warning instead of an error).
     #[arg(long)]
     pub allow_unpushed: bool,
-    /// Talk plain HTTP to this registry host (loopback hosts always are).
-    #[arg(long = "insecure-registry", value_name = "HOST")]
-    pub insecure_registries: Vec<String>,
+    /// `--insecure-registry`, `--ca-cert` and `--config`, as the commands
+    /// that pull take them.
+    #[command(flatten)]
+    pub registry: super::registry::RegistryArgs,
     /// The platform to read from a multi-platform image.
     #[arg(long)]
     pub platform: Option<String>,
@@ -84,9 +85,11 @@ fn options(args: &K8sArgs, facts: &ImageFacts) -> anyhow::Result<Options> {
 }
 
 /// Registry settings shared with `hoist build --k8s-out`.
-pub struct RegistryCheck<'a> {
+pub struct RegistryCheck {
     pub allow_unpushed: bool,
-    pub insecure: &'a [String],
+    /// How to talk to the registry (the config file's settings and the
+    /// flags).
+    pub client: ClientOptions,
     /// Whether a pull Secret or imagePullSecrets was asked for.
     pub pull_secret: bool,
 }
@@ -105,11 +108,7 @@ pub fn check_pushed(facts: &ImageFacts, check: &RegistryCheck) -> anyhow::Result
             facts.reference.familiar()
         );
     }
-    let options = ClientOptions {
-        insecure: check.insecure.to_vec(),
-        ..Default::default()
-    };
-    match check_registry(facts, &options) {
+    match check_registry(facts, &check.client) {
         Ok(Registration::Present { anonymous }) => {
             if !anonymous && !check.pull_secret {
                 eprintln!(
@@ -207,7 +206,8 @@ pub fn manifests(args: &K8sArgs, store: &Store) -> anyhow::Result<Generated> {
         Some(p) => Platform::parse(p).map_err(anyhow::Error::msg)?,
         None => Platform::host(),
     };
-    let pull = super::registry::RegistryArgs::insecure_only(&args.insecure_registries)
+    let pull = args
+        .registry
         .pull_options(&super::registry::MirrorArgs::default())?;
     let facts = inspect(store, &reference, &platform, &pull)?;
     let options = options(args, &facts)?;
@@ -216,7 +216,7 @@ pub fn manifests(args: &K8sArgs, store: &Store) -> anyhow::Result<Generated> {
             &facts,
             &RegistryCheck {
                 allow_unpushed: args.allow_unpushed,
-                insecure: &args.insecure_registries,
+                client: args.registry.client_options()?,
                 pull_secret: options.pull_credentials.is_some()
                     || !options.image_pull_secrets.is_empty(),
             },

@@ -36,17 +36,6 @@ pub struct RegistryArgs {
 }
 
 impl RegistryArgs {
-    /// The settings of a command that has only `--insecure-registry`
-    /// (`k8s`, `resolve`): the config file of `HOIST_CONFIG` or the
-    /// default one, and those hosts.
-    pub fn insecure_only(hosts: &[String]) -> RegistryArgs {
-        RegistryArgs {
-            insecure_registries: hosts.to_vec(),
-            config: std::env::var_os("HOIST_CONFIG").map(PathBuf::from),
-            ..RegistryArgs::default()
-        }
-    }
-
     /// The config file's settings with these flags (and `mirrors`)
     /// merged in.
     pub fn settings(&self, mirrors: &MirrorArgs) -> anyhow::Result<Settings> {

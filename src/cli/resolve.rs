@@ -47,9 +47,10 @@ pub struct ResolveArgs {
     /// Write references even when the registry lacks the digest.
     #[arg(long)]
     pub allow_unpushed: bool,
-    /// Talk plain HTTP to this registry host (loopback hosts always are).
-    #[arg(long = "insecure-registry", value_name = "HOST")]
-    pub insecure_registries: Vec<String>,
+    /// `--insecure-registry`, `--ca-cert` and `--config`, as the commands
+    /// that pull take them.
+    #[command(flatten)]
+    pub registry: super::registry::RegistryArgs,
     /// Write REPO:TAG@sha256:... (default REPO@sha256:...).
     #[arg(long)]
     pub keep_tag: bool,
@@ -141,8 +142,10 @@ pub fn run(args: &ResolveArgs, store_dir: &Path) -> anyhow::Result<i32> {
             keep_tag: args.keep_tag,
             ..Default::default()
         };
-        let pull = super::registry::RegistryArgs::insecure_only(&args.insecure_registries)
+        let pull = args
+            .registry
             .pull_options(&super::registry::MirrorArgs::default())?;
+        let client = args.registry.client_options()?;
         for (image, pinned) in images.iter_mut() {
             let reference = Reference::parse(image).with_context(|| format!("image {image}"))?;
             let facts = inspect(&store, &reference, &Platform::host(), &pull)?;
@@ -150,7 +153,7 @@ pub fn run(args: &ResolveArgs, store_dir: &Path) -> anyhow::Result<i32> {
                 &facts,
                 &RegistryCheck {
                     allow_unpushed: args.allow_unpushed,
-                    insecure: &args.insecure_registries,
+                    client: client.clone(),
                     // Whether the YAML has imagePullSecrets is the user's
                     // business here: no warning about it.
                     pull_secret: true,

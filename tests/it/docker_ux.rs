@@ -764,3 +764,45 @@ fn tty_progress_draws_clean_lines_at_any_width() {
         );
     }
 }
+
+/// `hoist k8s` and `hoist resolve` take the registry flags the pulling
+/// commands take (`--config`, `--ca-cert`), and a config file that cannot
+/// be read is named once, its cause once.
+#[test]
+fn k8s_and_resolve_read_the_config_file_and_ca_certs() {
+    let dir = ProcessDir::owned("ux-k8s-config");
+    let store = dir.path().join("store");
+    let yaml = dir.path().join("deploy.yaml");
+    std::fs::write(&yaml, "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - {name: c, image: \"hoist://app:1\"}\n").unwrap();
+    let missing = dir.path().join("missing.toml");
+    for args in [
+        vec!["k8s", "--config", missing.to_str().unwrap(), "app:1"],
+        vec![
+            "resolve",
+            "--config",
+            missing.to_str().unwrap(),
+            "-f",
+            yaml.to_str().unwrap(),
+        ],
+    ] {
+        let out = hoist(&store).args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("missing.toml"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    }
+    let pem = dir.path().join("missing.pem");
+    let out = hoist(&store)
+        .args(["k8s", "--ca-cert"])
+        .arg(&pem)
+        .arg("app:1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("missing.pem"),
+        "{err}"
+    );
+}

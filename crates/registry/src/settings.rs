@@ -57,9 +57,7 @@ pub struct Settings {
 /// Why the config file cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error(
-        "cannot read the hoist config file {path}: {source}; fix the path (HOIST_CONFIG, --config)"
-    )]
+    #[error("cannot read the hoist config file {path}; fix the path (HOIST_CONFIG, --config)")]
     Read {
         path: String,
         #[source]
