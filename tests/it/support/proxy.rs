@@ -344,20 +344,22 @@ fn serve(
                 let retry = retry_after
                     .map(|s| format!("Retry-After: {s}\r\n"))
                     .unwrap_or_default();
+                // Recorded before the answer: a client that gives up on it
+                // may exit, and its test read the log, at once.
+                record(status, true);
                 write!(
                     to_client,
                     "HTTP/1.1 {status} Injected\r\nContent-Length: 0\r\n{retry}\r\n"
                 )?;
-                record(status, true);
                 continue;
             }
             Some(Action::Redirect { base }) => {
                 copy_body(&mut from_client, None, &request.body())?;
+                record(307, true);
                 write!(
                     to_client,
                     "HTTP/1.1 307 Temporary Redirect\r\nLocation: {base}{target}\r\nContent-Length: 0\r\n\r\n"
                 )?;
-                record(307, true);
                 continue;
             }
             Some(Action::Reset) => {
@@ -402,6 +404,7 @@ fn serve(
             .nth(1)
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
+        record(status, false);
         to_client.write_all(&response.raw)?;
         let body = if method == "HEAD" || status == 204 || status == 304 || status < 200 {
             Body::Length(0)
@@ -414,7 +417,6 @@ fn serve(
         };
         let to_eof = matches!(body, Body::ToEof);
         copy_body(from_server, Some(&mut to_client), &body)?;
-        record(status, false);
         if to_eof {
             return Ok(());
         }
