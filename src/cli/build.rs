@@ -515,15 +515,7 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
                     let mut sink = hoist_oci::layer::tar::write_tar(&entries, options, sink)?;
                     Ok(sink.flush()?)
                 };
-                match dest {
-                    Some(path) => write_beside(path, |temp| {
-                        let file = std::fs::File::create(temp)
-                            .with_context(|| format!("cannot create {}", temp.display()))?;
-                        write(Box::new(io::BufWriter::new(file.try_clone()?)))?;
-                        Ok(file.sync_all()?)
-                    })?,
-                    None => write(Box::new(io::BufWriter::new(io::stdout().lock())))?,
-                }
+                write_to(dest.as_deref(), write)?;
             }
             Output::Docker(dest) | Output::OciArchive(dest) => {
                 let docker = matches!(output, Output::Docker(_));
@@ -535,15 +527,7 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
                     };
                     Ok(sink.flush()?)
                 };
-                match dest {
-                    Some(path) => write_beside(path, |temp| {
-                        let file = std::fs::File::create(temp)
-                            .with_context(|| format!("cannot create {}", temp.display()))?;
-                        write(Box::new(io::BufWriter::new(file.try_clone()?)))?;
-                        Ok(file.sync_all()?)
-                    })?,
-                    None => write(Box::new(io::BufWriter::new(io::stdout().lock())))?,
-                }
+                write_to(dest.as_deref(), write)?;
             }
         }
     }
@@ -608,6 +592,23 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
         emit(&format!("{digest}\n"))?;
     }
     Ok(0)
+}
+
+/// Runs `write` on FILE (written beside it, then renamed, synced) or, for
+/// `None`, on standard output: where an archive goes.
+pub fn write_to(
+    dest: Option<&Path>,
+    write: impl FnOnce(Box<dyn Write>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    match dest {
+        Some(path) => write_beside(path, |temp| {
+            let file = std::fs::File::create(temp)
+                .with_context(|| format!("cannot create {}", temp.display()))?;
+            write(Box::new(io::BufWriter::new(file.try_clone()?)))?;
+            Ok(file.sync_all()?)
+        }),
+        None => write(Box::new(io::BufWriter::new(io::stdout().lock()))),
+    }
 }
 
 /// The file system of the image `top` into the directory `dest` (made

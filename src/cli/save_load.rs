@@ -108,25 +108,19 @@ pub fn save(args: &SaveArgs, store_dir: &Path) -> anyhow::Result<i32> {
         };
         Ok(sink.flush()?)
     };
-    match &args.output {
-        Some(path) => super::build::write_beside(path, |temp| {
-            let file = std::fs::File::create(temp)
-                .with_context(|| format!("cannot create {}", temp.display()))?;
-            write(Box::new(std::io::BufWriter::new(file.try_clone()?)))?;
-            Ok(file.sync_all()?)
-        })?,
-        None => write(Box::new(std::io::BufWriter::new(std::io::stdout().lock())))?,
-    }
+    super::build::write_to(args.output.as_deref(), write)?;
     Ok(0)
 }
 
 pub fn load(args: &LoadArgs, store_dir: &Path) -> anyhow::Result<i32> {
     let store = Store::open(store_dir)
         .with_context(|| format!("cannot open the store at {}", store_dir.display()))?;
+    // Unpacked beside the store: an archive can be as big as the images it
+    // holds, more than a tmpfs /tmp takes.
     let scratch = tempfile::Builder::new()
         .prefix("hoist-load-")
-        .tempdir()
-        .context("cannot create a scratch directory")?;
+        .tempdir_in(store.root())
+        .context("cannot create a scratch directory in the store")?;
     let dir = scratch.path();
     let input: Box<dyn Read> = match &args.input {
         Some(path) => Box::new(
