@@ -171,6 +171,35 @@ fn two_platforms_give_an_index_whose_arm64_run_step_ran_emulated() {
         "aarch64"
     );
 
+    // `hoist k8s` and `hoist resolve` pin the index, so that each node
+    // pulls its own platform's image.
+    let repository = image.rsplit_once(':').unwrap().0;
+    let deployment = run_ok(
+        hoist(&dir.path().join("store"))
+            .args(["k8s", "--allow-unpushed", &image])
+            .arg("--name")
+            .arg("multi"),
+    );
+    assert!(
+        deployment.contains(&format!("image: {repository}@{digest}")),
+        "{deployment}"
+    );
+    let yaml = dir.path().join("pod.yaml");
+    std::fs::write(
+        &yaml,
+        format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n  containers:\n  - {{name: c, image: \"hoist://{image}\"}}\n"),
+    )
+    .unwrap();
+    let resolved = run_ok(
+        hoist(&dir.path().join("store"))
+            .args(["resolve", "-f"])
+            .arg(&yaml),
+    );
+    assert!(
+        resolved.contains(&format!("{repository}@{digest}")),
+        "{resolved}"
+    );
+
     // The same sources give the same index in another store, and an OCI
     // archive holds it; type=docker cannot.
     let again = run_ok(
