@@ -76,6 +76,12 @@ pub struct BuildArgs {
     /// `type=local,dest=DIR` or `type=tar,dest=FILE|-`.
     #[arg(short = 'o', long)]
     pub output: Vec<String>,
+    /// The network of RUN steps that name none of their own
+    /// (`RUN --network=...`): `default` or `host` (the host's, as BuildKit
+    /// gives RUN), or `none` (a loopback device only; needs namespace
+    /// isolation).
+    #[arg(long, value_name = "default|host|none", value_parser = ["default", "host", "none"])]
+    pub network: Option<String>,
     /// Check the Dockerfile as `hoist check` does and stop, building
     /// nothing (exit status 1 when it has an error).
     #[arg(long)]
@@ -408,6 +414,7 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
         secrets,
         cache_from,
         cache_to,
+        run_network_none: args.network.as_deref() == Some("none"),
     };
     let started = std::time::Instant::now();
     let mut display = Display::new(args.progress, args.quiet);

@@ -189,6 +189,9 @@ fn job_arguments(args: &BuildArgs, tags: &[Reference], pinned: &str) -> Vec<Stri
     if let Some(isolation) = args.isolation {
         flag("isolation", &isolation.to_string());
     }
+    if let Some(network) = &args.network {
+        flag("network", network);
+    }
     if args.no_cache {
         out.push("--no-cache".to_owned());
     }

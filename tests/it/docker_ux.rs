@@ -806,3 +806,39 @@ fn k8s_and_resolve_read_the_config_file_and_ca_certs() {
         "{err}"
     );
 }
+
+/// `--network=none` takes the network from every RUN step that names none
+/// of its own; a step's own `RUN --network=host` keeps the host's.
+#[test]
+fn network_none_cuts_every_run_step_off() {
+    let dir = ProcessDir::owned("ux-network");
+    let ctx = dir.path().join("ctx");
+    busybox_context(&ctx);
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY bin /bin/\n\
+         RUN [\"/bin/sh\", \"-c\", \"cut -d: -f1 /proc/net/dev | tail -n +3 | tr -d ' ' > /cut\"]\n\
+         RUN --network=host [\"/bin/sh\", \"-c\", \"cut -d: -f1 /proc/net/dev | tail -n +3 | tr -d ' ' > /host\"]\n",
+    )
+    .unwrap();
+    let local = dir.path().join("local");
+    run_ok(
+        hoist(&dir.path().join("store"))
+            .args([
+                "build",
+                "-q",
+                "--isolation",
+                "namespaces",
+                "--network",
+                "none",
+                "-o",
+            ])
+            .arg(format!("type=local,dest={}", local.display()))
+            .arg(&ctx),
+    );
+    let cut = std::fs::read_to_string(local.join("cut")).unwrap();
+    assert_eq!(cut.trim(), "lo", "{cut}");
+    let host = std::fs::read_to_string(local.join("host")).unwrap();
+    let here = std::fs::read_to_string("/proc/net/dev").unwrap();
+    assert_eq!(host.lines().count(), here.lines().count() - 2, "{host}");
+}

@@ -65,6 +65,9 @@ pub struct BuildRequest {
     /// written when the build is done (`--cache-to`).
     pub cache_from: Vec<CacheSpec>,
     pub cache_to: Vec<CacheSpec>,
+    /// `--network=none`: RUN steps that name no network of their own get
+    /// none (the default is the host's, as BuildKit's RUN has).
+    pub run_network_none: bool,
 }
 
 /// A step's progress, for the display.

@@ -57,7 +57,9 @@ impl Builder<'_> {
         }
         let network = match network {
             Some(Network::None) => RunNetwork::None,
-            _ => RunNetwork::Host,
+            Some(_) => RunNetwork::Host,
+            None if self.request.run_network_none => RunNetwork::None,
+            None => RunNetwork::Host,
         };
         if !mounts.is_empty() {
             // Mount targets are checked against the image's directories.
