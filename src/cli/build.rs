@@ -301,19 +301,7 @@ pub fn run(args: &BuildArgs, store_dir: &Path) -> anyhow::Result<i32> {
         }
         None => super::context_source::resolve(&args.context)?,
     };
-    // -f names a file of the context when the context came from a tar or a
-    // repository (as docker build reads it), a path otherwise.
-    let unpacked = context.dir != args.context;
-    let dockerfile_path = match &args.file {
-        Some(p) if p.as_os_str() == "-" => None,
-        Some(p) if unpacked => Some(context.dir.join(p)),
-        Some(p) => Some(p.clone()),
-        None if context.dockerfile.is_some() => None,
-        None => Some(match &context.dockerfile_path {
-            Some(path) => path.clone(),
-            None => default_dockerfile(&context.dir)?,
-        }),
-    };
+    let dockerfile_path = dockerfile_path(args, &context)?;
     let (name, text) = match &context.dockerfile {
         Some(_) if args.file.is_some() => {
             bail!("standard input held a Dockerfile, not a context tar: -f cannot name another")
@@ -696,9 +684,31 @@ fn load_into_engine(export: &[ExportImage], store: &Store) -> anyhow::Result<&'s
     Ok(tool)
 }
 
+/// Where the Dockerfile of `args` is: `None` for standard input (`-f -`,
+/// or a Dockerfile piped in as the context). `-f` names a file of the
+/// context when the context came from a tar, a repository or an artifact
+/// (as docker build reads it), a path otherwise; without `-f`, the
+/// context's own Dockerfile.
+pub fn dockerfile_path(
+    args: &BuildArgs,
+    context: &super::context_source::Context,
+) -> anyhow::Result<Option<PathBuf>> {
+    let unpacked = context.dir != args.context;
+    Ok(match &args.file {
+        Some(p) if p.as_os_str() == "-" => None,
+        Some(p) if unpacked => Some(context.dir.join(p)),
+        Some(p) => Some(p.clone()),
+        None if context.dockerfile.is_some() => None,
+        None => Some(match &context.dockerfile_path {
+            Some(path) => path.clone(),
+            None => default_dockerfile(&context.dir)?,
+        }),
+    })
+}
+
 /// The Dockerfile of a context when -f names none: `Dockerfile`, else
 /// `Containerfile` (as podman and buildah look for it).
-pub fn default_dockerfile(dir: &Path) -> anyhow::Result<PathBuf> {
+fn default_dockerfile(dir: &Path) -> anyhow::Result<PathBuf> {
     let dockerfile = dir.join("Dockerfile");
     if dockerfile.exists() {
         return Ok(dockerfile);

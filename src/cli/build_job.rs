@@ -36,14 +36,7 @@ pub fn run(args: &BuildArgs, tags: &[Reference], out: &Path) -> anyhow::Result<i
         None => first.clone(),
     };
     let context = super::context_source::resolve(&args.context)?;
-    let unpacked = context.dir != args.context;
-    let dockerfile_path = match &args.file {
-        Some(p) if p.as_os_str() == "-" => None,
-        Some(p) if unpacked => Some(context.dir.join(p)),
-        Some(p) => Some(p.clone()),
-        None if context.dockerfile.is_some() => None,
-        None => Some(super::build::default_dockerfile(&context.dir)?),
-    };
+    let dockerfile_path = super::build::dockerfile_path(args, &context)?;
     let bytes = match (&context.dockerfile, &dockerfile_path) {
         (Some(bytes), _) => bytes.clone(),
         (None, Some(path)) => std::fs::read(path).with_context(|| {
