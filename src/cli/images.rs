@@ -47,12 +47,7 @@ pub fn run(args: &ImagesArgs, store_dir: &Path) -> anyhow::Result<i32> {
             ),
         }
     }
-    let template = args
-        .format
-        .as_deref()
-        .map(super::template::Template::parse)
-        .transpose()
-        .map_err(|e| anyhow::anyhow!("--format: {e}"))?;
+    let template = super::template::Template::from_flag(args.format.as_deref())?;
     let store = Store::open(store_dir)?;
     let affected = store.affected_images(&store.noted_damaged()?)?;
     let now = std::time::SystemTime::now()
@@ -131,12 +126,7 @@ pub fn run(args: &ImagesArgs, store_dir: &Path) -> anyhow::Result<i32> {
                 "CreatedAt": created_at,
                 "Size": size,
             });
-            out.push_str(
-                &template
-                    .render(&fields)
-                    .map_err(|e| anyhow::anyhow!("--format: {e}"))?,
-            );
-            out.push('\n');
+            out.push_str(&template.line(&fields)?);
             continue;
         }
         let mut row = vec![repository, tag];

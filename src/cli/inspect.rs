@@ -85,12 +85,7 @@ struct Found {
 
 pub fn inspect(args: &InspectArgs, store_dir: &Path) -> anyhow::Result<i32> {
     let platform = platform_of(args.platform.as_deref())?;
-    let template = args
-        .format
-        .as_deref()
-        .map(Template::parse)
-        .transpose()
-        .map_err(|e| anyhow::anyhow!("--format: {e}"))?;
+    let template = Template::from_flag(args.format.as_deref())?;
     let mut values = Vec::new();
     for image in &args.images {
         let found = find(image, store_dir, &platform, &args.registry)?;
@@ -100,12 +95,7 @@ pub fn inspect(args: &InspectArgs, store_dir: &Path) -> anyhow::Result<i32> {
         Some(template) => {
             let mut out = String::new();
             for value in &values {
-                out.push_str(
-                    &template
-                        .render(value)
-                        .map_err(|e| anyhow::anyhow!("--format: {e}"))?,
-                );
-                out.push('\n');
+                out.push_str(&template.line(value)?);
             }
             out
         }
@@ -150,12 +140,7 @@ pub fn history(args: &HistoryArgs, store_dir: &Path) -> anyhow::Result<i32> {
         super::emit(&out)?;
         return Ok(0);
     }
-    let template = args
-        .format
-        .as_deref()
-        .map(Template::parse)
-        .transpose()
-        .map_err(|e| anyhow::anyhow!("--format: {e}"))?;
+    let template = Template::from_flag(args.format.as_deref())?;
     let mut lines = vec![vec![
         "IMAGE".to_owned(),
         "CREATED".to_owned(),
@@ -201,12 +186,7 @@ pub fn history(args: &HistoryArgs, store_dir: &Path) -> anyhow::Result<i32> {
                 "Size": row[3],
                 "Comment": row[4],
             });
-            out.push_str(
-                &template
-                    .render(&fields)
-                    .map_err(|e| anyhow::anyhow!("--format: {e}"))?,
-            );
-            out.push('\n');
+            out.push_str(&template.line(&fields)?);
         }
         lines.push(row);
     }
@@ -355,7 +335,7 @@ fn docker_inspect(found: &Found) -> Value {
 }
 
 /// `text` cut to `max` characters with `…`, as docker's columns are.
-fn ellipsis(text: &str, max: usize) -> String {
+pub fn ellipsis(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         return text.to_owned();
     }

@@ -462,13 +462,7 @@ fn dim(text: &str) -> String {
 
 /// Cuts a line to the terminal's width so that a redraw never wraps.
 fn fit(line: &str) -> String {
-    let width = terminal_width().saturating_sub(16).max(20);
-    if line.chars().count() <= width {
-        return line.to_string();
-    }
-    let mut cut: String = line.chars().take(width - 1).collect();
-    cut.push('…');
-    cut
+    super::inspect::ellipsis(line, terminal_width().saturating_sub(16).max(20))
 }
 
 fn terminal_width() -> usize {

@@ -30,6 +30,23 @@ enum Expr {
 }
 
 impl Template {
+    /// A `--format` flag's template, parsed; `None` without the flag.
+    pub fn from_flag(text: Option<&str>) -> anyhow::Result<Option<Template>> {
+        text.map(Template::parse)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--format: {e}"))
+    }
+
+    /// One line of `--format` output: the template over `value`, then a
+    /// newline.
+    pub fn line(&self, value: &Value) -> anyhow::Result<String> {
+        let mut text = self
+            .render(value)
+            .map_err(|e| anyhow::anyhow!("--format: {e}"))?;
+        text.push('\n');
+        Ok(text)
+    }
+
     pub fn parse(text: &str) -> Result<Template, String> {
         let mut parts = Vec::new();
         let mut rest = text;
